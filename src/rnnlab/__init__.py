@@ -1,0 +1,8 @@
+"""rnnlab: the recurrent network family, its variants and its challengers.
+
+Layers that drop in for ``torch.nn.RNN/LSTM/GRU`` (``rnnlab.RNN``, ``rnnlab.LSTM``,
+``rnnlab.GRU``), tasks, models, a training engine, a comparison lab and deployment tools.
+See ARCHITECTURE.md for how the stages fit together.
+"""
+
+__version__ = "0.1.0"
