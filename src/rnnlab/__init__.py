@@ -6,3 +6,8 @@ See ARCHITECTURE.md for how the stages fit together.
 """
 
 __version__ = "0.1.0"
+
+from rnnlab.cells import GRUCell, LSTMCell, RNNCell  # noqa: E402
+from rnnlab.layers import GRU, LSTM, RNN, count_parameters, record_gates  # noqa: E402
+
+__all__ = ["GRU", "GRUCell", "LSTM", "LSTMCell", "RNN", "RNNCell", "count_parameters", "record_gates"]
