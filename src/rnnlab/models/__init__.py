@@ -1,0 +1,362 @@
+"""Models: one encoder choice under one head per task.
+
+    build_model("lstm", spec, params=70_000)   # → TaskModel, about 70K parameters
+
+Encoders (``MODEL_NAMES``):
+
+=============  ==============================================================================
+``rnn``        stacked ``rnnlab.RNN`` (tanh; ``nonlinearity="relu"`` as an option)
+``lstm``       stacked ``rnnlab.LSTM``
+``gru``        stacked ``rnnlab.GRU``
+``lstm+attn``  LSTM + attention: the seeds' attention pooling for sequence heads, Luong attention
+``gru+attn``   per step for tag/lm heads (see ``attention.py``); the seeds' ``HybridModel`` is
+               ``gru+attn`` under a sequence head
+``tcn``        temporal convolutional network (Bai et al. 2018); receptive field covers ``seq_len``
+``transformer`` pre-norm Transformer encoder, sinusoidal positions, causal for ``lm``
+=============  ==============================================================================
+
+Heads follow ``spec.head`` (see ``heads.py``). Options common to all models: ``hidden_size`` (the
+width: hidden units per direction, TCN channels, or d_model), ``params`` (choose the width whose
+parameter count is closest to this budget; give one of the two), ``num_layers`` (recurrent layers,
+or transformer layers; the TCN's depth is its ``levels``), ``dropout`` (between recurrent layers
+and before the head; inside TCN blocks and transformer layers), ``bidirectional`` (recurrent:
+``None`` lets the task decide: True for ``tag``, else False; refused for causal tasks),
+``layer_norm`` and ``init`` (``"orthogonal"`` / ``"chrono"``: recurrent models). Further options
+per model are listed by ``model_options(name)``.
+
+Other packages add models with ``register_model``; ``model_names()`` lists every registered one.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
+
+from rnnlab.errors import ConfigError, unknown_name
+from rnnlab.models.attention import AttentionPooling, StepAttention
+from rnnlab.models.heads import build_head
+from rnnlab.models.recurrent import RecurrentEncoder
+from rnnlab.models.sizing import count_built, fit_width
+from rnnlab.models.task_model import (
+    HEAD_NAMES,
+    PER_STEP_HEADS,
+    EncoderOutput,
+    TaskModel,
+    count_parameters,
+    normalize_spec,
+)
+from rnnlab.models.tcn import DEFAULT_KERNEL_SIZE, TCNEncoder, choose_levels, receptive_field
+from rnnlab.models.transformer import POOLINGS, TransformerEncoder
+
+MODEL_NAMES = ("rnn", "lstm", "gru", "lstm+attn", "gru+attn", "tcn", "transformer")
+
+__all__ = [
+    "HEAD_NAMES",
+    "MODEL_NAMES",
+    "EncoderOutput",
+    "ModelFamily",
+    "TaskModel",
+    "build_model",
+    "count_parameters",
+    "model_names",
+    "model_options",
+    "receptive_field",
+    "register_model",
+]
+
+
+@dataclass(frozen=True)
+class ModelFamily:
+    """How to build one model name.
+
+    ``build(name, spec, width, options) -> TaskModel`` where ``options`` is a namespace of the
+    common options (``num_layers``, ``dropout``, ``bidirectional``, ``layer_norm``, ``init``) and
+    ``options.extras`` (a dict of the model's own options, already checked against ``extras``).
+    ``check(name, spec, options)`` refuses combinations the model cannot honour.
+    ``width_multiple(extras)``: widths must be a multiple of this (the transformer's head count).
+    ``refine``: an integer option fitted after the width to bring the count closer to a budget.
+    """
+
+    build: Callable[..., TaskModel]
+    extras: tuple[str, ...] = ()
+    default_width: int = 128
+    check: Callable[[str, SimpleNamespace, SimpleNamespace], None] | None = None
+    width_multiple: Callable[[dict[str, Any]], int] = field(default=lambda extras: 1)
+    refine: str | None = None
+    description: str = ""
+
+
+_REGISTRY: dict[str, ModelFamily] = {}
+
+
+def register_model(name: str, family: ModelFamily) -> None:
+    """Make ``name`` buildable by ``build_model`` (and listed by ``model_names``)."""
+    _REGISTRY[name] = family
+
+
+def model_names() -> tuple[str, ...]:
+    """Every registered model name: the built-in ``MODEL_NAMES`` first."""
+    return tuple(_REGISTRY)
+
+
+def model_options(name: str) -> tuple[str, ...]:
+    """The options ``name`` takes beyond the common ones."""
+    return _family(name).extras
+
+
+def _family(name: str) -> ModelFamily:
+    if name not in _REGISTRY:
+        raise unknown_name("model", name, model_names())
+    return _REGISTRY[name]
+
+
+def build_model(
+    name: str,
+    spec: Any,
+    *,
+    hidden_size: int | None = None,
+    num_layers: int = 2,
+    params: int | None = None,
+    dropout: float = 0.0,
+    bidirectional: bool | None = None,
+    layer_norm: bool = False,
+    init: str | None = None,
+    **extras: Any,
+) -> TaskModel:
+    """The model ``name`` for the task ``spec`` (a ``TaskSpec``, or a dict of its fields).
+
+    Give ``hidden_size`` (the width) or ``params`` (a parameter budget: the width whose count is
+    closest is chosen, and a warning says so when it lands more than 10% away), not both; neither
+    gives the model's default width. ``model.options`` holds the arguments that rebuild it exactly.
+    """
+    family = _family(name)
+    spec = normalize_spec(spec)
+    if hidden_size is not None and params is not None:
+        raise ConfigError(f"give hidden_size or params, not both; got hidden_size={hidden_size}, params={params}")
+    for option, value in (("hidden_size", hidden_size), ("params", params)):
+        if value is not None and (not isinstance(value, int) or value < 1):
+            raise ConfigError(f"{option} must be a positive integer; got {value!r}")
+    if not isinstance(num_layers, int) or num_layers < 1:
+        raise ConfigError(f"num_layers must be a positive integer; got {num_layers!r}")
+    if not 0.0 <= dropout < 1.0:
+        raise ConfigError(f"dropout must lie in [0, 1); got {dropout}")
+    unknown = sorted(set(extras) - set(family.extras))
+    if unknown:
+        takes = ", ".join(family.extras) if family.extras else "no further options"
+        raise ConfigError(f"model {name!r} does not take {', '.join(unknown)}; it takes: {takes}")
+    if bidirectional and spec.causal:
+        raise ConfigError(
+            f"bidirectional=True reads later steps, which the causal task {spec.task!r} (head {spec.head!r}) "
+            "forbids; use bidirectional=False or leave it unset"
+        )
+    options = SimpleNamespace(
+        num_layers=num_layers,
+        dropout=float(dropout),
+        bidirectional=bidirectional,
+        layer_norm=bool(layer_norm),
+        init=init,
+        extras=dict(extras),
+    )
+    if family.check is not None:
+        family.check(name, spec, options)
+
+    multiple = family.width_multiple(options.extras)
+    if hidden_size is not None and hidden_size % multiple:
+        raise ConfigError(f"model {name!r} needs hidden_size to be a multiple of {multiple}; got {hidden_size}")
+    if params is None:
+        width = hidden_size or family.default_width
+    else:
+        width = _fit_to_budget(name, family, spec, options, params)
+    model = family.build(name, spec, width, options)
+    model.options = {
+        "hidden_size": width,
+        "num_layers": num_layers,
+        "dropout": float(dropout),
+        "bidirectional": options.bidirectional,
+        "layer_norm": bool(layer_norm),
+        "init": init,
+        **options.extras,
+    }
+    return model
+
+
+def _fit_to_budget(name: str, family: ModelFamily, spec: SimpleNamespace, options: SimpleNamespace, params: int) -> int:
+    multiple = family.width_multiple(options.extras)
+    # The count does not depend on the initialiser: build with the default (cheap) one.
+    counting = SimpleNamespace(**{**vars(options), "init": None, "extras": dict(options.extras)})
+
+    def count_at(width: int, **overrides: Any) -> int:
+        trial = SimpleNamespace(**{**vars(counting), "extras": {**counting.extras, **overrides}})
+        return count_built(lambda: family.build(name, spec, width, trial))
+
+    width = fit_width(lambda k: count_at(k * multiple), params) * multiple
+    if family.refine is not None and family.refine not in options.extras:
+        refined = fit_width(lambda value: count_at(width, **{family.refine: value}), params)
+        options.extras[family.refine] = refined
+    reached = count_at(width)
+    if abs(reached - params) > 0.1 * params:
+        warnings.warn(
+            f"params={params:,}: the closest {name} for task {spec.task!r} has {reached:,} parameters "
+            f"(width {width})",
+            stacklevel=3,
+        )
+    return width
+
+
+# --------------------------------------------------------------------------- recurrent
+# Options handed to the rnnlab layer as they are (see rnnlab.layers), plus the embedding width.
+RECURRENT_EXTRAS = (
+    "embedding_dim",
+    "recurrent_dropout",
+    "zoneout",
+    "weight_norm",
+    "chrono_max_len",
+    "gradient_checkpointing",
+    "checkpoint_steps",
+)
+
+
+def _build_recurrent(name: str, spec: SimpleNamespace, width: int, options: SimpleNamespace) -> TaskModel:
+    cell, _, attention_kind = name.partition("+")
+    extras = dict(options.extras)
+    attention_size = extras.pop("attention_size", None)
+    embedding_dim = extras.pop("embedding_dim", None)
+    layer_options = dict(extras)
+    if options.layer_norm:
+        layer_options["layer_norm"] = True
+    if options.init is not None:
+        layer_options["init"] = options.init
+    if options.init == "chrono" and "chrono_max_len" not in layer_options and spec.seq_len is not None:
+        # Chrono biases are drawn for dependencies up to T_max steps: the task's length is that span.
+        layer_options["chrono_max_len"] = max(3, spec.seq_len)
+    encoder = RecurrentEncoder(
+        spec,
+        cell,
+        width,
+        num_layers=options.num_layers,
+        bidirectional=options.bidirectional,
+        dropout=options.dropout,
+        embedding_dim=embedding_dim,
+        **layer_options,
+    )
+    attention = None
+    if attention_kind == "attn":
+        if spec.head in PER_STEP_HEADS:
+            attention = StepAttention(encoder.step_size, causal=spec.causal)
+        else:
+            attention = AttentionPooling(encoder.summary_size, attention_size)
+    per_step = spec.head in PER_STEP_HEADS
+    head = build_head(spec, encoder.step_size if per_step or attention is not None else encoder.summary_size)
+    return TaskModel(name, spec, encoder, head, attention=attention, dropout=options.dropout)
+
+
+def _check_recurrent(name: str, spec: SimpleNamespace, options: SimpleNamespace) -> None:
+    if options.bidirectional is None:
+        options.bidirectional = spec.head == "tag" and not spec.causal
+    if "attention_size" in options.extras and spec.head in PER_STEP_HEADS:
+        raise ConfigError(
+            f"attention_size sets the additive pooling of sequence heads; head {spec.head!r} uses "
+            "per-step attention, which has no such size"
+        )
+
+
+for _cell in ("rnn", "lstm", "gru"):
+    _cell_extras = RECURRENT_EXTRAS + {"rnn": ("nonlinearity",), "gru": ("convention",), "lstm": ()}[_cell]
+    register_model(
+        _cell,
+        ModelFamily(_build_recurrent, _cell_extras, 128, _check_recurrent, description=f"stacked {_cell.upper()}"),
+    )
+for _cell in ("lstm", "gru"):
+    register_model(
+        f"{_cell}+attn",
+        ModelFamily(
+            _build_recurrent,
+            RECURRENT_EXTRAS + ("attention_size",) + (("convention",) if _cell == "gru" else ()),
+            128,
+            _check_recurrent,
+            description=f"{_cell.upper()} + attention",
+        ),
+    )
+
+
+# --------------------------------------------------------------------------- tcn
+def _check_not_recurrent(name: str, spec: SimpleNamespace, options: SimpleNamespace) -> None:
+    if options.init is not None:
+        raise ConfigError(f"init={options.init!r} sets recurrent weights; model {name!r} has none (use init=None)")
+    if name == "tcn":
+        if options.bidirectional:
+            raise ConfigError("tcn is causal by construction: bidirectional must be None or False")
+        if options.layer_norm:
+            raise ConfigError(
+                "tcn normalises its weights (weight normalisation, Bai et al. 2018); layer_norm applies "
+                "to rnn, lstm, gru and their +attn forms"
+            )
+    if name == "transformer":
+        pooling = options.extras.get("pooling", "last")
+        if pooling not in POOLINGS:
+            raise ConfigError(f"transformer pooling must be one of {', '.join(POOLINGS)}; got {pooling!r}")
+        heads = options.extras.get("num_heads", 4)
+        if not isinstance(heads, int) or heads < 1:
+            raise ConfigError(f"transformer num_heads must be a positive integer; got {heads!r}")
+
+
+def _build_tcn(name: str, spec: SimpleNamespace, width: int, options: SimpleNamespace) -> TaskModel:
+    kernel_size = options.extras.get("kernel_size", DEFAULT_KERNEL_SIZE)
+    levels = choose_levels(spec, kernel_size, options.extras.get("levels"))
+    encoder = TCNEncoder(
+        spec,
+        width,
+        levels=levels,
+        kernel_size=kernel_size,
+        dropout=options.dropout,
+        embedding_dim=options.extras.get("embedding_dim"),
+    )
+    head = build_head(spec, encoder.step_size)
+    model = TaskModel(name, spec, encoder, head, dropout=options.dropout)
+    model.receptive_field = encoder.receptive_field
+    return model
+
+
+register_model(
+    "tcn",
+    ModelFamily(
+        _build_tcn,
+        ("kernel_size", "levels", "embedding_dim"),
+        64,
+        _check_not_recurrent,
+        description="temporal convolutional network (Bai et al. 2018)",
+    ),
+)
+
+
+# --------------------------------------------------------------------------- transformer
+def _build_transformer(name: str, spec: SimpleNamespace, width: int, options: SimpleNamespace) -> TaskModel:
+    encoder = TransformerEncoder(
+        spec,
+        width,
+        num_layers=options.num_layers,
+        num_heads=options.extras.get("num_heads", 4),
+        feedforward_size=options.extras.get("feedforward_size"),
+        dropout=options.dropout,
+        causal=spec.causal or options.bidirectional is False,
+        pooling=options.extras.get("pooling", "last"),
+    )
+    head = build_head(spec, encoder.step_size)
+    return TaskModel(name, spec, encoder, head, dropout=options.dropout)
+
+
+register_model(
+    "transformer",
+    ModelFamily(
+        _build_transformer,
+        ("num_heads", "feedforward_size", "pooling"),
+        64,
+        _check_not_recurrent,
+        width_multiple=lambda extras: extras.get("num_heads", 4),
+        refine="feedforward_size",
+        description="pre-norm Transformer encoder with sinusoidal positions",
+    ),
+)

@@ -1,0 +1,258 @@
+"""A task model: one sequence encoder, optional attention, one head shaped by the task.
+
+Every encoder (recurrent, TCN, transformer) maps a padded batch to an ``EncoderOutput``:
+
+* ``steps``   ``[B, T, step_size]``: one feature vector per time step (what per-step heads read);
+* ``summary`` ``[B, summary_size]``: one vector per sequence (what sequence-level heads read);
+* ``state``: the recurrent state after each sequence's last valid step (``None`` for encoders
+  without one).
+
+``TaskModel`` checks its inputs against the ``TaskSpec`` (the edge where a wrong batch can still
+get a clear message), runs the encoder, the attention if any, dropout, and the head:
+
+    classify   [B, num_classes]          tag / lm   [B, T, num_classes]
+    forecast   [B, horizon, n_targets]   regress    [B]
+    multilabel [B, T, num_classes]       (per-step independent logits, e.g. 88 piano keys)
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, is_dataclass
+from types import SimpleNamespace
+from typing import Any, NamedTuple
+
+import torch
+from torch import nn
+
+from rnnlab.errors import ConfigError
+from rnnlab.layers import count_parameters
+
+HEAD_NAMES = ("classify", "tag", "lm", "forecast", "regress", "multilabel")
+PER_STEP_HEADS = frozenset({"tag", "lm", "multilabel"})
+
+
+class EncoderOutput(NamedTuple):
+    steps: torch.Tensor
+    summary: torch.Tensor
+    state: Any = None
+
+
+SPEC_DEFAULTS: dict[str, Any] = {
+    "task": "custom",
+    "head": None,
+    "input_size": 0,
+    "vocab_size": None,
+    "num_classes": None,
+    "output_shape": [],
+    "seq_len": None,
+    "causal": None,  # None: causal exactly when the head is "lm"
+}
+
+
+def normalize_spec(spec: Any) -> SimpleNamespace:
+    """The task description as plain values with every field present, checked.
+
+    Accepts ``rnnlab.data.TaskSpec``, a dict (e.g. read back from ``config.json``) or any object with
+    the same attributes; refuses one a model cannot be built for, saying which field is wrong.
+    """
+    if is_dataclass(spec):
+        values = asdict(spec)
+    elif isinstance(spec, dict):
+        values = dict(spec)
+    else:
+        values = {key: getattr(spec, key) for key in SPEC_DEFAULTS if hasattr(spec, key)}
+    values = {**SPEC_DEFAULTS, **values}
+    if values["causal"] is None:
+        values["causal"] = values["head"] == "lm"
+    values["input_size"] = values["input_size"] or 0
+    values["output_shape"] = list(values["output_shape"] or [])
+    spec = SimpleNamespace(**values)
+    _check_spec(spec)
+    return spec
+
+
+def _check_spec(spec: SimpleNamespace) -> None:
+    if spec.head not in HEAD_NAMES:
+        raise ConfigError(f"spec.head must be one of {', '.join(HEAD_NAMES)}; got {spec.head!r}")
+    if spec.vocab_size is None and spec.input_size < 1:
+        raise ConfigError(
+            "a task needs token inputs (spec.vocab_size ≥ 1) or float features (spec.input_size ≥ 1); "
+            f"got vocab_size={spec.vocab_size!r}, input_size={spec.input_size!r}"
+        )
+    if spec.vocab_size is not None and spec.vocab_size < 1:
+        raise ConfigError(f"spec.vocab_size must be ≥ 1 when set; got {spec.vocab_size}")
+    if spec.head in ("classify", "tag", "lm", "multilabel") and (spec.num_classes is None or spec.num_classes < 1):
+        raise ConfigError(f"head {spec.head!r} needs spec.num_classes ≥ 1; got {spec.num_classes!r}")
+    if spec.head == "forecast" and (len(spec.output_shape) != 2 or min(spec.output_shape) < 1):
+        raise ConfigError(f"head 'forecast' needs spec.output_shape = [horizon, n_targets]; got {spec.output_shape!r}")
+    if spec.seq_len is not None and spec.seq_len < 1:
+        raise ConfigError(f"spec.seq_len must be ≥ 1 when set; got {spec.seq_len}")
+
+
+def input_layer(spec: Any, size: int, *, project_features: bool) -> tuple[nn.Module | None, int]:
+    """The first layer: an embedding table for token ids; float features pass through unchanged
+    (or are projected to ``size`` when ``project_features``, as the transformer needs).
+
+    Returns the module (``None`` when features pass through) and the features per step after it.
+    """
+    if spec.vocab_size is not None:
+        return nn.Embedding(spec.vocab_size, size), size
+    if project_features:
+        return nn.Linear(spec.input_size, size), size
+    return None, spec.input_size
+
+
+def last_valid_step(steps: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+    """``steps[b, lengths[b] - 1]`` for each sequence ``b`` (the last step when ``lengths`` is None)."""
+    if lengths is None:
+        return steps[:, -1]
+    index = (lengths.to(steps.device) - 1).view(-1, 1, 1).expand(-1, 1, steps.size(2))
+    return steps.gather(1, index).squeeze(1)
+
+
+def valid_mask(lengths: torch.Tensor | None, batch_size: int, seq_len: int, device: torch.device) -> torch.Tensor:
+    """``[B, T]`` booleans, True on the steps of each sequence that are not padding."""
+    positions = torch.arange(seq_len, device=device).unsqueeze(0)
+    if lengths is None:
+        return positions.expand(batch_size, seq_len) >= 0
+    return positions < lengths.to(device).unsqueeze(1)
+
+
+def _exporting() -> bool:
+    return torch.jit.is_tracing() or torch.jit.is_scripting() or torch.onnx.is_in_onnx_export()
+
+
+class TaskModel(nn.Module):
+    """An encoder under one head; see the module docstring for the output shapes.
+
+    Attributes: ``encoder`` (the sequence encoder), ``attention`` (``None`` unless ``lstm+attn`` /
+    ``gru+attn``), ``head``, ``spec`` (the task description as a dict), ``name`` (the model name),
+    ``options`` (the ``build_model`` arguments that rebuild this exact architecture),
+    ``stateful`` (the encoder carries a recurrent state), ``streamable`` (``step`` works).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        spec: Any,
+        encoder: nn.Module,
+        head: nn.Module,
+        *,
+        attention: nn.Module | None = None,
+        dropout: float = 0.0,
+        options: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.name = name
+        self.spec = vars(normalize_spec(spec)).copy()
+        self.per_step = spec.head in PER_STEP_HEADS
+        self.encoder = encoder
+        self.attention = attention
+        self.head_dropout = nn.Dropout(dropout)
+        self.head = head
+        self.options = dict(options or {})
+
+    # ----------------------------------------------------------------- properties
+    @property
+    def stateful(self) -> bool:
+        return bool(getattr(self.encoder, "stateful", False))
+
+    @property
+    def streamable(self) -> bool:
+        """One step at a time with a carried state equals the whole sequence: a unidirectional
+        recurrent encoder without attention (attention needs all earlier outputs, not a state)."""
+        return self.stateful and self.attention is None and not getattr(self.encoder, "bidirectional", False)
+
+    @property
+    def attention_weights(self) -> torch.Tensor | None:
+        """The attention of the last forward call, detached: ``[B, T]`` (pooling, sequence heads)
+        or ``[B, T_query, T_key]`` (per-step heads); rows sum to 1, padding gets 0. ``None`` for
+        models without attention."""
+        return None if self.attention is None else self.attention.last_weights
+
+    @property
+    def num_parameters(self) -> int:
+        return count_parameters(self)
+
+    @property
+    def hidden_size(self) -> int:
+        """The width the model was built with (hidden size, channels or d_model)."""
+        return int(self.options["hidden_size"])
+
+    # ----------------------------------------------------------------- forward
+    def forward(
+        self,
+        x: torch.Tensor,
+        lengths: torch.Tensor | None = None,
+        state: Any = None,
+        return_state: bool = False,
+    ):
+        """``x``: ``LongTensor[B, T]`` token ids or ``FloatTensor[B, T, input_size]``; ``lengths``:
+        ``LongTensor[B]`` valid steps per sequence (padding on the right), ``None`` when all are full;
+        ``state``: the recurrent state to start from (recurrent models only). Returns the head's
+        output, and with ``return_state=True`` the pair ``(output, state)`` (state ``None`` for
+        encoders without one). The state is not detached: detach it between batches for
+        truncated backpropagation through time."""
+        if not _exporting():
+            self._check_inputs(x, lengths, state)
+        if self.stateful:
+            encoded = self.encoder(x, lengths, state)
+        else:
+            encoded = self.encoder(x, lengths)
+        steps, summary = encoded.steps, encoded.summary
+        if self.attention is not None:
+            if self.per_step:
+                steps = self.attention(steps, lengths)
+            else:
+                summary = self.attention(steps, lengths)
+        features = steps if self.per_step else summary
+        output = self.head(self.head_dropout(features))
+        return (output, encoded.state) if return_state else output
+
+    def step(self, x_t: torch.Tensor, state: Any = None):
+        """One time step with a carried state, for streaming: ``x_t`` is ``LongTensor[B]`` or
+        ``FloatTensor[B, input_size]``; returns ``(output, state)`` where ``output`` is what
+        ``forward`` gives at this step (per-step heads: ``[B, C]``; sequence heads: the output as if
+        the sequence ended here). Feeding a sequence step by step equals running it whole."""
+        if not self.streamable:
+            reason = (
+                "its encoder has no recurrent state"
+                if not self.stateful
+                else "attention reads all earlier outputs, not a state"
+                if self.attention is not None
+                else "a bidirectional encoder reads the future"
+            )
+            raise ConfigError(f"model {self.name!r} cannot run one step at a time: {reason}")
+        output, state = self.forward(x_t.unsqueeze(1), None, state, return_state=True)
+        return (output.squeeze(1) if self.per_step else output), state
+
+    def _check_inputs(self, x: torch.Tensor, lengths: torch.Tensor | None, state: Any) -> None:
+        spec = self.spec
+        if spec["vocab_size"] is not None:
+            if x.dim() != 2 or x.is_floating_point() or x.is_complex():
+                raise ConfigError(
+                    f"{self.name} on task {spec['task']!r} expects token ids LongTensor[B, T]; "
+                    f"got {x.dtype} of shape {list(x.shape)}"
+                )
+            if x.numel() and (int(x.min()) < 0 or int(x.max()) >= spec["vocab_size"]):
+                raise ConfigError(
+                    f"token ids must lie in [0, {spec['vocab_size'] - 1}] (vocab_size {spec['vocab_size']}); "
+                    f"got values from {int(x.min())} to {int(x.max())}"
+                )
+        elif x.dim() != 3 or x.size(2) != spec["input_size"] or not x.is_floating_point():
+            raise ConfigError(
+                f"{self.name} on task {spec['task']!r} expects FloatTensor[B, T, {spec['input_size']}]; "
+                f"got {x.dtype} of shape {list(x.shape)}"
+            )
+        if x.size(1) < 1:
+            raise ConfigError(f"sequences must have at least one step; got shape {list(x.shape)}")
+        if lengths is not None:
+            if lengths.dim() != 1 or lengths.size(0) != x.size(0):
+                raise ConfigError(f"lengths must be LongTensor[{x.size(0)}] (one per sequence); got shape {list(lengths.shape)}")
+            if int(lengths.min()) < 1 or int(lengths.max()) > x.size(1):
+                raise ConfigError(
+                    f"lengths must lie in [1, {x.size(1)}] (the padded length); "
+                    f"got values from {int(lengths.min())} to {int(lengths.max())}"
+                )
+        if state is not None and not self.stateful:
+            raise ConfigError(f"model {self.name!r} has no recurrent state; got a state to start from")
