@@ -1,0 +1,241 @@
+"""The training configuration: one dataclass of plain values, every default visible here.
+
+The command line's flags map to these fields by name (``--batch-size`` → ``batch_size``); a run's
+``config.json`` is this dataclass written out with the task defaults filled in, enough to rebuild
+the run. Fields left ``None`` take the task's default from ``TASK_DEFAULTS`` (chosen by measurement,
+see the README's "Training" section) scaled by the ``budget``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from rnnlab.errors import ConfigError, unknown_name
+
+OPTIMIZERS = ("adam", "adamw")
+SCHEDULES = ("plateau", "cosine", "none")
+PRECISIONS = ("32", "bf16")
+INITS = ("orthogonal", "chrono")
+BUDGETS = ("quick", "standard", "full")
+
+#: Per-task defaults for the fields a user leaves ``None`` (the ``standard`` budget).
+#: How they were chosen is in the README ("Training"): each is the cheapest setting measured to
+#: reach the task's acceptance figure on 2 CPU cores.
+TASK_DEFAULTS: dict[str, dict[str, Any]] = {
+    "recall": {"epochs": 30, "batch_size": 64, "lr": 2e-3, "init": "orthogonal", "num_layers": 1, "hidden_size": 64},
+    "adding": {"epochs": 40, "batch_size": 64, "lr": 2e-3, "init": "chrono", "num_layers": 1, "hidden_size": 64},
+    "copy": {"epochs": 30, "batch_size": 64, "lr": 2e-3, "init": "chrono", "num_layers": 1, "hidden_size": 64},
+    "forecast": {"epochs": 40, "batch_size": 64, "lr": 2e-3, "init": "orthogonal", "num_layers": 2, "hidden_size": 64},
+    "classify": {"epochs": 40, "batch_size": 32, "lr": 3e-3, "init": "orthogonal", "num_layers": 2, "hidden_size": 64},
+    "tag": {"epochs": 30, "batch_size": 32, "lr": 3e-3, "init": "orthogonal", "num_layers": 2, "hidden_size": 64},
+    "charlm": {"epochs": 20, "batch_size": 64, "lr": 2e-3, "init": "orthogonal", "num_layers": 2, "hidden_size": 256},
+    "music": {"epochs": 30, "batch_size": 16, "lr": 2e-3, "init": "orthogonal", "num_layers": 2, "hidden_size": 128},
+}
+GENERIC_DEFAULTS: dict[str, Any] = {"epochs": 30, "batch_size": 64, "lr": 2e-3, "init": "orthogonal",
+                                    "num_layers": 2, "hidden_size": None}
+#: ``budget`` scales the epochs (and the time budget) of the standard configuration.
+BUDGET_EPOCH_FACTOR = {"quick": 0.2, "standard": 1.0, "full": 3.0}
+RECURRENT_MODELS = ("rnn", "lstm", "gru", "lstm+attn", "gru+attn")
+
+#: TrainConfig fields passed to ``rnnlab.data.load_task`` as data options (field → option name).
+DATA_OPTION_FIELDS = {
+    "label": "label",
+    "target_column": "target",
+    "time": "time",
+    "covariates": "covariates",
+    "lookback": "lookback",
+    "horizon": "horizon",
+    "season": "season",
+    "fill": "fill",
+    "n_train": "n_train",
+    "n_val": "n_val",
+    "n_test": "n_test",
+}
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run. ``None`` means "the task's default"."""
+
+    # what to learn
+    task: str = "recall"
+    model: str = "lstm"
+    data: str | None = None  # a file, or a built-in data set name (traffic, sunspots, co2, digits, ...)
+    test_data: str | None = None
+    seq_len: int | None = None
+    # the data options (see ``rnnlab tasks``); ``data_options`` holds any further task option
+    label: str | None = None  # classify: label column (the data's default: "label")
+    target_column: str | None = None  # forecast: target column(s), comma-separated
+    time: str | None = None  # forecast / long classify CSV: time column
+    covariates: str | None = None  # forecast: past-covariate columns, comma-separated
+    lookback: int | None = None
+    horizon: int | None = None
+    season: int | None = None
+    fill: str | None = None  # forecast: missing values: none | ffill | interpolate | zero
+    n_train: int | None = None  # generated tasks: samples per split
+    n_val: int | None = None
+    n_test: int | None = None
+    data_options: dict[str, Any] = field(default_factory=dict)
+    # the model
+    params: int | None = None  # size the model to about this many parameters (instead of hidden_size)
+    hidden_size: int | None = None
+    num_layers: int | None = None
+    bidirectional: bool | None = None  # None: the task decides (tag: True)
+    layer_norm: bool = False
+    dropout: float = 0.0
+    init: str | None = None  # "orthogonal" | "chrono" | None (task default); "default": torch's init
+    gradient_checkpointing: bool = False
+    model_options: dict[str, Any] = field(default_factory=dict)  # model extras (embedding_dim, kernel_size, ...)
+    # the optimisation
+    epochs: int | None = None
+    max_minutes: float | None = None
+    batch_size: int | None = None
+    optimizer: str = "adam"  # "adam" | "adamw"
+    lr: float | None = None
+    recurrent_lr: float | None = None  # learning rate of the recurrent weights (W_hh); None: lr
+    weight_decay: float = 0.0
+    clip: float = 1.0  # max-norm of clip_grad_norm_; 0 disables
+    schedule: str = "plateau"  # "plateau" (halve on a stalled validation metric) | "cosine" | "none"
+    warmup_epochs: float = 0.0  # linear warm-up of the learning rate (cosine and plateau)
+    precision: str = "32"  # "32" | "bf16" (autocast on the CPU)
+    bucket: bool = False  # batches of similar sequence length
+    patience: int | None = 5  # early stopping on the validation metric; None: off
+    target: float | None = None  # stop once the validation metric reaches this
+    budget: str = "standard"  # "quick" | "standard" | "full": scales the default epochs
+    seed: int = 0
+    devices: int = 1  # >1: data-parallel over processes (DDP, gloo)
+    out: str | None = None  # run directory
+
+    # ----------------------------------------------------------------- checks and defaults
+    def validate(self) -> TrainConfig:
+        """Refuse impossible values with a message naming the field; returns ``self``."""
+        from rnnlab.data import TASKS
+        from rnnlab.models import model_names
+
+        if self.task not in TASKS:
+            raise unknown_name("task", self.task, TASKS)
+        if self.model not in model_names():
+            raise unknown_name("model", self.model, model_names())
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
+        _choice("schedule", self.schedule, SCHEDULES)
+        _choice("precision", self.precision, PRECISIONS)
+        _choice("budget", self.budget, BUDGETS)
+        if self.init is not None and self.init != "default":
+            _choice("init", self.init, INITS)
+        for name in ("epochs", "batch_size", "seq_len", "params", "hidden_size", "num_layers", "lookback",
+                     "horizon", "season", "n_train", "n_val", "n_test", "devices"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        if self.patience is not None and (not isinstance(self.patience, int) or self.patience < 1):
+            raise ConfigError(f"patience must be a positive integer (or None to turn early stopping off), "
+                              f"got {self.patience!r}")
+        for name in ("lr", "recurrent_lr", "max_minutes"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ConfigError(f"{name} must be a positive number, got {value!r}")
+        for name in ("clip", "weight_decay", "warmup_epochs"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise ConfigError(f"{name} must be a number ≥ 0, got {value!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"dropout must lie in [0, 1), got {self.dropout!r}")
+        if self.target is not None and not math.isfinite(self.target):
+            raise ConfigError(f"target must be a finite number, got {self.target!r}")
+        if self.params is not None and self.hidden_size is not None:
+            raise ConfigError(f"give params or hidden_size, not both; got params={self.params}, "
+                              f"hidden_size={self.hidden_size}")
+        if self.init not in (None, "default") and self.model not in RECURRENT_MODELS:
+            raise ConfigError(f"init={self.init!r} sets recurrent weights; model {self.model!r} has none")
+        if self.gradient_checkpointing and self.model not in RECURRENT_MODELS:
+            raise ConfigError(f"gradient_checkpointing applies to the recurrent layers; model {self.model!r} has none")
+        if self.recurrent_lr is not None and self.model not in RECURRENT_MODELS:
+            raise ConfigError(f"recurrent_lr sets the learning rate of recurrent weights; model {self.model!r} "
+                              "has none")
+        for name in ("data_options", "model_options"):
+            if not isinstance(getattr(self, name), dict):
+                raise ConfigError(f"{name} must be a mapping of option names to values, got {getattr(self, name)!r}")
+        return self
+
+    def resolved(self) -> TrainConfig:
+        """A copy with every ``None`` that has a task default filled in (what ``config.json`` holds)."""
+        self.validate()
+        defaults = {**GENERIC_DEFAULTS, **TASK_DEFAULTS.get(self.task, {})}
+        values: dict[str, Any] = {}
+        if self.epochs is None:
+            values["epochs"] = max(1, round(defaults["epochs"] * BUDGET_EPOCH_FACTOR[self.budget]))
+        for name in ("batch_size", "lr", "num_layers"):
+            if getattr(self, name) is None:
+                values[name] = defaults[name]
+        if self.init is None and self.model in RECURRENT_MODELS:
+            values["init"] = defaults["init"]
+        if self.hidden_size is None and self.params is None and self.model in RECURRENT_MODELS:
+            values["hidden_size"] = defaults["hidden_size"]
+        return replace(self, **values)
+
+    # ----------------------------------------------------------------- what the stages take
+    def load_options(self) -> dict[str, Any]:
+        """Keyword arguments for ``rnnlab.data.load_task`` (options left ``None`` are not passed)."""
+        options = {option: getattr(self, name) for name, option in DATA_OPTION_FIELDS.items()
+                   if getattr(self, name) is not None}
+        options.update(self.data_options)
+        return {"data": self.data, "test_data": self.test_data, "seq_len": self.seq_len, "seed": self.seed,
+                **options}
+
+    def model_arguments(self) -> dict[str, Any]:
+        """Keyword arguments for ``rnnlab.models.build_model`` (after ``resolved()``)."""
+        arguments: dict[str, Any] = {
+            "hidden_size": self.hidden_size,
+            "params": self.params,
+            "dropout": self.dropout,
+            "bidirectional": self.bidirectional,
+            "layer_norm": self.layer_norm,
+            "init": None if self.init == "default" else self.init,
+            **self.model_options,
+        }
+        if self.num_layers is not None:
+            arguments["num_layers"] = self.num_layers
+        if self.gradient_checkpointing:
+            arguments["gradient_checkpointing"] = True
+        return arguments
+
+    # ----------------------------------------------------------------- JSON
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        """Build from a mapping; unknown keys are refused with the nearest field names."""
+        known = [f.name for f in fields(cls)]
+        for key in values:
+            if key not in known:
+                raise unknown_name("TrainConfig field", key, known)
+        return cls(**values)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        from rnnlab.io import atomic_write_json
+
+        return atomic_write_json(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> TrainConfig:
+        path = Path(path)
+        try:
+            values = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"no config at {path}: expected the config.json a training run writes") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise ConfigError(f"{path} is not valid JSON: {error}") from None
+        if not isinstance(values, dict):
+            raise ConfigError(f"{path}: expected a JSON object of TrainConfig fields, got {type(values).__name__}")
+        return cls.from_dict(values)
+
+
+def _choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise unknown_name(name, str(value), choices)

@@ -1,0 +1,277 @@
+"""Metrics of a split, accumulated batch by batch, with the task's baselines beside them.
+
+Each head has an accumulator that keeps sums (a confusion matrix, summed errors, summed
+log-likelihoods), never per-sample lists, so a split of any size costs constant memory, and the sums
+of several processes add up to the sums of the whole split (data-parallel evaluation reduces them
+with one ``all_reduce``). ``compute`` turns the sums into the metrics:
+
+classification (``classify``, ``tag``; ``-100`` targets are not scored), with ``N_cc'`` the confusion
+counts (true ``c``, predicted ``c'``):
+    accuracy      = Σ_c N_cc / Σ N
+    macro_f1      = mean over classes present (in truth or prediction) of 2·TP_c / (2·TP_c + FP_c + FN_c)
+    cross_entropy = mean of −ln p(y) over scored steps (nats)
+    the copy task scores ``accuracy``/``macro_f1`` on its answer steps and ``cross_entropy`` on all steps.
+language model (``lm``): cross_entropy in nats per character, ``bpc = cross_entropy / ln 2``,
+    ``perplexity = exp(cross_entropy)``.
+forecast, in the data's original units (``y = y_scaled · std + mean`` per target), ``e = ŷ − y``:
+    mae = mean |e|,  rmse = sqrt(mean e²),  smape = 100 · mean 2|e| / (|y| + |ŷ|)  (0/0 counts 0),
+    mase = mean over targets of mae_target / mase_scale_target, where mase_scale is the in-sample
+    seasonal-naive MAE on the training part (Hyndman & Koehler 2006).
+regression (``regress``): mse = mean e², mae = mean |e|.
+multilabel (``music``): nll = Σ_keys binary cross-entropy, averaged over frames (Boulanger-Lewandowski 2012).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+IGNORE_INDEX = -100
+
+#: The metric each task is judged by (early stopping, ``target``, the lab), and whether more is better.
+PRIMARY_METRIC: dict[str, tuple[str, str]] = {
+    "recall": ("accuracy", "max"),
+    "adding": ("mse", "min"),
+    "copy": ("accuracy", "max"),
+    "forecast": ("mae", "min"),
+    "classify": ("accuracy", "max"),
+    "tag": ("macro_f1", "max"),
+    "charlm": ("bpc", "min"),
+    "music": ("nll", "min"),
+}
+#: When a task is not listed above, its head decides.
+HEAD_PRIMARY_METRIC: dict[str, tuple[str, str]] = {
+    "classify": ("accuracy", "max"),
+    "tag": ("macro_f1", "max"),
+    "lm": ("bpc", "min"),
+    "forecast": ("mae", "min"),
+    "regress": ("mse", "min"),
+    "multilabel": ("nll", "min"),
+}
+
+
+def primary_metric(task: str, head: str) -> tuple[str, str]:
+    """``(metric name, "max" | "min")`` for a task."""
+    return PRIMARY_METRIC.get(task) or HEAD_PRIMARY_METRIC[head]
+
+
+class Metrics:
+    """Sums over one split. ``update(output, y)`` per batch; ``compute()`` at the end."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+
+    def _add(self, name: str, value: torch.Tensor) -> None:
+        value = value.detach().to("cpu", torch.float64)
+        self.sums[name] = self.sums[name] + value if name in self.sums else value.clone()
+
+    def update(self, output: torch.Tensor, y: torch.Tensor) -> None:
+        raise NotImplementedError
+
+    def compute(self, sums: dict[str, torch.Tensor] | None = None) -> dict[str, float]:
+        """The metrics from ``sums`` (default: this accumulator's own, e.g. replaced by reduced ones)."""
+        raise NotImplementedError
+
+    def reset(self) -> None:
+        self.sums = {}
+
+
+class ClassificationMetrics(Metrics):
+    """``classify`` (output ``[B, C]``, y ``[B]``) and ``tag`` (output ``[B, T, C]``, y ``[B, T]``).
+
+    ``answer_positions``: ``[start, stop)`` of the steps scored by accuracy and F1 (copy memory);
+    cross-entropy is then still over every step.
+    """
+
+    def __init__(self, num_classes: int, answer_positions: tuple[int, int] | None = None) -> None:
+        super().__init__()
+        self.num_classes = int(num_classes)
+        self.answer_positions = tuple(answer_positions) if answer_positions is not None else None
+
+    def update(self, output: torch.Tensor, y: torch.Tensor) -> None:
+        logits = output.detach().float()
+        scored = y != IGNORE_INDEX
+        log_probabilities = F.log_softmax(logits, dim=-1)
+        safe_targets = y.clamp(min=0).unsqueeze(-1)
+        nll = -log_probabilities.gather(-1, safe_targets).squeeze(-1)
+        self._add("nll", nll[scored].sum())
+        self._add("steps", scored.sum())
+        predicted = logits.argmax(-1)
+        if self.answer_positions is not None:
+            start, stop = self.answer_positions
+            predicted, y, scored = predicted[:, start:stop], y[:, start:stop], scored[:, start:stop]
+        truth, guess = y[scored], predicted[scored]
+        confusion = torch.bincount(truth * self.num_classes + guess, minlength=self.num_classes**2)
+        self._add("confusion", confusion.view(self.num_classes, self.num_classes))
+
+    def compute(self, sums: dict[str, torch.Tensor] | None = None) -> dict[str, float]:
+        sums = self.sums if sums is None else sums
+        confusion = sums["confusion"]
+        return {
+            "accuracy": _ratio(confusion.diagonal().sum(), confusion.sum()),
+            "macro_f1": macro_f1_from_confusion(confusion),
+            "cross_entropy": _ratio(sums["nll"], sums["steps"]),
+        }
+
+
+def macro_f1_from_confusion(confusion: torch.Tensor) -> float:
+    """Mean F1 over the classes that occur as truth or prediction (scikit-learn's ``average="macro"``)."""
+    true_positives = confusion.diagonal()
+    predicted = confusion.sum(0)
+    actual = confusion.sum(1)
+    present = (predicted + actual) > 0
+    if not bool(present.any()):
+        return float("nan")
+    f1 = 2 * true_positives[present] / (predicted[present] + actual[present])
+    return float(f1.mean())
+
+
+class LanguageModelMetrics(Metrics):
+    """``lm``: output ``[B, T, V]`` logits, y ``[B, T]`` next-character ids (``-100`` not scored)."""
+
+    def update(self, output: torch.Tensor, y: torch.Tensor) -> None:
+        logits = output.detach().float()
+        scored = y != IGNORE_INDEX
+        nll = F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1), reduction="sum",
+                              ignore_index=IGNORE_INDEX)
+        self._add("nll", nll)
+        self._add("steps", scored.sum())
+        self._add("correct", ((logits.argmax(-1) == y) & scored).sum())
+
+    def compute(self, sums: dict[str, torch.Tensor] | None = None) -> dict[str, float]:
+        sums = self.sums if sums is None else sums
+        nats = _ratio(sums["nll"], sums["steps"])
+        return {
+            "bpc": nats / math.log(2),
+            "perplexity": math.exp(nats) if nats < 700 else float("inf"),
+            "cross_entropy": nats,
+            "accuracy": _ratio(sums["correct"], sums["steps"]),
+        }
+
+
+class ForecastMetrics(Metrics):
+    """``forecast``: output and y ``[B, horizon, n_targets]`` in scaled units; metrics in original units.
+
+    ``mean``/``std``: the targets' scaler (``y = y_scaled · std + mean``); ``mase_scale``: per target,
+    the in-sample seasonal-naive MAE on the training part (``None``: no MASE).
+    """
+
+    def __init__(self, mean: list[float], std: list[float], mase_scale: list[float] | None = None) -> None:
+        super().__init__()
+        self.mean = torch.tensor(mean, dtype=torch.float64)
+        self.std = torch.tensor(std, dtype=torch.float64)
+        self.mase_scale = torch.tensor(mase_scale, dtype=torch.float64) if mase_scale is not None else None
+
+    def unscale(self, values: torch.Tensor) -> torch.Tensor:
+        return values.detach().to(torch.float64) * self.std + self.mean
+
+    def update(self, output: torch.Tensor, y: torch.Tensor) -> None:
+        predicted, actual = self.unscale(output.cpu()), self.unscale(y.cpu())
+        error = predicted - actual
+        denominator = actual.abs() + predicted.abs()
+        smape_terms = torch.where(denominator > 0, 2 * error.abs() / denominator.clamp(min=1e-300),
+                                  torch.zeros_like(error))
+        self._add("abs_error", error.abs().sum((0, 1)))  # per target
+        self._add("squared_error", error.pow(2).sum())
+        self._add("smape", smape_terms.sum())
+        self._add("values_per_target", torch.tensor(float(error.shape[0] * error.shape[1])))
+
+    def compute(self, sums: dict[str, torch.Tensor] | None = None) -> dict[str, float]:
+        sums = self.sums if sums is None else sums
+        per_target = sums["values_per_target"]
+        count = per_target * sums["abs_error"].numel()
+        metrics = {
+            "mae": _ratio(sums["abs_error"].sum(), count),
+            "rmse": math.sqrt(_ratio(sums["squared_error"], count)),
+            "smape": 100.0 * _ratio(sums["smape"], count),
+        }
+        if self.mase_scale is not None:
+            mae_per_target = sums["abs_error"] / per_target
+            metrics["mase"] = float((mae_per_target / self.mase_scale).mean())
+        return metrics
+
+
+class RegressionMetrics(Metrics):
+    """``regress``: output and y ``[B]``."""
+
+    def update(self, output: torch.Tensor, y: torch.Tensor) -> None:
+        error = output.detach().to(torch.float64).reshape(-1) - y.to(torch.float64).reshape(-1)
+        self._add("squared_error", error.pow(2).sum())
+        self._add("abs_error", error.abs().sum())
+        self._add("count", torch.tensor(float(error.numel())))
+
+    def compute(self, sums: dict[str, torch.Tensor] | None = None) -> dict[str, float]:
+        sums = self.sums if sums is None else sums
+        return {"mse": _ratio(sums["squared_error"], sums["count"]), "mae": _ratio(sums["abs_error"], sums["count"])}
+
+
+class MultilabelMetrics(Metrics):
+    """``multilabel``: output ``[B, T, K]`` logits, y ``[B, T, K]`` in {0, 1} (``-100`` on padded frames)."""
+
+    def update(self, output: torch.Tensor, y: torch.Tensor) -> None:
+        frames = (y != IGNORE_INDEX).all(-1)
+        logits, targets = output.detach().float()[frames], y[frames].float()
+        bce = F.binary_cross_entropy_with_logits(logits, targets, reduction="sum")
+        self._add("nll", bce)
+        self._add("frames", frames.sum())
+
+    def compute(self, sums: dict[str, torch.Tensor] | None = None) -> dict[str, float]:
+        sums = self.sums if sums is None else sums
+        return {"nll": _ratio(sums["nll"], sums["frames"])}
+
+
+def metrics_for(spec: Any, meta: dict[str, Any]) -> Metrics:
+    """A fresh accumulator for a task (``spec``: a ``TaskSpec`` or its dict; ``meta``: the task's meta)."""
+    head = _field(spec, "head")
+    task = _field(spec, "task")
+    if head in ("classify", "tag"):
+        positions = meta.get("answer_positions") if task == "copy" else None
+        return ClassificationMetrics(_field(spec, "num_classes"), positions)
+    if head == "lm":
+        return LanguageModelMetrics()
+    if head == "forecast":
+        scaler = meta["scaler"]
+        targets = meta["targets"]
+        index = [scaler["columns"].index(name) for name in targets]
+        mase_scale = meta.get("mase_scale")
+        if isinstance(mase_scale, dict):
+            mase_scale = [mase_scale[name] for name in targets]
+        return ForecastMetrics([scaler["mean"][i] for i in index], [scaler["std"][i] for i in index], mase_scale)
+    if head == "regress":
+        return RegressionMetrics()
+    if head == "multilabel":
+        return MultilabelMetrics()
+    raise ValueError(f"no metrics for head {head!r}")
+
+
+def loss_function(head: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The training loss of a head: a mean over scored targets, in float32 even under bf16 autocast."""
+    if head in ("classify", "tag", "lm"):
+        def cross_entropy(output: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            return F.cross_entropy(output.float().reshape(-1, output.size(-1)), y.reshape(-1),
+                                   ignore_index=IGNORE_INDEX)
+        return cross_entropy
+    if head in ("forecast", "regress"):
+        def mean_squared_error(output: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            return F.mse_loss(output.float().reshape(y.shape), y.float())
+        return mean_squared_error
+    if head == "multilabel":
+        def frame_nll(output: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            frames = (y != IGNORE_INDEX).all(-1)
+            bce = F.binary_cross_entropy_with_logits(output.float()[frames], y[frames].float(), reduction="sum")
+            return bce / frames.sum().clamp(min=1)
+        return frame_nll
+    raise ValueError(f"no loss for head {head!r}")
+
+
+def _ratio(numerator: torch.Tensor, denominator: torch.Tensor) -> float:
+    denominator = float(denominator)
+    return float(numerator) / denominator if denominator > 0 else float("nan")
+
+
+def _field(spec: Any, name: str) -> Any:
+    return spec[name] if isinstance(spec, dict) else getattr(spec, name)

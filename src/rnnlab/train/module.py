@@ -1,0 +1,265 @@
+"""The Lightning module: one task model, its loss, its optimiser and schedule, its data order.
+
+Training practice from the seeds, and where each lives:
+
+* Adam / AdamW with two parameter groups (seed 001: "hidden layer 0.01, input layer 0.001"): the
+  recurrent matrices ``W_hh`` (parameters named ``weight_hh*``) learn at ``recurrent_lr``, every
+  other parameter at ``lr``; AdamW's weight decay skips biases and normalisation gains.
+* gradient clipping by global norm, bf16 autocast and gradient accumulation are Lightning's
+  (``Trainer(gradient_clip_val=..., precision=...)``, see ``run.py``);
+* the learning-rate schedule: ``plateau`` halves the rate when the validation metric has not
+  improved for ``max(1, patience // 2)`` epochs (so it gets two chances before early stopping gives
+  up); ``cosine`` decays it per step from ``lr`` to ``lr / 100`` after ``warmup_epochs`` of linear
+  warm-up;
+* the data order is a pure function of ``(seed, epoch)`` and is cut into one shard per process
+  under data-parallel training, so a resumed run, and a run on 2 processes, see the batches they
+  should.
+
+A non-finite loss stops training at once with an error naming the step (epoch, batch, global step);
+under data-parallel training the processes agree first, so none is left waiting.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler, SequentialSampler
+
+from rnnlab.data import BucketBatchSampler, SeededShuffleSampler, collate
+from rnnlab.data.batching import dataset_lengths
+from rnnlab.errors import TrainingError
+from rnnlab.train.config import TrainConfig
+from rnnlab.train.metrics import loss_function, metrics_for, primary_metric
+
+PLATEAU_FACTOR = 0.5
+COSINE_FLOOR = 0.01  # the cosine schedule ends at lr · COSINE_FLOOR
+
+
+class TaskModule(L.LightningModule):
+    """Trains ``model`` on ``task_data`` as ``config`` says (``config`` already ``resolved()``)."""
+
+    def __init__(self, model: torch.nn.Module, config: TrainConfig, task_data: Any) -> None:
+        super().__init__()
+        self.model = model
+        self.config = config
+        self.task_data = task_data
+        self.spec = task_data.spec
+        self.loss = loss_function(self.spec.head)
+        self.monitor, self.mode = primary_metric(self.spec.task, self.spec.head)
+        self.val_metrics = metrics_for(self.spec, task_data.meta)
+        self.val_results: dict[str, float] = {}
+        self._train_loss_sum = 0.0
+        self._train_batches = 0
+        self._val_loss_sum = 0.0
+        self._val_batches = 0
+        self.plateau: torch.optim.lr_scheduler.ReduceLROnPlateau | None = None
+        self._plateau_state: dict[str, Any] | None = None
+
+    # ----------------------------------------------------------------- forward and steps
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        return self.model(x, lengths)
+
+    def _output(self, batch: Any) -> torch.Tensor:
+        x, _, lengths = batch
+        # Equal lengths need no packing: the fused full-sequence path is faster.
+        if lengths is not None and bool((lengths == x.size(1)).all()):
+            lengths = None
+        return self.model(x, lengths)
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        loss = self.loss(self._output(batch), batch.y)
+        finite = bool(torch.isfinite(loss.detach()))
+        if self.trainer.world_size > 1:  # every process must stop together, or the others hang
+            agreed = self.trainer.strategy.reduce(torch.tensor(1.0 if finite else 0.0), reduce_op="min")
+            finite = bool(agreed > 0)
+        if not finite:
+            raise TrainingError(
+                f"non-finite loss ({float(loss.detach()):.4g}) at epoch {self.current_epoch}, batch {batch_idx} "
+                f"(global step {self.global_step}); try a lower lr (now {self.config.lr:g}) or clip "
+                f"(now {self.config.clip:g}), or look for extreme values in the data"
+            )
+        self._train_loss_sum += float(loss.detach())
+        self._train_batches += 1
+        self.log("loss", loss.detach(), prog_bar=True, on_step=True, on_epoch=False, batch_size=batch.y.size(0))
+        return loss
+
+    def on_train_epoch_start(self) -> None:
+        self._train_loss_sum, self._train_batches = 0.0, 0
+
+    @property
+    def train_loss(self) -> float:
+        """Mean training loss of the epoch so far (this process)."""
+        return self._train_loss_sum / self._train_batches if self._train_batches else float("nan")
+
+    def on_validation_epoch_start(self) -> None:
+        self.val_metrics.reset()
+        self._val_loss_sum, self._val_batches = 0.0, 0
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        output = self._output(batch)
+        self._val_loss_sum += float(self.loss(output, batch.y)) * batch.y.size(0)
+        self._val_batches += batch.y.size(0)
+        self.val_metrics.update(output, batch.y)
+
+    def on_validation_epoch_end(self) -> None:
+        sums = dict(self.val_metrics.sums)
+        sums["__loss"] = torch.tensor([self._val_loss_sum, float(self._val_batches)], dtype=torch.float64)
+        if self.trainer.world_size > 1:
+            sums = {name: self.trainer.strategy.reduce(value, reduce_op="sum") for name, value in sums.items()}
+        loss_sum, count = sums.pop("__loss").tolist()
+        results = self.val_metrics.compute(sums) if sums else {}
+        results["loss"] = loss_sum / count if count else float("nan")
+        self.val_results = results
+        for name, value in results.items():
+            self.log(f"val_{name}", float(value), prog_bar=name == self.monitor, on_epoch=True, sync_dist=False)
+        score = results.get(self.monitor, float("nan"))
+        if self.plateau is not None and not self.trainer.sanity_checking and not math.isnan(score):
+            self.plateau.step(score)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.plateau is not None:
+            checkpoint["plateau_scheduler"] = self.plateau.state_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Called before configure_optimizers: kept until the scheduler exists.
+        self._plateau_state = checkpoint.get("plateau_scheduler")
+
+    # ----------------------------------------------------------------- optimiser and schedule
+    def configure_optimizers(self) -> Any:
+        config = self.config
+        groups = parameter_groups(self.model, config.lr, config.recurrent_lr, config.weight_decay,
+                                  decoupled=config.optimizer == "adamw")
+        if config.optimizer == "adamw":
+            optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
+        else:
+            optimizer = torch.optim.Adam(groups, lr=config.lr, weight_decay=config.weight_decay)
+        if config.schedule == "plateau":
+            # Stepped by this module right after validation (not by Lightning after the epoch), so
+            # its state is final when the end-of-epoch checkpoint is taken.
+            patience = max(1, (config.patience or 4) // 2)
+            self.plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode=self.mode,
+                                                                      factor=PLATEAU_FACTOR, patience=patience)
+            if self._plateau_state is not None:
+                self.plateau.load_state_dict(self._plateau_state)
+            return optimizer
+        if config.schedule == "cosine":
+            total_steps = max(1, int(self.trainer.estimated_stepping_batches))
+            steps_per_epoch = max(1, total_steps // max(1, config.epochs))
+            warmup_steps = int(round(config.warmup_epochs * steps_per_epoch))
+            scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, CosineWithWarmup(warmup_steps, total_steps))
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return optimizer
+
+    # ----------------------------------------------------------------- data
+    def train_dataloader(self) -> DataLoader:
+        return self.loader(self.task_data.train, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self.loader(self.task_data.val, shuffle=False)
+
+    def loader(self, dataset: Dataset, *, shuffle: bool) -> DataLoader:
+        """This process's share of ``dataset``, in an order fixed by ``(seed, epoch)``."""
+        rank, world_size = self.trainer.global_rank, self.trainer.world_size
+        return shard_loader(dataset, self.config.batch_size, shuffle=shuffle, bucket=self.config.bucket,
+                            seed=self.config.seed, rank=rank, world_size=world_size)
+
+
+class CosineWithWarmup:
+    """``lr_t / lr = t / warmup`` during warm-up, then ``floor + (1 − floor)·(1 + cos(π·progress))/2``."""
+
+    def __init__(self, warmup_steps: int, total_steps: int, floor: float = COSINE_FLOOR) -> None:
+        self.warmup_steps, self.total_steps, self.floor = warmup_steps, total_steps, floor
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup_steps:
+            return (step + 1) / self.warmup_steps
+        progress = min(1.0, (step - self.warmup_steps) / max(1, self.total_steps - self.warmup_steps))
+        return self.floor + (1 - self.floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def parameter_groups(model: torch.nn.Module, lr: float, recurrent_lr: float | None, weight_decay: float,
+                     *, decoupled: bool) -> list[dict[str, Any]]:
+    """Optimiser groups: recurrent matrices at ``recurrent_lr`` (when given), the rest at ``lr``; with
+    decoupled weight decay (AdamW), biases and normalisation gains (1-d tensors) are not decayed."""
+    groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
+    for name, parameter in model.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        recurrent = recurrent_lr is not None and "weight_hh" in name.rsplit(".", 1)[-1]
+        decayed = weight_decay > 0 and (parameter.dim() > 1 or not decoupled)
+        groups.setdefault((recurrent, decayed), []).append(parameter)
+    return [
+        {"params": params, "lr": recurrent_lr if recurrent else lr, "weight_decay": weight_decay if decayed else 0.0,
+         "name": ("recurrent" if recurrent else "other") + ("" if decayed else ", no decay")}
+        for (recurrent, decayed), params in sorted(groups.items())
+    ]
+
+
+class ShardSampler(Sampler[int]):
+    """Process ``rank``'s share of ``sampler``'s indices: every ``world_size``-th, starting at ``rank``.
+
+    ``pad=True`` (training) repeats the first indices so every process gets the same count and runs
+    the same number of steps (DDP's gradient all-reduce needs that), as ``DistributedSampler`` does.
+    ``set_epoch`` and the ``seed``/``epoch``/``shuffle`` attributes pass through to ``sampler``, so
+    ``BucketBatchSampler`` and Lightning see it as the sampler it wraps.
+    """
+
+    def __init__(self, sampler: Sampler[int], rank: int, world_size: int, *, pad: bool) -> None:
+        self.sampler, self.rank, self.world_size, self.pad = sampler, rank, world_size, pad
+        self.data_source = getattr(sampler, "data_source", None)
+
+    def set_epoch(self, epoch: int) -> None:
+        if hasattr(self.sampler, "set_epoch"):
+            self.sampler.set_epoch(epoch)
+
+    @property
+    def epoch(self) -> int:
+        return getattr(self.sampler, "epoch", 0)
+
+    @property
+    def seed(self) -> int:
+        return getattr(self.sampler, "seed", 0)
+
+    @property
+    def shuffle(self) -> bool:
+        return bool(getattr(self.sampler, "shuffle", False))
+
+    def _total(self) -> int:
+        count = len(self.sampler)
+        return math.ceil(count / self.world_size) * self.world_size if self.pad else count
+
+    def __iter__(self) -> Iterator[int]:
+        indices = list(iter(self.sampler))
+        if self.pad and indices:
+            total = self._total()
+            indices += (indices * math.ceil(total / len(indices)))[: total - len(indices)]
+        return iter(indices[self.rank :: self.world_size])
+
+    def __len__(self) -> int:
+        total = self._total()
+        return len(range(self.rank, total, self.world_size))
+
+
+def shard_loader(dataset: Dataset, batch_size: int, *, shuffle: bool, bucket: bool, seed: int, rank: int = 0,
+                 world_size: int = 1) -> DataLoader:
+    """A ``DataLoader`` of ``Batch`` es over process ``rank``'s share of ``dataset``.
+
+    The order is ``SeededShuffleSampler``'s (a permutation from ``(seed, epoch)``) when ``shuffle``;
+    ``bucket`` groups sequences of similar length (``BucketBatchSampler``). Loading runs in the main
+    process: samples are cheap, and the cores are better spent on the model.
+    """
+    sampler: Sampler[int] = SeededShuffleSampler(dataset, seed) if shuffle else SequentialSampler(dataset)
+    if world_size > 1:
+        sampler = ShardSampler(sampler, rank, world_size, pad=shuffle)
+    # An explicit generator keeps DataLoader from drawing its base seed from the global RNG, which
+    # would shift dropout's random numbers between a resumed run and an uninterrupted one.
+    generator = torch.Generator().manual_seed(seed)
+    if bucket:
+        # lengths are indexed by dataset index, so a shard's indices look them up directly
+        batch_sampler = BucketBatchSampler(sampler, batch_size, lengths=dataset_lengths(dataset), seed=seed)
+        return DataLoader(dataset, batch_sampler=batch_sampler, collate_fn=collate, generator=generator)
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, collate_fn=collate, generator=generator)

@@ -1,0 +1,68 @@
+"""TrainConfig: JSON round trip, task defaults, and refusals that name the field."""
+
+import pytest
+
+from rnnlab.errors import ConfigError
+from rnnlab.train import TASK_DEFAULTS, TrainConfig
+
+
+def test_config_round_trips_through_json(tmp_path):
+    config = TrainConfig(task="forecast", model="gru", data="traffic", lookback=48, horizon=12, lr=1e-3,
+                         recurrent_lr=1e-2, data_options={"val_fraction": 0.2}, model_options={"embedding_dim": 8},
+                         bidirectional=False, target=0.5).resolved()
+    config.save(tmp_path / "config.json")
+    assert TrainConfig.load(tmp_path / "config.json") == config
+
+
+def test_resolved_fills_task_defaults_and_keeps_given_values():
+    config = TrainConfig(task="adding", model="lstm", lr=5e-4).resolved()
+    assert config.lr == 5e-4
+    assert config.epochs == TASK_DEFAULTS["adding"]["epochs"]
+    assert config.batch_size == TASK_DEFAULTS["adding"]["batch_size"]
+    assert config.init == TASK_DEFAULTS["adding"]["init"]
+
+
+def test_budget_scales_default_epochs_only():
+    standard = TrainConfig(task="recall").resolved()
+    quick = TrainConfig(task="recall", budget="quick").resolved()
+    assert quick.epochs < standard.epochs
+    assert TrainConfig(task="recall", budget="quick", epochs=7).resolved().epochs == 7
+
+
+def test_non_recurrent_models_get_no_recurrent_init():
+    assert TrainConfig(task="recall", model="tcn").resolved().init is None
+    with pytest.raises(ConfigError, match="init='chrono' sets recurrent weights; model 'tcn'"):
+        TrainConfig(task="recall", model="tcn", init="chrono").validate()
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"task": "recal"}, "unknown task 'recal'; did you mean 'recall'"),
+        ({"model": "lstn"}, "unknown model 'lstn'; did you mean 'lstm'"),
+        ({"lr": -1.0}, "lr must be a positive number, got -1.0"),
+        ({"epochs": 0}, "epochs must be a positive integer, got 0"),
+        ({"precision": "16"}, "unknown precision '16'"),
+        ({"dropout": 1.0}, r"dropout must lie in \[0, 1\), got 1.0"),
+        ({"params": 1000, "hidden_size": 8}, "give params or hidden_size, not both"),
+        ({"clip": float("nan")}, "clip must be a number ≥ 0, got nan"),
+    ],
+)
+def test_bad_values_are_refused_naming_the_field(changes, message):
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig(**changes).validate()
+
+
+def test_unknown_field_in_a_mapping_suggests_the_nearest():
+    with pytest.raises(ConfigError, match="unknown TrainConfig field 'learning_rat'"):
+        TrainConfig.from_dict({"learning_rat": 0.1})
+    with pytest.raises(ConfigError, match="did you mean 'batch_size'"):
+        TrainConfig.from_dict({"batchsize": 3})
+
+
+def test_data_options_map_to_load_task_names():
+    options = TrainConfig(task="forecast", target_column="flow", lookback=24, fill="ffill",
+                          data_options={"val_fraction": 0.1}).load_options()
+    assert options["target"] == "flow" and options["lookback"] == 24 and options["fill"] == "ffill"
+    assert options["val_fraction"] == 0.1
+    assert "label" not in options  # options left None are not passed: the data decides
