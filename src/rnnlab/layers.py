@@ -90,10 +90,11 @@ KERNEL_PATHS: dict[str, str] = {
     "rnn": "torch.nn fused (_VF.rnn_tanh / _VF.rnn_relu)",
     "lstm": "torch.nn fused (_VF.lstm)",
     "gru": "torch.nn fused (_VF.gru)",
-    "weight_norm": "torch.nn fused, on the normalised weights",
-    "gradient_checkpointing": "torch.nn fused per chunk of time, under torch.utils.checkpoint",
-    "layer_norm / zoneout / recurrent_dropout (training) / gru cho": "rnnlab loop over cells",
-    "record_gates / reference_path()": "rnnlab loop over cells",
+    "+weight_norm": "torch.nn fused, on the normalised weights",
+    "+gradient_checkpointing": "torch.nn fused per chunk of time, under torch.utils.checkpoint",
+    "+layer_norm/zoneout/recurrent_dropout": "rnnlab loop over cells",
+    "gru convention='cho'": "rnnlab loop over cells",
+    "record_gates": "rnnlab loop over cells",
 }
 
 
@@ -827,9 +828,8 @@ def parameter_table(input_size: int, hidden_size: int, num_layers: int = 1) -> l
 
 
 def _count_formula(gates: int, num_layers: int) -> str:
-    prefix = "" if gates == 1 else f"{gates}·"
-    first = f"{prefix}(H·I + H·H + 2H)"
+    first, later = ("H·I + H·H + 2H", "(2·H·H + 2H)") if gates == 1 else \
+        (f"{gates}·(H·I + H·H + 2H)", f"{gates}·(2·H·H + 2H)")
     if num_layers == 1:
         return first
-    repeat = "" if num_layers == 2 else f"{num_layers - 1}·"
-    return f"{first} + {repeat}{prefix}(2·H·H + 2H)"
+    return f"{first} + {later}" if num_layers == 2 else f"{first} + {num_layers - 1}·{later}"
