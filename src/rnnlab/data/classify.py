@@ -62,7 +62,10 @@ def load_classify(data, test_data, *, seq_len, seed, format, label, id, time, te
 
     columns = {"label": label, "id": id, "time": time, "text": text, "features": features}
     table = read_table(path)
-    fmt = format if format != "auto" else detect_format(table, columns)
+    if format == "auto":
+        fmt, columns["text"] = detect_format(table, columns)
+    else:
+        fmt = format
     records = read_records(table, fmt, columns, lowercase=lowercase, require_label=True)
     if test_data is not None:
         test_records = read_records(read_table(test_data), fmt, columns, lowercase=lowercase, require_label=True)
@@ -112,20 +115,21 @@ def load_classify(data, test_data, *, seq_len, seed, format, label, id, time, te
     return TaskData(spec, datasets["train"], datasets["val"], datasets["test"], baselines=baselines, meta=meta)
 
 
-def detect_format(table: Table, columns: dict[str, str]) -> str:
-    """long when the id and time columns exist; text when the text column exists or the only
-    column beside the label holds words; wide otherwise."""
+def detect_format(table: Table, columns: dict[str, str]) -> tuple[str, str]:
+    """``(format, text column)``: long when the id and time columns exist; text when the text column
+    exists or the only column beside the label holds words (then that is the text column); else wide."""
     if columns["id"] in table.columns and columns["time"] in table.columns:
-        return "long"
+        return "long", columns["text"]
     if columns["text"] in table.columns:
-        return "text"
+        return "text", columns["text"]
     others = [c for c in table.columns if c != columns["label"]]
     if len(others) == 1:
         cells = table.frame[others[0]]
-        numeric = pd.to_numeric(cells.where(~missing_mask(cells), None), errors="coerce").notna() | missing_mask(cells)
+        missing = missing_mask(cells)
+        numeric = pd.to_numeric(cells.where(~missing, None), errors="coerce").notna().to_numpy() | missing
         if numeric.mean() < 0.5:
-            return "text"
-    return "wide"
+            return "text", others[0]
+    return "wide", columns["text"]
 
 
 def read_records(table: Table, fmt: str, columns: dict[str, str], *, lowercase: bool, require_label: bool) -> Records:

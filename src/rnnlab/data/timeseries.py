@@ -231,7 +231,13 @@ def read_series(path: str, *, time: str | None, target: str | None, covariates: 
         raise ConfigError(f"column {time_column!r} is both the time column and a covariate")
 
     columns = target_names + covariate_names
-    values = to_numbers(table, columns)
+    try:
+        values = to_numbers(table, columns)
+    except DataError as error:
+        if target is not None:
+            raise
+        raise DataError(f"{error} (the targets default to every column but time and covariates; "
+                        f"choose them with target=COLUMN[,COLUMN])") from None
     lines = table.lines.copy()
     if time_column is None:
         kind, times, step = "index", np.arange(len(table)), {"unit": "row", "n": 1}
