@@ -50,5 +50,362 @@ def info(
         console.print(counts)
 
 
+# --------------------------------------------------------------------------------------------- training
+def _parse_pairs(pairs: list[str] | None, flag: str) -> dict:
+    """``KEY=VALUE`` pairs into a dict; values read as JSON when they parse (numbers, true/false)."""
+    import json
+
+    options = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            fail(f"{flag} expects KEY=VALUE, got {pair!r}")
+        try:
+            options[key.strip().replace("-", "_")] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key.strip().replace("-", "_")] = value
+    return options
+
+
+def _print_metrics(title: str, metrics: dict, baselines: dict | None = None) -> None:
+    from rnnlab.train.metrics import baselines_beside
+
+    baselines = baselines if baselines is not None else {}
+    shown = {name: value for name, value in metrics.items() if name not in baselines}
+    beside = baselines_beside(shown, baselines)
+    table = Table(title=title)
+    for column in ("metric", "value", "baselines"):
+        table.add_column(column)
+    for name, value in shown.items():
+        others = ", ".join(f"{label} {_number(v)}" for label, v in beside.get(name, []))
+        table.add_row(name, _number(value), others)
+    console.print(table)
+
+
+def _number(value) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.4g}" if abs(value) < 1e5 else f"{value:.4e}"
+    return str(value)
+
+
+@app.command()
+def tasks() -> None:
+    """Built-in tasks, the data each reads, their options, and the model names."""
+    from rnnlab import models
+    from rnnlab.data import TASKS
+
+    console.print("[bold]Tasks[/] (rnnlab train --task T)")
+    for name, info in TASKS.items():
+        console.print(f"\n[bold cyan]{name}[/]  [dim]head {info.head}[/]  {info.description}", highlight=False)
+        console.print(f"  data (--data): {info.formats}", highlight=False)
+        for key, text in info.builtins.items():
+            default = " [dim](default)[/]" if key == info.default_data else ""
+            console.print(f"    built-in [bold]{key}[/]{default}: {text}", highlight=False)
+        console.print(f"  --seq-len: {info.seq_len}", highlight=False)
+        for key, option in info.options.items():
+            default = f" [dim](default {option.default})[/]" if option.default is not None else ""
+            console.print(f"  {key}: {option.help}{default}", highlight=False)
+    console.print()
+    model_table = Table(title="models (rnnlab train --model M)")
+    model_table.add_column("model")
+    model_table.add_column("what")
+    model_table.add_column("options beyond the common ones (--model-option KEY=VALUE)")
+    for name in models.model_names():
+        model_table.add_row(name, models._family(name).description, ", ".join(models.model_options(name)) or "-")
+    console.print(model_table)
+    console.print("Task options not covered by a flag: --option KEY=VALUE (e.g. --option n_train=2000).")
+
+
+@app.command()
+def train(
+    out: str = typer.Option(..., "--out", "-o", help="Run directory (created; must not hold another run)."),
+    task: str = typer.Option(None, "--task", "-t", help="Task: recall, adding, copy, forecast, classify, tag, "
+                             "charlm, music (see `rnnlab tasks`). Default recall."),
+    model: str = typer.Option(None, "--model", "-m", help="rnn, lstm, gru, lstm+attn, gru+attn, tcn, transformer. "
+                              "Default lstm."),
+    data: str = typer.Option(None, "--data", help="Data file, or a built-in data set name (see `rnnlab tasks`)."),
+    test_data: str = typer.Option(None, "--test-data", help="Separate test file (else the test split is cut from "
+                                  "--data)."),
+    seq_len: int = typer.Option(None, "--seq-len", help="Sequence length T (generated tasks, text windows)."),
+    params: int = typer.Option(None, "--params", help="Size the model to about this many parameters."),
+    epochs: int = typer.Option(None, "--epochs", help="Epochs (default: the task's)."),
+    max_minutes: float = typer.Option(None, "--max-minutes", help="Training time budget in minutes."),
+    label: str = typer.Option(None, "--label", help="classify: label column (default label)."),
+    target_column: str = typer.Option(None, "--target", help="forecast: target column(s), comma-separated."),
+    time: str = typer.Option(None, "--time", help="Time column (forecast, long classify CSV)."),
+    covariates: str = typer.Option(None, "--covariates", help="forecast: covariate columns, comma-separated."),
+    lookback: int = typer.Option(None, "--lookback", help="forecast: input window in steps."),
+    horizon: int = typer.Option(None, "--horizon", help="forecast: steps forecast at once."),
+    season: int = typer.Option(None, "--season", help="forecast: season in steps (seasonal naive, MASE)."),
+    fill: str = typer.Option(None, "--fill", help="Missing values: none (error) | ffill | interpolate | zero."),
+    option: list[str] = typer.Option(None, "--option", help="Further task option KEY=VALUE (repeatable)."),
+    batch_size: int = typer.Option(None, "--batch-size", help="Sequences per batch (default: the task's)."),
+    lr: float = typer.Option(None, "--lr", help="Learning rate (default: the task's)."),
+    recurrent_lr: float = typer.Option(None, "--recurrent-lr", help="Learning rate of the recurrent weights W_hh."),
+    optimizer: str = typer.Option(None, "--optimizer", help="adam | adamw."),
+    weight_decay: float = typer.Option(None, "--weight-decay", help="Weight decay."),
+    clip: float = typer.Option(None, "--clip", help="Gradient clipping max-norm (default 1.0; 0 disables)."),
+    schedule: str = typer.Option(None, "--schedule", help="plateau (default) | cosine | none."),
+    warmup_epochs: float = typer.Option(None, "--warmup-epochs", help="cosine: linear warm-up in epochs."),
+    num_layers: int = typer.Option(None, "--layers", "--num-layers", help="Stacked layers."),
+    hidden_size: int = typer.Option(None, "--hidden-size", help="Hidden units (width) instead of --params."),
+    bidirectional: bool = typer.Option(None, "--bidirectional/--no-bidirectional",
+                                       help="Default: the task decides (tag: bidirectional)."),
+    layer_norm: bool = typer.Option(None, "--layer-norm", help="Layer normalisation in the recurrent cells."),
+    dropout: float = typer.Option(None, "--dropout", help="Dropout between layers and before the head."),
+    init: str = typer.Option(None, "--init", help="orthogonal | chrono | default (torch's)."),
+    gradient_checkpointing: bool = typer.Option(None, "--gradient-checkpointing",
+                                                help="Recompute activations in backward (long sequences)."),
+    model_option: list[str] = typer.Option(None, "--model-option", help="Model option KEY=VALUE (repeatable)."),
+    bucket: bool = typer.Option(None, "--bucket", help="Batch sequences of similar length together."),
+    precision: str = typer.Option(None, "--precision", help="32 | bf16 (autocast on the CPU)."),
+    patience: int = typer.Option(None, "--patience", help="Early stopping patience in epochs (0: off)."),
+    stop_at: float = typer.Option(None, "--stop-at", help="Stop once the validation metric reaches this value."),
+    budget: str = typer.Option(None, "--budget", help="quick | standard | full: scales the default epochs."),
+    seed: int = typer.Option(None, "--seed", help="Random seed (default 0)."),
+    devices: int = typer.Option(None, "--devices", help="Processes for data-parallel training (DDP, gloo)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last complete epoch."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Train a model on a task; writes config.json, model.safetensors, metrics.csv, summary.json to --out."""
+    from rnnlab.errors import RnnlabError, TrainingError
+    from rnnlab.train import TrainConfig
+    from rnnlab.train import train as train_run
+
+    given = {
+        "task": task, "model": model, "data": data, "test_data": test_data, "seq_len": seq_len, "params": params,
+        "epochs": epochs, "max_minutes": max_minutes, "label": label, "target_column": target_column,
+        "time": time, "covariates": covariates, "lookback": lookback, "horizon": horizon, "season": season,
+        "fill": fill, "batch_size": batch_size, "lr": lr, "recurrent_lr": recurrent_lr, "optimizer": optimizer,
+        "weight_decay": weight_decay, "clip": clip, "schedule": schedule, "warmup_epochs": warmup_epochs,
+        "num_layers": num_layers, "hidden_size": hidden_size, "bidirectional": bidirectional,
+        "layer_norm": layer_norm, "dropout": dropout, "init": init, "gradient_checkpointing": gradient_checkpointing,
+        "bucket": bucket, "precision": precision, "target": stop_at, "budget": budget, "seed": seed,
+        "devices": devices,
+    }
+    fields = {name: value for name, value in given.items() if value is not None}
+    if patience is not None:
+        fields["patience"] = patience if patience > 0 else None
+    if option:
+        fields["data_options"] = _parse_pairs(option, "--option")
+    if model_option:
+        fields["model_options"] = _parse_pairs(model_option, "--model-option")
+    try:
+        result = train_run(TrainConfig(out=out, **fields), resume=resume, progress=not quiet)
+    except (RnnlabError, TrainingError) as error:
+        fail(str(error))
+    summary = result.summary
+    _print_metrics(f"{summary['task']} · {summary['model']} · test", summary["test_metrics"], summary["baselines"])
+    console.print(
+        f"{summary['num_parameters']:,} parameters · {summary['epochs']} epochs (best {summary['best_epoch']}) · "
+        f"{summary['train_seconds']:.1f} s · stopped: {summary['stop_reason']} · run: {result.dir}",
+        highlight=False,
+    )
+
+
+@app.command()
+def evaluate(
+    run_dir: str = typer.Argument(..., help="A run directory written by rnnlab train."),
+    data: str = typer.Option(None, "--data", help="A new labelled file (default: the run's test split)."),
+) -> None:
+    """Test metrics of a trained run (baselines beside them); written to DIR/evaluation.json."""
+    from rnnlab.errors import RnnlabError
+    from rnnlab.train import evaluate_run
+
+    try:
+        result = evaluate_run(run_dir, data)
+    except RnnlabError as error:
+        fail(str(error))
+    metrics = {name: value for name, value in result.items()}
+    import json
+    from pathlib import Path
+
+    baselines = json.loads((Path(run_dir) / "task.json").read_text(encoding="utf-8")).get("baselines", {})
+    baselines = {name: result[name] for name in result if name in baselines} if data is None else {}
+    _print_metrics(f"{run_dir} · {data or 'test split'}", metrics, baselines)
+
+
+@app.command()
+def predict(
+    run_dir: str = typer.Argument(..., help="A classify or tag run directory."),
+    data: str = typer.Option(..., "--data", help="CSV (classify) or CoNLL file (tag) to label."),
+    out: str = typer.Option(..., "--out", "-o", help="Where to write predictions (CSV)."),
+) -> None:
+    """Labels (classify) or tags (tag) for a new file, with their probabilities."""
+    from rnnlab.errors import RnnlabError
+    from rnnlab.train import predict_run
+
+    try:
+        rows = predict_run(run_dir, data, out)
+    except RnnlabError as error:
+        fail(str(error))
+    console.print(f"{len(rows)} predictions written to {out}", highlight=False)
+
+
+@app.command()
+def forecast(
+    run_dir: str = typer.Argument(..., help="A forecast run directory."),
+    data: str = typer.Option(..., "--data", help="CSV with the run's columns; forecasts follow its last row."),
+    out: str = typer.Option(..., "--out", "-o", help="Where to write the forecasts (CSV)."),
+    count: int = typer.Option(1, "--count", min=1, help="Forecast from each of the last COUNT windows."),
+) -> None:
+    """Forecast the horizon after the end of a series, in its original units."""
+    from rnnlab.errors import RnnlabError
+    from rnnlab.train import forecast_run
+
+    try:
+        rows = forecast_run(run_dir, data, out, count=count)
+    except RnnlabError as error:
+        fail(str(error))
+    table = Table(title=f"forecast from {rows[0]['origin'] if rows else '-'}")
+    for column in ("time", "target", "forecast"):
+        table.add_column(column)
+    for row in rows[: 12]:
+        table.add_row(str(row["time"]), row["target"], _number(row["forecast"]))
+    console.print(table)
+    console.print(f"{len(rows)} forecasts written to {out}", highlight=False)
+
+
+# --------------------------------------------------------------------------------------------- the lab
+@app.command()
+def compare(
+    task: str = typer.Option("recall", "--task", "-t", help="Task (see `rnnlab tasks`); default: the long-range "
+                             "recall study."),
+    data: str = typer.Option(None, "--data", help="Data file, or a built-in data set name (see `rnnlab tasks`)."),
+    models: str = typer.Option(None, "--models", "-m", help="Comma-separated models (default: rnn,lstm,gru,"
+                               "lstm+attn,tcn,transformer)."),
+    lengths: str = typer.Option(None, "--lengths", help="Comma-separated sequence lengths (lookback of a "
+                                "forecast); default: the budget's for generated tasks, the data's own otherwise."),
+    seeds: str = typer.Option(None, "--seeds", help="Number of seeds (3 → 0,1,2) or a list (0,4,7); default: "
+                              "the budget's."),
+    budget: str = typer.Option("standard", "--budget", "-b", help="quick (≤10 min on 2 cores) | standard "
+                               "(T=10…1000) | full (more seeds and lengths)."),
+    out: str = typer.Option(None, "--out", "-o", help="Output folder (default runs/compare-TASK-BUDGET)."),
+    force: bool = typer.Option(False, "--force", help="Replace an output folder that holds a different experiment."),
+    executor: str = typer.Option("local", "--executor", help="local (worker processes) | ray."),
+    address: str = typer.Option(None, "--address", help="Ray cluster address (host:port, ray://host:port, auto); "
+                                "default: start a local Ray instance."),
+    workers: int = typer.Option(None, "--workers", "-w", help="Cells run at once (default: min(cores, 4))."),
+    params: int = typer.Option(None, "--params", help="Parameter budget every model is sized to."),
+    epochs: int = typer.Option(None, "--epochs", help="Epochs per cell (at most)."),
+    max_minutes: float = typer.Option(None, "--max-minutes", help="Training time cap per cell, minutes."),
+    batch_size: int = typer.Option(None, "--batch-size", help="Sequences per batch."),
+    num_layers: int = typer.Option(None, "--layers", "--num-layers", help="Stacked layers (default: the task's)."),
+    lr: float = typer.Option(None, "--lr", help="Learning rate (default: the task's)."),
+    clip: float = typer.Option(1.0, "--clip", help="Gradient clipping max-norm (0 disables)."),
+    init: str = typer.Option("auto", "--init", help="Recurrent init: auto (chrono on long-range tasks) | "
+                             "orthogonal | chrono | default."),
+    train_samples: int = typer.Option(None, "--train-samples", help="Training samples of a generated task."),
+    target_metric: float = typer.Option(None, "--target-metric", help="Validation metric level counted as "
+                                        "reached (default: skill 0.9, or the baseline for forecasts)."),
+    target_column: str = typer.Option(None, "--target", help="forecast: target column(s), comma-separated."),
+    time: str = typer.Option(None, "--time", help="Time column (forecast, long classify CSV)."),
+    covariates: str = typer.Option(None, "--covariates", help="forecast: covariate columns, comma-separated."),
+    horizon: int = typer.Option(None, "--horizon", help="forecast: steps forecast at once."),
+    label: str = typer.Option(None, "--label", help="classify: label column."),
+    fill: str = typer.Option(None, "--fill", help="Missing values: none (error) | ffill | interpolate | zero."),
+    option: list[str] = typer.Option(None, "--option", help="Further task option KEY=VALUE (repeatable)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
+) -> None:
+    """Train the family side by side on one task and write results.json and report.html (the main job)."""
+    from rnnlab.errors import RnnlabError
+    from rnnlab.lab import CompareConfig
+    from rnnlab.lab import compare as run_compare
+    from rnnlab.lab.grid import parse_lengths, parse_models, parse_seeds
+
+    try:
+        data_options = {name: value for name, value in (
+            ("target", target_column), ("time", time), ("covariates", covariates), ("horizon", horizon),
+            ("label", label), ("fill", fill)) if value is not None}
+        data_options.update(_parse_pairs(option, "--option"))
+        config = CompareConfig(
+            task=task, data=data, budget=budget, out=out, force=force, executor=executor, address=address,
+            workers=workers, params=params, epochs=epochs, max_minutes=max_minutes, batch_size=batch_size,
+            num_layers=num_layers, lr=lr, clip=clip, init=init, train_samples=train_samples,
+            target_metric=target_metric, data_options=data_options,
+        )
+        if models is not None:
+            config.models = parse_models(models)
+        if lengths is not None:
+            config.lengths = parse_lengths(lengths)
+        if seeds is not None:
+            config.seeds = parse_seeds(seeds)
+        outcome = run_compare(config, progress=not quiet)
+    except RnnlabError as error:
+        fail(str(error))
+    _print_comparison(outcome)
+    if outcome.interrupted:
+        raise typer.Exit(130)
+
+
+def _print_comparison(outcome) -> None:
+    from rnnlab.lab.results import format_length
+
+    results = outcome.results
+    if outcome.interrupted:
+        console.print(
+            f"[yellow]interrupted[/]: {results['cells_done']} of {results['cells_expected']} cells done; "
+            "results.json and report.html are written from them. Re-run the same command to finish.",
+            highlight=False,
+        )
+    advice = results.get("advice")
+    if advice:
+        length = advice["length_measured"]
+        table = Table(title=f"{results['experiment']['task']} at {format_length(length)}")
+        for column in ("model", advice["metric"], "latency (ms)", "parameters", "Pareto front"):
+            table.add_column(column)
+        for candidate in advice["candidates"]:
+            mark = " ★" if candidate["model"] == advice["pick"] else ""
+            table.add_row(candidate["model"] + mark, f"{candidate['metric']:.4f}", f"{candidate['latency_ms']:.2f}",
+                          f"{candidate['num_parameters']:,}", "yes" if candidate["on_front"] else "")
+        console.print(table)
+        for reason in advice["reasons"]:
+            if reason.startswith("Recommendation"):
+                console.print(reason, highlight=False, markup=False)
+    verdicts = [claim["verdict"] for claim in results["claims"]]
+    console.print(
+        f"claims: {verdicts.count('holds')} hold, {verdicts.count('does not hold')} do not hold, "
+        f"{verdicts.count('not measured')} not measured · {results['cells_done']}/{results['cells_expected']} cells "
+        f"({outcome.skipped} already done) · report: {outcome.report}",
+        highlight=False,
+    )
+
+
+@app.command()
+def advise(
+    results_file: str = typer.Argument(..., metavar="RESULTS.json", help="results.json of `rnnlab compare` (or its "
+                                       "folder)."),
+    max_latency_ms: float = typer.Option(None, "--max-latency-ms", help="Latency limit, ms (one sequence at "
+                                         "batch 1; with --streaming one step)."),
+    max_params: int = typer.Option(None, "--max-params", help="Parameter limit."),
+    min_accuracy: float = typer.Option(None, "--min-accuracy", help="Lowest acceptable accuracy (0–1)."),
+    max_error: float = typer.Option(None, "--max-error", help="Highest acceptable error (metrics where lower is "
+                                    "better, e.g. MAE)."),
+    seq_len: int = typer.Option(None, "--seq-len", help="Your sequence length (default: the longest measured)."),
+    memory_gb: float = typer.Option(None, "--memory-gb", help="Memory available for training, GB."),
+    streaming: bool = typer.Option(False, "--streaming", help="The latency limit is per streaming step."),
+    as_json: bool = typer.Option(False, "--json", help="Print the advice as JSON."),
+) -> None:
+    """The seeds' selection guide as rules, and a pick from the measured Pareto front under your limits."""
+    import json
+
+    from rnnlab.errors import RnnlabError
+    from rnnlab.lab import Limits
+    from rnnlab.lab import advise as advise_results
+
+    try:
+        limits = Limits(max_latency_ms=max_latency_ms, max_params=max_params, min_accuracy=min_accuracy,
+                        max_error=max_error, seq_len=seq_len, memory_gb=memory_gb, streaming=streaming)
+        advice = advise_results(results_file, limits)
+    except RnnlabError as error:
+        fail(str(error))
+    if as_json:
+        typer.echo(json.dumps(advice.to_dict(), indent=2))
+        return
+    console.print(advice.text(), highlight=False, markup=False)
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

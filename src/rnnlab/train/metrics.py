@@ -275,3 +275,20 @@ def _ratio(numerator: torch.Tensor, denominator: torch.Tensor) -> float:
 
 def _field(spec: Any, name: str) -> Any:
     return spec[name] if isinstance(spec, dict) else getattr(spec, name)
+
+
+def baselines_beside(metrics: dict[str, Any], baselines: dict[str, Any]) -> dict[str, list[tuple[str, Any]]]:
+    """Each baseline next to the metric it is measured in: a baseline named ``<label>_<metric>``
+    (``seasonal_naive_mae``, ``trivial_mse``, ``unigram_bpc``, ``chance_accuracy``) goes with
+    ``<metric>`` under the label ``"seasonal naive"``; baselines of no reported metric are left out.
+
+    >>> baselines_beside({"mae": 1.8, "rmse": 2.0}, {"naive_mae": 2.3, "seasonal_naive_mae": 2.1})
+    {'mae': [('naive', 2.3), ('seasonal naive', 2.1)]}
+    """
+    paired: dict[str, list[tuple[str, Any]]] = {}
+    for name, value in baselines.items():
+        matches = [metric for metric in metrics if name.endswith("_" + metric)]
+        if matches:
+            metric = max(matches, key=len)
+            paired.setdefault(metric, []).append((name[: -len(metric) - 1].replace("_", " "), value))
+    return paired

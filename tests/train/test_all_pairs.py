@@ -1,0 +1,79 @@
+"""Every task × model pair trains for one epoch at a tiny size and writes a complete run directory."""
+
+import json
+import math
+
+import pytest
+
+from rnnlab.data import TASKS
+from rnnlab.models import MODEL_NAMES
+from rnnlab.train import TrainConfig, load_task_data, train
+from rnnlab.train.metrics import primary_metric
+
+TINY = {
+    "recall": {"seq_len": 6, "n_train": 32, "n_val": 16, "n_test": 16},
+    "adding": {"seq_len": 6, "n_train": 32, "n_val": 16, "n_test": 16},
+    "copy": {"seq_len": 4, "n_train": 32, "n_val": 16, "n_test": 16, "data_options": {"memory_length": 2}},
+    "forecast": {"lookback": 8, "horizon": 4},
+    "classify": {},
+    "tag": {},
+    "charlm": {"seq_len": 16},
+    "music": {},
+}
+#: The metrics each task must report in test_metrics (besides its baselines).
+EXPECTED_METRICS = {
+    "recall": {"accuracy", "macro_f1"},
+    "adding": {"mse", "trivial_mse"},
+    "copy": {"accuracy", "cross_entropy", "memoryless_cross_entropy"},
+    "forecast": {"mae", "rmse", "smape", "mase", "naive_mae", "seasonal_naive_mae"},
+    "classify": {"accuracy", "macro_f1"},
+    "tag": {"accuracy", "macro_f1"},
+    "charlm": {"bpc", "perplexity", "unigram_bpc"},
+    "music": {"nll"},
+}
+
+
+def test_every_task_is_covered():
+    assert set(TINY) == set(TASKS)
+
+
+@pytest.fixture(scope="module")
+def task_data_of(tiny_files):
+    """Each task's data loaded once and shared by the models (loading is not what is tested here)."""
+    cache = {}
+
+    def load(task):
+        if task not in cache:
+            cache[task] = load_task_data(config_for(task, "lstm", tiny_files, out=None))
+        return cache[task]
+
+    return load
+
+
+def config_for(task, model, files, out):
+    values = dict(TINY[task])
+    if task in files:
+        values["data"] = str(files[task])
+    return TrainConfig(task=task, model=model, epochs=1, batch_size=16, hidden_size=8, num_layers=1,
+                       patience=None, out=out, **values)
+
+
+@pytest.mark.parametrize("model", MODEL_NAMES)
+@pytest.mark.parametrize("task", list(TINY))
+def test_task_model_pair_trains_and_writes_its_run(task, model, tiny_files, task_data_of, tmp_path):
+    out = tmp_path / "run"
+    config = config_for(task, model, tiny_files, str(out))
+    result = train(config, task_data=task_data_of(task))
+
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "metrics.csv", "model.safetensors",
+                                                     "summary.json", "task.json"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary == result.summary
+    assert EXPECTED_METRICS[task] <= set(summary["test_metrics"])
+    metric, _ = primary_metric(task, result.task_data.spec.head)
+    value = summary["test_metrics"][metric]
+    assert value is not None and math.isfinite(value)
+    assert summary["epochs"] == 1 and summary["best_epoch"] == 1
+    assert summary["num_parameters"] == sum(p.numel() for p in result.model.parameters())
+    assert summary["seconds_per_step"] > 0 and summary["train_seconds"] > 0
+    assert TrainConfig.load(out / "config.json").model == model

@@ -1,0 +1,123 @@
+"""Bad input gets a clear message and leaves no partial run directory; a failure while training keeps
+the last good checkpoint and names the step."""
+
+import json
+import math
+
+import lightning as L
+import pytest
+import torch
+
+from rnnlab.data import SequenceDataset, TaskData
+from rnnlab.errors import ConfigError, DataError, TrainingError
+from rnnlab.train import TrainConfig, load_task_data, train
+
+
+def write(path, text):
+    path.write_text(text)
+    return str(path)
+
+
+def hourly_csv(values):
+    lines = ["time,flow"] + [f"2024-01-{1 + i // 24:02d} {i % 24:02d}:00,{v}" for i, v in enumerate(values)]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize(
+    ("make_config", "error", "message"),
+    [
+        (lambda d: TrainConfig(task="forecast", data=write(d / "gap.csv", hourly_csv([1, 2, "", 4] + [5] * 60))),
+         DataError, r"gap.csv: 1 missing value\(s\): line 4 column 'flow'; .*fill"),
+        (lambda d: TrainConfig(task="forecast", data=write(d / "words.csv", hourly_csv([1, "high", 3] + [5] * 60))),
+         DataError, r"words.csv: expected numbers, found line 3 column 'flow': 'high'"),
+        (lambda d: TrainConfig(task="forecast", data=write(d / "short.csv", hourly_csv(range(20))), lookback=16,
+                               horizon=8),
+         DataError, "short.csv: the series has 20 rows, too short for lookback 16 \\+ horizon 8"),
+        (lambda d: TrainConfig(task="charlm", data=write(d / "empty.txt", "")), DataError, "empty.txt"),
+        (lambda d: TrainConfig(task="charlm", data=str(d / "latin1.txt")), DataError, r"latin1.txt.*byte"),
+        (lambda d: TrainConfig(task="classify", data=write(d / "train.csv", "label,a,b\n" + "x,1,2\ny,2,3\n" * 10),
+                               test_data=write(d / "test.csv", "label,a,b\nx,1,2\nz,2,3\n")),
+         DataError, "'z'"),
+        (lambda d: TrainConfig(task="recal"), ConfigError, "unknown task 'recal'; did you mean 'recall'"),
+        (lambda d: TrainConfig(model="gruu"), ConfigError, "unknown model 'gruu'; did you mean 'gru'"),
+        (lambda d: TrainConfig(task="recall", lookback=5), ConfigError, "lookback"),
+        (lambda d: TrainConfig(task="recall", model="tcn", model_options={"kernel": 3}), ConfigError, "kernel"),
+    ],
+    ids=["missing-value", "non-numeric", "series-too-short", "empty-text", "undecodable-text", "unseen-label",
+         "unknown-task", "unknown-model", "option-of-another-task", "unknown-model-option"],
+)
+def test_bad_input_is_refused_before_the_run_directory_exists(tmp_path, make_config, error, message):
+    (tmp_path / "latin1.txt").write_bytes("caf\xe9 au lait".encode("latin-1"))
+    out = tmp_path / "run"
+    with pytest.raises(error, match=message):
+        train(make_config(tmp_path), out=str(out))
+    assert not out.exists()
+
+
+def test_fill_repairs_missing_values(tmp_path):
+    series = [100 + 10 * math.sin(i / 4) for i in range(90)]
+    series[30] = ""
+    config = TrainConfig(task="forecast", data=write(tmp_path / "gap.csv", hourly_csv(series)), fill="ffill",
+                         lookback=8, horizon=4, epochs=1, hidden_size=8, num_layers=1, out=str(tmp_path / "run"))
+    assert train(config).summary["test_metrics"]["mae"] is not None
+
+
+def test_an_existing_run_is_not_overwritten(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(ConfigError, match="holds a run; continue it with --resume, or choose another --out"):
+        train(TrainConfig(out=str(tmp_path)))
+
+
+def tiny_recall(out, **changes):
+    values = dict(task="recall", seq_len=6, n_train=64, n_val=16, n_test=16, batch_size=16, hidden_size=8,
+                  num_layers=1, epochs=3, patience=None, out=str(out))
+    return TrainConfig(**{**values, **changes})
+
+
+def test_non_finite_loss_in_the_first_epoch_names_the_step_and_keeps_no_directory(tmp_path):
+    config = tiny_recall(tmp_path / "run", task="adding")
+    clean = load_task_data(config)
+    xs, ys = zip(*(clean.train[i] for i in range(len(clean.train))))
+    xs = [x.clone() for x in xs]
+    xs[21][3, 0] = float("nan")  # sample 21: in the second batch of the (seeded) first epoch or later
+    poisoned = TaskData(clean.spec, SequenceDataset(xs, ys), clean.val, clean.test, clean.baselines, clean.meta)
+    with pytest.raises(TrainingError, match=r"non-finite loss \(nan\) at epoch 0, batch \d+ \(global step \d+\).*"
+                                            "No epoch had finished, so no run directory was kept"):
+        train(config, task_data=poisoned)
+    assert not (tmp_path / "run").exists()
+
+
+class PoisonWeights(L.Callback):
+    """Turns the model's weights to NaN at the start of epoch ``epoch`` (as a diverging run would)."""
+
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        if trainer.current_epoch == self.epoch:
+            with torch.no_grad():
+                for parameter in pl_module.parameters():
+                    parameter.fill_(float("nan"))
+
+
+def test_non_finite_loss_later_keeps_the_last_good_checkpoint_which_resumes(tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(TrainingError, match=r"at epoch 2, batch 0 \(global step 8\).*The last good checkpoint "
+                                            r"\(after epoch 2\) is kept in .*checkpoint.*--resume"):
+        train(tiny_recall(out), callbacks=[PoisonWeights(epoch=2)])
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint", "config.json", "metrics.csv", "task.json"]
+    assert len((out / "metrics.csv").read_text().splitlines()) == 1 + 2  # header + 2 good epochs
+    # The kept checkpoint is good: resuming (without the poison) finishes the run.
+    summary = train(TrainConfig(out=str(out)), resume=True).summary
+    assert summary["epochs"] == 3 and math.isfinite(summary["test_metrics"]["accuracy"])
+    assert json.loads((out / "summary.json").read_text()) == summary
+
+
+def test_resume_refuses_to_change_the_configuration(tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(TrainingError):
+        train(tiny_recall(out), callbacks=[PoisonWeights(epoch=1)])
+    with pytest.raises(ConfigError, match="a resumed run keeps its configuration; lr was 0.002, got 0.1"):
+        train(TrainConfig(out=str(out), lr=0.1), resume=True)
+    with pytest.raises(ConfigError, match="nothing to resume in .*nowhere"):
+        train(TrainConfig(out=str(tmp_path / "nowhere")), resume=True)
