@@ -1,0 +1,734 @@
+"""The comparison report: one self-contained HTML page written from a results document.
+
+``write_report(results, out_dir)`` draws every figure with matplotlib (no pyplot: nothing global
+is touched), writes each as ``out_dir/figures/<name>.png`` and embeds the same bytes in
+``out_dir/report.html`` as base64, so the page can be mailed or opened offline. Every sentence
+with a number in it is formatted from ``results``; nothing is written by hand.
+
+Page order: what was run → the main figure (metric against length) → the seeds' claims with
+verdicts → why (gradients, gates, attention) → cost → every number → the recommendation.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+from rnnlab.io import atomic_write, atomic_write_text
+from rnnlab.lab.results import chance_level, format_length, lengths_of, models_of, reference_error, row
+
+#: One colour per model, the same in every figure.
+MODEL_COLOURS = {
+    "rnn": "#d62728",
+    "lstm": "#1f77b4",
+    "gru": "#2ca02c",
+    "lstm+attn": "#9467bd",
+    "gru+attn": "#17becf",
+    "tcn": "#ff7f0e",
+    "transformer": "#8c564b",
+}
+_SPARE_COLOURS = ("#e377c2", "#7f7f7f", "#bcbd22", "#393b79", "#637939")
+DPI = 110
+
+
+@dataclass
+class Figure_:
+    """A drawn figure: its file name, the caption under it, and its PNG bytes."""
+
+    name: str
+    caption: str
+    png: bytes
+    alt: str
+
+
+def write_report(results: dict[str, Any], out_dir: str | Path) -> Path:
+    """Draw the figures into ``out_dir/figures/`` and write ``out_dir/report.html``; returns the page's path."""
+    out_dir = Path(out_dir)
+    figures = draw_figures(results)
+    for figure in figures:
+        path = out_dir / "figures" / f"{figure.name}.png"
+        atomic_write(path, lambda tmp, data=figure.png: Path(tmp).write_bytes(data))
+    return atomic_write_text(out_dir / "report.html", render_html(results, figures))
+
+
+# --------------------------------------------------------------------------- figures
+def draw_figures(results: dict[str, Any]) -> list[Figure_]:
+    figures = []
+    for draw in (
+        _accuracy_against_length,
+        _training_curves,
+        _gradient_flow,
+        _gates,
+        _attention,
+        _cost_against_accuracy,
+        _probe,
+    ):
+        drawn = draw(results)
+        if drawn is not None:
+            figures.append(drawn)
+    return figures
+
+
+def _colour(model: str, models: list[str]) -> str:
+    if model in MODEL_COLOURS:
+        return MODEL_COLOURS[model]
+    others = [m for m in models if m not in MODEL_COLOURS]
+    return _SPARE_COLOURS[others.index(model) % len(_SPARE_COLOURS)] if model in others else "#000000"
+
+
+def _new_figure(width: float = 8.0, height: float = 4.6, columns: int = 1) -> tuple[Figure, list]:
+    figure = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+    axes = figure.subplots(1, columns, squeeze=False)[0]
+    return figure, list(axes)
+
+
+def _png(figure: Figure) -> bytes:
+    FigureCanvasAgg(figure)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=DPI)
+    return buffer.getvalue()
+
+
+def _plain_log_axis(axis: Any, which: str = "x", ticks: list[float] | None = None) -> None:
+    """A log axis labelled with plain numbers (1, 2, 5, 10, ...), or exactly at ``ticks``."""
+    target = axis.xaxis if which == "x" else axis.yaxis
+    (axis.set_xscale if which == "x" else axis.set_yscale)("log")
+    if ticks:
+        target.set_major_locator(FuncLocator(ticks))
+    else:
+        target.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    target.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    target.set_minor_formatter(NullFormatter())
+
+
+class FuncLocator(LogLocator):
+    """Ticks exactly at the given values (the measured lengths)."""
+
+    def __init__(self, ticks: list[float]) -> None:
+        super().__init__()
+        self.ticks = sorted(ticks)
+
+    def tick_values(self, vmin: float, vmax: float) -> list[float]:
+        return self.ticks
+
+    def __call__(self) -> list[float]:
+        return self.ticks
+
+
+def _metric_label(results: dict[str, Any]) -> str:
+    task = results.get("task") or {}
+    metric = task.get("metric") or "metric"
+    direction = "higher is better" if task.get("higher_is_better", True) else "lower is better"
+    units = {"accuracy": "fraction correct", "macro_f1": "0–1", "mae": "data units", "mse": "squared units",
+             "bpc": "bits per character", "nll": "nats per frame", "rmse": "data units"}.get(metric, "")
+    return f"test {metric}" + (f" ({units}; {direction})" if units else f" ({direction})")
+
+
+def _task_title(results: dict[str, Any]) -> str:
+    experiment = results.get("experiment") or {}
+    data = experiment.get("data")
+    return experiment.get("task", "") + (f" on {Path(str(data)).name}" if data else "")
+
+
+def _accuracy_against_length(results: dict[str, Any]) -> Figure_ | None:
+    summary = results.get("summary") or []
+    if not summary:
+        return None
+    models, lengths = models_of(results), lengths_of(results)
+    task = results.get("task") or {}
+    metric = task.get("metric") or summary[0]["metric"]
+    figure, (axes,) = _new_figure()
+    seeds = max(entry["n"] for entry in summary)
+    if all(length is not None for length in lengths) and len(lengths) > 1:
+        for model in models:
+            points = [(length, row(results, model, length)) for length in lengths if row(results, model, length)]
+            axes.errorbar(
+                [length for length, _ in points],
+                [entry["metric_mean"] for _, entry in points],
+                yerr=[entry["metric_std"] for _, entry in points],
+                marker="o", capsize=4, linewidth=1.8, label=model, color=_colour(model, models),
+            )
+        _plain_log_axis(axes, "x", lengths)
+        axes.set_xlabel("sequence length T (steps the dependency must cross; log scale)")
+        title = f"Test {metric} against sequence length — {_task_title(results)}"
+    else:
+        length = lengths[-1]
+        entries = [row(results, model, length) for model in models]
+        positions = range(len(models))
+        axes.bar(positions, [e["metric_mean"] for e in entries], yerr=[e["metric_std"] for e in entries],
+                 color=[_colour(m, models) for m in models], capsize=4)
+        axes.set_xticks(list(positions), models)
+        axes.set_xlabel(f"model ({format_length(length)})")
+        title = f"Test {metric} by model — {_task_title(results)}"
+    chance = chance_level(task) if metric == "accuracy" else None
+    reference = None if task.get("higher_is_better", True) else reference_error(task, metric)
+    if chance is not None:
+        axes.axhline(chance, color="#888888", linestyle=":", linewidth=1.2, label=f"chance ({chance:.3g})")
+    if reference is not None:
+        axes.axhline(reference, color="#888888", linestyle=":", linewidth=1.2, label=f"baseline ({reference:.3g})")
+    axes.set_ylabel(_metric_label(results))
+    if metric == "accuracy":
+        axes.set_ylim(0, 1.04)
+    axes.set_title(title, fontsize=11)
+    axes.grid(True, alpha=0.3)
+    axes.legend(fontsize=8, loc="best", ncols=2)
+    spread = f"error bars: ± 1 standard deviation over {seeds} seeds" if seeds > 1 else "one seed per point (no spread)"
+    return Figure_(
+        "accuracy_vs_length",
+        f"Test {metric} of each model at each length, every model sized to about "
+        f"{(results.get('experiment') or {}).get('params', 0):,} parameters; {spread}.",
+        _png(figure),
+        f"{metric} against sequence length",
+    )
+
+
+def _training_curves(results: dict[str, Any]) -> Figure_ | None:
+    lengths = [length for length in lengths_of(results)]
+    if not lengths:
+        return None
+    length = lengths[-1]
+    cells = [c for c in results.get("cells", []) if c.get("status") == "done" and c["length"] == length and c["history"]]
+    if not cells:
+        return None
+    models = models_of(results)
+    figure, (axes,) = _new_figure(8, 4.2)
+    labelled = set()
+    for cell in cells:
+        epochs = [point["epoch"] for point in cell["history"] if point.get("val_metric") is not None]
+        values = [point["val_metric"] for point in cell["history"] if point.get("val_metric") is not None]
+        label = cell["model"] if cell["model"] not in labelled else None
+        labelled.add(cell["model"])
+        axes.plot(epochs, values, marker=".", linewidth=1.4, color=_colour(cell["model"], models), label=label, alpha=0.9)
+    target = (results.get("task") or {}).get("target")
+    if target:
+        axes.axhline(target["value"], color="#444444", linestyle="--", linewidth=1,
+                     label=f"target {target['value']:.3g}")
+    metric = (results.get("task") or {}).get("metric") or "metric"
+    axes.set_xlabel("epoch")
+    axes.set_ylabel(f"validation {metric}")
+    axes.set_title(f"Training curves at {format_length(length)}: validation {metric} per epoch", fontsize=11)
+    axes.grid(True, alpha=0.3)
+    axes.legend(fontsize=8, ncols=2)
+    return Figure_(
+        "training_curves",
+        f"Validation {metric} after each epoch at {format_length(length)} (one line per seed); the dashed line is the "
+        "target used for epochs-to-target.",
+        _png(figure),
+        "validation metric per epoch",
+    )
+
+
+def _gradient_flow(results: dict[str, Any]) -> Figure_ | None:
+    cells = [c for c in results.get("cells", []) if c.get("status") == "done" and c.get("gradient_flow")]
+    if not cells:
+        return None
+    length = max(c["length"] or 0 for c in cells)
+    cells = [c for c in cells if (c["length"] or 0) == length]
+    # one seed per model: the lowest
+    chosen: dict[str, dict[str, Any]] = {}
+    for cell in sorted(cells, key=lambda c: c["seed"]):
+        chosen.setdefault(cell["model"], cell)
+    models = models_of(results)
+    figure, axes = _new_figure(10, 4.4, columns=2)
+    for axis, phase, heading in ((axes[0], "init", "at initialisation"), (axes[1], "trained", "after training")):
+        for model, cell in chosen.items():
+            flow = cell["gradient_flow"]
+            measured = flow.get(phase) or {}
+            colour = _colour(model, models)
+            if measured.get("h"):
+                axis.plot(flow["steps"], _positive(measured["h"]), color=colour, linewidth=1.6, label=f"{model} ‖∂L/∂h_t‖")
+            if measured.get("c"):
+                axis.plot(flow["steps"], _positive(measured["c"]), color=colour, linewidth=1.6, linestyle="--",
+                          label=f"{model} ‖∂L/∂c_t‖ (cell state)")
+        axis.set_yscale("log")
+        axis.set_xlabel("time step t (the loss is read after the last step)")
+        axis.set_ylabel("gradient norm ‖∂L/∂state_t‖ (log scale)")
+        axis.set_title(f"Gradient flow through time {heading}", fontsize=11)
+        axis.grid(True, alpha=0.3, which="both")
+    axes[1].legend(fontsize=7, loc="best")
+    return Figure_(
+        "gradient_flow",
+        f"Norm of the loss gradient with respect to the top layer's state at each step, T={length}, mean over "
+        "test samples. A line falling to the left means the loss cannot reach early steps: the vanishing "
+        "gradient of the seeds (SPEC §5).",
+        _png(figure),
+        "gradient norm against time step",
+    )
+
+
+def _positive(values: list[float]) -> list[float]:
+    return [value if value > 0 else math.nan for value in values]
+
+
+def _gates(results: dict[str, Any]) -> Figure_ | None:
+    cells = [c for c in results.get("cells", []) if c.get("status") == "done" and c.get("gates")]
+    if not cells:
+        return None
+    models = [m for m in models_of(results) if any(c["model"] == m for c in cells)]
+    lengths = sorted({c["length"] or 0 for c in cells})
+    figure, axes = _new_figure(10, 4.2, columns=2)
+    for model in models:
+        means, lows, highs = [], [], []
+        for length in lengths:
+            group = [c for c in cells if c["model"] == model and (c["length"] or 0) == length]
+            if not group:
+                means.append(math.nan), lows.append(math.nan), highs.append(math.nan)
+                continue
+            means.append(sum(c["gates"]["retention"]["mean"] for c in group) / len(group))
+            saturation = [c["gates"]["retention"]["saturated_low"] + c["gates"]["retention"]["saturated_high"] for c in group]
+            lows.append(sum(saturation) / len(saturation))
+        colour = _colour(model, models)
+        axes[0].plot(lengths, means, marker="o", color=colour, label=f"{model} mean")
+        axes[0].plot(lengths, lows, marker="s", color=colour, linestyle="--", label=f"{model} saturated")
+    if all(lengths) and len(lengths) > 1:
+        _plain_log_axis(axes[0], "x", lengths)
+    axes[0].set_xlabel("sequence length T (log scale)")
+    axes[0].set_ylabel("fraction (0–1)")
+    axes[0].set_ylim(-0.02, 1.02)
+    axes[0].set_title("Retention gate: mean, and share saturated (<0.1 or >0.9)", fontsize=10)
+    axes[0].grid(True, alpha=0.3)
+    axes[0].legend(fontsize=7, ncols=2)
+    longest = lengths[-1]
+    for model in models:
+        group = [c for c in cells if c["model"] == model and (c["length"] or 0) == longest]
+        if group:
+            over_time = group[0]["gates"]["over_time"]
+            axes[1].plot(over_time["steps"], over_time["mean"], color=_colour(model, models), label=model)
+    axes[1].set_xlabel("time step t")
+    axes[1].set_ylabel("mean retention gate (0 forget … 1 keep)")
+    axes[1].set_ylim(-0.02, 1.02)
+    axes[1].set_title(f"Retention gate over time at T={longest} (trained)", fontsize=10)
+    axes[1].grid(True, alpha=0.3)
+    axes[1].legend(fontsize=8)
+    return Figure_(
+        "gates",
+        "Gate statistics of the trained gated models on the test set. Retention gate: the LSTM's forget gate f_t; "
+        "for the GRU, the share of h_{t-1} kept. Saturated gates act as switches.",
+        _png(figure),
+        "gate statistics",
+    )
+
+
+def _attention(results: dict[str, Any]) -> Figure_ | None:
+    cells = [c for c in results.get("cells", []) if c.get("status") == "done" and c.get("attention")]
+    if not cells:
+        return None
+    length = max(c["length"] or 0 for c in cells)
+    chosen: dict[str, dict[str, Any]] = {}
+    for cell in sorted((c for c in cells if (c["length"] or 0) == length), key=lambda c: c["seed"]):
+        chosen.setdefault(cell["model"], cell)
+    figure = Figure(figsize=(10, 1.2 + 2.4 * len(chosen)), dpi=DPI, layout="constrained")
+    axes = list(figure.subplots(len(chosen), 1, squeeze=False)[:, 0])
+    for axis, (model, cell) in zip(axes, chosen.items()):
+        attention = cell["attention"]
+        weights = attention["weights"]
+        steps = attention["steps"]
+        image = axis.imshow(weights, aspect="auto", interpolation="nearest", cmap="viridis",
+                            extent=(steps[0] - 0.5, steps[-1] + 0.5, len(weights) - 0.5, -0.5))
+        axis.set_ylabel("test sample")
+        axis.set_xlabel("time step t")
+        axis.set_title(f"{model}: {attention['kind']} at T={length}", fontsize=10)
+        figure.colorbar(image, ax=axis, label="attention weight (sums to 1 per sample)")
+    return Figure_(
+        "attention",
+        f"Attention weights over the input steps for test samples at T={length}: where the attention models look.",
+        _png(figure),
+        "attention heatmap",
+    )
+
+
+def _cost_against_accuracy(results: dict[str, Any]) -> Figure_ | None:
+    lengths = lengths_of(results)
+    if not lengths:
+        return None
+    length = lengths[-1]
+    models = models_of(results)
+    entries = {model: row(results, model, length) for model in models if row(results, model, length)}
+    if not entries:
+        return None
+    metric = (results.get("task") or {}).get("metric") or "metric"
+    figure, axes = _new_figure(10, 4.2, columns=2)
+    panels = (
+        (axes[0], "train_ms_per_step", "training step: forward + backward (ms per batch, log scale)"),
+        (axes[1], "latency_ms_sequence", "inference latency: one sequence, batch 1 (ms, log scale)"),
+    )
+    for axis, key, label in panels:
+        for model, entry in entries.items():
+            x = entry["cost"].get(key)
+            if x is None:
+                continue
+            axis.errorbar([x], [entry["metric_mean"]], yerr=[entry["metric_std"]], marker="o", markersize=8,
+                          color=_colour(model, models), capsize=3)
+            axis.annotate(model, (x, entry["metric_mean"]), textcoords="offset points", xytext=(6, 5), fontsize=8)
+        _plain_log_axis(axis, "x")
+        axis.set_xlabel(label)
+        axis.set_ylabel(f"test {metric}")
+        axis.grid(True, alpha=0.3, which="both")
+    axes[0].set_title(f"Training cost against {metric} at {format_length(length)}", fontsize=10)
+    axes[1].set_title(f"Inference cost against {metric} at {format_length(length)}", fontsize=10)
+    return Figure_(
+        "cost_vs_accuracy",
+        f"Cost against {metric} at {format_length(length)}, every model at the same parameter budget; "
+        "up and to the left is better.",
+        _png(figure),
+        "cost against accuracy",
+    )
+
+
+def _probe(results: dict[str, Any]) -> Figure_ | None:
+    probe = results.get("probe")
+    if not probe or not probe.get("layers"):
+        return None
+    layers = probe["layers"]
+    names = list(layers)
+    figure, axes = _new_figure(8, 3.6, columns=2)
+    for axis, key, label in ((axes[0], "train_ms", "training step (ms)"), (axes[1], "infer_ms", "inference (ms)")):
+        values = [layers[name][key] for name in names]
+        bars = axis.bar(names, values, color=[_colour(name, names) for name in names])
+        for bar, value in zip(bars, values):
+            axis.annotate(f"{value:.2f}", (bar.get_x() + bar.get_width() / 2, value), ha="center", va="bottom", fontsize=8)
+        axis.set_ylabel(f"{label}, median")
+        axis.set_xlabel("layer (same hidden size)")
+        axis.grid(True, axis="y", alpha=0.3)
+    axes[0].set_title("Forward + backward of one layer", fontsize=10)
+    axes[1].set_title("Forward only, no gradients", fontsize=10)
+    return Figure_(
+        "layer_cost",
+        f"One recurrent layer each at the same sizes (input {probe['input_size']}, hidden {probe['hidden_size']}, "
+        f"T={probe['seq_len']}, batch {probe['batch_size']}), timed interleaved in one process, median of "
+        f"{probe['repeats']} repeats: the premise of the seeds' cost claims.",
+        _png(figure),
+        "per-layer cost",
+    )
+
+
+# --------------------------------------------------------------------------- page
+_CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1b1f24;background:#f6f7f9;line-height:1.45}
+main{max-width:1080px;margin:0 auto;padding:24px 28px 60px;background:#fff;box-shadow:0 0 12px rgba(0,0,0,.06)}
+h1{font-size:1.6em;margin:.2em 0 .1em} h2{font-size:1.25em;margin-top:2em;border-bottom:2px solid #e4e7eb;padding-bottom:.2em}
+.sub{color:#57606a;margin:0 0 1em}
+.status{display:inline-block;padding:2px 10px;border-radius:12px;font-size:.85em;font-weight:600}
+.complete{background:#dafbe1;color:#116329}.partial{background:#fff8c5;color:#7d4e00}
+.headline{background:#f0f6ff;border-left:4px solid #1f77b4;padding:10px 14px;margin:12px 0;font-size:1.05em}
+figure{margin:18px 0} figure img{max-width:100%;border:1px solid #e4e7eb} figcaption{color:#57606a;font-size:.9em}
+table{border-collapse:collapse;font-size:.86em;margin:8px 0;width:100%}
+th,td{border-bottom:1px solid #e4e7eb;padding:4px 7px;text-align:left;vertical-align:top}
+th{background:#f6f8fa;position:sticky;top:0} td.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+.verdict{font-weight:600;white-space:nowrap;padding:1px 8px;border-radius:10px}
+.holds{background:#dafbe1;color:#116329}.fails{background:#ffebe9;color:#a40e26}.unmeasured{background:#eaeef2;color:#57606a}
+.chips span{margin-right:8px} .small{font-size:.85em;color:#57606a}
+details{margin:8px 0} summary{cursor:pointer;color:#0969da}
+ul.reasons li{margin:4px 0} code{background:#f6f8fa;padding:1px 4px;border-radius:4px}
+"""
+
+
+def render_html(results: dict[str, Any], figures: list[Figure_]) -> str:
+    by_name = {figure.name: figure for figure in figures}
+    experiment = results.get("experiment") or {}
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>rnnlab compare — {_e(_task_title(results))}</title>",
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<style>{_CSS}</style></head><body><main>",
+        _header(results),
+        _figure(by_name.get("accuracy_vs_length")),
+        "<h2>The seeds' claims, measured</h2>",
+        '<p class="small">Each claim of the five articles (SPEC §5) checked against this run. The verdict is '
+        "computed from the numbers below; the criterion is given with it.</p>",
+        _claims_table(results),
+        "<h2>Why: gradients, gates and attention</h2>",
+        _figure(by_name.get("gradient_flow")) or '<p class="small">No recurrent model in this run: no gradient flow to show.</p>',
+        _figure(by_name.get("gates")) or '<p class="small">No gated recurrent model (LSTM, GRU) in this run.</p>',
+        _figure(by_name.get("attention")) or '<p class="small">No attention model in this run.</p>',
+        _figure(by_name.get("training_curves")),
+        "<h2>Cost</h2>",
+        _figure(by_name.get("cost_vs_accuracy")),
+        _figure(by_name.get("layer_cost")),
+        _memory_note(results),
+        "<h2>Every number</h2>",
+        _summary_table(results),
+        _cells_table(results),
+        "<h2>Recommendation</h2>",
+        _advice_section(results),
+        _footer(results),
+        "</main></body></html>",
+    ]
+    return "\n".join(part for part in parts if part)
+
+
+def _e(text: Any) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def _header(results: dict[str, Any]) -> str:
+    experiment = results.get("experiment") or {}
+    machine = results.get("machine") or {}
+    timing = results.get("timing") or {}
+    lengths = experiment.get("lengths") or []
+    length_text = ", ".join("native" if length is None else str(length) for length in lengths)
+    status = results.get("status", "partial")
+    done, expected, failed = results.get("cells_done", 0), results.get("cells_expected", 0), results.get("cells_failed", 0)
+    status_text = "complete" if status == "complete" else f"partial: {done} of {expected} cells" + (
+        f", {failed} failed" if failed else "")
+    advice = results.get("advice") or {}
+    headline = ""
+    if advice.get("pick"):
+        pick = next((c for c in advice.get("candidates", []) if c["model"] == advice["pick"]), None)
+        if pick:
+            headline = (
+                f'<div class="headline">At {format_length(advice.get("length_measured"))} the measured pick is '
+                f"<b>{_e(advice['pick'])}</b>: {_e(advice['metric'])} {pick['metric']:.3f}, "
+                f"{pick['latency_ms']:.2f} ms per sequence, {pick['num_parameters']:,} parameters. "
+                '<a href="#recommendation">Why ↓</a></div>'
+            )
+    counts = {"holds": 0, "does not hold": 0, "not measured": 0}
+    for claim in results.get("claims", []):
+        counts[claim["verdict"]] = counts.get(claim["verdict"], 0) + 1
+    chips = (
+        '<p class="chips">Claims: '
+        f'<span class="verdict holds">{counts["holds"]} hold</span>'
+        f'<span class="verdict fails">{counts["does not hold"]} do not hold</span>'
+        f'<span class="verdict unmeasured">{counts["not measured"]} not measured</span></p>'
+    )
+    wall = timing.get("cells_seconds")
+    rows = [
+        ("task", _task_title(results) + (f" — data options {experiment.get('data_options')}" if experiment.get("data_options") else "")),
+        ("models", ", ".join(experiment.get("models", []))),
+        ("lengths", length_text),
+        ("seeds", ", ".join(str(s) for s in experiment.get("seeds", []))),
+        ("budget", f"{experiment.get('budget')} — about {experiment.get('params', 0):,} parameters per model, "
+                   f"{experiment.get('num_layers')} layers, up to {experiment.get('epochs')} epochs or "
+                   f"{experiment.get('max_minutes')} min per cell, batch {experiment.get('batch_size')}, lr "
+                   f"{experiment.get('lr')}, clipping {experiment.get('clip')}"
+                   + (f", {experiment['train_samples']:,} training samples" if experiment.get("train_samples") else "")),
+        ("machine", f"{machine.get('platform', '')}; {machine.get('cpu_cores', '?')} cores; torch {machine.get('torch', '?')}; "
+                    f"executor {machine.get('executor')} with {machine.get('workers')} workers × "
+                    f"{machine.get('threads_per_worker', '?')} threads"),
+    ]
+    if wall is not None:
+        rows.append(("time", f"{_duration(wall)} of cell time in total, {_duration(timing.get('wall_seconds'))} "
+                             "of wall time in the last invocation"))
+    table = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows)
+    return (
+        f"<h1>rnnlab compare: {_e(_task_title(results))}</h1>"
+        f'<p class="sub">{_e(len(experiment.get("models", [])))} models × {_e(len(lengths))} lengths × '
+        f'{_e(len(experiment.get("seeds", [])))} seeds '
+        f'<span class="status {"complete" if status == "complete" else "partial"}">{_e(status_text)}</span></p>'
+        + headline + chips
+        + (f'<p class="small">This report covers the cells finished so far. Re-run the same command to finish '
+           "the rest; finished cells are kept.</p>" if status != "complete" else "")
+        + f'<details><summary>What was run</summary><table>{table}</table></details>'
+    )
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _figure(figure: Figure_ | None) -> str:
+    if figure is None:
+        return ""
+    data = base64.b64encode(figure.png).decode("ascii")
+    return (
+        f'<figure id="fig-{_e(figure.name)}"><img src="data:image/png;base64,{data}" alt="{_e(figure.alt)}">'
+        f"<figcaption>{_e(figure.caption)} <span class=\"small\">(figures/{_e(figure.name)}.png)</span></figcaption></figure>"
+    )
+
+
+_NUMERIC = ' class="n"'
+_VERDICT_CLASS = {"holds": "holds", "does not hold": "fails", "not measured": "unmeasured"}
+
+
+def _claims_table(results: dict[str, Any]) -> str:
+    claims = results.get("claims") or []
+    if not claims:
+        return '<p class="small">No claims checked yet.</p>'
+    rows = []
+    for claim in claims:
+        why = claim["why"]
+        rows.append(
+            f"<tr><td>{_e(claim['claim'])}<div class=\"small\">{_e(claim['source'])}</div></td>"
+            f"<td>{_e(claim['measured']) or '—'}</td>"
+            f"<td><span class=\"verdict {_VERDICT_CLASS[claim['verdict']]}\">{_e(claim['verdict'])}</span>"
+            f"<div class=\"small\">{_e(why)}</div></td></tr>"
+        )
+    return ("<table><thead><tr><th style=\"width:30%\">the documents say</th><th style=\"width:38%\">this run measured</th>"
+            "<th>verdict</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    """A number for a table: ``digits`` decimals, thousands separated, tiny values in scientific form."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if value != 0 and abs(value) < 10 ** -digits:
+        return f"{value:.2e}"
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.{digits}f}"
+
+
+def _summary_table(results: dict[str, Any]) -> str:
+    summary = results.get("summary") or []
+    if not summary:
+        return '<p class="small">No cell has finished yet.</p>'
+    metric = summary[0]["metric"]
+    target = (results.get("task") or {}).get("target")
+    target_text = f" (target: {metric} {'≥' if target['higher_is_better'] else '≤'} {target['value']:.3g})" if target else ""
+    quality = _table(
+        ["model", "T", "seeds", f"{metric} mean", "± s.d.", "min–max", "parameters", "hidden", "epochs run",
+         "reached target", "epochs to target", "s to target", "training time (s)"],
+        [[entry["model"], _length_cell(entry["length"]), entry["n"], _fmt(entry["metric_mean"], 4),
+          _fmt(entry["metric_std"], 4), f"{_fmt(entry['metric_min'], 3)}–{_fmt(entry['metric_max'], 3)}",
+          entry["num_parameters"], entry["hidden_size"], _fmt(entry["epochs"], 1),
+          f"{entry['reached_target']}/{entry['n']}", _fmt(entry["epochs_to_target"], 1),
+          _fmt(entry["seconds_to_target"], 1), _fmt(entry["train_seconds"], 1)] for entry in summary],
+    )
+    cost = _table(
+        ["model", "T", "train step, fwd + bwd (ms)", "trainer's step incl. optimiser (ms)",
+         "latency, sequence at batch 1 (ms)", "latency, one streaming step (ms)", "train memory (MiB)",
+         "process peak RSS (MiB)"],
+        [[entry["model"], _length_cell(entry["length"]), _fmt(entry["cost"].get("train_ms_per_step"), 2),
+          _fmt(entry["cost"].get("loop_ms_per_step"), 2), _fmt(entry["cost"].get("latency_ms_sequence"), 3),
+          _fmt(entry["cost"].get("latency_ms_step"), 3), _fmt(entry["cost"].get("train_memory_mb"), 2),
+          _fmt(entry["cost"].get("peak_rss_mb"), 0)] for entry in summary],
+    )
+    return (
+        f"<h3>Quality, per model and length (means over seeds){_e(target_text)}</h3>{quality}"
+        f"<h3>Cost, per model and length (means over seeds; batch {_e(_batch_size(results))} for training)</h3>{cost}"
+        + _probe_table(results)
+    )
+
+
+def _length_cell(length: int | None) -> str:
+    return "native" if length is None else str(length)
+
+
+def _batch_size(results: dict[str, Any]) -> Any:
+    return (results.get("experiment") or {}).get("batch_size", "?")
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> str:
+    """A table whose first column is text and the others numbers (right-aligned)."""
+    body = "".join(
+        "<tr>" + "".join(f"<td{_NUMERIC if i > 0 else ''}>{_e(_fmt(value))}</td>" for i, value in enumerate(row))
+        + "</tr>" for row in rows
+    )
+    return ('<div style="overflow-x:auto"><table><thead><tr>' + "".join(f"<th>{_e(h)}</th>" for h in header)
+            + f"</tr></thead><tbody>{body}</tbody></table></div>")
+
+
+def _probe_table(results: dict[str, Any]) -> str:
+    probe = results.get("probe")
+    if not probe or not probe.get("layers"):
+        return ""
+    rows = "".join(
+        f"<tr><td>{_e(name)}</td><td class=\"n\">{probe['parameters'].get(name, 0):,}</td>"
+        f"<td class=\"n\">{_fmt(values['train_ms'], 3)}</td><td class=\"n\">{_fmt(values['infer_ms'], 3)}</td></tr>"
+        for name, values in probe["layers"].items()
+    )
+    return (
+        f"<h3>One layer of each at the same sizes (input {probe['input_size']}, hidden {probe['hidden_size']}, "
+        f"T={probe['seq_len']}, batch {probe['batch_size']}, {probe['threads']} threads)</h3>"
+        "<table><thead><tr><th>layer</th><th>parameters</th><th>forward + backward (ms, median)</th>"
+        "<th>forward, no gradients (ms, median)</th></tr></thead><tbody>" + rows + "</tbody></table>"
+    )
+
+
+def _cells_table(results: dict[str, Any]) -> str:
+    cells = results.get("cells") or []
+    if not cells:
+        return ""
+    rows = []
+    for cell in cells:
+        if cell["status"] == "done":
+            gates = cell.get("gates") or {}
+            retention = gates.get("retention") or {}
+            stream_mode = cell["cost"].get("stream_mode", "")
+            rows.append(
+                f"<tr><td>{_e(cell['key'])}</td><td>done</td>"
+                f"<td class=\"n\">{_e(_fmt(cell['metric']['value'], 4))}</td>"
+                f"<td class=\"n\">{_e(cell['epochs'])}</td><td>{_e(cell.get('stopped') or '')}</td>"
+                f"<td class=\"n\">{_e(_fmt(retention.get('mean'), 3))}</td>"
+                f"<td class=\"n\">{_e(_fmt((retention.get('saturated_low', 0) + retention.get('saturated_high', 0)) if retention else None, 3))}</td>"
+                f"<td>{_e(stream_mode)}</td><td class=\"n\">{_e(_fmt(cell['timing']['wall_seconds'], 1))}</td></tr>"
+            )
+        else:
+            rows.append(
+                f"<tr><td>{_e(cell['key'])}</td><td>failed</td><td colspan=\"7\">{_e(cell.get('error', ''))}</td></tr>"
+            )
+    return (
+        f"<details><summary>Every cell ({len(cells)})</summary><table><thead><tr><th>cell</th><th>status</th>"
+        "<th>test metric</th><th>epochs</th><th>stopped by</th><th>retention gate mean</th><th>saturated share</th>"
+        "<th>streaming step measured as</th><th>cell wall time (s)</th></tr></thead><tbody>"
+        + "".join(rows) + "</tbody></table></details>"
+    )
+
+
+def _memory_note(results: dict[str, Any]) -> str:
+    return (
+        '<p class="small">Memory: <b>train memory</b> counts the bytes a training step holds — parameters, their '
+        "gradients, Adam's two moments, and every tensor autograd saves for the backward pass (counted with "
+        "<code>torch.autograd.graph.saved_tensors_hooks</code>, each storage once) — the quantity that must fit on a "
+        "GPU. <b>Process peak RSS</b> is the peak resident memory of the process that ran the cell "
+        "(<code>getrusage</code>), Python and PyTorch included. Timings are medians over repeated runs in the cell's "
+        "own process, with other cells running on the remaining cores.</p>"
+    )
+
+
+def _advice_section(results: dict[str, Any]) -> str:
+    advice = results.get("advice")
+    if not advice:
+        return '<p id="recommendation" class="small">No recommendation: no cell finished.</p>'
+    rules = "".join(
+        f"<tr><td>{_e(rule['id'])}</td><td>{_e(rule['when'])}</td><td>{_e(rule['says'])}</td>"
+        f"<td>{'applies' if rule['applies'] else '—'}</td><td>{_e(rule.get('verdict') or '')}"
+        f"<div class=\"small\">{_e(rule.get('because') or '')}</div></td></tr>"
+        for rule in advice["rules"]
+    )
+    candidates = "".join(
+        f"<tr><td>{_e(c['model'])}{' ★' if c['model'] == advice.get('pick') else ''}</td>"
+        f"<td class=\"n\">{_fmt(c['metric'], 4)}</td><td class=\"n\">{_fmt(c['latency_ms'], 2)}</td>"
+        f"<td class=\"n\">{c['num_parameters']:,}</td><td>{'yes' if c['on_front'] else 'no'}</td></tr>"
+        for c in advice["candidates"]
+    )
+    reasons = "".join(f"<li>{_e(reason)}</li>" for reason in advice["reasons"])
+    return (
+        f'<div id="recommendation"><ul class="reasons">{reasons}</ul>'
+        f"<h3>The seeds' selection guide, as rules</h3><table><thead><tr><th>rule</th><th>when</th><th>the guide says</th>"
+        f"<th>here</th><th>the measurement</th></tr></thead><tbody>{rules}</tbody></table>"
+        f"<h3>Candidates at {_e(format_length(advice.get('length_measured')))}</h3><table><thead><tr><th>model</th>"
+        f"<th>{_e(advice['metric'])}</th><th>latency (ms, {_e(advice['latency_kind'])})</th><th>parameters</th>"
+        f"<th>on the Pareto front</th></tr></thead><tbody>{candidates}</tbody></table>"
+        '<p class="small">For your own limits: <code>rnnlab advise results.json --max-latency-ms 5 --max-params 50000 '
+        "--seq-len 200</code>.</p></div>"
+    )
+
+
+def _footer(results: dict[str, Any]) -> str:
+    timing = results.get("timing") or {}
+    return (
+        f'<p class="small" style="margin-top:3em">Written by rnnlab {_e(results.get("rnnlab_version", ""))} '
+        f"on {_e(timing.get('finished', ''))} from results.json (schema {_e(results.get('schema'))} "
+        f"v{_e(results.get('schema_version'))}).</p>"
+    )
