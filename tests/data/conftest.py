@@ -1,19 +1,7 @@
-import numpy as np
 import pytest
 import scipy.io
 
-
-def matlab_cell(items):
-    """A 1 x n MATLAB cell array (numpy object array) holding ``items``."""
-    cell = np.empty((1, len(items)), dtype=object)
-    for i, item in enumerate(items):
-        cell[0, i] = item
-    return cell
-
-
-def random_rolls(count, seed=0, start_length=6):
-    rng = np.random.default_rng(seed)
-    return [(rng.random((start_length + i, 88)) < 0.1).astype(np.uint8) for i in range(count)]
+from .helpers import matlab_cell, random_rolls
 
 
 @pytest.fixture
@@ -33,3 +21,14 @@ def tiny_music_mat(tmp_path):
         return str(path)
 
     return write
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors: one thread, so spin-waiting OpenMP threads on a busy machine cannot stall a test."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

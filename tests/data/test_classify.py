@@ -4,8 +4,10 @@ import numpy as np
 import pytest
 import torch
 from sklearn.datasets import load_digits
+from sklearn.metrics import f1_score
 
 from rnnlab.data import load_task, predict_inputs
+from rnnlab.data.classify import macro_f1
 from rnnlab.errors import ConfigError, DataError
 
 
@@ -179,3 +181,11 @@ def test_predict_inputs_for_text_use_the_saved_vocabulary(tmp_path):
 def test_classify_takes_no_seq_len():
     with pytest.raises(ConfigError, match="takes no seq_len"):
         load_task("classify", seq_len=10)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_macro_f1_matches_scikit_learn(seed):
+    rng = np.random.default_rng(seed)
+    truth = rng.choice(["a", "b", "c", "d"], size=50, p=[0.5, 0.3, 0.15, 0.05])
+    predicted = rng.choice(["a", "b", "c", "e"], size=50)
+    assert macro_f1(truth, predicted) == pytest.approx(f1_score(truth, predicted, average="macro", zero_division=0))

@@ -107,7 +107,7 @@ def to_roll(piece: Any, where: str) -> np.ndarray:
                         f"per piano key, A0 to C8)")
     if not np.isin(piece, (0, 1)).all():
         t, k = np.argwhere(~np.isin(piece, (0, 1)))[0]
-        raise DataError(f"{where}: frame {t}, key {k} holds {piece[t, k]!r}; a piano roll holds only 0 and 1")
+        raise DataError(f"{where}: frame {t}, key {k} holds {float(piece[t, k]):g}; a piano roll holds only 0 and 1")
     if len(piece) < 2:
         raise DataError(f"{where} has {len(piece)} frame(s); at least 2 are needed to predict a next frame")
     return piece.astype(np.uint8)
