@@ -1,0 +1,152 @@
+"""`rnnlab tasks / train / evaluate / predict / forecast` on tiny files, and their one-line errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from rnnlab.cli import app
+
+TINY_MODEL = ["--epochs", "2", "--hidden-size", "8", "--layers", "1", "--batch-size", "16", "--quiet"]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def invoke(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def read_rows(path):
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def shapes_csv(path, labels=("up", "down", "flat"), rows=60, with_labels=True):
+    lines = ["label,v1,v2,v3,v4,v5" if with_labels else "v1,v2,v3,v4,v5"]
+    for i in range(rows):
+        label = labels[i % len(labels)]
+        slope = {"up": 1.0, "down": -1.0}.get(label, 0.0)
+        values = [f"{slope * t + 0.1 * ((i * 7 + t) % 5 - 2):.2f}" for t in range(5)]
+        lines.append(",".join(([label] if with_labels else []) + values))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_tasks_lists_tasks_data_formats_and_models():
+    result = invoke("tasks")
+    assert result.exit_code == 0, result.output
+    for word in ("recall", "adding", "copy", "forecast", "classify", "tag", "charlm", "traffic", "digits", "CoNLL",
+                 "lstm+attn", "transformer", "tcn"):
+        assert word in result.output
+
+
+def test_unknown_task_is_one_line_with_a_suggestion_and_no_directory(tmp_path):
+    result = invoke("train", "--task", "recal", "--out", tmp_path / "run")
+    assert result.exit_code == 2
+    message = " ".join(result.output.split())  # the console may wrap the line at its width
+    assert message.startswith("error: unknown task 'recal'; did you mean 'recall'? (choices: recall,")
+    assert message.count("error:") == 1 and "Traceback" not in result.output
+    assert not (tmp_path / "run").exists()
+
+
+def test_unknown_model_suggests_the_nearest(tmp_path):
+    result = invoke("train", "--model", "lstmm", "--out", tmp_path / "run")
+    assert result.exit_code == 2 and "did you mean 'lstm'" in result.output and "Traceback" not in result.output
+
+
+def test_train_classify_then_evaluate_and_predict(tmp_path):
+    data, run = shapes_csv(tmp_path / "shapes.csv"), tmp_path / "run"
+    result = invoke("train", "--task", "classify", "--data", data, "--out", run, *TINY_MODEL)
+    assert result.exit_code == 0, result.output
+    assert "accuracy" in result.output and "majority" in result.output  # the baseline beside the metric
+    summary = json.loads((run / "summary.json").read_text())
+    assert 0.0 <= summary["test_metrics"]["accuracy"] <= 1.0
+
+    result = invoke("evaluate", run)
+    assert result.exit_code == 0, result.output
+    evaluations = json.loads((run / "evaluation.json").read_text())
+    assert evaluations["test split"]["accuracy"] == pytest.approx(summary["test_metrics"]["accuracy"])
+
+    new = shapes_csv(tmp_path / "new.csv", rows=9)
+    result = invoke("evaluate", run, "--data", new)
+    assert result.exit_code == 0, result.output
+    assert 0.0 <= json.loads((run / "evaluation.json").read_text())[str(new)]["accuracy"] <= 1.0
+
+    unlabelled = shapes_csv(tmp_path / "unlabelled.csv", rows=6, with_labels=False)
+    result = invoke("predict", run, "--data", unlabelled, "--out", tmp_path / "predictions.csv")
+    assert result.exit_code == 0, result.output
+    rows = read_rows(tmp_path / "predictions.csv")
+    assert len(rows) == 6
+    assert {row["predicted"] for row in rows} <= {"up", "down", "flat"}
+    assert all(0.0 < float(row["probability"]) <= 1.0 for row in rows)
+
+
+def test_evaluate_on_a_file_with_an_unseen_label_is_refused(tmp_path):
+    data, run = shapes_csv(tmp_path / "shapes.csv"), tmp_path / "run"
+    assert invoke("train", "--task", "classify", "--data", data, "--out", run, *TINY_MODEL).exit_code == 0
+    strange = shapes_csv(tmp_path / "strange.csv", labels=("up", "sideways"), rows=4)
+    result = invoke("evaluate", run, "--data", strange)
+    assert result.exit_code == 2
+    assert "'sideways'" in result.output and "Traceback" not in result.output
+
+
+def test_train_tagger_and_predict_tags_per_token(tmp_path):
+    sentences = ["ana O\nwent O\nto O\nrome LOC\n", "bob PER\nsaw O\noslo LOC\n"] * 20
+    data = tmp_path / "ner.conll"
+    data.write_text("\n".join(sentences))
+    run = tmp_path / "run"
+    result = invoke("train", "--task", "tag", "--data", data, "--out", run, *TINY_MODEL)
+    assert result.exit_code == 0, result.output
+    new = tmp_path / "new.conll"
+    new.write_text("ana\nsaw\noslo\n\nbob\nwent\n")
+    result = invoke("predict", run, "--data", new, "--out", tmp_path / "tags.csv")
+    assert result.exit_code == 0, result.output
+    rows = read_rows(tmp_path / "tags.csv")
+    assert [row["token"] for row in rows] == ["ana", "saw", "oslo", "bob", "went"]
+    assert [row["position"] for row in rows] == ["0", "1", "2", "0", "1"]
+    assert {row["predicted"] for row in rows} <= {"O", "PER", "LOC"}
+
+
+def test_train_forecast_then_forecast_after_the_last_row(tmp_path):
+    lines = ["time,flow"] + [f"2024-01-{1 + h // 24:02d} {h % 24:02d}:00,{100 + 20 * math.sin(h / 3.8):.2f}"
+                             for h in range(120)]
+    data = tmp_path / "flow.csv"
+    data.write_text("\n".join(lines) + "\n")
+    run = tmp_path / "run"
+    result = invoke("train", "--task", "forecast", "--data", data, "--lookback", "12", "--horizon", "6",
+                    "--out", run, *TINY_MODEL)
+    assert result.exit_code == 0, result.output
+    assert "seasonal naive" in result.output
+    result = invoke("forecast", run, "--data", data, "--out", tmp_path / "forecast.csv")
+    assert result.exit_code == 0, result.output
+    rows = read_rows(tmp_path / "forecast.csv")
+    assert [row["step"] for row in rows] == ["1", "2", "3", "4", "5", "6"]
+    assert rows[0]["origin"].startswith("2024-01-05 23:00") and rows[0]["time"].startswith("2024-01-06 00:00")
+    assert all(40 < float(row["forecast"]) < 160 for row in rows)  # original units, not scaled ones
+    result = invoke("predict", run, "--data", data, "--out", tmp_path / "p.csv")
+    assert result.exit_code == 2 and "use `rnnlab forecast`" in result.output
+
+
+def test_resume_of_a_finished_run_says_there_is_nothing_to_do(tmp_path):
+    run = tmp_path / "run"
+    args = ["train", "--task", "recall", "--seq-len", "5", "--option", "n_train=32", "--option", "n_val=16",
+            "--option", "n_test=16", "--out", run, *TINY_MODEL]
+    assert invoke(*args).exit_code == 0
+    result = invoke("train", "--out", run, "--resume")
+    assert result.exit_code == 2 and "has finished" in result.output
+
+
+def test_bad_key_value_option_is_refused(tmp_path):
+    result = invoke("train", "--option", "n_train", "--out", tmp_path / "run")
+    assert result.exit_code == 2 and "--option expects KEY=VALUE, got 'n_train'" in result.output
