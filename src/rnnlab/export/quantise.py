@@ -1,0 +1,195 @@
+"""Dynamic int8 quantisation of the recurrent and linear weights, in PyTorch and in an ONNX file.
+
+Dynamic quantisation stores each weight matrix as int8 with a scale (``W ≈ scale · W_int8``, one
+scale per matrix) and quantises the activations on the fly, batch by batch, before each integer
+matmul; nothing needs calibrating, and the weights take a quarter of the float32 bytes.
+
+* PyTorch (:func:`quantize_model`): ``torch.ao.quantization.quantize_dynamic`` covers
+  ``nn.LSTM``, ``nn.GRU`` and ``nn.Linear``. An rnnlab ``LSTM`` / ``GRU`` is handed to it as its
+  torch.nn twin (same weights, weight norm applied), wrapped so that it keeps the rnnlab call
+  (``lengths=``); an rnnlab ``RNN`` runs torch's quantised ``RNNCell`` over time. Layers with an
+  extra that torch's quantised kernels lack (layer norm, zoneout, the Cho GRU) keep float weights,
+  and the notes say so.
+* ONNX (:func:`quantize_onnx`): onnxruntime's ``quantize_dynamic`` turns ``MatMul`` (also inside
+  loops), ``LSTM``, ``Gather`` (embeddings) and ``Conv`` into their integer forms. It leaves the
+  ``GRU`` and ``RNN`` operators in float, so :func:`rnnlab.export.export_onnx` writes those layers
+  as loops over the cell equations when asked for int8, whose matmuls it does quantise.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import logging
+import os
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from rnnlab.export.recurrence import _reverse_within
+from rnnlab.layers import GRU, LSTM, RNN
+
+#: onnxruntime operator types quantised in the ONNX file.
+ONNX_QUANTISED_OPS = ("MatMul", "LSTM", "Gather", "Conv", "Attention")
+
+
+# --------------------------------------------------------------------------------------------- PyTorch
+def _float_twin(layer: nn.Module) -> nn.Module:
+    """The torch.nn layer computing what ``layer`` computes (weight norm folded into the weights)."""
+    twin_class = {"LSTM": nn.LSTM, "GRU": nn.GRU}[layer.mode]
+    twin = twin_class(layer.input_size, layer.hidden_size, layer.num_layers, bias=layer.bias, batch_first=True,
+                      bidirectional=layer.bidirectional)
+    state = {}
+    for layer_index in range(layer.num_layers):
+        for direction in range(2 if layer.bidirectional else 1):
+            weights = layer._cell_weights(layer_index, direction)
+            suffix = f"_l{layer_index}{'_reverse' if direction else ''}"
+            for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                tensor = getattr(weights, name)
+                if tensor is not None:
+                    state[name + suffix] = tensor.detach().clone()
+    twin.load_state_dict(state)
+    return twin.eval()
+
+
+class QuantizedRecurrent(nn.Module):
+    """torch's dynamically quantised LSTM or GRU behind an rnnlab layer's call.
+
+    ``forward(input, hx=None, lengths=None) -> (output, state)`` with ``input`` batch first; with
+    ``lengths`` the batch is packed, so padding never enters the recurrence.
+    """
+
+    def __init__(self, layer: nn.Module) -> None:
+        super().__init__()
+        holder = nn.Sequential(_float_twin(layer))
+        self.layer = torch.ao.quantization.quantize_dynamic(holder, {nn.LSTM, nn.GRU}, dtype=torch.qint8)[0]
+
+    def forward(self, input: Tensor, hx=None, lengths: Tensor | None = None):
+        if lengths is None:
+            return self.layer(input, hx)
+        packed = pack_padded_sequence(input, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        output, state = self.layer(packed, hx)
+        output, _ = pad_packed_sequence(output, batch_first=True, total_length=input.shape[1])
+        return output, state
+
+
+class QuantizedRNN(nn.Module):
+    """A vanilla rnnlab ``RNN`` on torch's dynamically quantised ``RNNCell``, run over time with masks
+    (torch has no quantised RNN layer): finished sequences keep their state, their outputs are 0."""
+
+    def __init__(self, layer: nn.Module) -> None:
+        super().__init__()
+        self.num_layers = layer.num_layers
+        self.directions = 2 if layer.bidirectional else 1
+        self.hidden_size = layer.hidden_size
+        cells = []
+        for layer_index in range(layer.num_layers):
+            for direction in range(self.directions):
+                weights = layer._cell_weights(layer_index, direction)
+                cell = nn.RNNCell(weights.weight_ih.shape[1], layer.hidden_size, bias=layer.bias,
+                                  nonlinearity=layer.nonlinearity)
+                cell.load_state_dict({name: getattr(weights, name).detach().clone() for name in
+                                      ("weight_ih", "weight_hh", "bias_ih", "bias_hh") if getattr(weights, name) is not None})
+                cells.append(cell)
+        holder = nn.ModuleList(cells)
+        self.cells = torch.ao.quantization.quantize_dynamic(holder, {nn.RNNCell}, dtype=torch.qint8)
+
+    def forward(self, input: Tensor, hx: Tensor | None = None, lengths: Tensor | None = None):
+        x = input.transpose(0, 1)  # [T, B, I]
+        seq_len, batch_size = x.shape[:2]
+        if lengths is None:
+            lengths = torch.full((batch_size,), seq_len, dtype=torch.long)
+        lengths = lengths.long().cpu()
+        valid = (torch.arange(seq_len).unsqueeze(1) < lengths.unsqueeze(0)).unsqueeze(-1)
+        if hx is None:
+            hx = x.new_zeros(self.num_layers * self.directions, batch_size, self.hidden_size)
+        finals, layer_input = [], x
+        for layer_index in range(self.num_layers):
+            outputs = []
+            for direction in range(self.directions):
+                row = layer_index * self.directions + direction
+                cell = self.cells[row]
+                sequence = layer_input if direction == 0 else _reverse_within(layer_input, lengths)
+                h_t, steps = hx[row], []
+                for x_t, valid_t in zip(sequence.unbind(0), valid.unbind(0)):
+                    h_new = cell(x_t, h_t)
+                    h_t = torch.where(valid_t, h_new, h_t)
+                    steps.append(torch.where(valid_t, h_new, 0.0))
+                output = torch.stack(steps)
+                outputs.append(output if direction == 0 else _reverse_within(output, lengths))
+                finals.append(h_t)
+            layer_input = outputs[0] if self.directions == 1 else torch.cat(outputs, dim=-1)
+        return layer_input.transpose(0, 1), torch.stack(finals)
+
+
+def _float_only_reason(layer: nn.Module) -> str | None:
+    if getattr(layer, "layer_norm", False):
+        return "layer norm"
+    if getattr(layer, "zoneout", 0.0) > 0:
+        return "zoneout"
+    if getattr(layer, "convention", "torch") == "cho":
+        return "the Cho GRU"
+    if getattr(layer, "proj_size", 0) > 0:
+        return "proj_size"
+    return None
+
+
+def quantize_model(model: nn.Module) -> tuple[nn.Module, list[str]]:
+    """A copy of ``model`` with int8 dynamic quantisation of its recurrent and linear weights.
+
+    Returns the quantised copy (evaluation mode; CPU) and notes naming what was quantised and what
+    kept float weights, and why. The original model is left as it was.
+    """
+    quantized = copy.deepcopy(model).cpu().eval()
+    notes = []
+    for parent_name, parent in list(quantized.named_modules()):
+        for child_name, child in list(parent.named_children()):
+            if not isinstance(child, (RNN, LSTM, GRU)):
+                continue
+            full_name = f"{parent_name}.{child_name}" if parent_name else child_name
+            reason = _float_only_reason(child)
+            if reason:
+                notes.append(f"{full_name}: kept float ({reason} has no quantised kernel in torch)")
+                continue
+            replacement = QuantizedRNN(child) if isinstance(child, RNN) else QuantizedRecurrent(child)
+            setattr(parent, child_name, replacement)
+            notes.append(f"{full_name}: {type(child).__name__} weights int8 (torch dynamic quantisation)")
+    before = sum(isinstance(m, nn.Linear) for m in quantized.modules())
+    quantized = torch.ao.quantization.quantize_dynamic(quantized, {nn.Linear}, dtype=torch.qint8)
+    if before:
+        notes.append(f"{before} linear layer(s): weights int8")
+    return quantized, notes
+
+
+def serialized_bytes(module: nn.Module) -> int:
+    """Bytes of ``module``'s state dict as ``torch.save`` writes it (int8 weights packed as torch keeps them)."""
+    buffer = io.BytesIO()
+    torch.save(module.state_dict(), buffer)
+    return buffer.getbuffer().nbytes
+
+
+def recurrent_weight_bytes(model: nn.Module) -> int:
+    """Serialised bytes of the recurrent layers inside ``model`` (float or quantised)."""
+    kinds = (RNN, LSTM, GRU, QuantizedRecurrent, QuantizedRNN)
+    return sum(serialized_bytes(module) for module in model.modules() if isinstance(module, kinds))
+
+
+# --------------------------------------------------------------------------------------------- ONNX
+def quantize_onnx(source: str | os.PathLike, target: str | os.PathLike) -> Path:
+    """Write an int8 copy of the ONNX file ``source`` to ``target`` (onnxruntime dynamic quantisation,
+    subgraphs included so that the matmuls inside a recurrence loop are quantised too)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    root = logging.getLogger()
+    level = root.level
+    # onnxruntime logs a warning recommending its pre-processing pass (shape inference and graph
+    # optimisation for static quantisation); dynamic quantisation of these graphs does not need it.
+    root.setLevel(logging.ERROR)
+    try:
+        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8,
+                         op_types_to_quantize=list(ONNX_QUANTISED_OPS), extra_options={"EnableSubgraph": True})
+    finally:
+        root.setLevel(level)
+    return Path(target)
