@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
+from torch import nn
 
 from model_helpers import SPECS, make_inputs
 from rnnlab.models import build_model
-from rnnlab.models.transformer import sinusoidal_positions
+from rnnlab.models.transformer import PreNormLayer, sinusoidal_positions
 
 
 def test_positional_encoding_matches_the_formula() -> None:
@@ -36,8 +38,39 @@ def test_mean_pooling_averages_the_valid_steps_and_last_reads_the_last_valid_ste
             torch.testing.assert_close(encoded.summary[b], expected)
 
 
-def test_pre_norm_layers_and_causal_mask_for_lm() -> None:
-    lm = build_model("transformer", SPECS["lm"], hidden_size=8, num_layers=3)
-    assert lm.encoder.causal and len(lm.encoder.layers.layers) == 3
-    assert all(layer.norm_first for layer in lm.encoder.layers.layers)
+@pytest.mark.parametrize("causal", [False, True])
+def test_layer_equals_torch_pre_norm_transformer_layer(causal: bool) -> None:
+    """Our layer against nn.TransformerEncoderLayer(norm_first=True, gelu) holding the same weights."""
+    torch.manual_seed(0)
+    d_model, heads, feedforward = 12, 3, 20
+    ours = PreNormLayer(d_model, heads, feedforward, dropout=0.0).double().eval()
+    reference = nn.TransformerEncoderLayer(
+        d_model, heads, feedforward, dropout=0.0, activation="gelu", batch_first=True, norm_first=True
+    ).double().eval()
+    with torch.no_grad():
+        reference.self_attn.in_proj_weight.copy_(ours.attention.qkv.weight)
+        reference.self_attn.in_proj_bias.copy_(ours.attention.qkv.bias)
+        reference.self_attn.out_proj.weight.copy_(ours.attention.out.weight)
+        reference.self_attn.out_proj.bias.copy_(ours.attention.out.bias)
+        reference.linear1.load_state_dict(ours.feedforward[0].state_dict())
+        reference.linear2.load_state_dict(ours.feedforward[3].state_dict())
+        reference.norm1.load_state_dict(ours.attention_norm.state_dict())
+        reference.norm2.load_state_dict(ours.feedforward_norm.state_dict())
+    z = torch.randn(3, 7, d_model, dtype=torch.float64)
+    lengths = torch.tensor([7, 2, 5])
+    padding = torch.arange(7).unsqueeze(0) >= lengths.unsqueeze(1)  # torch: True = ignore
+    future = torch.ones(7, 7, dtype=torch.bool).triu(1) if causal else None
+    allowed = (~padding)[:, None, None, :]
+    if causal:
+        allowed = allowed & ~future[None, None]
+    with torch.no_grad():
+        got = ours(z, allowed)
+        expected = reference(z, src_mask=future, src_key_padding_mask=padding)
+    for b, length in enumerate(lengths.tolist()):
+        torch.testing.assert_close(got[b, :length], expected[b, :length])
+
+
+def test_encoder_layers_and_causal_mask_follow_the_task() -> None:
+    lm = build_model("transformer", SPECS["lm"], hidden_size=8, num_layers=3, num_heads=2)
+    assert lm.encoder.causal and len(lm.encoder.layers) == 3 and lm.encoder.layers[0].attention.num_heads == 2
     assert not build_model("transformer", SPECS["tag"], hidden_size=8).encoder.causal

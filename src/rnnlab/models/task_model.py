@@ -119,7 +119,13 @@ def valid_mask(lengths: torch.Tensor | None, batch_size: int, seq_len: int, devi
 
 
 def _exporting() -> bool:
-    return torch.jit.is_tracing() or torch.jit.is_scripting() or torch.onnx.is_in_onnx_export()
+    """Tracing or exporting: value checks would be frozen into the graph (or break it), so skip them."""
+    return (
+        torch.jit.is_tracing()
+        or torch.jit.is_scripting()
+        or torch.onnx.is_in_onnx_export()
+        or torch.compiler.is_compiling()
+    )
 
 
 class TaskModel(nn.Module):
