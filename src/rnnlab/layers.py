@@ -391,24 +391,21 @@ class _RecurrentLayer:
 
     def _run_direction_fused(self, sequence: Tensor, state: tuple[Tensor, ...], layer: int, direction: int,
                              lengths: Tensor | None):
-        """One layer and direction on the fused kernel, chunk by chunk under checkpoint, carrying the state."""
+        """One layer and direction on the fused kernel, chunk by chunk, keeping only boundary states."""
         per_direction = len(self._all_weights[0])
         index = layer * (2 if self.bidirectional else 1) + direction
         weights = self._fused_weights()[index * per_direction:(index + 1) * per_direction]
-        state = tuple(s.unsqueeze(0) for s in state)
-        seq_len, batch_size = sequence.shape[:2]
-        steps = self._chunk_steps(seq_len)
-        outputs = []
-        for start in range(0, seq_len, steps):
-            chunk = sequence[start:start + steps]
+
+        def run_chunk(start: int, chunk: Tensor, state: tuple[Tensor, ...], weights: Sequence[Tensor]):
             chunk_lengths = None if lengths is None else (lengths - start).clamp(0, chunk.shape[0])
             if chunk_lengths is not None and not bool(chunk_lengths.any()):
-                outputs.append(chunk.new_zeros(chunk.shape[0], batch_size, self._state_sizes[0]))
-                continue
-            output, *state = checkpoint(self._fused_chunk, chunk, chunk_lengths, weights, *state,
-                                        use_reentrant=False)
-            outputs.append(output)
-        return torch.cat(outputs), tuple(s.squeeze(0) for s in state)
+                return None, state  # every sequence ended before this chunk
+            output, *state = self._fused_chunk(chunk, chunk_lengths, weights, *state)
+            return output, tuple(state)
+
+        output, *final = _ChunkCheckpoint.apply(run_chunk, self._chunk_steps(sequence.shape[0]), len(state),
+                                                sequence, *(s.unsqueeze(0) for s in state), *weights)
+        return output, tuple(s.squeeze(0) for s in final)
 
     def _fused_chunk(self, chunk: Tensor, chunk_lengths: Tensor | None, weights: list[Tensor], *state: Tensor):
         run = {"num_layers": 1, "bidirectional": False, "dropout": 0.0}
@@ -598,6 +595,59 @@ class _RecurrentLayer:
                                       f"{weight_dtype}")
             checked.append(state.unsqueeze(1) if batch.unbatched else state)
         return tuple(checked)
+
+
+class _ChunkCheckpoint(torch.autograd.Function):
+    """Gradient checkpointing over time for a deterministic scan (the fused kernel).
+
+    Forward runs the chunks without a graph, writing every output into one buffer and keeping only
+    the state at each chunk boundary; backward recomputes one chunk at a time, newest first, from
+    its boundary state and writes the input's gradient into one buffer (Chen et al. 2016). Unlike
+    ``torch.utils.checkpoint`` per chunk, nothing sequence-long is held twice: no concatenation of
+    chunk outputs, no full-size zero gradient per chunk slice. ``run_chunk(start, chunk, state,
+    weights) -> (output or None, state)`` must be deterministic; the loop path, which may draw
+    random masks, uses ``torch.utils.checkpoint`` (it replays the random generator) instead.
+    """
+
+    @staticmethod
+    def forward(ctx, run_chunk, steps: int, state_count: int, sequence: Tensor, *tensors: Tensor):
+        state, weights = tuple(tensors[:state_count]), list(tensors[state_count:])
+        seq_len, boundaries, output = sequence.shape[0], [], None
+        for start in range(0, seq_len, steps):
+            boundaries.append(state)
+            chunk_output, state = run_chunk(start, sequence[start:start + steps], state, weights)
+            if output is None:
+                size = chunk_output.shape[-1] if chunk_output is not None else state[0].shape[-1]
+                output = sequence.new_zeros(seq_len, sequence.shape[1], size)
+            if chunk_output is not None:
+                output[start:start + steps] = chunk_output
+        ctx.run_chunk, ctx.steps, ctx.boundaries = run_chunk, steps, boundaries
+        ctx.save_for_backward(sequence, *weights)
+        return (output, *state)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_output: Tensor, *grad_state: Tensor):
+        sequence, *weights = ctx.saved_tensors
+        weights = [w.detach().requires_grad_(True) for w in weights]
+        grad_sequence = torch.zeros_like(sequence)
+        grad_weights = [torch.zeros_like(w) for w in weights]
+        grad_state = tuple(grad_state)
+        for start in reversed(range(0, sequence.shape[0], ctx.steps)):
+            state = tuple(s.detach().requires_grad_(True) for s in ctx.boundaries[start // ctx.steps])
+            chunk = sequence[start:start + ctx.steps].detach().requires_grad_(True)
+            with torch.enable_grad():
+                chunk_output, new_state = ctx.run_chunk(start, chunk, state, weights)
+            if chunk_output is None:
+                continue  # nothing ran: the state passed through unchanged, and so does its gradient
+            grads = torch.autograd.grad((chunk_output, *new_state), (chunk, *state, *weights),
+                                        (grad_output[start:start + ctx.steps], *grad_state))
+            grad_sequence[start:start + ctx.steps] = grads[0]
+            grad_state = grads[1:1 + len(state)]
+            for total, grad in zip(grad_weights, grads[1 + len(state):]):
+                total += grad
+        del ctx.boundaries
+        return (None, None, None, grad_sequence, *grad_state, *grad_weights)
 
 
 def _describe(value) -> str:
