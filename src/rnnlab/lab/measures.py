@@ -216,30 +216,68 @@ def measure_attention(model: nn.Module, x: torch.Tensor, lengths: torch.Tensor |
 
 
 def _transformer_last_step_attention(model: nn.Module, x: torch.Tensor, lengths: torch.Tensor | None):
-    layers = [m for m in model.modules() if isinstance(m, nn.TransformerEncoderLayer)]
-    if not layers:
+    """``[B, T]``: the last layer's attention of each sequence's last valid step, mean over heads."""
+    weights = _rnnlab_self_attention(model, x, lengths)
+    if weights is None:
+        weights = _torch_self_attention(model, x, lengths)
+    if weights is None:
         return None
-    attention = layers[-1].self_attn
+    last = torch.full((x.size(0),), x.size(1) - 1) if lengths is None else lengths.cpu() - 1
+    return weights[torch.arange(x.size(0)), last, :]
+
+
+def _capture_last(module: nn.Module, model: nn.Module, x: torch.Tensor, lengths: torch.Tensor | None) -> dict:
+    """Run ``model`` and keep the positional and keyword inputs of ``module``'s (last) call."""
     captured: dict[str, Any] = {}
 
-    # nn.TransformerEncoderLayer asks its attention for no weights; capture the inputs and masks of
-    # the last layer's call and ask again, for weights, with the same inputs. (A hook also turns off
-    # the layer's fused inference path, which would bypass ``self_attn``.)
-    def capture(module, args, kwargs):
+    def capture(_, args, kwargs):
         captured["args"], captured["kwargs"] = args, dict(kwargs)
 
-    handle = attention.register_forward_pre_hook(capture, with_kwargs=True)
+    handle = module.register_forward_pre_hook(capture, with_kwargs=True)
     try:
         with torch.no_grad():
             model(x, lengths)
-            query, key, value = captured["args"][:3]
-            # the masks as the layer passed them (is_causal is only a hint that attn_mask is causal)
-            kwargs = {name: captured["kwargs"].get(name) for name in ("attn_mask", "key_padding_mask")}
-            _, weights = attention(query, key, value, need_weights=True, average_attn_weights=True, **kwargs)
     finally:
         handle.remove()
-    rows = weights[:, -1, :] if lengths is None else weights[torch.arange(x.size(0)), lengths - 1, :]
-    return rows
+    return captured
+
+
+def _rnnlab_self_attention(model: nn.Module, x: torch.Tensor, lengths: torch.Tensor | None):
+    try:
+        from rnnlab.models.transformer import SelfAttention
+    except ImportError:
+        return None
+    layers = [m for m in model.modules() if isinstance(m, SelfAttention)]
+    if not layers:
+        return None
+    attention = layers[-1]
+    captured = _capture_last(attention, model, x, lengths)
+    y = captured["args"][0]
+    allowed = captured["args"][1] if len(captured["args"]) > 1 else captured["kwargs"].get("allowed")
+    # The layer runs a fused kernel that returns no weights; recompute them from its own projections:
+    # softmax(q kᵀ / √d_head + mask), as in the module's equations.
+    with torch.no_grad():
+        q, k, _ = attention.qkv(y).unflatten(-1, (3, attention.num_heads, attention.head_size)).permute(2, 0, 3, 1, 4)
+        scores = q @ k.transpose(-1, -2) / math.sqrt(attention.head_size)
+        if allowed is not None:
+            scores = scores.masked_fill(~allowed, float("-inf"))
+        return torch.softmax(scores, dim=-1).mean(1)  # [B, T_query, T_key]
+
+
+def _torch_self_attention(model: nn.Module, x: torch.Tensor, lengths: torch.Tensor | None):
+    layers = [m for m in model.modules() if isinstance(m, nn.TransformerEncoderLayer)]
+    if not layers:
+        return None
+    # nn.TransformerEncoderLayer asks its attention for no weights; capture the inputs and masks of
+    # the last layer's call and ask again, for weights. (A hook also turns off the layer's fused
+    # inference path, which would bypass ``self_attn``.)
+    attention = layers[-1].self_attn
+    captured = _capture_last(attention, model, x, lengths)
+    query, key, value = captured["args"][:3]
+    kwargs = {name: captured["kwargs"].get(name) for name in ("attn_mask", "key_padding_mask")}
+    with torch.no_grad():
+        _, weights = attention(query, key, value, need_weights=True, average_attn_weights=True, **kwargs)
+    return weights
 
 
 # --------------------------------------------------------------------------- cost

@@ -522,14 +522,18 @@ def _header(results: dict[str, Any]) -> str:
     table = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows)
     return (
         f"<h1>rnnlab compare: {_e(_task_title(results))}</h1>"
-        f'<p class="sub">{_e(len(experiment.get("models", [])))} models × {_e(len(lengths))} lengths × '
-        f'{_e(len(experiment.get("seeds", [])))} seeds '
+        f'<p class="sub">{_e(_count(len(experiment.get("models", [])), "model"))} × '
+        f'{_e(_count(len(lengths), "length"))} × {_e(_count(len(experiment.get("seeds", [])), "seed"))} '
         f'<span class="status {"complete" if status == "complete" else "partial"}">{_e(status_text)}</span></p>'
         + headline + chips
         + (f'<p class="small">This report covers the cells finished so far. Re-run the same command to finish '
            "the rest; finished cells are kept.</p>" if status != "complete" else "")
         + f'<details><summary>What was run</summary><table>{table}</table></details>'
     )
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" + ("" if number == 1 else "s")
 
 
 def _duration(seconds: float | None) -> str:

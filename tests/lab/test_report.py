@@ -1,0 +1,87 @@
+"""The report: one self-contained page, every figure embedded and written, every claim and number shown."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import re
+
+from lab_fixtures import make_cell, make_results
+from matplotlib.image import imread
+
+from rnnlab.lab.report import render_html, write_report
+
+FIGURES = ("accuracy_vs_length", "training_curves", "gradient_flow", "gates", "attention", "cost_vs_accuracy",
+           "layer_cost")
+
+
+def test_report_embeds_every_figure_and_writes_it_as_png(study, tmp_path):
+    page = write_report(study, tmp_path).read_text(encoding="utf-8")
+    embedded = re.findall(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
+    assert len(embedded) == len(FIGURES)
+    for name, data in zip(sorted(FIGURES), sorted(embedded)):
+        assert (tmp_path / "figures" / f"{name}.png").is_file()
+    for data in embedded:
+        image = imread(io.BytesIO(base64.b64decode(data)), format="png")
+        assert image.shape[0] > 200 and image.shape[1] > 400
+    files = sorted((tmp_path / "figures").glob("*.png"))
+    assert [path.stem for path in files] == sorted(FIGURES)
+    # the PNG files are the embedded bytes
+    assert sorted(base64.b64encode(path.read_bytes()).decode() for path in files) == sorted(embedded)
+
+
+def test_report_is_self_contained(study, tmp_path):
+    page = write_report(study, tmp_path).read_text(encoding="utf-8")
+    assert not re.search(r'(src|href)="(https?:)?//', page)
+    assert "<script" not in page and "<link" not in page
+
+
+def test_report_shows_every_claim_with_its_verdict_and_the_recommendation(study):
+    page = html.unescape(render_html(study, []))
+    for claim in study["claims"]:
+        assert claim["claim"] in page and claim["why"] in page
+    assert page.count('class="verdict holds"') >= 1
+    assert "Recommendation: tcn" in page
+    # the recommendation comes last
+    assert page.index("The seeds' claims, measured") < page.index("Every number") < page.index("Recommendation:")
+
+
+def test_report_table_holds_every_summary_number(study):
+    page = html.unescape(render_html(study, []))
+    for row in study["summary"]:
+        assert f"{row['metric_mean']:.4f}" in page
+        assert f"{row['cost']['train_ms_per_step']:.2f}" in page
+        assert f"{row['num_parameters']:,}" in page
+
+
+def test_partial_report_says_how_to_finish(tmp_path):
+    results = make_results([make_cell("rnn", 10), make_cell("lstm", 10)], models=["rnn", "lstm", "gru"],
+                           lengths=[10, 100], seeds=[0])
+    page = html.unescape(write_report(results, tmp_path).read_text(encoding="utf-8"))
+    assert "partial: 2 of 6 cells" in page and "Re-run the same command" in page
+
+
+def test_report_of_a_run_with_no_finished_cell(tmp_path):
+    results = make_results([], models=["rnn"], lengths=[10], seeds=[0])
+    page = write_report(results, tmp_path).read_text(encoding="utf-8")
+    assert "No cell has finished yet" in page and "<img" not in page
+
+
+def test_figures_have_titles_and_axis_labels(study):
+    from rnnlab.lab import report
+
+    for draw in (report._accuracy_against_length, report._gradient_flow, report._cost_against_accuracy):
+        # draw again and inspect the matplotlib objects rather than pixels
+        captured = []
+        original = report._png
+        report._png = lambda figure: captured.append(figure) or b""
+        try:
+            draw(study)
+        finally:
+            report._png = original
+        (figure,) = captured
+        for axes in figure.axes:
+            if axes.get_label() == "<colorbar>":
+                continue
+            assert axes.get_title() and axes.get_xlabel() and axes.get_ylabel()
