@@ -27,6 +27,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from torch.nn.utils.rnn import PackedSequence
 from torch.utils.data import DataLoader, Dataset, Sampler, SequentialSampler
 
 from rnnlab.data import BucketBatchSampler, SeededShuffleSampler, collate
@@ -44,6 +45,7 @@ class TaskModule(L.LightningModule):
 
     def __init__(self, model: torch.nn.Module, config: TrainConfig, task_data: Any) -> None:
         super().__init__()
+        keep_lstm_in_float32_if_needed(model, config.precision)
         self.model = model
         self.config = config
         self.task_data = task_data
@@ -166,6 +168,56 @@ class TaskModule(L.LightningModule):
         rank, world_size = self.trainer.global_rank, self.trainer.world_size
         return shard_loader(dataset, self.config.batch_size, shuffle=shuffle, bucket=self.config.bucket,
                             seed=self.config.seed, rank=rank, world_size=world_size)
+
+
+def keep_lstm_in_float32_if_needed(model: torch.nn.Module, precision: str) -> int:
+    """Under bf16 autocast, run LSTM layers in float32 when the CPU cannot run them in bf16.
+
+    PyTorch's CPU autocast sends LSTMs to oneDNN in bf16, which fails ("could not create a primitive
+    descriptor for the LSTM forward propagation primitive") on CPUs without bf16 instructions (AVX2
+    only). The recurrence then runs in float32 with autocast off, as mixed-precision practice keeps
+    recurrences anyway; the other layers still autocast. Returns the number of layers so treated.
+    """
+    if precision != "bf16" or _cpu_runs_bf16_lstm():
+        return 0
+    count = 0
+    for module in model.modules():
+        if isinstance(module, torch.nn.LSTM):
+            module.forward = _in_float32(module.forward)
+            count += 1
+    return count
+
+
+def _cpu_runs_bf16_lstm() -> bool:
+    global _BF16_LSTM
+    if _BF16_LSTM is None:
+        try:
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                torch.nn.LSTM(4, 4)(torch.zeros(2, 1, 4))
+            _BF16_LSTM = True
+        except RuntimeError:
+            _BF16_LSTM = False
+    return _BF16_LSTM
+
+
+_BF16_LSTM: bool | None = None
+
+
+def _in_float32(forward: Any) -> Any:
+    def to_float32(value: Any) -> Any:
+        if isinstance(value, torch.Tensor):
+            return value.float() if value.is_floating_point() else value
+        if isinstance(value, PackedSequence):
+            return value._replace(data=to_float32(value.data))
+        if isinstance(value, (tuple, list)):
+            return type(value)(to_float32(item) for item in value)
+        return value
+
+    def forward_in_float32(*args: Any, **kwargs: Any) -> Any:
+        with torch.autocast("cpu", enabled=False):
+            return forward(*to_float32(args), **{key: to_float32(value) for key, value in kwargs.items()})
+
+    return forward_in_float32
 
 
 class CosineWithWarmup:

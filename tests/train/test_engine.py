@@ -1,0 +1,126 @@
+"""The training practice: parameter groups, clipping, schedule, early stopping, target, time budget,
+bf16, gradient checkpointing, and what a run directory holds."""
+
+import csv
+import json
+import math
+
+import lightning as L
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from rnnlab.train import TrainConfig, load_run, train
+from rnnlab.train.module import CosineWithWarmup, parameter_groups
+
+
+def tiny(out, **changes):
+    values = dict(task="recall", model="lstm", seq_len=6, n_train=64, n_val=32, n_test=32, batch_size=16,
+                  hidden_size=8, num_layers=1, epochs=2, patience=None, out=str(out))
+    return TrainConfig(**{**values, **changes})
+
+
+def test_recurrent_weights_get_their_own_learning_rate():
+    model = torch.nn.ModuleDict({"rnn": torch.nn.LSTM(3, 4, num_layers=2), "head": torch.nn.Linear(4, 2)})
+    groups = parameter_groups(model, lr=1e-3, recurrent_lr=1e-2, weight_decay=0.0, decoupled=False)
+    by_lr = {group["lr"]: {id(p) for p in group["params"]} for group in groups}
+    recurrent = {id(model["rnn"].weight_hh_l0), id(model["rnn"].weight_hh_l1)}
+    assert by_lr[1e-2] == recurrent
+    assert by_lr[1e-3] == {id(p) for p in model.parameters()} - recurrent
+
+
+def test_adamw_does_not_decay_biases():
+    model = torch.nn.Linear(3, 2)
+    groups = parameter_groups(model, lr=1e-3, recurrent_lr=None, weight_decay=0.1, decoupled=True)
+    decay = {group["weight_decay"]: [p.dim() for p in group["params"]] for group in groups}
+    assert decay == {0.0: [1], 0.1: [2]}
+
+
+def test_cosine_schedule_with_warmup_by_hand():
+    schedule = CosineWithWarmup(warmup_steps=4, total_steps=14, floor=0.0)
+    assert [schedule(step) for step in range(4)] == [0.25, 0.5, 0.75, 1.0]
+    assert schedule(4) == pytest.approx(1.0)
+    assert schedule(9) == pytest.approx(0.5)  # half way through the 10 decay steps: (1 + cos π/2) / 2
+    assert schedule(14) == pytest.approx(0.0)
+
+
+class GradientNorms(L.Callback):
+    """The global gradient norm as the optimiser saw it (after clipping), for every step."""
+
+    def __init__(self):
+        self.norms = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        grads = [p.grad for p in pl_module.parameters() if p.grad is not None]
+        self.norms.append(float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))))
+
+
+def test_gradients_are_clipped_to_max_norm(tmp_path):
+    clipped, free = GradientNorms(), GradientNorms()
+    train(tiny(tmp_path / "clipped", clip=0.01), callbacks=[clipped])
+    train(tiny(tmp_path / "free", clip=0.0), callbacks=[free])
+    assert max(clipped.norms) <= 0.01 * (1 + 1e-4)
+    assert max(free.norms) > 0.01  # the same run without clipping has larger gradients
+
+
+def test_run_directory_holds_the_documented_files(tmp_path):
+    result = train(tiny(tmp_path / "run", epochs=3))
+    out = tmp_path / "run"
+    with open(out / "metrics.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["epoch"] for row in rows] == ["1", "2", "3"]
+    assert list(rows[0]) == ["epoch", "train_loss", "val_loss", "val_accuracy", "val_macro_f1",
+                             "val_cross_entropy", "lr", "seconds"]
+    assert all(math.isfinite(float(row[key])) for row in rows for key in ("train_loss", "val_loss", "lr"))
+    summary = json.loads((out / "summary.json").read_text())
+    for key in ("test_metrics", "num_parameters", "train_seconds", "epochs", "best_epoch", "epochs_to_target",
+                "seconds_to_target", "seconds_per_step"):
+        assert key in summary
+    assert summary["test_metrics"]["chance_accuracy"] == pytest.approx(1 / 8)  # the baseline beside the metric
+    # The kept weights are those of the best validation epoch.
+    best = max(rows, key=lambda row: float(row["val_accuracy"]))
+    assert summary["best_epoch"] == int(best["epoch"])
+    assert summary["val_metrics"]["accuracy"] == pytest.approx(float(best["val_accuracy"]), rel=1e-5)
+    # load_run rebuilds the model from config.json + task.json and reads the weights with safetensors.
+    config, model, task = load_run(out)
+    assert config == result.config and task["model"] == "lstm"
+    for name, tensor in load_file(out / "model.safetensors").items():
+        assert torch.equal(model.state_dict()[name], tensor)
+
+
+def test_early_stopping_after_patience_epochs_without_improvement(tmp_path):
+    # lr so small that nothing changes: the metric of epoch 1 is never beaten
+    summary = train(tiny(tmp_path / "run", epochs=10, patience=2, lr=1e-12)).summary
+    assert summary["epochs"] == 3 and summary["best_epoch"] == 1
+    assert summary["stop_reason"] == "no improvement of val accuracy for 2 epochs"
+
+
+def test_target_stops_training_and_records_when_it_was_reached(tmp_path):
+    summary = train(tiny(tmp_path / "run", epochs=10, target=0.0)).summary
+    assert summary["epochs"] == 1 and summary["epochs_to_target"] == 1
+    assert 0 < summary["seconds_to_target"] <= summary["train_seconds"]
+    assert summary["stop_reason"] == "target reached"
+
+
+def test_time_budget_stops_training(tmp_path):
+    summary = train(tiny(tmp_path / "run", epochs=1000, max_minutes=0.02)).summary
+    assert summary["stop_reason"] == "time budget"
+    assert summary["epochs"] < 1000 and summary["train_seconds"] < 1.2 * 60 * 0.02 + 5
+
+
+@pytest.mark.parametrize("changes", [{"precision": "bf16"}, {"gradient_checkpointing": True},
+                                     {"schedule": "cosine", "warmup_epochs": 1.0}, {"optimizer": "adamw",
+                                                                                    "weight_decay": 0.01},
+                                     {"bucket": True}, {"recurrent_lr": 1e-2}],
+                         ids=["bf16", "gradient-checkpointing", "cosine", "adamw", "bucket", "recurrent-lr"])
+def test_training_options_run(tmp_path, changes):
+    summary = train(tiny(tmp_path / "run", **changes)).summary
+    assert math.isfinite(summary["test_metrics"]["accuracy"])
+    assert TrainConfig.load(tmp_path / "run" / "config.json").to_dict().items() >= changes.items()
+
+
+def test_plateau_schedule_halves_the_rate_when_the_metric_stalls(tmp_path):
+    train(tiny(tmp_path / "run", epochs=5, patience=2, lr=1e-12))  # plateau patience = patience // 2 = 1
+    with open(tmp_path / "run" / "metrics.csv", newline="") as handle:
+        rates = [float(row["lr"]) for row in csv.DictReader(handle)]
+    assert rates == pytest.approx([1e-12, 1e-12, 5e-13])
