@@ -4,21 +4,7 @@ from __future__ import annotations
 
 import torch
 
-try:
-    from rnnlab.data import TaskSpec
-except ImportError:  # rnnlab.data not landed yet: the same fields, as ARCHITECTURE.md states them
-    from dataclasses import dataclass
-
-    @dataclass
-    class TaskSpec:  # type: ignore[no-redef]
-        task: str
-        head: str
-        input_size: int
-        vocab_size: int | None
-        num_classes: int | None
-        output_shape: list[int]
-        seq_len: int | None
-        causal: bool
+from rnnlab.data import TaskSpec
 
 SPECS = {
     "classify": TaskSpec("recall", "classify", 0, 10, 8, [], 12, False),

@@ -7,6 +7,7 @@ import torch
 
 from model_helpers import SPECS, make_inputs
 from rnnlab.errors import ConfigError
+from rnnlab.layers import record_gates
 from rnnlab.models import build_model
 
 LENGTHS = torch.tensor([6, 2, 4])
@@ -79,3 +80,14 @@ def test_layer_extras_reach_the_rnnlab_layer() -> None:
     )
     layer = model.encoder.rnn
     assert (layer.layer_norm, layer.init, layer.recurrent_dropout, layer.convention) == (True, "orthogonal", 0.1, "cho")
+
+
+def test_gates_of_a_task_model_can_be_recorded() -> None:
+    """The lab reads gates through rnnlab.layers.record_gates on the whole model."""
+    model = build_model("lstm", SPECS["classify"], hidden_size=4, num_layers=2)
+    x = make_inputs(SPECS["classify"], 3, 6, torch.Generator().manual_seed(3))
+    with record_gates(model) as record:
+        model(x, LENGTHS)
+    forget = record["encoder.rnn", 1, "forward"]["f"]
+    assert list(forget.shape) == [3, 6, 4]
+    assert (forget[1, 2:] == 0).all() and (forget[1, :2] > 0).all()  # zero past the length of 2

@@ -20,7 +20,8 @@ width: hidden units per direction, TCN channels, or d_model), ``params`` (choose
 parameter count is closest to this budget; give one of the two), ``num_layers`` (recurrent layers,
 or transformer layers; the TCN's depth is its ``levels``), ``dropout`` (between recurrent layers
 and before the head; inside TCN blocks and transformer layers), ``bidirectional`` (recurrent:
-``None`` lets the task decide: True for ``tag``, else False; refused for causal tasks),
+``None`` lets the task decide: True for ``tag``, else False; True is refused for causal tasks;
+transformer: False masks later steps as a causal task does; tcn: causal always, True refused),
 ``layer_norm`` and ``init`` (``"orthogonal"`` / ``"chrono"``: recurrent models). Further options
 per model are listed by ``model_options(name)``.
 
