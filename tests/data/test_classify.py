@@ -189,3 +189,36 @@ def test_macro_f1_matches_scikit_learn(seed):
     truth = rng.choice(["a", "b", "c", "d"], size=50, p=[0.5, 0.3, 0.15, 0.05])
     predicted = rng.choice(["a", "b", "c", "e"], size=50)
     assert macro_f1(truth, predicted) == pytest.approx(f1_score(truth, predicted, average="macro", zero_division=0))
+
+
+@pytest.mark.parametrize(
+    "text, options, message",
+    [
+        ("id,time,v,label\na,0,1,x\na,1,,x\n", {}, r"line 3 column 'v': missing value \(1 missing in all\)"),
+        ("id,time,v,label\na,0,1,x\n,1,2,x\n", {}, r"line 3: the id column 'id' is empty"),
+        ("id,time,label\na,0,x\n", {}, r"no feature columns beside 'id', 'time' and the label"),
+        ("id,time,v,label\na,0,1,x\na,soon,2,x\n", {}, r"line 3 column 'time': 'soon' is neither a number nor a date"),
+        ("id,time,v,label\na,0,1,x\n", {"features": "w"}, r"no column 'w' \(option features\)"),
+        ("text,label\nhello,x\n...,y\n  ,y\n", {}, r"line 4: the text column 'text' is empty"),
+        ("label\nx\n", {"format": "wide"}, r"no value columns beside the label 'label'"),
+        ("label,a,b\nx,1,2\ny,,\n", {}, r"line 3 has no values"),
+        ("label,a\nx,1\n", {"format": "columns"}, r"unknown classify format 'columns'"),
+        ("label,a\nx,1\ny,2\n", {}, r"2 sequences are too few to hold out a validation part"),
+    ],
+)
+def test_more_bad_classification_files_are_refused_with_the_reason(tmp_path, text, options, message):
+    with pytest.raises((DataError, ConfigError), match=message):
+        load_task("classify", write_text(tmp_path, text), **options)
+
+
+def test_predict_inputs_refuse_a_file_of_another_width(tmp_path):
+    rows = "".join(f"s{i},{t},{t},{t * 2},{'a' if i % 2 else 'b'}\n" for i in range(20) for t in range(3))
+    task = load_task("classify", write_text(tmp_path, "id,time,p,q,label\n" + rows))
+    narrow = write_text(tmp_path, "id,time,p\nz,0,1\nz,1,2\n", "narrow.csv")
+    with pytest.raises(DataError, match=r"no column 'q' \(option features\)"):
+        predict_inputs(task.meta, narrow)
+    digits = load_task("classify", "digits")
+    with pytest.raises(ConfigError, match="built-in digits"):
+        predict_inputs(digits.meta, narrow)
+    with pytest.raises(ConfigError, match="test_data applies to CSV files"):
+        load_task("classify", "digits", narrow)

@@ -104,3 +104,18 @@ def test_jsb_chorales_loads_with_the_standard_split():
     assert task.meta["sequences"] == {"train": 229, "val": 76, "test": 77}
     # the paper's LSTM scores 8.45: the baselines must leave room above it
     assert 8.45 < task.baselines["persistence_nll"] < task.baselines["marginal_nll"]
+
+
+def test_bad_note_lists_and_short_pieces_are_named(tiny_music_mat, tmp_path):
+    piece = np.empty((1, 2), dtype=object)
+    piece[0, 0], piece[0, 1] = np.array([60.0]), np.array([120.0])
+    with pytest.raises(DataError, match=r"traindata\[0\]: frame 1 holds note 120; piano notes are MIDI 21 to 108"):
+        load_task("music", tiny_music_mat(traindata=matlab_cell([piece])))
+    with pytest.raises(DataError, match=r"validdata\[0\] has 1 frame\(s\); at least 2 are needed"):
+        load_task("music", tiny_music_mat(validdata=matlab_cell([np.zeros((1, 88))])))
+    (tmp_path / "rolls").mkdir()
+    np.save(tmp_path / "rolls" / "bad.npy", np.array([{"not": "a roll"}], dtype=object))
+    with pytest.raises(DataError, match=r"bad.npy: cannot read it as a numeric .npy array"):
+        load_task("music", str(tmp_path / "rolls"))
+    with pytest.raises(ConfigError, match="takes no seq_len"):
+        load_task("music", tiny_music_mat(), seq_len=10)

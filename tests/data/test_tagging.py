@@ -157,3 +157,12 @@ def test_entity_baselines_show_names_need_context():
     assert task.meta["data"] == "builtin:entities"
     assert task.baselines["word_majority_accuracy"] < 0.95
     assert task.baselines["word_majority_macro_f1"] < 0.5
+
+
+def test_tag_options_that_do_not_apply_are_refused(tmp_path):
+    with pytest.raises(ConfigError, match="takes no seq_len"):
+        load_task("tag", seq_len=5)
+    with pytest.raises(ConfigError, match="test_data applies to CoNLL files"):
+        load_task("tag", "entities", conll_corpus(tmp_path))
+    with pytest.raises(DataError, match=r"7 sentences are too few to hold out a validation part"):
+        load_task("tag", conll_corpus(tmp_path, sentences=7, name="few.conll"), val_fraction=0.05, test_fraction=0.05)

@@ -106,3 +106,10 @@ def test_the_builtin_corpus_is_the_pydoc_topics():
     text = "".join(decode_text(task.meta["vocab"], s.tokens) for s in (task.train, task.val, task.test))
     assert topics["assert"].strip() in text
     assert task.baselines["unigram_bpc"] > task.baselines["bigram_bpc"] > 2.5
+
+
+def test_a_test_part_too_short_to_score_is_refused(tmp_path):
+    with pytest.raises(DataError, match=r"one.txt: the test part has 1 character\(s\), at least 2 are needed"):
+        load_task("charlm", write_text(tmp_path, ENGLISH), write_text(tmp_path, "x", "one.txt"), seq_len=16)
+    with pytest.raises(DataError, match=r"is a folder, expected a text file"):
+        load_task("charlm", str(tmp_path))

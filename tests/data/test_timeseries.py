@@ -252,3 +252,41 @@ def test_bad_options_are_refused(tmp_path):
         load_task("forecast", path, val_fraction=0.5, test_fraction=0.5)
     with pytest.raises(ConfigError, match="both a target and a covariate"):
         load_task("forecast", path, target="load", covariates="load")
+
+
+@pytest.mark.parametrize(
+    "edit, options, message",
+    [
+        (lambda f: f.assign(time=f["time"].where(f.index != 5, "")), {}, r"line 7: the time column 'time' is empty"),
+        (lambda f: f.assign(time=f["time"].where(f.index != 10, "2024-03-04 09:30")), {},
+         r"line 12: time 2024-03-04 09:30:00 is off the series' step \(0 days 01:00:00"),
+        (lambda f: f.assign(temp=""), {"covariates": "temp"}, r"column\(s\) 'temp' have no values at all"),
+        (lambda f: f, {"seq_len": 8, "lookback": 6}, r"seq_len and lookback both given and different \(8 vs 6\)"),
+        (lambda f: f, {"lookback": 0}, r"lookback and horizon must be at least 1"),
+        (lambda f: f, {"season": 0}, r"season must be at least 1"),
+        (lambda f: f, {"test_fraction": 0.0}, r"test_fraction 0 needs a separate test file"),
+    ],
+)
+def test_more_bad_series_are_refused_with_the_reason(tmp_path, edit, options, message):
+    frame = edit(hourly_frame(80).astype(object))
+    with pytest.raises((DataError, ConfigError), match=message):
+        load_task("forecast", write(tmp_path, frame), **{"lookback": 4, "horizon": 2, "fill": "interpolate", **options})
+
+
+def test_a_standalone_test_file_must_hold_a_window_and_match_the_time_kind(tmp_path):
+    train_path = write(tmp_path, hourly_frame(100), "train.csv")
+    later = hourly_frame(5, start="2025-01-01")
+    with pytest.raises(DataError, match=r"test.csv: the test series has 5 rows; lookback 6 \+ horizon 3 needs at least 9"):
+        load_task("forecast", train_path, write(tmp_path, later, "test.csv"), lookback=6, horizon=3)
+    numbered = pd.DataFrame({"time": np.arange(30), "load": np.ones(30), "temp": np.ones(30)})
+    with pytest.raises(DataError, match=r"numbers.csv: its times are numeric, the training data's are datetime"):
+        load_task("forecast", train_path, write(tmp_path, numbered, "numbers.csv"), lookback=6, horizon=3)
+
+
+def test_a_csv_with_only_a_header_or_a_nameless_column_is_refused(tmp_path):
+    with pytest.raises(DataError, match=r"the CSV file has a header but no data rows"):
+        load_task("forecast", write_text(tmp_path, "time,load\n\n"))
+    with pytest.raises(DataError, match=r"line 1: column 2 of the header has no name"):
+        load_task("forecast", write_text(tmp_path, "time,,load\n1,2,3\n", "nameless.csv"))
+    with pytest.raises(DataError, match=r"is a folder, expected a CSV file"):
+        load_task("forecast", str(tmp_path))

@@ -5,48 +5,63 @@ API (the trainer, ``rnnlab predict`` and ``rnnlab forecast`` are written against
 ``load_task(task, data=None, test_data=None, *, seq_len=None, seed=0, **options) -> TaskData``
     ``task``: a key of :data:`TASKS` (``recall``, ``adding``, ``copy``, ``forecast``, ``classify``,
     ``tag``, ``charlm``, ``music``). ``data``: a file/folder path or a built-in data set name
-    (``TASKS[task].builtins``); ``None`` takes the task's default built-in. ``test_data``: a
-    separate test file (the test split is then read from it, not cut from ``data``). ``options``:
-    the task's options (``TASKS[task].options``); ``None`` values mean "not given", so a caller may
-    pass every data option it knows. Unknown task or option → ``ConfigError`` naming the nearest;
-    bad data → ``DataError`` naming file, line/row, column and value.
+    (``TASKS[task].builtins``; an existing path wins); ``None`` takes ``TASKS[task].default_data``.
+    ``test_data``: a separate test file (the test split is then read from it, not cut from
+    ``data``). ``options``: the task's options (``TASKS[task].options``, with defaults and help);
+    ``None`` values mean "not given", so a caller may pass every data option it knows; ``target``
+    is also accepted as ``target_column``. Unknown task or option → ``ConfigError`` naming the
+    nearest; bad data → ``DataError`` naming file, line/row, column and value.
 ``TaskData(spec, train, val, test, baselines, meta)``: datasets yield ``(x, y)`` as ARCHITECTURE.md
-    says; ``baselines`` maps a metric name to its value on the test split; ``meta`` is JSON-able and
-    holds everything ``predict``/``forecast`` need (``meta["task"]`` names the task).
+    says, and have a ``lengths`` array (for bucketing); ``baselines`` maps a metric name to its value
+    on the test split; ``meta`` is JSON-able and holds what ``predict``/``forecast`` need.
 ``collate(samples) -> Batch(x, y, lengths)``; ``make_loader(dataset, batch_size, *, shuffle,
-    bucket=False, seed=0, drop_last=False) -> DataLoader``; ``BucketBatchSampler``,
-    ``SeededShuffleSampler`` (both follow ``set_epoch``).
+    bucket=False, seed=0, drop_last=False) -> DataLoader``; ``SeededShuffleSampler(dataset, seed)``
+    and ``BucketBatchSampler(sampler, batch_size, drop_last=False, *, lengths=None, seed=None)``
+    follow ``set_epoch`` (the order is a pure function of seed and epoch); ``IGNORE_INDEX = -100``.
 
-Prediction on new files (``rnnlab predict`` / ``rnnlab forecast``):
+Prediction on new files:
 
 ``predict_inputs(meta, path) -> PredictInputs(x: list[Tensor], keys: list[dict], targets: list | None)``
-    for ``classify`` and ``tag`` runs: the new file encoded with the saved vocabulary, scaler and
-    columns; ``keys[i]`` says where sample ``i`` came from (``{"line": 7}``, ``{"id": "s3"}``,
-    ``{"line": 12, "tokens": [...]}``); ``targets`` holds the true labels/tags when the file has them.
-    Map predicted indices to names with ``meta["label_names"]`` (classify) or ``meta["tags"]`` (tag).
-``timeseries.forecast_windows(meta, path, *, count=1) -> ForecastWindows(x, origins, future_times)``
-    the latest ``count`` lookback windows of a new CSV (``x``: ``FloatTensor[count, lookback, F]``,
-    scaled like training), and the timestamps the forecasts are for.
-``timeseries.inverse_scale(meta, predictions) -> np.ndarray``: forecasts back to original units.
+    ``classify`` (CSV) and ``tag`` (CoNLL, tags optional) runs: the new file encoded with the saved
+    vocabulary, scaler and columns; ``keys[i]`` says where sample ``i`` came from (``{"line": 7}``,
+    ``{"id": "s3", "lines": [first, last]}``, ``{"line": 12, "tokens": [...]}``); ``targets``: the
+    true label/tag names when the file has them. Index → name: ``meta["label_names"]`` / ``meta["tags"]``.
+``timeseries.forecast_windows(meta, path, *, count=1, fill=None) -> ForecastWindows(x, origins, future_times)``
+    the latest ``count`` windows of a new CSV (``x``: ``FloatTensor[count, lookback, F]`` scaled like
+    training; ``origins[i]``: time of window ``i``'s last row; ``future_times[i]``: the ``horizon``
+    times it forecasts, computed from the step).
+``timeseries.inverse_scale(meta, predictions) -> np.ndarray``: ``[..., n_targets]`` back to original units.
+``text.encode_text(vocab, text) -> LongTensor``, ``text.decode_text(vocab, ids) -> str``,
+    ``text.unknown_characters(meta, text) -> list[str]`` (for generation prompts).
+
+Baselines (test split) by task: recall ``chance_accuracy``; adding ``trivial_mse``; copy
+``memoryless_cross_entropy``; forecast ``naive_mae``, ``seasonal_naive_mae`` (original units);
+classify ``majority_accuracy``, ``majority_macro_f1``; tag ``word_majority_accuracy``,
+``word_majority_macro_f1``; charlm ``unigram_bpc``, ``bigram_bpc``; music ``marginal_nll``,
+``persistence_nll`` (nats per frame).
 
 ``meta`` keys by task:
 
-* all: ``task``, ``data`` (file path or ``builtin:NAME`` or ``generated``), ``seed``.
-* ``recall``: ``seq_len``, ``num_classes``, ``num_distractors``, ``query_token``, ``distance``.
+* all: ``task``, ``data`` (a path, ``builtin:NAME`` or ``generated``), ``seed``.
+* ``recall``: ``seq_len``, ``num_classes``, ``num_distractors``, ``query_token``, ``distance`` (T-1).
 * ``adding``: ``seq_len``. ``copy``: ``T``, ``seq_len`` (= T + 2M), ``memory_length``,
-  ``answer_positions`` ([start, stop)), ``blank``, ``delimiter``, ``alphabet``.
+  ``answer_positions`` ([start, stop) of the scored symbols), ``blank``, ``delimiter``, ``alphabet``.
 * ``forecast``: ``time_column``, ``time_kind`` (datetime | numeric | index), ``step``, ``targets``,
   ``covariates``, ``columns`` (input order: targets then covariates), ``lookback``, ``horizon``,
-  ``season``, ``scaler`` ({``columns``, ``mean``, ``std``}), ``fill``, ``filled``, ``split`` (rows
-  and first/last times of each part), ``mase_scale`` (per target: in-sample seasonal-naive MAE on the
-  training part), ``last_time``, ``notes``.
-* ``classify``: ``format`` (wide | long | text), ``label_column``, ``label_names``, and by format:
-  wide ``value_columns``, ``scaler``; long ``id_column``, ``time_column``, ``features``, ``scaler``;
-  text ``text_column``, ``vocab``, ``lowercase``, ``min_freq``, ``pad_index``, ``unk_index``.
-* ``tag``: ``tags``, ``vocab``, ``lowercase``, ``min_freq``, ``pad_index``, ``unk_index``.
-* ``charlm``: ``vocab`` (characters; index 0 is ``<unk>``), ``unk_index``, ``seq_len``,
-  ``split_chars``. The raw token streams are ``task_data.train.tokens`` (``LongTensor``) etc.
-* ``music``: ``n_keys`` (88), ``lowest_note`` (MIDI 21), ``sequences`` (count per split).
+  ``season``, ``scaler`` ({``columns``, ``mean``, ``std``}), ``fill``, ``filled`` (column → cells
+  filled), ``split`` (rows, first and last time of each part), ``mase_scale`` (per target: the
+  in-sample seasonal-naive MAE of the training part; ``mase = mean_j MAE_j / mase_scale[j]``),
+  ``last_time``, ``notes``.
+* ``classify``: ``format`` (wide | long | text | digits), ``label_column``, ``label_names``,
+  ``sizes``; wide: ``value_columns``, ``scaler``; long: ``id_column``, ``time_column``,
+  ``features``, ``scaler``; text: ``text_column``, ``vocab``, ``lowercase``, ``min_freq``,
+  ``pad_index`` (0), ``unk_index`` (1).
+* ``tag``: ``tags``, ``vocab``, ``lowercase``, ``min_freq``, ``pad_index`` (0), ``unk_index`` (1), ``sizes``.
+* ``charlm``: ``vocab`` (characters; index 0 is ``<unk>``), ``unk_index``, ``seq_len``, ``min_freq``,
+  ``split_chars``, ``unk_share``, ``test_file``. The whole id stream of each part is
+  ``task_data.train.tokens`` (a ``LongTensor``; also ``val``/``test``) for stateful TBPTT.
+* ``music``: ``layout``, ``n_keys`` (88), ``lowest_note`` (MIDI 21), ``sequences`` and ``frames``
+  per split, ``test_file``.
 """
 
 from __future__ import annotations

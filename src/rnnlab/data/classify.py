@@ -24,7 +24,16 @@ import pandas as pd
 import torch
 
 from rnnlab.data.batching import SequenceDataset
-from rnnlab.data.files import Table, missing_mask, read_table, require_columns, resolve_source, split_names, to_numbers
+from rnnlab.data.files import (
+    Table,
+    missing_mask,
+    parse_times,
+    read_table,
+    require_columns,
+    resolve_source,
+    split_names,
+    to_numbers,
+)
 from rnnlab.data.splits import split_indices
 from rnnlab.data.vocab import PAD_INDEX, UNK_INDEX, build_vocab, encode, tokenize_words
 from rnnlab.errors import ConfigError, DataError, unknown_name
@@ -229,18 +238,9 @@ def _read_long(table: Table, columns: dict[str, str], labels: list[str] | None) 
 
 
 def _order_values(table: Table, column: str) -> np.ndarray:
-    """Numbers or dates of the time column, as sortable numbers; DataError naming a bad cell."""
-    cells = table.frame[column]
-    numbers = pd.to_numeric(cells, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-    if np.isfinite(numbers).all():
-        return numbers
-    times = pd.to_datetime(cells, errors="coerce", format="mixed")
-    bad = times.isna().to_numpy()
-    if bad.any():
-        row = bad.argmax()
-        raise DataError(f"{table.path}: line {table.lines[row]} column {column!r}: {cells.iat[row]!r} is neither a "
-                        f"number nor a date/time")
-    return pd.DatetimeIndex(times).asi8.astype(np.float64)
+    """The time column as sortable numbers (dates as their timestamps)."""
+    kind, times = parse_times(table, column)
+    return times if kind == "numeric" else times.asi8.astype(np.float64)
 
 
 def sort_labels(labels: set[str]) -> list[str]:

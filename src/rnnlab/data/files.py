@@ -11,6 +11,7 @@ import csv
 import difflib
 import io
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -173,6 +174,38 @@ def to_numbers(table: Table, columns: Sequence[str]) -> np.ndarray:
         more = f" (and {len(rows) - 5} more)" if len(rows) > 5 else ""
         raise DataError(f"{table.path}: expected numbers, found {'; '.join(examples)}{more}")
     return numbers
+
+
+def parse_times(table: Table, column: str) -> tuple[str, pd.DatetimeIndex | np.ndarray]:
+    """Numbers (a step count, a year) or dates; DataError naming the line of a missing or bad time."""
+    cells = table.frame[column]
+    missing = missing_mask(cells)
+    if missing.any():
+        raise DataError(f"{table.path}: line {table.lines[missing.argmax()]}: the time column {column!r} is empty")
+    numbers = pd.to_numeric(cells, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    if np.isfinite(numbers).all():
+        return "numeric", numbers
+    times = _to_datetimes(cells, format=None)  # one format, inferred from the first cell: fast
+    if times.isna().any():
+        times = _to_datetimes(cells, format="mixed")  # each cell on its own
+    bad = times.isna().to_numpy()
+    if bad.any():
+        # mostly numbers: the culprit is the first cell that is not one, not a number that is no date
+        row = np.argmin(np.isfinite(numbers)) if np.isfinite(numbers).mean() >= 0.5 else bad.argmax()
+        raise DataError(
+            f"{table.path}: line {table.lines[row]} column {column!r}: {cells.iat[row]!r} is neither a number nor a "
+            f"date/time (e.g. 2024-01-31 or 2024-01-31 13:00)"
+        )
+    return "datetime", pd.DatetimeIndex(times)
+
+
+def _to_datetimes(cells: pd.Series, format: str | None) -> pd.Series:
+    with warnings.catch_warnings():  # pandas warns when it cannot infer one format; we retry per cell
+        warnings.simplefilter("ignore", UserWarning)
+        try:
+            return pd.to_datetime(cells, errors="coerce", format=format)
+        except (ValueError, TypeError):  # e.g. time zones that differ from cell to cell
+            return pd.Series(pd.NaT, index=cells.index)
 
 
 def describe_cells(lines: np.ndarray, columns: Sequence[str], mask: np.ndarray, limit: int = 5) -> str:

@@ -30,7 +30,15 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from rnnlab.data.files import describe_cells, read_table, require_columns, resolve_source, split_names, to_numbers
+from rnnlab.data.files import (
+    describe_cells,
+    parse_times,
+    read_table,
+    require_columns,
+    resolve_source,
+    split_names,
+    to_numbers,
+)
 from rnnlab.errors import ConfigError, DataError, unknown_name
 
 TIME_COLUMN_NAMES = ("time", "date", "datetime", "timestamp", "ds")
@@ -103,8 +111,10 @@ def load_forecast(data, test_data, *, seq_len, seed, time, target, covariates, l
     defaults = BUILTIN_DEFAULTS.get(builtin, {})
     if seq_len is not None and lookback is not None and seq_len != lookback:
         raise ConfigError(f"seq_len and lookback both given and different ({seq_len} vs {lookback}); give one")
-    lookback = lookback or seq_len or defaults.get("lookback", DEFAULT_LOOKBACK)
-    horizon = horizon or defaults.get("horizon", DEFAULT_HORIZON)
+    if lookback is None:
+        lookback = seq_len if seq_len is not None else defaults.get("lookback", DEFAULT_LOOKBACK)
+    if horizon is None:
+        horizon = defaults.get("horizon", DEFAULT_HORIZON)
     season = season if season is not None else defaults.get("season")
     if lookback < 1 or horizon < 1:
         raise ConfigError(f"lookback and horizon must be at least 1, got lookback {lookback}, horizon {horizon}")
@@ -251,29 +261,6 @@ def read_series(path: str, *, time: str | None, target: str | None, covariates: 
     return series
 
 
-def parse_times(table, column: str) -> tuple[str, pd.DatetimeIndex | np.ndarray]:
-    """Numbers (a step count, a year) or dates; DataError naming the line of a missing or bad time."""
-    cells = table.frame[column]
-    missing = cells.map(lambda cell: cell == "").to_numpy(dtype=bool)
-    if missing.any():
-        raise DataError(f"{table.path}: line {table.lines[missing.argmax()]}: the time column {column!r} is empty")
-    numbers = pd.to_numeric(cells, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-    if np.isfinite(numbers).all():
-        return "numeric", numbers
-    try:
-        times = pd.to_datetime(cells, errors="coerce", format="mixed")
-    except (ValueError, TypeError):
-        times = pd.Series(pd.NaT, index=cells.index)
-    bad = times.isna().to_numpy()
-    if bad.any():
-        row = bad.argmax()
-        raise DataError(
-            f"{table.path}: line {table.lines[row]} column {column!r}: {cells.iat[row]!r} is neither a number nor a "
-            f"date/time (e.g. 2024-01-31 or 2024-01-31 13:00)"
-        )
-    return "datetime", pd.DatetimeIndex(times)
-
-
 def _check_order(table, column: str, times) -> None:
     order = np.asarray(times.asi8 if isinstance(times, pd.DatetimeIndex) else times)
     diffs = np.diff(order)
@@ -315,7 +302,7 @@ def infer_step(times, kind: str, table=None, column: str | None = None) -> dict[
 
 
 def _ticks_per_second(times: pd.DatetimeIndex) -> int:
-    return {"s": 1, "ms": 10**3, "us": 10**6, "ns": 10**9}[np.datetime_data(times.dtype)[0]]
+    return {"s": 1, "ms": 10**3, "us": 10**6, "ns": 10**9}[times.unit]
 
 
 def _positions(series: Series) -> np.ndarray:
