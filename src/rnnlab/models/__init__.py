@@ -197,7 +197,8 @@ def _fit_to_budget(name: str, family: ModelFamily, spec: SimpleNamespace, option
     if family.refine is not None and family.refine not in options.extras:
         refined = fit_width(lambda value: count_at(width, **{family.refine: value}), params)
         options.extras[family.refine] = refined
-    reached = count_at(width)
+    refined_option = {family.refine: options.extras[family.refine]} if family.refine in options.extras else {}
+    reached = count_at(width, **refined_option)
     if abs(reached - params) > 0.1 * params:
         warnings.warn(
             f"params={params:,}: the closest {name} for task {spec.task!r} has {reached:,} parameters "

@@ -150,7 +150,8 @@ class TaskModel(nn.Module):
     ) -> None:
         super().__init__()
         self.name = name
-        self.spec = vars(normalize_spec(spec)).copy()
+        spec = normalize_spec(spec)
+        self.spec = vars(spec).copy()
         self.per_step = spec.head in PER_STEP_HEADS
         self.encoder = encoder
         self.attention = attention
@@ -183,7 +184,7 @@ class TaskModel(nn.Module):
     @property
     def hidden_size(self) -> int:
         """The width the model was built with (hidden size, channels or d_model)."""
-        return int(self.options["hidden_size"])
+        return int(self.options.get("hidden_size", self.encoder.step_size))
 
     # ----------------------------------------------------------------- forward
     def forward(
