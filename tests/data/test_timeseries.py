@@ -185,6 +185,9 @@ def test_forecast_windows_rebuild_the_latest_input_and_the_future_times(tmp_path
     assert windows.future_times[-1] == ["2024-03-09 10:00:00", "2024-03-09 11:00:00", "2024-03-09 12:00:00"]
     with pytest.raises(DataError, match=r"has 4 rows; 1 window\(s\) of lookback 6 need at least 6"):
         forecast_windows(task.meta, write(tmp_path, new.iloc[:4], "tiny.csv"))
+    daily = new.assign(time=pd.date_range("2024-01-01", periods=130, freq="D").strftime("%Y-%m-%d"))
+    with pytest.raises(DataError, match=r"daily.csv: its time step is 1 day, the model was trained on a step of 1 hour"):
+        forecast_windows(task.meta, write(tmp_path, daily, "daily.csv"))
 
 
 def test_month_end_series_forecast_month_ends(tmp_path):
@@ -259,7 +262,7 @@ def test_bad_options_are_refused(tmp_path):
     [
         (lambda f: f.assign(time=f["time"].where(f.index != 5, "")), {}, r"line 7: the time column 'time' is empty"),
         (lambda f: f.assign(time=f["time"].where(f.index != 10, "2024-03-04 09:30")), {},
-         r"line 12: time 2024-03-04 09:30:00 is off the series' step \(0 days 01:00:00"),
+         r"line 12: time 2024-03-04 09:30:00 is off the series' step \(1 hour"),
         (lambda f: f.assign(temp=""), {"covariates": "temp"}, r"column\(s\) 'temp' have no values at all"),
         (lambda f: f, {"seq_len": 8, "lookback": 6}, r"seq_len and lookback both given and different \(8 vs 6\)"),
         (lambda f: f, {"lookback": 0}, r"lookback and horizon must be at least 1"),

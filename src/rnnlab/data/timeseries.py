@@ -465,7 +465,11 @@ def describe_step(step: dict[str, Any]) -> str:
     if step["unit"] == "months":
         return {1: "1 month", 3: "1 quarter", 12: "1 year"}.get(step["n"], f"{step['n']} months")
     if step["unit"] == "seconds":
-        return str(pd.Timedelta(seconds=step["n"]))
+        for unit, size in (("week", 604800), ("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1)):
+            if step["n"] % size == 0:
+                count = step["n"] / size
+                return f"{count:g} {unit}" + ("s" if count != 1 else "")
+        return f"{step['n']:g} seconds"
     return f"{step['n']:g}" if step["unit"] == "number" else "1 row"
 
 
@@ -514,8 +518,11 @@ def forecast_windows(meta: dict[str, Any], path: str, *, count: int = 1, fill: s
     lookback, horizon = meta["lookback"], meta["horizon"]
     series = read_series(path, time=meta["time_column"], target=",".join(meta["targets"]),
                          covariates=",".join(meta["covariates"]) or None, fill=fill or meta["fill"])
-    if meta["time_column"] is None and series.time_column is not None:
-        raise DataError(f"{path}: has a time column {series.time_column!r}, the training data had none")
+    if series.time_kind != meta["time_kind"]:
+        raise DataError(f"{path}: its times are {series.time_kind}, the training data's were {meta['time_kind']}")
+    if len(series) > 1 and series.step != meta["step"]:
+        raise DataError(f"{path}: its time step is {describe_step(series.step)}, the model was trained on a step of "
+                        f"{describe_step(meta['step'])}")
     if len(series) < lookback + count - 1:
         raise DataError(
             f"{path}: the series has {len(series)} rows; {count} window(s) of lookback {lookback} need at least "
