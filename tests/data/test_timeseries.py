@@ -293,3 +293,12 @@ def test_a_csv_with_only_a_header_or_a_nameless_column_is_refused(tmp_path):
         load_task("forecast", write_text(tmp_path, "time,,load\n1,2,3\n", "nameless.csv"))
     with pytest.raises(DataError, match=r"is a folder, expected a CSV file"):
         load_task("forecast", str(tmp_path))
+
+
+def test_mase_scale_is_none_when_a_season_is_longer_than_training(tmp_path):
+    frame = pd.DataFrame({"step": np.arange(60), "y": np.arange(60) % 7 * 1.0})
+    task = load_task("forecast", write(tmp_path, frame), time="step", lookback=5, horizon=2, season=50)
+    assert task.meta["mase_scale"] is None and "MASE undefined" in task.meta["notes"][-1]
+    constant_weekly = load_task("forecast", write(tmp_path, frame, "weekly.csv"), time="step", lookback=5, horizon=2,
+                                season=7)
+    assert constant_weekly.meta["mase_scale"] is None

@@ -50,7 +50,8 @@ classify ``majority_accuracy``, ``majority_macro_f1``; tag ``word_majority_accur
   ``covariates``, ``columns`` (input order: targets then covariates), ``lookback``, ``horizon``,
   ``season``, ``scaler`` ({``columns``, ``mean``, ``std``}), ``fill``, ``filled`` (column → cells
   filled), ``split`` (rows, first and last time of each part), ``mase_scale`` (per target: the
-  in-sample seasonal-naive MAE of the training part; ``mase = mean_j MAE_j / mase_scale[j]``),
+  in-sample seasonal-naive MAE of the training part; ``mase = mean_j MAE_j / mase_scale[j]``;
+  ``None`` when undefined, with a note),
   ``last_time``, ``notes``.
 * ``classify``: ``format`` (wide | long | text | digits), ``label_column``, ``label_names``,
   ``sizes``; wide: ``value_columns``, ``scaler``; long: ``id_column``, ``time_column``,

@@ -22,6 +22,7 @@ so a model's ``mase = mean_j MAE_j / mase_scale[j]`` (below 1: better than in-sa
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -164,17 +165,19 @@ def load_forecast(data, test_data, *, seq_len, seed, time, target, covariates, l
     if test_series is None:
         test_raw = series.values
         origins["test"] = np.arange(n_train + n_val, n_rows - horizon + 1)
-        test_values, test_times = values, series
+        test_values = values
     else:
         test_raw, origins["test"], notes_test = _join_test(series, test_series, lookback, horizon)
         notes += notes_test
-        test_values, test_times = scaled(test_raw), test_series
+        test_values = scaled(test_raw)
     datasets["test"] = WindowDataset(test_values, origins["test"], lookback, horizon, n_targets)
 
     baselines = naive_baselines(test_raw[:, :n_targets], origins["test"], horizon, season)
     mase_scale = [_seasonal_mae(series.values[:n_train, j], season or 1) for j in range(n_targets)]
-    if any(scale == 0 for scale in mase_scale):
-        notes.append("a target repeats itself exactly one season earlier in training: its MASE scale is 0, MASE undefined")
+    if not all(math.isfinite(scale) and scale > 0 for scale in mase_scale):
+        notes.append(f"MASE undefined: the training part ({n_train} rows) is no longer than a season ({season}) or a "
+                     f"target repeats itself exactly one season earlier")
+        mase_scale = None
 
     spec = TaskSpec(task="forecast", head="forecast", input_size=len(series.columns), vocab_size=None,
                     num_classes=None, output_shape=[horizon, n_targets], seq_len=lookback, causal=False)
