@@ -407,5 +407,53 @@ def advise(
     console.print(advice.text(), highlight=False, markup=False)
 
 
+
+@app.command("export")
+def export_command(
+    run_dir: str = typer.Argument(..., help="A run directory written by rnnlab train."),
+    out: str = typer.Option(..., "--out", "-o", help="The file to write, e.g. model.onnx."),
+    format: str = typer.Option("onnx", "--format", help="Output format: onnx."),
+    step: bool = typer.Option(False, "--step", help="The single-step model: one input step and the state in, "
+                              "output and new state out (unidirectional recurrent models)."),
+    quantize: str = typer.Option(None, "--quantize", help="int8: dynamic quantisation of the recurrent and linear "
+                                 "weights."),
+    prune: float = typer.Option(None, "--prune", help="Zero this share of the weights, smallest magnitude first "
+                                "(0 ≤ FRACTION < 1)."),
+    prune_scope: str = typer.Option("global", "--prune-scope", help="global: one threshold over all matrices; "
+                                    "layer: the same share from each."),
+    finetune_epochs: int = typer.Option(0, "--finetune-epochs", help="Train the pruned model this many epochs "
+                                        "(pruned weights stay zero)."),
+    recurrence: str = typer.Option("auto", "--recurrence", help="Recurrent layers as ONNX operators (native), as "
+                                   "loops over the cell equations (loop), or auto."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing output file."),
+    evaluate: bool = typer.Option(True, "--evaluate/--no-evaluate", help="Measure the test metric of each variant."),
+) -> None:
+    """Export a run to ONNX, checked by onnxruntime; int8, pruning; size, latency and metric side by side."""
+    from rnnlab.errors import RnnlabError
+    from rnnlab.export.runs import export_run
+
+    try:
+        report = export_run(run_dir, out, format=format, step=step, quantize=quantize, prune=prune,
+                            prune_scope=prune_scope, finetune_epochs=finetune_epochs, recurrence=recurrence,
+                            force=force, evaluate=evaluate)
+    except RnnlabError as error:
+        fail(str(error))
+    checked = report.float_export or report.export
+    console.print(f"onnxruntime check: max |onnxruntime − PyTorch| = {checked.max_abs_diff:.2e} "
+                  f"(tolerance {checked.tolerance:.0e}) over {'; '.join(checked.checked)}", highlight=False)
+    if report.float_export is not None:
+        console.print(f"int8 file: max |int8 − float| = {report.export.max_abs_diff:.2e} on the same inputs "
+                      "(int8 rounding; the test metric below is what it costs)", highlight=False)
+    rows = report.rows()
+    table = Table(title=f"{report.export.mode} model · latency of {report.latency_unit} · test split")
+    for column in rows[0]:
+        table.add_column(column, justify="left" if column in ("variant", "runtime") else "right", overflow="fold")
+    for row in rows:
+        table.add_row(*row.values())
+    console.print(table)
+    for line in report.export.recurrence + report.notes:
+        console.print(f"· {line}", highlight=False)
+    console.print(f"wrote {report.export.path} ({report.export.file_bytes / 1024:,.1f} KiB)", highlight=False)
+
 if __name__ == "__main__":  # pragma: no cover
     app()

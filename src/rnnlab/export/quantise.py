@@ -12,9 +12,11 @@ matmul; nothing needs calibrating, and the weights take a quarter of the float32
   and the notes say so.
 * ONNX (:func:`quantize_onnx`): onnxruntime's ``quantize_dynamic`` turns ``MatMul`` (also inside
   loops), ``LSTM``, ``Gather`` (embeddings) and ``Conv`` into their integer forms, with 7-bit
-  weights (``reduce_range``) so that CPUs without VNNI do not saturate. It leaves the
-  ``GRU`` and ``RNN`` operators in float, so :func:`rnnlab.export.export_onnx` writes those layers
-  as loops over the cell equations when asked for int8, whose matmuls it does quantise.
+  weights (``reduce_range``) so that CPUs without VNNI do not saturate. It leaves the ``GRU`` and
+  ``RNN`` operators in float; their weights are stored here as int8 with a scale per row behind
+  ``DequantizeLinear`` (a quarter of the bytes, float compute on the fast operator). A GRU or RNN
+  exported with ``recurrence="loop"`` (and every step model) is plain matmuls, which the quantiser
+  turns into integer matmuls.
 """
 
 from __future__ import annotations
@@ -211,4 +213,50 @@ def quantize_onnx(source: str | os.PathLike, target: str | os.PathLike) -> Path:
                          op_types_to_quantize=list(ONNX_QUANTISED_OPS), extra_options={"EnableSubgraph": True})
     finally:
         root.setLevel(level)
+    _int8_operator_weights(target)
     return Path(target)
+
+
+def _int8_operator_weights(path: str | os.PathLike) -> None:
+    """Store the weights of ``GRU`` and ``RNN`` operators as int8 behind ``DequantizeLinear``.
+
+    onnxruntime has no integer kernel for these operators, so its quantiser leaves them alone. Here
+    each matrix ``W`` ``[D, rows, cols]`` becomes ``W_int8 = round(W / s)`` with one scale per row
+    (``s = max|W_row| / 127``, symmetric, so zero stays exact), and a ``DequantizeLinear`` node
+    gives the operator ``s · W_int8`` back: the file holds a quarter of the bytes, the recurrence
+    runs in float on the fast operator. (``recurrence="loop"`` gives integer matmuls instead.)
+    """
+    import numpy as np
+    import onnx
+    from onnx import helper, numpy_helper
+
+    proto = onnx.load(str(path))
+    graph = proto.graph
+    initializers = {tensor.name: tensor for tensor in graph.initializer}
+    new_nodes = []
+    for node in graph.node:
+        if node.op_type not in ("GRU", "RNN"):
+            continue
+        for position in (1, 2):  # W, R
+            name = node.input[position]
+            if name not in initializers:
+                continue
+            weights = numpy_helper.to_array(initializers[name]).astype(np.float32)
+            directions, rows, cols = weights.shape
+            by_row = np.abs(weights).max(axis=(0, 2))  # one scale per row (gate unit), both directions
+            scale = np.where(by_row > 0, by_row / 127.0, 1.0).astype(np.float32)
+            quantised = np.clip(np.round(weights / scale[None, :, None]), -127, 127).astype(np.int8)
+            graph.initializer.remove(initializers[name])
+            graph.initializer.extend([
+                numpy_helper.from_array(quantised, f"{name}_int8"),
+                numpy_helper.from_array(scale, f"{name}_scale"),
+                numpy_helper.from_array(np.zeros(rows, dtype=np.int8), f"{name}_zero_point"),
+            ])
+            new_nodes.append(helper.make_node("DequantizeLinear", [f"{name}_int8", f"{name}_scale", f"{name}_zero_point"],
+                                              [name], name=f"{name}_DequantizeLinear", axis=1))
+    if new_nodes:
+        # A graph's nodes must come in topological order: the dequantised weights first.
+        nodes = new_nodes + list(graph.node)
+        del graph.node[:]
+        graph.node.extend(nodes)
+        onnx.save(proto, str(path))
