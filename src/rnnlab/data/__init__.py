@@ -180,7 +180,8 @@ def _fractions(val: float, test: float, what: str) -> dict[str, Option]:
 
 TASKS: dict[str, TaskInfo] = {
     "recall": TaskInfo(
-        description="recall the symbol seen at t=0 after T-1 distractor steps (\"I grew up in France … I speak fluent ___\")",
+        description="recall the symbol seen at t=0 after T-1 distractor steps "
+        "(\"I grew up in France … I speak fluent ___\")",
         head="classify",
         formats="generated (no data file)",
         builtins={},
@@ -298,7 +299,8 @@ TASKS: dict[str, TaskInfo] = {
         loader="text:load_charlm",
     ),
     "music": TaskInfo(
-        description="polyphonic music: predict the next 88-key piano-roll frame (frame NLL, Boulanger-Lewandowski 2012)",
+        description="polyphonic music: predict the next 88-key piano-roll frame "
+        "(frame NLL, Boulanger-Lewandowski 2012)",
         head="multilabel",
         formats=".mat with traindata/validdata/testdata (time x 88 rolls or MIDI note lists) | a folder of "
         "time x 88 .npy rolls (train/ valid/ test/ subfolders, or one folder split by file)",

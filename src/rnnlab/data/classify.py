@@ -52,7 +52,9 @@ class Records:
 
     def where(self, i: int) -> str:
         key = self.keys[i]
-        return f"line {key['line']}" if "line" in key else f"sequence {key['id']!r} (lines {key['lines'][0]}-{key['lines'][1]})"
+        if "line" in key:
+            return f"line {key['line']}"
+        return f"sequence {key['id']!r} (lines {key['lines'][0]}-{key['lines'][1]})"
 
 
 def load_classify(data, test_data, *, seq_len, seed, format, label, id, time, text, features, min_freq, lowercase,
@@ -215,7 +217,8 @@ def _read_long(table: Table, columns: dict[str, str], labels: list[str] | None) 
                         f"({int(missing.sum())} missing in all)")
     ids = table.frame[id_column]
     if missing_mask(ids).any():
-        raise DataError(f"{table.path}: line {table.lines[missing_mask(ids).argmax()]}: the id column {id_column!r} is empty")
+        line = table.lines[missing_mask(ids).argmax()]
+        raise DataError(f"{table.path}: line {line}: the id column {id_column!r} is empty")
     order_key = _order_values(table, time_column)
     inputs, out_labels, keys = [], [], []
     for sequence_id, rows in ids.groupby(ids, sort=False).indices.items():
@@ -223,8 +226,9 @@ def _read_long(table: Table, columns: dict[str, str], labels: list[str] | None) 
         repeated = np.flatnonzero(np.diff(order_key[rows]) == 0)
         if len(repeated):
             first, second = table.lines[rows[repeated[0]]], table.lines[rows[repeated[0] + 1]]
-            raise DataError(f"{table.path}: sequence {sequence_id!r} has time {table.frame[time_column].iat[rows[repeated[0]]]!r} "
-                            f"twice (lines {first} and {second})")
+            time_text = table.frame[time_column].iat[rows[repeated[0]]]
+            raise DataError(f"{table.path}: sequence {sequence_id!r} has time {time_text!r} twice "
+                            f"(lines {first} and {second})")
         if labels is not None:
             sequence_labels = {labels[r] for r in rows}
             if len(sequence_labels) > 1:
@@ -256,13 +260,15 @@ def _check_known_labels(records: Records, label_names: list[str], source: str) -
     unseen = [i for i, lab in enumerate(records.labels) if lab not in known]
     if unseen:
         names = sort_labels({records.labels[i] for i in unseen})
-        where = ", ".join(records.where(i) for i in unseen[:5]) + (f" and {len(unseen) - 5} more" if len(unseen) > 5 else "")
+        more = f" and {len(unseen) - 5} more" if len(unseen) > 5 else ""
+        where = ", ".join(records.where(i) for i in unseen[:5]) + more
         raise DataError(f"{source}: label(s) {', '.join(map(repr, names))} never occur in the training data "
                         f"(at {where}); training labels: {', '.join(label_names)}")
 
 
 def _subset(records: Records, rows: np.ndarray) -> Records:
-    return Records([records.inputs[i] for i in rows], [records.labels[i] for i in rows], [records.keys[i] for i in rows])
+    return Records([records.inputs[i] for i in rows], [records.labels[i] for i in rows],
+                   [records.keys[i] for i in rows])
 
 
 def macro_f1(truth, predicted) -> float:
@@ -304,7 +310,8 @@ def load_digits(*, seed: int, val_fraction: float, test_fraction: float):
                     seq_len=8, causal=False)
     label_names = [str(d) for d in range(10)]
     meta = {"task": "classify", "data": "builtin:digits", "seed": seed, "format": "digits", "label_column": None,
-            "label_names": label_names, "scaler": None, "sizes": {n: len(d) for n, d in zip(("train", "val", "test"), datasets)}}
+            "label_names": label_names, "scaler": None,
+            "sizes": {name: len(d) for name, d in zip(("train", "val", "test"), datasets)}}
     baselines = majority_baselines([str(t) for t in targets[rows[0]]], [str(t) for t in targets[rows[2]]])
     return TaskData(spec, *datasets, baselines=baselines, meta=meta)
 

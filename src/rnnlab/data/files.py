@@ -1,6 +1,7 @@
 """Reading users' files so that every complaint can name the file, the line and the column.
 
-``resolve_source`` tells a built-in data set name from a path. CSV rows are read with the standard ``csv`` module rather than ``pandas.read_csv`` because error
+``resolve_source`` tells a built-in data set name from a path. CSV rows are read with the standard
+``csv`` module rather than ``pandas.read_csv`` because error
 messages need each row's true line number in the file (blank lines and quoted newlines shift
 pandas' row index) and because wide files may have rows with fewer cells than the header.
 """
@@ -40,7 +41,9 @@ class Table:
         return len(self.frame)
 
 
-def resolve_source(data: str | None, builtins: Sequence[str], default: str | None, task: str) -> tuple[str | None, str | None]:
+def resolve_source(
+    data: str | None, builtins: Sequence[str], default: str | None, task: str
+) -> tuple[str | None, str | None]:
     """``(builtin_name, None)`` or ``(None, path)`` for a task's ``data`` argument.
 
     An existing path wins over a built-in of the same name; ``None`` means the task's default built-in.
@@ -125,7 +128,9 @@ def _check_header(path: str, header: list[str], line: int) -> None:
         if not name:
             raise DataError(f"{path}: line {line}: column {position} of the header has no name")
         if name in seen:
-            raise DataError(f"{path}: line {line}: column name {name!r} appears twice (columns {seen[name]} and {position})")
+            raise DataError(
+                f"{path}: line {line}: column name {name!r} appears twice (columns {seen[name]} and {position})"
+            )
         seen[name] = position
 
 

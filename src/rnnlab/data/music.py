@@ -42,7 +42,8 @@ def load_music(data, test_data, *, seq_len, seed, val_fraction, test_fraction):
     if seq_len is not None:
         raise ConfigError("task 'music' takes no seq_len: each piece is one sequence")
     if data is None:
-        raise ConfigError("task 'music' needs data: a .mat file (traindata/validdata/testdata) or a folder of .npy rolls")
+        raise ConfigError("task 'music' needs data: a .mat file (traindata/validdata/testdata) or a folder of "
+                          ".npy rolls")
     _, path = resolve_source(data, (), None, "music")
     if os.path.isdir(path):
         pieces, layout = read_roll_folder(path, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction)
@@ -124,7 +125,8 @@ def read_roll_folder(path: str, *, seed: int, val_fraction: float, test_fraction
         absent = [FOLDER_NAMES[s][0] for s in FOLDER_NAMES if s not in subfolders]
         if absent:
             raise DataError(f"{path}: has subfolder(s) {', '.join(os.path.basename(p) for p in subfolders.values())} "
-                            f"but not {', '.join(absent)}; give train/, valid/ and test/, or put all rolls in one folder")
+                            f"but not {', '.join(absent)}; give train/, valid/ and test/, or put all rolls in one "
+                            f"folder")
         return {split: _read_npy_files(folder) for split, folder in subfolders.items()}, "npy folders"
     rolls = _read_npy_files(path)
     rows = split_indices(len(rolls), val_fraction, test_fraction, seed=seed, what="pieces", source=path)

@@ -33,7 +33,10 @@ def split_indices(
     """
     check_fractions(val_fraction, test_fraction)
     rng = np.random.default_rng([seed, 5])
-    labels = np.zeros(count, dtype=np.int64) if strata is None else np.unique(np.asarray(strata), return_inverse=True)[1]
+    if strata is None:
+        labels = np.zeros(count, dtype=np.int64)
+    else:
+        labels = np.unique(np.asarray(strata), return_inverse=True)[1]
     parts: list[list[np.ndarray]] = [[], [], []]
     for label in range(labels.max() + 1 if count else 0):
         members = rng.permutation(np.flatnonzero(labels == label))

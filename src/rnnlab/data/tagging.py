@@ -58,7 +58,8 @@ def read_conll(path: str, *, require_tags: bool = True) -> list[Sentence]:
             close()
             continue
         if len(fields) < 2 and require_tags:
-            raise DataError(f"{path}: line {number}: expected a token and a tag separated by whitespace, got {line.strip()!r}")
+            raise DataError(f"{path}: line {number}: expected a token and a tag separated by whitespace, "
+                            f"got {line.strip()!r}")
         has_tag = len(fields) >= 2
         if tagged is None:
             tagged = has_tag
@@ -84,7 +85,8 @@ def load_tagging(data, test_data, *, seq_len, seed, min_freq, lowercase, val_fra
     builtin, path = resolve_source(data, BUILTINS, "entities", "tag")
     if builtin:
         if test_data is not None:
-            raise ConfigError("the built-in entities task generates its own test split; test_data applies to CoNLL files")
+            raise ConfigError("the built-in entities task generates its own test split; test_data applies to "
+                              "CoNLL files")
         parts = {name: generate_entities(size, seed=seed, split=name)
                  for name, size in (("train", n_train), ("val", n_val), ("test", n_test))}
         sources = dict.fromkeys(parts, "builtin:entities")
@@ -92,10 +94,12 @@ def load_tagging(data, test_data, *, seq_len, seed, min_freq, lowercase, val_fra
         defaults = TASKS["tag"].options
         for name, value in (("n_train", n_train), ("n_val", n_val), ("n_test", n_test)):
             if value != defaults[name].default:
-                raise ConfigError(f"option {name!r} sizes the generated data only; {path} is split by val_fraction/test_fraction")
+                raise ConfigError(f"option {name!r} sizes the generated data only; {path} is split by "
+                                  f"val_fraction/test_fraction")
         sentences = read_conll(path)
         if test_data is not None:
-            train_rows, val_rows, _ = split_indices(len(sentences), val_fraction, 0.0, seed=seed, what="sentences", source=path)
+            train_rows, val_rows, _ = split_indices(len(sentences), val_fraction, 0.0, seed=seed, what="sentences",
+                                                    source=path)
             parts = {"train": [sentences[i] for i in train_rows], "val": [sentences[i] for i in val_rows],
                      "test": read_conll(test_data)}
             sources = {"train": path, "val": path, "test": test_data}
@@ -129,11 +133,14 @@ def load_tagging(data, test_data, *, seq_len, seed, min_freq, lowercase, val_fra
 
 
 def _check_known_tags(sentences: list[Sentence], known: set[str], source: str) -> None:
-    unseen = [(tag, line) for s in sentences for tag, line in zip(s.tags, s.lines or [0] * len(s.tags)) if tag not in known]
+    unseen = [(tag, line) for s in sentences for tag, line in zip(s.tags, s.lines or [0] * len(s.tags))
+              if tag not in known]
     if unseen:
         names = sorted({tag for tag, _ in unseen})
-        where = ", ".join(f"line {line}" for _, line in unseen[:5]) + (f" and {len(unseen) - 5} more" if len(unseen) > 5 else "")
-        raise DataError(f"{source}: tag(s) {', '.join(map(repr, names))} never occur in the training data (at {where}); "
+        more = f" and {len(unseen) - 5} more" if len(unseen) > 5 else ""
+        where = ", ".join(f"line {line}" for _, line in unseen[:5]) + more
+        raise DataError(f"{source}: tag(s) {', '.join(map(repr, names))} never occur in the training data "
+                        f"(at {where}); "
                         f"training tags: {', '.join(sorted(known))}")
 
 
@@ -175,7 +182,8 @@ def tagging_inputs(meta: dict[str, Any], path: str):
 NAMES = ("jordan", "paris", "victoria", "austin", "sydney", "florence", "georgia", "chelsea", "lincoln", "phoenix",
          "orlando", "madison", "chester", "dallas", "houston", "regina", "winston", "savannah", "camden", "preston")
 CUES_BEFORE = {"PER": ("mr", "mrs", "dr"), "LOC": ("in", "near", "toward"), "ORG": ("joined", "sued", "acquired")}
-CUES_AFTER = {"PER": ("said", "smiled", "laughed"), "LOC": ("county", "harbour", "valley"), "ORG": ("inc", "corp", "fc")}
+CUES_AFTER = {"PER": ("said", "smiled", "laughed"), "LOC": ("county", "harbour", "valley"),
+              "ORG": ("inc", "corp", "fc")}
 FILLERS = ("the", "a", "of", "and", "to", "was", "for", "on", "with", "this", "that", "is", "by", "new", "last", "week",
            "year", "report", "today", "people", "many", "after", "before", "then", "also", "very", "more", "than",
            "it", "they", "we", "there", "some", "most", "early", "late", "team", "plan", "news", "season")

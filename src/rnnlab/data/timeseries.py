@@ -125,7 +125,8 @@ def load_forecast(data, test_data, *, seq_len, seed, time, target, covariates, l
 
     if builtin:
         if any(option is not None for option in (time, target, covariates)):
-            raise ConfigError(f"the built-in series {builtin!r} has fixed columns; time/target/covariates apply to CSV files")
+            raise ConfigError(f"the built-in series {builtin!r} has fixed columns; time/target/covariates apply to "
+                              f"CSV files")
         series = builtin_series(builtin, seed=seed)
     else:
         series = read_series(path, time=time, target=target, covariates=covariates, fill=fill)
@@ -134,7 +135,8 @@ def load_forecast(data, test_data, *, seq_len, seed, time, target, covariates, l
         test_series = read_series(test_data, time=series.time_column, target=",".join(series.targets),
                                   covariates=",".join(series.covariates) or None, fill=fill)
         if test_series.time_kind != series.time_kind:
-            raise DataError(f"{test_data}: its times are {test_series.time_kind}, the training data's are {series.time_kind}")
+            raise DataError(f"{test_data}: its times are {test_series.time_kind}, the training data's are "
+                            f"{series.time_kind}")
 
     season = season if season is not None else infer_season(series.step)
     n_rows = len(series)
@@ -354,7 +356,8 @@ def _fill_time_gaps(series: Series, fill: str) -> None:
     if series.time_kind == "numeric":
         times = series.times[0] + full * series.step["n"]
     else:
-        times = pd.DatetimeIndex([series.times[0]] + future_times(series.step, series.times[0], len(full) - 1, "datetime"))
+        later = future_times(series.step, series.times[0], len(full) - 1, "datetime")
+        times = pd.DatetimeIndex([series.times[0], *later])
     series.values, series.lines, series.times = values, lines, times
     series.notes.append(f"{inserted} missing time step(s) inserted and filled by {fill}")
 
@@ -412,8 +415,9 @@ def _check_length(series: Series, lookback, horizon, val_fraction, test_fraction
     parts = f"{n_train}/{n_val}" + (f"/{n_test}" if has_test else "")
     raise DataError(
         f"{series.source}: the series has {len(series)} rows, too short for lookback {lookback} + horizon {horizon}: "
-        f"the training part needs {lookback + horizon} rows and the validation{' and test parts' if has_test else ' part'} "
-        f"{horizon} each, so with val_fraction {val_fraction}" + (f" and test_fraction {test_fraction}" if has_test else "")
+        f"the training part needs {lookback + horizon} rows and the validation"
+        f"{' and test parts' if has_test else ' part'} {horizon} each, so with val_fraction {val_fraction}"
+        + (f" and test_fraction {test_fraction}" if has_test else "")
         + f" at least {needed} rows are needed (split now {parts}); shorten lookback/horizon or give more data"
     )
 
@@ -538,7 +542,8 @@ def forecast_windows(meta: dict[str, Any], path: str, *, count: int = 1, fill: s
     x = torch.from_numpy(np.stack([scaled[end - lookback : end] for end in ends]))
     origins = [series.time_text(end - 1) for end in ends]
     futures = [
-        [_time_text(t, series.time_kind, series.step) for t in future_times(series.step, series.times[end - 1], horizon, series.time_kind)]
+        [_time_text(t, series.time_kind, series.step)
+         for t in future_times(series.step, series.times[end - 1], horizon, series.time_kind)]
         for end in ends
     ]
     return ForecastWindows(x, origins, futures)
@@ -549,7 +554,8 @@ def inverse_scale(meta: dict[str, Any], predictions) -> np.ndarray:
     n_targets = len(meta["targets"])
     values = predictions.detach().cpu().numpy() if isinstance(predictions, torch.Tensor) else np.asarray(predictions)
     if values.shape[-1] != n_targets:
-        raise ValueError(f"expected predictions with {n_targets} targets in the last dimension, got shape {values.shape}")
+        raise ValueError(f"expected predictions with {n_targets} targets in the last dimension, "
+                         f"got shape {values.shape}")
     mean = np.asarray(meta["scaler"]["mean"][:n_targets])
     std = np.asarray(meta["scaler"]["std"][:n_targets])
     return values * std + mean
