@@ -16,20 +16,9 @@ from rnnlab.export import OnnxModel
 runner = CliRunner()
 
 
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    """A GRU trained for one epoch on a small recall task (the engine's own run directory)."""
-    import torch
-
-    from rnnlab.train import TrainConfig, train
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    out = tmp_path_factory.mktemp("runs") / "recall-gru"
-    train(TrainConfig(task="recall", model="gru", seq_len=10, n_train=256, n_val=64, n_test=128, epochs=1,
-                      hidden_size=16, num_layers=1, out=str(out)))
-    torch.set_num_threads(threads)
-    return out
+@pytest.fixture
+def run_dir(recall_run):
+    return recall_run
 
 
 def export(*args: str):

@@ -70,15 +70,12 @@ def test_unknown_scope_is_named():
         prune_model(tiny("gru", "forecast", {"num_layers": 1}), 0.5, scope="globl")
 
 
-def test_finetuning_trains_and_keeps_the_pruned_weights_at_zero(tmp_path):
-    from rnnlab.train import TrainConfig, load_run, train
+def test_finetuning_trains_and_keeps_the_pruned_weights_at_zero(recall_run, tmp_path):
+    from rnnlab.train import load_run
 
-    config = TrainConfig(task="recall", model="gru", seq_len=10, n_train=256, n_val=64, n_test=64, epochs=2,
-                         hidden_size=16, num_layers=1, out=str(tmp_path / "run"))
-    trained = train(config)
-    loaded = load_run(trained.dir)
+    loaded = load_run(recall_run)
     result = prune_model(loaded.model, 0.7)
-    tuned = finetune(result, loaded.config, epochs=2, out=tmp_path / "tuned")
+    tuned = finetune(result, loaded.config, epochs=1, out=tmp_path / "tuned")
     for name, parameter in prunable_parameters(tuned.model).items():
         assert bool((parameter[~result.masks[name]] == 0).all()), f"{name}: a pruned weight came back"
     moved = [not torch.equal(a, b) for a, b in zip(tuned.model.parameters(), result.model.parameters())]
