@@ -81,7 +81,8 @@ def test_native_and_loop_recurrences_give_the_same_file_outputs(tmp_path):
     model = tiny("gru", "tag", {"num_layers": 2, "bidirectional": True})
     native = export_onnx(model, tmp_path / "native.onnx", recurrence="native")
     loop = export_onnx(model, tmp_path / "loop.onnx", recurrence="loop")
-    ops = {kind: {n.op_type for n in onnx.load(str(tmp_path / f"{kind}.onnx")).graph.node} for kind in ("native", "loop")}
+    ops = {kind: {node.op_type for node in onnx.load(str(tmp_path / f"{kind}.onnx")).graph.node}
+           for kind in ("native", "loop")}
     assert "GRU" in ops["native"] and "Loop" not in ops["native"]
     assert "Loop" in ops["loop"] and "GRU" not in ops["loop"]
     assert max(native.max_abs_diff, loop.max_abs_diff) <= 1e-4

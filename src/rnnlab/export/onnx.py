@@ -75,7 +75,8 @@ class ExportReport:
     def summary(self) -> str:
         shapes = "; ".join(self.checked)
         return (f"{self.path} ({self.mode} mode, {self.file_bytes / 1024:.1f} KiB): max |onnxruntime − PyTorch| = "
-                f"{self.max_abs_diff:.2e} (tolerance {self.tolerance:.0e}) over {shapes}; traced at {self.export_shape}")
+                f"{self.max_abs_diff:.2e} (tolerance {self.tolerance:.0e}) over {shapes}; "
+                f"traced at {self.export_shape}")
 
 
 # --------------------------------------------------------------------------------------------- checks
@@ -144,8 +145,10 @@ def state_layout(model: nn.Module) -> list[dict[str, Any]]:
     return [{"name": name, "shape": [rows, "batch", layer.hidden_size]} for name in names]
 
 
-def example_input(spec: dict[str, Any], batch_size: int, length: int | None, generator: torch.Generator) -> torch.Tensor:
-    """Random input of the model's kind: token ids ``[B, T]`` or features ``[B, T, F]`` (no ``T`` when ``length`` is None)."""
+def example_input(spec: dict[str, Any], batch_size: int, length: int | None,
+                  generator: torch.Generator) -> torch.Tensor:
+    """Random input of the model's kind: token ids ``[B, T]`` or features ``[B, T, F]`` (no ``T``
+    when ``length`` is None: one step)."""
     shape = (batch_size,) if length is None else (batch_size, length)
     if spec["vocab_size"] is not None:
         return torch.randint(0, spec["vocab_size"], shape, generator=generator)

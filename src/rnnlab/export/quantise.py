@@ -107,8 +107,9 @@ class QuantizedRNN(nn.Module):
                 weights = layer._cell_weights(layer_index, direction)
                 cell = nn.RNNCell(weights.weight_ih.shape[1], layer.hidden_size, bias=layer.bias,
                                   nonlinearity=layer.nonlinearity)
-                cell.load_state_dict({name: getattr(weights, name).detach().clone() for name in
-                                      ("weight_ih", "weight_hh", "bias_ih", "bias_hh") if getattr(weights, name) is not None})
+                names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+                cell.load_state_dict({name: getattr(weights, name).detach().clone() for name in names
+                                      if getattr(weights, name) is not None})
                 cells.append(cell)
         with _torch_quantisation():
             self.cells = torch.ao.quantization.quantize_dynamic(nn.ModuleList(cells), {nn.RNNCell}, dtype=torch.qint8)
@@ -252,7 +253,8 @@ def _int8_operator_weights(path: str | os.PathLike) -> None:
                 numpy_helper.from_array(scale, f"{name}_scale"),
                 numpy_helper.from_array(np.zeros(rows, dtype=np.int8), f"{name}_zero_point"),
             ])
-            new_nodes.append(helper.make_node("DequantizeLinear", [f"{name}_int8", f"{name}_scale", f"{name}_zero_point"],
+            new_nodes.append(helper.make_node("DequantizeLinear",
+                                              [f"{name}_int8", f"{name}_scale", f"{name}_zero_point"],
                                               [name], name=f"{name}_DequantizeLinear", axis=1))
     if new_nodes:
         # A graph's nodes must come in topological order: the dequantised weights first.

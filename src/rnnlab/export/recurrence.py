@@ -90,7 +90,8 @@ def recurrent_step(
         rnn     h_t = tanh | relu(x_t' + W_hh h_{t-1} + b_hh)
         lstm    i_t, f_t, o_t = σ(·), c_tilde = tanh(·)  (torch rows i, f, g, o)
                 c_t = f_t ⊙ c_{t-1} + i_t ⊙ c_tilde,  h_t = o_t ⊙ tanh(c_t)   (tanh(LN(c_t)) with layer norm)
-        gru     r_t, z_t = σ(·), n_t = tanh(x_n + r_t ⊙ (W_hn h_{t-1} + b_hn)), h_t = (1 − z_t) ⊙ n_t + z_t ⊙ h_{t-1}
+        gru     r_t, z_t = σ(·), n_t = tanh(x_n + r_t ⊙ (W_hn h_{t-1} + b_hn)),
+                h_t = (1 − z_t) ⊙ n_t + z_t ⊙ h_{t-1}
         cho     h_tilde = tanh(x_n + W_hn (r_t ⊙ h_{t-1}) + b_hn), h_t = (1 − z_t) ⊙ h_{t-1} + z_t ⊙ h_tilde
                 (for cho, ``hidden_weight`` holds the r and z rows, ``candidate_weight`` the n rows)
 
@@ -310,8 +311,8 @@ class ExportRecurrent(nn.Module):
         if path not in PATHS:
             raise ConfigError(f"recurrence path must be one of {', '.join(PATHS)}; got {path!r}")
         if path == "native" and native_refusal(layer):
-            raise ConfigError(f"cannot export this {type(layer).__name__} as an ONNX operator: {native_refusal(layer)}; "
-                              "use the loop path")
+            raise ConfigError(f"cannot export this {type(layer).__name__} as an ONNX operator: "
+                              f"{native_refusal(layer)}; use the loop path")
         if not getattr(layer, "batch_first", False):
             raise ConfigError("ExportRecurrent stands in for a batch_first layer, as rnnlab's encoders build them")
         self.kind = cell_kind(layer)
@@ -455,9 +456,9 @@ class ExportRecurrent(nn.Module):
             # Detached: the trace needs no gradient, and a Function's outputs that require one are
             # not tied to the PythonOp the exporter replaces.
             y, y_h, y_c = _OnnxOperator.apply(
-                layer_input.detach(), sequence_lens, h_0[span].detach(), c_0[span].detach(), getattr(self, f"operator_W_{layer_index}"),
-                getattr(self, f"operator_R_{layer_index}"), getattr(self, f"operator_B_{layer_index}"), self.kind,
-                self.hidden_size)
+                layer_input.detach(), sequence_lens, h_0[span].detach(), c_0[span].detach(),
+                getattr(self, f"operator_W_{layer_index}"), getattr(self, f"operator_R_{layer_index}"),
+                getattr(self, f"operator_B_{layer_index}"), self.kind, self.hidden_size)
             # Y is [T, D, B, H]: the directions side by side per step, as torch.nn returns them.
             layer_input = y.transpose(1, 2).reshape(y.shape[0], y.shape[2], rows * self.hidden_size)
             finals_h.append(y_h)
