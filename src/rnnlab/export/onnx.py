@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from rnnlab.errors import ConfigError, RnnlabError
+from rnnlab.errors import ConfigError, RnnlabError, unknown_name
 from rnnlab.export.recurrence import replace_recurrent_layers
 from rnnlab.io import atomic_write
 
@@ -71,6 +71,7 @@ class ExportReport:
     inputs: list[str] = field(default_factory=list)
     outputs: list[str] = field(default_factory=list)
     quantized: str | None = None
+    float_max_abs_diff: float | None = None  # int8 files: the float file's difference, held to the tolerance
 
     def summary(self) -> str:
         shapes = "; ".join(self.checked)
@@ -94,12 +95,8 @@ def step_refusal(model: nn.Module) -> str | None:
 
 def _check_exportable(model: nn.Module, mode: str, recurrence: str) -> None:
     if mode not in MODES:
-        from rnnlab.errors import unknown_name
-
         raise unknown_name("export mode", mode, MODES)
     if recurrence not in RECURRENCE_PATHS:
-        from rnnlab.errors import unknown_name
-
         raise unknown_name("recurrence path", recurrence, RECURRENCE_PATHS)
     if not hasattr(model, "spec") or not hasattr(model, "encoder"):
         raise ConfigError(f"export_onnx expects an rnnlab TaskModel (from build_model or load_run); "
@@ -189,14 +186,20 @@ def export_onnx(
     path = Path(path)
     _check_exportable(model, mode, recurrence)
     if quantize not in (None, "int8"):
-        from rnnlab.errors import unknown_name
-
         raise unknown_name("quantisation", str(quantize), ("int8",))
-    if path.exists() and not force:
-        raise ConfigError(f"{path} exists; choose another output or pass force=True (--force) to overwrite it")
     if path.is_dir():
         raise ConfigError(f"{path} is a directory; give a file name such as model.onnx")
-    model = model.eval()
+    if path.exists() and not force:
+        raise ConfigError(f"{path} exists; choose another output or pass force=True (--force) to overwrite it")
+    was_training = model.training
+    try:
+        return _export(model.eval(), path, mode, recurrence, quantize, tolerance, check_shapes, seed)
+    finally:
+        model.train(was_training)
+
+
+def _export(model: nn.Module, path: Path, mode: str, recurrence: str, quantize: str | None, tolerance: float,
+            check_shapes: tuple[tuple[int, int], ...], seed: int) -> ExportReport:
     export_copy = copy.deepcopy(model).eval()
     notes = replace_recurrent_layers(export_copy, recurrence, single_step=mode == "step")
     generator = torch.Generator().manual_seed(seed)
@@ -263,7 +266,7 @@ def export_onnx(
     return ExportReport(path=path, mode=mode, model=model.name, file_bytes=path.stat().st_size,
                         max_abs_diff=report["max_abs_diff"], tolerance=tolerance, checked=report["checked"],
                         export_shape=export_shape, recurrence=notes, inputs=input_names, outputs=output_names,
-                        quantized=quantize)
+                        quantized=quantize, float_max_abs_diff=report.get("float_max_abs_diff"))
 
 
 def _trace_to_file(graph: nn.Module, args: tuple, path: str, input_names: list[str], output_names: list[str],
