@@ -103,6 +103,10 @@ def active_kernel_paths() -> dict[str, str]:
     return dict(KERNEL_PATHS)
 
 
+# torch.nn's fused kernels by RNNBase.mode, looked up once (each _VF attribute access costs a call)
+_FUSED_KERNELS = {"LSTM": _VF.lstm, "GRU": _VF.gru, "RNN_TANH": _VF.rnn_tanh, "RNN_RELU": _VF.rnn_relu}
+
+
 @dataclass
 class _Batch:
     """The input of one forward call, validated, with a batch dimension."""
@@ -307,7 +311,7 @@ class _RecurrentLayer:
     # ---- the fused kernel, whole sequence
     def _fused_call(self, data: Tensor, batch_sizes: Tensor | None, hx: tuple[Tensor, ...], weights: Sequence[Tensor],
                     *, num_layers: int, bidirectional: bool, dropout: float, batch_first: bool):
-        kernel = {"LSTM": _VF.lstm, "GRU": _VF.gru, "RNN_TANH": _VF.rnn_tanh, "RNN_RELU": _VF.rnn_relu}[self.mode]
+        kernel = _FUSED_KERNELS[self.mode]
         hx_arg = hx if self.cell_kind == "lstm" else hx[0]
         if batch_sizes is None:
             result = kernel(data, hx_arg, weights, self.bias, num_layers, dropout, self.training, bidirectional,

@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rnnlab.errors import ConfigError
+
 LAYER_NORM_EPS = 1e-5
 
 
@@ -133,8 +135,6 @@ class CellModule(nn.Module):
 
     def _batched(self, input: Tensor, hx: tuple[Tensor, ...] | None) -> tuple[Tensor, tuple[Tensor, ...], bool]:
         """Give a batch dimension to an unbatched input and check shapes, as torch.nn's cells do."""
-        from rnnlab.errors import ConfigError
-
         if input.dim() not in (1, 2):
             raise ConfigError(f"{type(self).__name__}: expected input of shape [batch, {self.input_size}] or "
                               f"[{self.input_size}], got {list(input.shape)}")
