@@ -5,11 +5,14 @@ run's model, optionally prunes it (and fine-tunes it with the engine), writes th
 (checked by onnxruntime against PyTorch; int8 when asked) and measures each variant it made on the
 run's own test split, so the report puts them side by side:
 
-    variant              runtime       weights    latency     accuracy
-    float                PyTorch       206 KiB    0.41 ms     0.981
-    int8                 PyTorch        58 KiB    0.35 ms     0.979  (−0.2 points)
-    float                onnxruntime   214 KiB    0.09 ms     0.981
-    int8                 onnxruntime    60 KiB    0.12 ms     0.978
+    variant   runtime       file        latency    accuracy  change
+    float     PyTorch       139.2 KiB   0.464 ms   1.0000
+    int8      PyTorch        42.9 KiB   0.659 ms   1.0000    +0.00 points
+    float     onnxruntime   145.6 KiB   0.119 ms   1.0000    +0.00 points
+    int8      onnxruntime    53.3 KiB   0.106 ms   1.0000    +0.00 points
+
+(PyTorch's file is its state dict as ``torch.save`` writes it; ONNX's is the ``.onnx`` file,
+graph included. ``Variant.weight_bytes`` has the weights alone.)
 
 Latency is the median time of one call at batch 1: the whole test-length sequence (sequence mode)
 or one step (step mode), after warm-up; onnxruntime gets as many threads as torch has
@@ -54,8 +57,8 @@ class Variant:
 
     name: str  # "float", "int8", "pruned 50%", ...
     runtime: str  # "PyTorch" | "onnxruntime"
-    weight_bytes: int  # serialised weights (PyTorch state dict) or ONNX weights
-    file_bytes: int | None  # the ONNX file's size (None for PyTorch models, which are not files here)
+    weight_bytes: int  # the weights alone: PyTorch state dict as torch.save writes it, or the ONNX initialisers
+    file_bytes: int  # the file you would ship: that state dict (PyTorch) or the .onnx file (graph included)
     compressed_bytes: int | None  # gzip of the weights: what zeros from pruning save
     latency_ms: float
     metrics: dict[str, float | None]
@@ -96,7 +99,7 @@ class RunExportReport:
         for variant in self.variants:
             value = variant.metrics.get(self.metric)
             pruned = any(v.name.startswith("pruned") for v in self.variants)
-            row = {"variant": variant.name, "runtime": variant.runtime, "weights": _kib(variant.weight_bytes)}
+            row = {"variant": variant.name, "runtime": variant.runtime, "file": _kib(variant.file_bytes)}
             if pruned:  # zeros only show once compressed
                 row["gzip"] = _kib(variant.compressed_bytes) if variant.compressed_bytes is not None else "–"
             row["latency"] = f"{variant.latency_ms:.3f} ms"
@@ -177,10 +180,11 @@ def export_run(
                     else (lambda: onnx_model.run_sequence(latency_input)))
             return Variant(name, runtime, weight_bytes(onnx_path), onnx_path.stat().st_size, None,
                            _median_ms(call), metrics)
+        state_dict_bytes = serialized_bytes(module)
         with torch.inference_mode():
             call = (lambda: module.step(latency_input)) if step else (lambda: module(latency_input))
             latency = _median_ms(call)
-        return Variant(name, runtime, serialized_bytes(module), None, compressed_bytes(module), latency, metrics)
+        return Variant(name, runtime, state_dict_bytes, state_dict_bytes, compressed_bytes(module), latency, metrics)
 
     variants = [measure("float", "PyTorch", model)]
     exported, label = model, "float"
