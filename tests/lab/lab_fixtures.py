@@ -103,8 +103,8 @@ def make_results(cells: list[dict[str, Any]], *, task: str = "recall", probe: di
     seeds = seeds or sorted({cell["seed"] for cell in cells})
     experiment = {
         "task": task, "data": data, "data_sha256": None, "data_options": {}, "budget": "quick", "params": 1000,
-        "epochs": 10, "max_minutes": 1.0, "batch_size": 64, "train_samples": 2000, "patience": 4,
-        "timing_seconds": 0.5, "target_metric": None, "num_layers": None, "lr": None, "clip": 1.0, "init": "auto",
+        "epochs": 10, "max_minutes": 1.0, "batch_size": 64, "train_samples": 2000, "patience": None,
+        "schedule": "none", "stop_at_perfect": True, "timing_seconds": 0.5, "target_metric": None, "num_layers": None, "lr": None, "clip": 1.0, "init": "auto",
         "models": models, "lengths": lengths, "seeds": seeds,
     }
     return assemble(

@@ -46,7 +46,16 @@ def train_config(cell: dict[str, Any], recipe: dict[str, Any], run_dir: str) -> 
         # for the gated ones (Tallec & Ollivier 2018), orthogonal recurrent weights for all.
         init = "chrono" if recipe["task"] in LONG_RANGE_TASKS else None
     data_options = dict(recipe.get("data_options") or {})
-    fields = {}
+    fields: dict[str, Any] = {}
+    if recipe.get("schedule"):
+        fields["schedule"] = recipe["schedule"]
+    if recipe.get("stop_at_perfect"):
+        from rnnlab.data import TASKS
+        from rnnlab.train.metrics import primary_metric
+
+        metric, mode = primary_metric(recipe["task"], TASKS[recipe["task"]].head)
+        if mode == "max" and metric.endswith("accuracy"):
+            fields["target"] = 1.0  # nothing left to learn
     if recipe.get("train_samples"):
         test_samples = min(1000, max(200, recipe["train_samples"] // 4))
         fields.update(n_train=recipe["train_samples"], n_val=test_samples, n_test=test_samples)
