@@ -25,12 +25,12 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
+from lightning.fabric.plugins.io.checkpoint_io import CheckpointIO
 from lightning.pytorch.callbacks import Checkpoint
 
 from rnnlab.io import atomic_save_safetensors, atomic_write_json, atomic_write_text
-
-CHECKPOINT_DIR = "checkpoint"
-RECORD_FILE = "record.json"
+from rnnlab.train.checkpoint import CHECKPOINT_DIR, CHECKPOINT_FILE, RECORD_FILE, load_checkpoint, save_checkpoint
+from rnnlab.train.metrics import PERFECT_SCORE
 
 
 class RunRecorder(Checkpoint):
@@ -132,6 +132,8 @@ class RunRecorder(Checkpoint):
         if self.target is not None and self.epochs_to_target is None and self._reached(score):
             self.epochs_to_target, self.seconds_to_target = epoch + 1, round(self.seconds, 3)
             self.stop_reason = "target reached"
+        if PERFECT_SCORE.get(self.monitor) == score:
+            self.stop_reason = self.stop_reason or f"perfect validation {self.monitor}"
         if self.patience is not None and self.best_epoch is not None and epoch + 1 - self.best_epoch >= self.patience:
             self.stop_reason = self.stop_reason or f"no improvement of val {self.monitor} for {self.patience} epochs"
         if self.stop_reason is not None and self.stop_reason != "time budget":
@@ -246,3 +248,20 @@ def _csv_number(value: Any) -> Any:
     if isinstance(value, float):
         return "" if math.isnan(value) else f"{value:.6g}"
     return value
+
+
+class SafetensorsCheckpointIO(CheckpointIO):
+    """Lightning checkpoint I/O through ``save_checkpoint``/``load_checkpoint``: ``path`` is a folder."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
+        save_checkpoint(checkpoint, path)
+
+    def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
+        return load_checkpoint(path)
+
+    def remove_checkpoint(self, path: Any) -> None:
+        folder = Path(path)
+        for file in list(folder.glob("train-*.safetensors")) + [folder / CHECKPOINT_FILE]:
+            file.unlink(missing_ok=True)
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()

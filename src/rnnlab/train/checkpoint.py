@@ -21,12 +21,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from lightning.fabric.plugins.io.checkpoint_io import CheckpointIO
 
 from rnnlab.errors import ConfigError
 from rnnlab.io import atomic_save_safetensors, atomic_write_json
 
+CHECKPOINT_DIR = "checkpoint"  # inside a run directory, while the run trains
 CHECKPOINT_FILE = "last.json"
+RECORD_FILE = "record.json"  # the finished training's record, read by train() in the main process
 FORMAT = "rnnlab-checkpoint-1"
 
 
@@ -125,18 +126,3 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         raise ConfigError(f"checkpoint {path} names {index['tensors']}, which is missing")
     tensors = load_file(tensor_path)
     return decode(index["state"], tensors)
-
-
-class SafetensorsCheckpointIO(CheckpointIO):
-    """Lightning checkpoint I/O through ``save_checkpoint``/``load_checkpoint``: ``path`` is a folder."""
-
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
-        save_checkpoint(checkpoint, path)
-
-    def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
-        return load_checkpoint(path)
-
-    def remove_checkpoint(self, path: Any) -> None:
-        folder = Path(path)
-        for file in list(folder.glob("train-*.safetensors")) + [folder / CHECKPOINT_FILE]:
-            file.unlink(missing_ok=True)

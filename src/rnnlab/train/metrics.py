@@ -54,6 +54,10 @@ HEAD_PRIMARY_METRIC: dict[str, tuple[str, str]] = {
 }
 
 
+#: Scores that cannot be beaten: training stops once the validation metric reaches one.
+PERFECT_SCORE: dict[str, float] = {"accuracy": 1.0, "macro_f1": 1.0}
+
+
 def primary_metric(task: str, head: str) -> tuple[str, str]:
     """``(metric name, "max" | "min")`` for a task."""
     return PRIMARY_METRIC.get(task) or HEAD_PRIMARY_METRIC[head]

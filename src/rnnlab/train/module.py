@@ -22,18 +22,16 @@ under data-parallel training the processes agree first, so none is left waiting.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from typing import Any
 
 import lightning as L
 import torch
 from torch.nn.utils.rnn import PackedSequence
-from torch.utils.data import DataLoader, Dataset, Sampler, SequentialSampler
+from torch.utils.data import DataLoader, Dataset
 
-from rnnlab.data import BucketBatchSampler, SeededShuffleSampler, collate
-from rnnlab.data.batching import dataset_lengths
 from rnnlab.errors import TrainingError
 from rnnlab.train.config import TrainConfig
+from rnnlab.train.loaders import shard_loader
 from rnnlab.train.metrics import loss_function, metrics_for, primary_metric
 
 PLATEAU_FACTOR = 0.5
@@ -249,69 +247,3 @@ def parameter_groups(model: torch.nn.Module, lr: float, recurrent_lr: float | No
          "name": ("recurrent" if recurrent else "other") + ("" if decayed else ", no decay")}
         for (recurrent, decayed), params in sorted(groups.items())
     ]
-
-
-class ShardSampler(Sampler[int]):
-    """Process ``rank``'s share of ``sampler``'s indices: every ``world_size``-th, starting at ``rank``.
-
-    ``pad=True`` (training) repeats the first indices so every process gets the same count and runs
-    the same number of steps (DDP's gradient all-reduce needs that), as ``DistributedSampler`` does.
-    ``set_epoch`` and the ``seed``/``epoch``/``shuffle`` attributes pass through to ``sampler``, so
-    ``BucketBatchSampler`` and Lightning see it as the sampler it wraps.
-    """
-
-    def __init__(self, sampler: Sampler[int], rank: int, world_size: int, *, pad: bool) -> None:
-        self.sampler, self.rank, self.world_size, self.pad = sampler, rank, world_size, pad
-        self.data_source = getattr(sampler, "data_source", None)
-
-    def set_epoch(self, epoch: int) -> None:
-        if hasattr(self.sampler, "set_epoch"):
-            self.sampler.set_epoch(epoch)
-
-    @property
-    def epoch(self) -> int:
-        return getattr(self.sampler, "epoch", 0)
-
-    @property
-    def seed(self) -> int:
-        return getattr(self.sampler, "seed", 0)
-
-    @property
-    def shuffle(self) -> bool:
-        return bool(getattr(self.sampler, "shuffle", False))
-
-    def _total(self) -> int:
-        count = len(self.sampler)
-        return math.ceil(count / self.world_size) * self.world_size if self.pad else count
-
-    def __iter__(self) -> Iterator[int]:
-        indices = list(iter(self.sampler))
-        if self.pad and indices:
-            total = self._total()
-            indices += (indices * math.ceil(total / len(indices)))[: total - len(indices)]
-        return iter(indices[self.rank :: self.world_size])
-
-    def __len__(self) -> int:
-        total = self._total()
-        return len(range(self.rank, total, self.world_size))
-
-
-def shard_loader(dataset: Dataset, batch_size: int, *, shuffle: bool, bucket: bool, seed: int, rank: int = 0,
-                 world_size: int = 1) -> DataLoader:
-    """A ``DataLoader`` of ``Batch`` es over process ``rank``'s share of ``dataset``.
-
-    The order is ``SeededShuffleSampler``'s (a permutation from ``(seed, epoch)``) when ``shuffle``;
-    ``bucket`` groups sequences of similar length (``BucketBatchSampler``). Loading runs in the main
-    process: samples are cheap, and the cores are better spent on the model.
-    """
-    sampler: Sampler[int] = SeededShuffleSampler(dataset, seed) if shuffle else SequentialSampler(dataset)
-    if world_size > 1:
-        sampler = ShardSampler(sampler, rank, world_size, pad=shuffle)
-    # An explicit generator keeps DataLoader from drawing its base seed from the global RNG, which
-    # would shift dropout's random numbers between a resumed run and an uninterrupted one.
-    generator = torch.Generator().manual_seed(seed)
-    if bucket:
-        # lengths are indexed by dataset index, so a shard's indices look them up directly
-        batch_sampler = BucketBatchSampler(sampler, batch_size, lengths=dataset_lengths(dataset), seed=seed)
-        return DataLoader(dataset, batch_sampler=batch_sampler, collate_fn=collate, generator=generator)
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, collate_fn=collate, generator=generator)

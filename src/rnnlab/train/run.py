@@ -38,11 +38,13 @@ import torch
 
 from rnnlab.errors import ConfigError, DataError, TrainingError
 from rnnlab.io import atomic_write, atomic_write_json
-from rnnlab.train.callbacks import CHECKPOINT_DIR, RECORD_FILE, RunRecorder
-from rnnlab.train.checkpoint import CHECKPOINT_FILE, SafetensorsCheckpointIO
+from rnnlab.train.checkpoint import CHECKPOINT_DIR, CHECKPOINT_FILE, RECORD_FILE
 from rnnlab.train.config import TrainConfig
+from rnnlab.train.loaders import shard_loader
 from rnnlab.train.metrics import metrics_for, primary_metric
-from rnnlab.train.module import TaskModule, shard_loader
+
+# Lightning is imported only when training (callbacks.py, module.py): loading, evaluating and
+# predicting with a run start quicker without it.
 
 #: Fields a resumed run may change: how long it goes on, and on how many processes.
 RESUMABLE_CHANGES = ("epochs", "max_minutes", "devices")
@@ -170,6 +172,9 @@ def _fit_and_test(config: TrainConfig, out: Path, model: torch.nn.Module, task_d
     import lightning as L
     from lightning.pytorch.callbacks import TQDMProgressBar
     from lightning.pytorch.strategies import DDPStrategy
+
+    from rnnlab.train.callbacks import RunRecorder, SafetensorsCheckpointIO
+    from rnnlab.train.module import TaskModule
 
     module = TaskModule(model, config, task_data)
     recorder = RunRecorder(out, module.monitor, module.mode, patience=config.patience, target=config.target,
