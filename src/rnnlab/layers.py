@@ -788,7 +788,6 @@ class GateRecord:
 
     detach: bool = True
     calls: list[dict[tuple[str, int, str], dict[str, object]]] = field(default_factory=list)
-    _open_call: dict | None = None
 
     def __getitem__(self, key: tuple[str, int, str]) -> dict[str, object]:
         for call in reversed(self.calls):
