@@ -514,7 +514,8 @@ def _task_name(results: dict[str, Any]) -> str:
 
 
 def _sci(value: float) -> str:
-    return f"{value:.1e}"
+    # float32 gradients underflow near 1e-38; ratios below 1e-30 mean "nothing arrives"
+    return f"{value:.1e}" if value >= 1e-30 else "< 1e-30 (underflow)"
 
 
 CHECKS = (

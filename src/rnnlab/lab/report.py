@@ -653,7 +653,7 @@ def _probe_table(results: dict[str, Any]) -> str:
     )
     return (
         f"<h3>One layer of each at the same sizes (input {probe['input_size']}, hidden {probe['hidden_size']}, "
-        f"T={probe['seq_len']}, batch {probe['batch_size']}, {probe['threads']} threads)</h3>"
+        f"T={probe['seq_len']}, batch {probe['batch_size']}, {_count(probe['threads'], 'thread')})</h3>"
         "<table><thead><tr><th>layer</th><th>parameters</th><th>forward + backward (ms, median)</th>"
         "<th>forward, no gradients (ms, median)</th></tr></thead><tbody>" + rows + "</tbody></table>"
     )
@@ -694,9 +694,9 @@ def _memory_note(results: dict[str, Any]) -> str:
         '<p class="small">Memory: <b>train memory</b> counts the bytes a training step holds — parameters, their '
         "gradients, Adam's two moments, and every tensor autograd saves for the backward pass (counted with "
         "<code>torch.autograd.graph.saved_tensors_hooks</code>, each storage once) — the quantity that must fit on a "
-        "GPU. <b>Process peak RSS</b> is the peak resident memory of the process that ran the cell "
-        "(<code>getrusage</code>), Python and PyTorch included. Timings are medians over repeated runs in the cell's "
-        "own process, with other cells running on the remaining cores.</p>"
+        "GPU. <b>Process peak RSS</b> is the peak resident memory of the worker process while it ran the cell "
+        "(Linux <code>VmHWM</code>, reset at the start of each cell), Python and PyTorch included. Timings are medians "
+        "of repeated runs after warm-up, in the cell's own process, while other cells run on the other workers.</p>"
     )
 
 
