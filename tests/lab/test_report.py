@@ -85,3 +85,16 @@ def test_figures_have_titles_and_axis_labels(study):
             if axes.get_label() == "<colorbar>":
                 continue
             assert axes.get_title() and axes.get_xlabel() and axes.get_ylabel()
+
+
+def test_report_of_a_forecast_on_the_datas_own_length(tmp_path):
+    cells = [make_cell(model, None, value=mae, metric="mae", higher=False, baselines={"naive_mae": 3.0},
+                       epochs_to_target=2, flow_ratio=0.01 if model != "tcn" else None)
+             for model, mae in (("rnn", 2.3), ("lstm", 1.8), ("gru", 1.9), ("tcn", 2.0))]
+    results = make_results(cells, task="forecast", data="traffic")
+    page = html.unescape(write_report(results, tmp_path).read_text(encoding="utf-8"))
+    assert "Test mae of each model at the data's own length" in page
+    assert (tmp_path / "figures" / "accuracy_vs_length.png").is_file()
+    # the seeds' traffic case is measured on forecasts
+    assert "RNN 2.300, LSTM 1.800 (0.78× RNN; theirs 0.78×), GRU 1.900" in page
+    assert "Recommendation: lstm" in page

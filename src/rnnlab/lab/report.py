@@ -182,9 +182,15 @@ def _accuracy_against_length(results: dict[str, Any]) -> Figure_ | None:
     axes.grid(True, alpha=0.3)
     axes.legend(fontsize=8, loc="best", ncols=2)
     spread = f"error bars: ± 1 standard deviation over {seeds} seeds" if seeds > 1 else "one seed per point (no spread)"
+    if len(lengths) > 1:
+        where = "at each length"
+    elif lengths[-1] is None:
+        where = "at the data's own length"
+    else:
+        where = f"at {format_length(lengths[-1])}"
     return Figure_(
         "accuracy_vs_length",
-        f"Test {metric} of each model at each length, every model sized to about "
+        f"Test {metric} of each model {where}, every model sized to about "
         f"{(results.get('experiment') or {}).get('params', 0):,} parameters; {spread}.",
         _png(figure),
         f"{metric} against sequence length",
