@@ -42,6 +42,20 @@ def test_torch_int8_keeps_float_where_torch_has_no_kernel():
         assert (quantized(x) - model(x)).abs().max() < 0.05
 
 
+def test_streaming_predictor_runs_a_quantised_model():
+    from rnnlab.export import StreamingPredictor
+
+    model = tiny("lstm", "forecast", {"num_layers": 2}, hidden_size=32)
+    quantized, _ = quantize_model(model)
+    predictor = StreamingPredictor(quantized)
+    x = inputs(model.spec, 1, 6, torch.Generator().manual_seed(3))[0]
+    outputs = predictor.feed("s", x)
+    with torch.inference_mode():
+        expected = model(x[None])[0].numpy()
+    assert outputs.shape == (6, 4, 2)
+    assert np.abs(outputs[-1] - expected).max() < 0.05 * np.abs(expected).max()
+
+
 def test_quantised_model_streams_close_to_its_whole_sequence():
     """A quantised model still steps with a carried state (the Python API's int8 streaming). Not
     exactly like the whole sequence: dynamic quantisation picks each call's activation scale from

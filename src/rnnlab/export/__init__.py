@@ -25,6 +25,7 @@ from rnnlab.export.onnx import (
 )
 from rnnlab.export.prune import PruneResult, finetune, prune_model
 from rnnlab.export.quantise import quantize_model, quantize_onnx
+from rnnlab.export.runs import RunExportReport, export_run
 from rnnlab.export.streaming import StreamingPredictor
 
 __all__ = [
@@ -34,9 +35,11 @@ __all__ = [
     "ExportReport",
     "OnnxModel",
     "PruneResult",
+    "RunExportReport",
     "StreamingPredictor",
     "check_onnx",
     "export_onnx",
+    "export_run",
     "finetune",
     "prune_model",
     "quantize_model",

@@ -79,6 +79,7 @@ class QuantizedRecurrent(nn.Module):
 
     def __init__(self, layer: nn.Module) -> None:
         super().__init__()
+        _copy_shape(layer, self)
         holder = nn.Sequential(_float_twin(layer))
         with _torch_quantisation():
             self.layer = torch.ao.quantization.quantize_dynamic(holder, {nn.LSTM, nn.GRU}, dtype=torch.qint8)[0]
@@ -98,9 +99,8 @@ class QuantizedRNN(nn.Module):
 
     def __init__(self, layer: nn.Module) -> None:
         super().__init__()
-        self.num_layers = layer.num_layers
+        _copy_shape(layer, self)
         self.directions = 2 if layer.bidirectional else 1
-        self.hidden_size = layer.hidden_size
         cells = []
         for layer_index in range(layer.num_layers):
             for direction in range(self.directions):
@@ -140,6 +140,12 @@ class QuantizedRNN(nn.Module):
                 finals.append(h_t)
             layer_input = outputs[0] if self.directions == 1 else torch.cat(outputs, dim=-1)
         return layer_input.transpose(0, 1), torch.stack(finals)
+
+
+def _copy_shape(layer: nn.Module, replacement: nn.Module) -> None:
+    """What callers read off a recurrent layer (the state's layout): kept by its quantised stand-in."""
+    for name in ("mode", "num_layers", "bidirectional", "hidden_size", "input_size", "batch_first"):
+        setattr(replacement, name, getattr(layer, name))
 
 
 def _float_only_reason(layer: nn.Module) -> str | None:
