@@ -29,10 +29,12 @@ from typing import Any
 
 from rnnlab.errors import ConfigError
 from rnnlab.lab.claims import LONG_RANGE_TASKS
-from rnnlab.lab.results import format_length, lengths_of, load
+from rnnlab.lab.results import format_length, lengths_of, load, row, row_skill
 
 #: Metrics within this relative distance of the best count as equally good.
 EQUAL_METRIC = 0.01
+#: Below this skill (0 chance … 1 perfect) the advice warns that nothing has learned the task well.
+WEAK_SKILL = 0.5
 GIB = 1024**3
 
 
@@ -284,6 +286,13 @@ def _reasons(results, candidates, pick, rules, seq_len, length, metric, higher, 
             reasons.append(
                 f"{best.model} scores {best.metric:.3f}, within noise of {pick.model}'s {pick.metric:.3f}, "
                 f"and {pick.model} is faster ({pick.latency_ms:.2f} vs {best.latency_ms:.2f} ms)."
+            )
+        pick_skill = row_skill(results, row(results, pick.model, length))
+        if pick_skill is not None and pick_skill < WEAK_SKILL:
+            reasons.append(
+                f"Caution: even the pick is far from solving the task at {where} (skill {pick_skill:.2f} on the 0 "
+                "chance … 1 perfect scale); the models may need longer training (a larger --budget or "
+                "--max-minutes), and the ranking may change with it."
             )
         reasons.append(
             "Pareto front (no other model is at least as good on metric, latency and size): "

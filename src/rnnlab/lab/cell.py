@@ -159,6 +159,7 @@ def _train_and_measure(cell: dict[str, Any], recipe: dict[str, Any], run_dir: st
         "peak_rss_mb": measures.peak_rss_mb(),
         "batch_size": int(train_batch.x.size(0)),
         "threads": torch.get_num_threads(),
+        "statistic": measures.TIMING_STATISTIC,
     }
 
     summary = result.summary

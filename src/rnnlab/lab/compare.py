@@ -10,18 +10,23 @@ An output folder ``DIR`` holds
     results.json           everything, validated against ``rnnlab/schemas/results.schema.json``
     report.html            the report; figures/*.png the figures it embeds
 
-Re-running the same command skips the cells already in ``cells/``; Ctrl-C ends the workers and
-still writes results.json and report.html from the cells finished so far (status ``partial``).
+Re-running the same command skips the cells already in ``cells/``; Ctrl-C (or SIGTERM) ends the
+workers and still writes results.json and report.html from the cells finished so far (status
+``partial``).
 A folder whose experiment.json holds a different recipe (task, data, sizes, epochs, ...) is
 refused unless ``force``, which clears what an earlier comparison wrote there (nothing else).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
 import shutil
+import signal
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -86,7 +91,7 @@ def compare(config: CompareConfig | dict[str, Any] | None = None, *, progress: b
     interrupted = False
     display = _Display(progress, console, cells, pending, experiment)
     try:
-        with display:
+        with display, _sigterm_interrupts():
             for task, outcome in executor.run(tasks):
                 _store(out, task, outcome)
                 display.finished(task, outcome)
@@ -98,6 +103,24 @@ def compare(config: CompareConfig | dict[str, Any] | None = None, *, progress: b
     results = build_results(experiment, machine=machine, started=started)
     write_outputs(results, out)
     return CompareOutcome(results, out, interrupted, ran=len(pending), skipped=len(cells) - len(pending))
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """Inside the block, SIGTERM (``kill PID``) stops the comparison as Ctrl-C does: workers are
+    ended and the partial report is written. Only the main thread may set signal handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 # --------------------------------------------------------------------------- the folder

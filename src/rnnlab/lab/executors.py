@@ -153,10 +153,12 @@ class LocalExecutor:
         """Stop at once: cancel what has not started, end the running workers."""
         if self._pool is not None:
             # The pool keeps its worker processes in a private map; there is no public way to end
-            # running calls (shutdown only cancels queued ones).
+            # running calls (shutdown only cancels queued ones). SIGKILL, not SIGTERM: Lightning
+            # turns SIGTERM into "finish the epoch gracefully", and a worker holds nothing to save
+            # (the parent writes every result).
             for process in list(getattr(self._pool, "_processes", {}).values()):
                 with contextlib.suppress(Exception):
-                    process.terminate()
+                    process.kill()
         self.close(cancel=True)
 
     def close(self, cancel: bool = False) -> None:

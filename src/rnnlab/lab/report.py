@@ -402,7 +402,7 @@ def _probe(results: dict[str, Any]) -> Figure_ | None:
         bars = axis.bar(names, values, color=[_colour(name, names) for name in names])
         for bar, value in zip(bars, values):
             axis.annotate(f"{value:.2f}", (bar.get_x() + bar.get_width() / 2, value), ha="center", va="bottom", fontsize=8)
-        axis.set_ylabel(f"{label}, median")
+        axis.set_ylabel(f"{label}, fastest of the rounds")
         axis.set_xlabel("layer (same hidden size)")
         axis.grid(True, axis="y", alpha=0.3)
     axes[0].set_title("Forward + backward of one layer", fontsize=10)
@@ -410,8 +410,8 @@ def _probe(results: dict[str, Any]) -> Figure_ | None:
     return Figure_(
         "layer_cost",
         f"One recurrent layer each at the same sizes (input {probe['input_size']}, hidden {probe['hidden_size']}, "
-        f"T={probe['seq_len']}, batch {probe['batch_size']}), timed interleaved in one process, median of "
-        f"{probe['repeats']} repeats: the premise of the seeds' cost claims.",
+        f"T={probe['seq_len']}, batch {probe['batch_size']}), timed interleaved in one process, fastest of "
+        f"{probe['repeats']} rounds: the premise of the seeds' cost claims.",
         _png(figure),
         "per-layer cost",
     )
@@ -660,8 +660,8 @@ def _probe_table(results: dict[str, Any]) -> str:
     return (
         f"<h3>One layer of each at the same sizes (input {probe['input_size']}, hidden {probe['hidden_size']}, "
         f"T={probe['seq_len']}, batch {probe['batch_size']}, {_count(probe['threads'], 'thread')})</h3>"
-        "<table><thead><tr><th>layer</th><th>parameters</th><th>forward + backward (ms, median)</th>"
-        "<th>forward, no gradients (ms, median)</th></tr></thead><tbody>" + rows + "</tbody></table>"
+        "<table><thead><tr><th>layer</th><th>parameters</th><th>forward + backward (ms, fastest)</th>"
+        "<th>forward, no gradients (ms, fastest)</th></tr></thead><tbody>" + rows + "</tbody></table>"
     )
 
 
@@ -701,8 +701,9 @@ def _memory_note(results: dict[str, Any]) -> str:
         "gradients, Adam's two moments, and every tensor autograd saves for the backward pass (counted with "
         "<code>torch.autograd.graph.saved_tensors_hooks</code>, each storage once) — the quantity that must fit on a "
         "GPU. <b>Process peak RSS</b> is the peak resident memory of the worker process while it ran the cell "
-        "(Linux <code>VmHWM</code>, reset at the start of each cell), Python and PyTorch included. Timings are medians "
-        "of repeated runs after warm-up, in the cell's own process, while other cells run on the other workers.</p>"
+        "(Linux <code>VmHWM</code>, reset at the start of each cell), Python and PyTorch included. Each timing is the "
+        "fastest of repeated runs after warm-up, in the cell's own process (on a shared machine the slower runs "
+        "measure the other processes, not the code), while other cells run on the other workers.</p>"
     )
 
 
