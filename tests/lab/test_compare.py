@@ -180,3 +180,14 @@ def test_ctrl_c_leaves_a_valid_partial_report(tmp_path):
     alive = [pid for pid in workers if Path(f"/proc/{pid}").exists()
              and "State:\tZ" not in Path(f"/proc/{pid}/status").read_text()]
     assert not alive, f"worker processes left running: {alive}"
+
+
+def test_sigterm_interrupts_a_comparison_like_ctrl_c():
+    from rnnlab.lab.compare import _sigterm_interrupts
+
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt):
+        with _sigterm_interrupts():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the handler raises at once; this is never reached
+    assert signal.getsignal(signal.SIGTERM) is before
