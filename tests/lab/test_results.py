@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import statistics
 
 import jsonschema
 import pytest
@@ -11,7 +10,7 @@ import pytest
 from rnnlab.errors import DataError
 from rnnlab.lab.results import load, schema, skill, strip_machine_dependent, summarise, validate
 
-from lab_fixtures import long_range_study, make_cell, make_results
+from lab_fixtures import make_cell, make_results
 
 
 def test_summary_mean_and_spread_over_seeds():

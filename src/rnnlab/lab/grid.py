@@ -20,7 +20,7 @@ import hashlib
 import math
 import os
 import re
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -336,9 +336,6 @@ def config_from_dict(values: dict[str, Any]) -> CompareConfig:
         raise unknown_name("compare option", unknown[0], sorted(known))
     return CompareConfig(**values)
 
-
-def config_to_dict(config: CompareConfig) -> dict[str, Any]:
-    return asdict(config)
 
 
 # --------------------------------------------------------------------------- helpers

@@ -41,7 +41,7 @@ DPI = 110
 
 
 @dataclass
-class Figure_:
+class DrawnFigure:
     """A drawn figure: its file name, the caption under it, and its PNG bytes."""
 
     name: str
@@ -61,7 +61,7 @@ def write_report(results: dict[str, Any], out_dir: str | Path) -> Path:
 
 
 # --------------------------------------------------------------------------- figures
-def draw_figures(results: dict[str, Any]) -> list[Figure_]:
+def draw_figures(results: dict[str, Any]) -> list[DrawnFigure]:
     figures = []
     for draw in (
         _accuracy_against_length,
@@ -139,7 +139,7 @@ def _task_title(results: dict[str, Any]) -> str:
     return experiment.get("task", "") + (f" on {Path(str(data)).name}" if data else "")
 
 
-def _accuracy_against_length(results: dict[str, Any]) -> Figure_ | None:
+def _accuracy_against_length(results: dict[str, Any]) -> DrawnFigure | None:
     summary = results.get("summary") or []
     if not summary:
         return None
@@ -188,7 +188,7 @@ def _accuracy_against_length(results: dict[str, Any]) -> Figure_ | None:
         where = "at the data's own length"
     else:
         where = f"at {format_length(lengths[-1])}"
-    return Figure_(
+    return DrawnFigure(
         "accuracy_vs_length",
         f"Test {metric} of each model {where}, every model sized to about "
         f"{(results.get('experiment') or {}).get('params', 0):,} parameters; {spread}.",
@@ -197,7 +197,7 @@ def _accuracy_against_length(results: dict[str, Any]) -> Figure_ | None:
     )
 
 
-def _training_curves(results: dict[str, Any]) -> Figure_ | None:
+def _training_curves(results: dict[str, Any]) -> DrawnFigure | None:
     lengths = [length for length in lengths_of(results)]
     if not lengths:
         return None
@@ -224,7 +224,7 @@ def _training_curves(results: dict[str, Any]) -> Figure_ | None:
     axes.set_title(f"Training curves at {format_length(length)}: validation {metric} per epoch", fontsize=11)
     axes.grid(True, alpha=0.3)
     axes.legend(fontsize=8, ncols=2)
-    return Figure_(
+    return DrawnFigure(
         "training_curves",
         f"Validation {metric} after each epoch at {format_length(length)} (one line per seed); the dashed line is the "
         "target used for epochs-to-target.",
@@ -233,7 +233,7 @@ def _training_curves(results: dict[str, Any]) -> Figure_ | None:
     )
 
 
-def _gradient_flow(results: dict[str, Any]) -> Figure_ | None:
+def _gradient_flow(results: dict[str, Any]) -> DrawnFigure | None:
     cells = [c for c in results.get("cells", []) if c.get("status") == "done" and c.get("gradient_flow")]
     if not cells:
         return None
@@ -261,7 +261,7 @@ def _gradient_flow(results: dict[str, Any]) -> Figure_ | None:
         axis.set_title(f"Gradient flow through time {heading}", fontsize=11)
         axis.grid(True, alpha=0.3, which="both")
     axes[1].legend(fontsize=7, loc="best")
-    return Figure_(
+    return DrawnFigure(
         "gradient_flow",
         f"Norm of the loss gradient with respect to the top layer's state at each step, T={length}, mean over "
         "test samples. A line falling to the left means the loss cannot reach early steps: the vanishing "
@@ -275,7 +275,7 @@ def _positive(values: list[float]) -> list[float]:
     return [value if value > 0 else math.nan for value in values]
 
 
-def _gates(results: dict[str, Any]) -> Figure_ | None:
+def _gates(results: dict[str, Any]) -> DrawnFigure | None:
     cells = [c for c in results.get("cells", []) if c.get("status") == "done" and c.get("gates")]
     if not cells:
         return None
@@ -315,7 +315,7 @@ def _gates(results: dict[str, Any]) -> Figure_ | None:
     axes[1].set_title(f"Retention gate over time at T={longest} (trained)", fontsize=10)
     axes[1].grid(True, alpha=0.3)
     axes[1].legend(fontsize=8)
-    return Figure_(
+    return DrawnFigure(
         "gates",
         "Gate statistics of the trained gated models on the test set. Retention gate: the LSTM's forget gate f_t; "
         "for the GRU, the share of h_{t-1} kept. Saturated gates act as switches.",
@@ -324,7 +324,7 @@ def _gates(results: dict[str, Any]) -> Figure_ | None:
     )
 
 
-def _attention(results: dict[str, Any]) -> Figure_ | None:
+def _attention(results: dict[str, Any]) -> DrawnFigure | None:
     cells = [c for c in results.get("cells", []) if c.get("status") == "done" and c.get("attention")]
     if not cells:
         return None
@@ -344,7 +344,7 @@ def _attention(results: dict[str, Any]) -> Figure_ | None:
         axis.set_xlabel("time step t")
         axis.set_title(f"{model}: {attention['kind']} at T={length}", fontsize=10)
         figure.colorbar(image, ax=axis, label="attention weight (sums to 1 per sample)")
-    return Figure_(
+    return DrawnFigure(
         "attention",
         f"Attention weights over the input steps for test samples at T={length}: where the attention models look.",
         _png(figure),
@@ -352,7 +352,7 @@ def _attention(results: dict[str, Any]) -> Figure_ | None:
     )
 
 
-def _cost_against_accuracy(results: dict[str, Any]) -> Figure_ | None:
+def _cost_against_accuracy(results: dict[str, Any]) -> DrawnFigure | None:
     lengths = lengths_of(results)
     if not lengths:
         return None
@@ -381,7 +381,7 @@ def _cost_against_accuracy(results: dict[str, Any]) -> Figure_ | None:
         axis.grid(True, alpha=0.3, which="both")
     axes[0].set_title(f"Training cost against {metric} at {format_length(length)}", fontsize=10)
     axes[1].set_title(f"Inference cost against {metric} at {format_length(length)}", fontsize=10)
-    return Figure_(
+    return DrawnFigure(
         "cost_vs_accuracy",
         f"Cost against {metric} at {format_length(length)}, every model at the same parameter budget; "
         "up and to the left is better.",
@@ -390,7 +390,7 @@ def _cost_against_accuracy(results: dict[str, Any]) -> Figure_ | None:
     )
 
 
-def _probe(results: dict[str, Any]) -> Figure_ | None:
+def _probe(results: dict[str, Any]) -> DrawnFigure | None:
     probe = results.get("probe")
     if not probe or not probe.get("layers"):
         return None
@@ -407,7 +407,7 @@ def _probe(results: dict[str, Any]) -> Figure_ | None:
         axis.grid(True, axis="y", alpha=0.3)
     axes[0].set_title("Forward + backward of one layer", fontsize=10)
     axes[1].set_title("Forward only, no gradients", fontsize=10)
-    return Figure_(
+    return DrawnFigure(
         "layer_cost",
         f"One recurrent layer each at the same sizes (input {probe['input_size']}, hidden {probe['hidden_size']}, "
         f"T={probe['seq_len']}, batch {probe['batch_size']}), timed interleaved in one process, fastest of "
@@ -438,7 +438,7 @@ ul.reasons li{margin:4px 0} code{background:#f6f8fa;padding:1px 4px;border-radiu
 """
 
 
-def render_html(results: dict[str, Any], figures: list[Figure_]) -> str:
+def render_html(results: dict[str, Any], figures: list[DrawnFigure]) -> str:
     by_name = {figure.name: figure for figure in figures}
     experiment = results.get("experiment") or {}
     parts = [
@@ -552,7 +552,7 @@ def _duration(seconds: float | None) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def _figure(figure: Figure_ | None) -> str:
+def _figure(figure: DrawnFigure | None) -> str:
     if figure is None:
         return ""
     data = base64.b64encode(figure.png).decode("ascii")
