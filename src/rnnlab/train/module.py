@@ -33,6 +33,7 @@ from rnnlab.errors import TrainingError
 from rnnlab.train.config import TrainConfig
 from rnnlab.train.loaders import shard_loader
 from rnnlab.train.metrics import loss_function, metrics_for, primary_metric
+from rnnlab.train.stateful import EVALUATION_WINDOW, StateCarrier, reads_stream, stream_loader
 
 PLATEAU_FACTOR = 0.5
 COSINE_FLOOR = 0.01  # the cosine schedule ends at lr · COSINE_FLOOR
@@ -58,12 +59,17 @@ class TaskModule(L.LightningModule):
         self._val_batches = 0
         self.plateau: torch.optim.lr_scheduler.ReduceLROnPlateau | None = None
         self._plateau_state: dict[str, Any] | None = None
+        # charlm: TBPTT over contiguous streams, the state carried between batches (stateful.py)
+        self.streams = reads_stream(task_data.train)
+        self.carriers = {"train": StateCarrier(), "val": StateCarrier()}
 
     # ----------------------------------------------------------------- forward and steps
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         return self.model(x, lengths)
 
-    def _output(self, batch: Any) -> torch.Tensor:
+    def _output(self, batch: Any, split: str = "train") -> torch.Tensor:
+        if self.streams:
+            return self.carriers[split].output(self.model, batch.x)
         x, _, lengths = batch
         # Equal lengths need no packing: the fused full-sequence path is faster.
         if lengths is not None and bool((lengths == x.size(1)).all()):
@@ -88,6 +94,7 @@ class TaskModule(L.LightningModule):
         return loss
 
     def on_train_epoch_start(self) -> None:
+        self.carriers["train"].reset()
         self._train_loss_sum, self._train_batches = 0.0, 0
 
     @property
@@ -97,10 +104,11 @@ class TaskModule(L.LightningModule):
 
     def on_validation_epoch_start(self) -> None:
         self.val_metrics.reset()
+        self.carriers["val"].reset()
         self._val_loss_sum, self._val_batches = 0.0, 0
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
-        output = self._output(batch)
+        output = self._output(batch, "val")
         self._val_loss_sum += float(self.loss(output, batch.y)) * batch.y.size(0)
         self._val_batches += batch.y.size(0)
         self.val_metrics.update(output, batch.y)
@@ -156,9 +164,16 @@ class TaskModule(L.LightningModule):
 
     # ----------------------------------------------------------------- data
     def train_dataloader(self) -> DataLoader:
+        if self.streams:
+            return stream_loader(self.task_data.train.tokens, self.spec.seq_len, self.config.batch_size,
+                                 training=True, seed=self.config.seed, rank=self.trainer.global_rank,
+                                 world_size=self.trainer.world_size)
         return self.loader(self.task_data.train, shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
+        if self.streams:  # the whole held-out stream as one stream (every process reads it all)
+            window = EVALUATION_WINDOW if self.model.stateful else self.spec.seq_len
+            return stream_loader(self.task_data.val.tokens, window, 1, training=False)
         return self.loader(self.task_data.val, shuffle=False)
 
     def loader(self, dataset: Dataset, *, shuffle: bool) -> DataLoader:

@@ -338,7 +338,12 @@ def load_run(run_dir: str | os.PathLike) -> LoadedRun:
 
 def evaluate_model(model: torch.nn.Module, dataset: Any, spec: Any, meta: dict[str, Any], *,
                    batch_size: int = EVALUATION_BATCH_SIZE) -> dict[str, float]:
-    """The task's metrics of ``model`` on ``dataset`` (in float32, without dropout)."""
+    """The task's metrics of ``model`` on ``dataset`` (in float32, without dropout); a text stream
+    (charlm) is read whole with the recurrent state carried (``stateful.evaluate_stream``)."""
+    from rnnlab.train.stateful import evaluate_stream, reads_stream
+
+    if reads_stream(dataset):
+        return evaluate_stream(model, dataset.tokens, spec, meta)
     metrics = metrics_for(spec, meta)
     was_training = model.training
     model.eval()
