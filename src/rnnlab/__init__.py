@@ -9,5 +9,7 @@ __version__ = "0.1.0"
 
 from rnnlab.cells import GRUCell, LSTMCell, RNNCell  # noqa: E402
 from rnnlab.layers import GRU, LSTM, RNN, count_parameters, record_gates  # noqa: E402
+from rnnlab.generate import generate, generate_stream  # noqa: E402  (the function shadows its module's name)
 
-__all__ = ["GRU", "GRUCell", "LSTM", "LSTMCell", "RNN", "RNNCell", "count_parameters", "record_gates"]
+__all__ = ["GRU", "GRUCell", "LSTM", "LSTMCell", "RNN", "RNNCell", "count_parameters", "generate",
+           "generate_stream", "record_gates"]

@@ -455,5 +455,33 @@ def export_command(
         console.print(f"· {line}", highlight=False)
     console.print(f"wrote {report.export.path} ({report.export.file_bytes / 1024:,.1f} KiB)", highlight=False)
 
+
+@app.command()
+def generate(
+    run_dir: str = typer.Argument(..., help="A charlm run directory written by rnnlab train --task charlm."),
+    prompt: str = typer.Option(..., "--prompt", help="Text to start from (its characters must be in the vocabulary)."),
+    length: int = typer.Option(200, "--length", help="Characters to generate after the prompt."),
+    temperature: float = typer.Option(1.0, "--temperature", help="Sampling temperature; 0 is greedy."),
+    top_k: int = typer.Option(None, "--top-k", help="Sample among the K most likely characters."),
+    top_p: float = typer.Option(None, "--top-p", help="Sample from the smallest set holding probability P."),
+    seed: int = typer.Option(None, "--seed", help="Seed for reproducible samples."),
+) -> None:
+    """Generate text from a character-level run, printing characters as they are produced."""
+    import sys
+
+    from rnnlab.errors import RnnlabError
+    from rnnlab.generate import generate_stream
+
+    try:
+        characters = generate_stream(run_dir, prompt, length, temperature=temperature, top_k=top_k, top_p=top_p,
+                                     seed=seed)
+        sys.stdout.write(prompt)
+        for character in characters:
+            sys.stdout.write(character)
+            sys.stdout.flush()
+        sys.stdout.write("\n")
+    except RnnlabError as error:
+        fail(str(error))
+
 if __name__ == "__main__":  # pragma: no cover
     app()
