@@ -7,7 +7,8 @@ import html
 import io
 import re
 
-from lab_fixtures import make_cell, make_results
+import pytest
+from lab_fixtures import long_range_study, make_cell, make_results
 from matplotlib.image import imread
 
 from rnnlab.lab.report import render_html, write_report
@@ -16,8 +17,15 @@ FIGURES = ("accuracy_vs_length", "training_curves", "gradient_flow", "gates", "a
            "layer_cost")
 
 
-def test_report_embeds_every_figure_and_writes_it_as_png(study, tmp_path):
-    page = write_report(study, tmp_path).read_text(encoding="utf-8")
+@pytest.fixture(scope="module")
+def written(tmp_path_factory):
+    """The constructed study's report, written once for the tests that read the page and its files."""
+    folder = tmp_path_factory.mktemp("report")
+    return write_report(long_range_study(), folder).read_text(encoding="utf-8"), folder
+
+
+def test_report_embeds_every_figure_and_writes_it_as_png(written):
+    page, tmp_path = written
     embedded = re.findall(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
     assert len(embedded) == len(FIGURES)
     for name, data in zip(sorted(FIGURES), sorted(embedded)):
@@ -31,8 +39,8 @@ def test_report_embeds_every_figure_and_writes_it_as_png(study, tmp_path):
     assert sorted(base64.b64encode(path.read_bytes()).decode() for path in files) == sorted(embedded)
 
 
-def test_report_is_self_contained(study, tmp_path):
-    page = write_report(study, tmp_path).read_text(encoding="utf-8")
+def test_report_is_self_contained(written):
+    page, _ = written
     assert not re.search(r'(src|href)="(https?:)?//', page)
     assert "<script" not in page and "<link" not in page
 
