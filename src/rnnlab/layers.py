@@ -60,6 +60,7 @@ from torch.utils.checkpoint import checkpoint
 from rnnlab.cells import CellWeights, gru_step, lstm_step, project_input, rnn_step
 from rnnlab.cells.gru import CONVENTIONS
 from rnnlab.errors import ConfigError, RnnlabError, unknown_name
+from rnnlab.kernels import kernel_applies, kernel_paths, run_recurrence
 
 INITS = ("orthogonal", "chrono")
 
@@ -99,8 +100,9 @@ KERNEL_PATHS: dict[str, str] = {
 
 
 def active_kernel_paths() -> dict[str, str]:
-    """Which implementation runs in each case (name → short description)."""
-    return dict(KERNEL_PATHS)
+    """Which implementation runs in each case (name → short description); the compiled kernels of
+    :mod:`rnnlab.kernels` override the cases they serve."""
+    return {**KERNEL_PATHS, **kernel_paths()}
 
 
 # torch.nn's fused kernels by RNNBase.mode, looked up once (each _VF attribute access costs a call)
@@ -280,11 +282,21 @@ class _RecurrentLayer:
         """
         self._update_flat_weights()
         batch = self._read_input(input, hx, lengths)
+        if self._runs_kernel(batch):
+            return self._forward_over_time(batch, self._run_direction_kernel)
         if self._runs_fused():
             if self.gradient_checkpointing and torch.is_grad_enabled():
                 return self._forward_over_time(batch, self._run_direction_fused)
             return self._forward_fused(batch)
         return self._forward_over_time(batch, self._run_direction_reference)
+
+    def _runs_kernel(self, batch: _Batch) -> bool:
+        if _FORCE_REFERENCE.get() or self._gate_recorder is not None:
+            return False
+        if self.gradient_checkpointing and torch.is_grad_enabled():
+            return False
+        data = batch.packed.data if batch.packed is not None else batch.padded
+        return kernel_applies(self, batch.batch_size, data.dtype, data.device)
 
     def _runs_fused(self) -> bool:
         if _FORCE_REFERENCE.get() or self._gate_recorder is not None:
@@ -439,12 +451,7 @@ class _RecurrentLayer:
         if lengths is not None:
             steps = torch.arange(seq_len, device=sequence.device).unsqueeze(1)
             valid = (steps < lengths.to(sequence.device).unsqueeze(0)).unsqueeze(-1)  # [T, B, 1]
-        recurrent_mask = None
-        if self.training and self.recurrent_dropout > 0:
-            # One mask per sequence, the same at every step (Gal & Ghahramani 2016): a fresh mask
-            # per step would inject noise the recurrence amplifies over long sequences.
-            keep = 1.0 - self.recurrent_dropout
-            recurrent_mask = sequence.new_empty(batch_size, self._state_sizes[0]).bernoulli_(keep) / keep
+        recurrent_mask = self._recurrent_mask(sequence)
         recording = [] if self._gate_recorder is not None else None
         if self.gradient_checkpointing and torch.is_grad_enabled() and recording is None:
             steps_per_chunk = self._chunk_steps(seq_len)
@@ -461,6 +468,23 @@ class _RecurrentLayer:
             record._add(module_name, layer, direction, recording, valid, lengths,
                         None if direction == 0 or lengths is None else _reverse_index(lengths, seq_len))
         return output, tuple(state)
+
+    def _recurrent_mask(self, sequence: Tensor) -> Tensor | None:
+        if not (self.training and self.recurrent_dropout > 0):
+            return None
+        # One mask per sequence, the same at every step (Gal & Ghahramani 2016): a fresh mask
+        # per step would inject noise the recurrence amplifies over long sequences.
+        keep = 1.0 - self.recurrent_dropout
+        return sequence.new_empty(sequence.shape[1], self._state_sizes[0]).bernoulli_(keep) / keep
+
+    def _run_direction_kernel(self, sequence: Tensor, state: tuple[Tensor, ...], layer: int, direction: int,
+                              lengths: Tensor | None):
+        """One layer and direction on the compiled kernel (:mod:`rnnlab.kernels`): same equations."""
+        weights = self._cell_weights(layer, direction)
+        recurrent_mask = self._recurrent_mask(sequence)
+        return run_recurrence(self.cell_kind, project_input(sequence, weights), state, weights,
+                              nonlinearity=getattr(self, "nonlinearity", "tanh"), convention=self.convention,
+                              recurrent_mask=recurrent_mask, lengths=lengths)
 
     def _scan(self, sequence: Tensor, valid: Tensor | None, weights: CellWeights, recurrent_mask: Tensor | None,
               recording: list | None, *state: Tensor):

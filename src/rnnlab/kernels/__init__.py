@@ -1,0 +1,71 @@
+"""Compiled CPU kernels for the recurrent loop, behind the same layers as the reference loop.
+
+The layers of :mod:`rnnlab.layers` ask :func:`kernel_applies` whether a kernel fits their
+configuration and, if so, run each layer and direction through :func:`run_recurrence` instead of
+the loop over :mod:`rnnlab.cells`; everything else (stacking, directions, packing, dropout between
+layers) stays the layer's. The loop remains the ground truth: the tests hold every kernel to it.
+
+What runs where, chosen by measurement (``bench/kernels.py``; the README has the table):
+
+* ``GRU`` (both conventions), ``RNN``, and every variant torch.nn lacks (layer norm, recurrent
+  dropout, Cho's GRU) run the kernel: torch.nn's GRU and RNN step through a dozen ATen operations
+  per time step with autograd recording each one, and the variants would otherwise run a Python
+  loop. A plain ``RNN`` with a large per-step matmul (batch × hidden above
+  ``RNN_FUSED_ABOVE``) stays on torch.nn's kernel, which is as fast there.
+* A plain ``LSTM`` stays on torch.nn's kernel (oneDNN's LSTM on the CPU, as fast as ours).
+* Zoneout, ``proj_size``, gate recording, autocast and tensors off the CPU keep their old paths.
+
+``RNNLAB_KERNELS=0`` switches the kernels off; :func:`status` says whether they are compiled.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from rnnlab.kernels import build
+from rnnlab.kernels.functions import run_recurrence
+
+__all__ = ["RNN_FUSED_ABOVE", "kernel_applies", "kernel_paths", "run_recurrence", "status"]
+
+# batch × hidden above which torch.nn's fused RNN is as fast as the kernel (the per-step matmul
+# then dominates both); measured by bench/kernels.py at (256, 100, 64, 512).
+RNN_FUSED_ABOVE = 32 * 512
+
+
+def status() -> str:
+    """Whether the compiled kernels are switched off, cached, loaded or unavailable (and why)."""
+    return build.status()
+
+
+def kernel_applies(layer, batch_size: int, dtype: torch.dtype, device: torch.device) -> bool:
+    """Whether ``layer`` (an rnnlab RNN/LSTM/GRU) should run this call on the compiled kernel.
+
+    Cheap checks first, so a configuration the kernels never serve never triggers the build.
+    """
+    if not build.enabled() or device.type != "cpu" or dtype not in (torch.float32, torch.float64):
+        return False
+    if torch.is_autocast_enabled("cpu") or layer.zoneout > 0 or layer.proj_size > 0:
+        return False
+    needs_loop = (layer.layer_norm or layer.convention == "cho"
+                  or (layer.training and layer.recurrent_dropout > 0))
+    if not needs_loop:  # torch.nn's fused kernel is the alternative: take ours only where faster
+        if layer.cell_kind == "lstm":
+            return False
+        if layer.cell_kind == "rnn" and batch_size * layer.hidden_size > RNN_FUSED_ABOVE:
+            return False
+    return build.load() is not None
+
+
+def kernel_paths() -> dict[str, str]:
+    """For ``rnnlab info``: which implementation runs in each case, with the kernels' state."""
+    state = status()
+    ours = f"rnnlab C++ kernel ({state})"
+    usable = build.enabled() and not state.startswith("unavailable")
+    if not usable:
+        return {"kernels": state}
+    return {
+        "gru": ours,
+        "rnn": f"{ours}; torch.nn fused when batch × hidden > {RNN_FUSED_ABOVE}",
+        "lstm": "torch.nn fused (_VF.lstm, oneDNN)",
+        "+layer_norm/recurrent_dropout, gru convention='cho'": ours,
+    }

@@ -1,0 +1,170 @@
+"""Compile ``recurrent.cpp`` once per machine, at first use, into a cache; load it from there after.
+
+Why not at install: ``pip install -e .`` builds in an isolated environment, which would fetch a
+(CUDA) torch of its own to compile against. Why not ``torch.utils.cpp_extension.load``: it needs
+``ninja``. One ``c++`` command with torch's own include and library paths is all the extension
+needs, and every machine rnnlab supports has gcc.
+
+The cache (``$RNNLAB_KERNEL_CACHE``, default ``~/.cache/rnnlab/kernels``) holds one shared object
+per (source, torch version, Python, compiler flags); a file lock lets concurrent processes (DDP
+workers, the lab's executors) wait for a single build. Anything that goes wrong (no compiler, a
+failed compile, ``RNNLAB_KERNELS=0``) leaves :func:`load` returning ``None`` and the layers on
+their pure-PyTorch paths; :func:`status` says why.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import importlib.machinery
+import importlib.util
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import threading
+import time
+from pathlib import Path
+from types import ModuleType
+
+import torch
+
+SOURCE = Path(__file__).with_name("recurrent.cpp")
+_lock = threading.Lock()
+_module: ModuleType | None = None
+_failure: str | None = None
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("RNNLAB_KERNEL_CACHE") or Path.home() / ".cache" / "rnnlab" / "kernels")
+
+
+def enabled() -> bool:
+    """False when ``RNNLAB_KERNELS=0`` switches the compiled kernels off."""
+    return os.environ.get("RNNLAB_KERNELS", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def _compiler() -> str | None:
+    for name in (os.environ.get("CXX"), "c++", "g++"):
+        if name and shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def _architecture_flags() -> list[str]:
+    # The gate loops are written for the compiler to vectorise; AVX2 + FMA is what torch's own CPU
+    # kernels use on such a machine. The flags enter the cache key, so a cache shared by machines
+    # of different CPUs never hands one the other's instructions.
+    capability = torch.backends.cpu.get_cpu_capability()
+    return ["-mavx2", "-mfma"] if capability in ("AVX2", "AVX512") and platform.machine() == "x86_64" else []
+
+
+def _compile_flags(module_name: str) -> list[str]:
+    from torch.utils import cpp_extension
+
+    includes = [*cpp_extension.include_paths(), sysconfig.get_paths()["include"]]
+    library_dirs = cpp_extension.library_paths()
+    return [
+        "-O3", "-std=c++20", "-fPIC", "-shared", "-fopenmp", "-fno-math-errno", "-fno-trapping-math", "-w",
+        *_architecture_flags(),
+        f"-DTORCH_EXTENSION_NAME={module_name}", "-DTORCH_API_INCLUDE_EXTENSION_H",
+        f"-D_GLIBCXX_USE_CXX11_ABI={int(torch._C._GLIBCXX_USE_CXX11_ABI)}",
+        *(f"-I{path}" for path in includes),
+        *(f"-L{path}" for path in library_dirs),
+        *(f"-Wl,-rpath,{path}" for path in library_dirs),
+        "-lc10", "-ltorch", "-ltorch_cpu", "-ltorch_python",
+    ]
+
+
+def _module_name() -> str:
+    key = hashlib.sha256()
+    key.update(SOURCE.read_bytes())
+    key.update(f"{torch.__version__}|{sys.version}|{platform.machine()}|{_architecture_flags()}".encode())
+    return f"rnnlab_recurrent_{key.hexdigest()[:16]}"
+
+
+def _import(path: Path, module_name: str) -> ModuleType:
+    loader = importlib.machinery.ExtensionFileLoader(module_name, str(path))
+    spec = importlib.util.spec_from_file_location(module_name, path, loader=loader)
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module
+
+
+def _build(target: Path, module_name: str) -> None:
+    compiler = _compiler()
+    if compiler is None:
+        raise RuntimeError("no C++ compiler found (tried $CXX, c++, g++)")
+    print(f"rnnlab: compiling the CPU recurrent kernels for this machine, once (about a minute); cached in "
+          f"{target.parent}", file=sys.stderr, flush=True)
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
+        built = Path(scratch) / target.name
+        command = [compiler, str(SOURCE), "-o", str(built), *_compile_flags(module_name)]
+        completed = subprocess.run(command, capture_output=True, text=True)
+        if completed.returncode != 0:
+            tail = "\n".join(completed.stderr.strip().splitlines()[-15:])
+            raise RuntimeError(f"the compiler failed (exit {completed.returncode}):\n{tail}")
+        os.replace(built, target)  # atomic: another process never sees half a file
+    print(f"rnnlab: kernels compiled in {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
+
+
+def load(*, build: bool = True) -> ModuleType | None:
+    """The compiled kernel module, building it first if needed (``build=False``: only if cached).
+
+    Returns ``None`` when the kernels are switched off or cannot be built (see :func:`status`).
+    """
+    global _module, _failure
+    if _module is not None or not enabled():
+        return _module
+    if _failure is not None:
+        return None
+    with _lock:
+        if _module is not None:
+            return _module
+        module_name = _module_name()
+        directory = cache_dir()
+        target = directory / f"{module_name}{sysconfig.get_config_var('EXT_SUFFIX') or '.so'}"
+        try:
+            if not target.exists():
+                if not build:
+                    return None
+                directory.mkdir(parents=True, exist_ok=True)
+                with _file_lock(directory / f"{module_name}.lock"):
+                    if not target.exists():  # another process may have built it while we waited
+                        _build(target, module_name)
+            _module = _import(target, module_name)
+        except Exception as error:  # any failure means: run the pure-PyTorch path, and say why
+            _failure = f"{type(error).__name__}: {error}"
+            print(f"rnnlab: the compiled CPU kernels are unavailable, running the pure-PyTorch paths "
+                  f"({_failure.splitlines()[0]})", file=sys.stderr, flush=True)
+            return None
+    return _module
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path):
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def status() -> str:
+    """One line on the compiled kernels' state, without building them."""
+    if not enabled():
+        return "switched off (RNNLAB_KERNELS=0)"
+    if _module is not None:
+        return "compiled, loaded"
+    if _failure is not None:
+        return f"unavailable: {_failure.splitlines()[0]}"
+    if _compiler() is None:
+        return "unavailable: no C++ compiler"
+    target = cache_dir() / f"{_module_name()}{sysconfig.get_config_var('EXT_SUFFIX') or '.so'}"
+    return "compiled (cached)" if target.exists() else "compiled at first use (about a minute, once)"

@@ -1,0 +1,117 @@
+"""The compiled loops as autograd Functions: one layer, one direction, a whole sequence.
+
+Each Function takes the input projection of every step, ``x_projection = W_ih x_t + b_ih`` (or
+``LN(W_ih x_t) + b_ih``) as ``[T, B, gates·H]``, computed outside in one matmul under ordinary
+autograd, and runs the recurrence over it in C++ (``recurrent.cpp``): the forward pass saves the
+gates, the backward pass is back-propagation through time written out. The results are those of
+the cells in :mod:`rnnlab.cells` step by step (the tests hold them to it), including variable
+lengths (``lengths``: steps ``t >= lengths[b]`` leave row ``b``'s state as it was and output 0),
+layer norm and recurrent dropout (``recurrent_mask``: ``h_{t-1} ⊙ m`` enters the recurrent
+matmul). Second derivatives are not supported (``once_differentiable``).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+from rnnlab.cells import CellWeights
+from rnnlab.kernels import build
+
+
+def _module():
+    module = build.load()
+    if module is None:
+        raise RuntimeError(f"rnnlab's compiled kernels are not available ({build.status()})")
+    return module
+
+
+def _needs_saving(ctx) -> bool:
+    return any(ctx.needs_input_grad)
+
+
+class RNNFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x_projection, h0, weight_hh, bias_hh, layer_norm_hh, recurrent_mask, lengths, relu):
+        output, h_last, hh_hat, hh_rstd = _module().rnn_forward(
+            x_projection, h0, weight_hh, bias_hh, layer_norm_hh, recurrent_mask, lengths, relu, _needs_saving(ctx))
+        ctx.relu = relu
+        ctx.save_for_backward(x_projection, h0, weight_hh, bias_hh, layer_norm_hh, recurrent_mask, lengths, output,
+                              hh_hat, hh_rstd)
+        return output, h_last
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_output, grad_h_last):
+        x_projection, h0, weight_hh, bias_hh, layer_norm_hh, mask, lengths, output, hh_hat, hh_rstd = ctx.saved_tensors
+        d_x, d_h0, d_weight, d_bias, d_gain = _module().rnn_backward(
+            grad_output, grad_h_last, x_projection, h0, weight_hh, bias_hh, layer_norm_hh, mask, lengths, ctx.relu,
+            output, hh_hat, hh_rstd)
+        return d_x, d_h0, d_weight, d_bias, d_gain, None, None, None
+
+
+class LSTMFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x_projection, h0, c0, weight_hh, bias_hh, layer_norm_hh, cell_weight, cell_bias, recurrent_mask,
+                lengths):
+        output, h_last, c_last, *saved = _module().lstm_forward(
+            x_projection, h0, c0, weight_hh, bias_hh, layer_norm_hh, cell_weight, cell_bias, recurrent_mask, lengths,
+            _needs_saving(ctx))
+        ctx.save_for_backward(x_projection, h0, c0, weight_hh, bias_hh, layer_norm_hh, cell_weight, cell_bias,
+                              recurrent_mask, lengths, output, *saved)
+        return output, h_last, c_last
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_output, grad_h_last, grad_c_last):
+        (x_projection, h0, c0, weight_hh, bias_hh, layer_norm_hh, cell_weight, cell_bias, mask, lengths, output,
+         gates, cells, tanh_cells, hh_hat, hh_rstd, c_hat, c_rstd) = ctx.saved_tensors
+        d_x, d_h0, d_c0, d_weight, d_bias, d_gain, d_cell_weight, d_cell_bias = _module().lstm_backward(
+            grad_output, grad_h_last, grad_c_last, x_projection, h0, c0, weight_hh, bias_hh, layer_norm_hh,
+            cell_weight, cell_bias, mask, lengths, output, gates, cells, tanh_cells, hh_hat, hh_rstd, c_hat, c_rstd)
+        return d_x, d_h0, d_c0, d_weight, d_bias, d_gain, d_cell_weight, d_cell_bias, None, None
+
+
+class GRUFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x_projection, h0, weight_hh, bias_hh, layer_norm_hh, recurrent_mask, lengths, cho):
+        output, h_last, gates, hh_hat, hh_rstd = _module().gru_forward(
+            x_projection, h0, weight_hh, bias_hh, layer_norm_hh, recurrent_mask, lengths, cho, _needs_saving(ctx))
+        ctx.cho = cho
+        ctx.save_for_backward(x_projection, h0, weight_hh, bias_hh, layer_norm_hh, recurrent_mask, lengths, output,
+                              gates, hh_hat, hh_rstd)
+        return output, h_last
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_output, grad_h_last):
+        x_projection, h0, weight_hh, bias_hh, layer_norm_hh, mask, lengths, output, gates, hh_hat, hh_rstd = \
+            ctx.saved_tensors
+        d_x, d_h0, d_weight, d_bias, d_gain = _module().gru_backward(
+            grad_output, grad_h_last, x_projection, h0, weight_hh, bias_hh, layer_norm_hh, mask, lengths, ctx.cho,
+            output, gates, hh_hat, hh_rstd)
+        return d_x, d_h0, d_weight, d_bias, d_gain, None, None, None
+
+
+def run_recurrence(cell_kind: str, x_projection: Tensor, state: tuple[Tensor, ...], weights: CellWeights, *,
+                   nonlinearity: str = "tanh", convention: str = "torch", recurrent_mask: Tensor | None = None,
+                   lengths: Tensor | None = None) -> tuple[Tensor, tuple[Tensor, ...]]:
+    """Run one direction of one layer: ``x_projection`` ``[T, B, gates·H]`` → ``(output [T, B, H], state)``.
+
+    ``state`` is ``(h_0,)`` or ``(h_0, c_0)``, each ``[B, H]``; ``lengths`` a CPU int64 ``[B]`` or None.
+    """
+    if lengths is not None:
+        lengths = lengths.to(torch.int64).contiguous()
+    if cell_kind == "lstm":
+        output, h_last, c_last = LSTMFunction.apply(
+            x_projection, state[0], state[1], weights.weight_hh, weights.bias_hh, weights.layer_norm_hh,
+            weights.layer_norm_cell_weight, weights.layer_norm_cell_bias, recurrent_mask, lengths)
+        return output, (h_last, c_last)
+    if cell_kind == "gru":
+        output, h_last = GRUFunction.apply(x_projection, state[0], weights.weight_hh, weights.bias_hh,
+                                           weights.layer_norm_hh, recurrent_mask, lengths, convention == "cho")
+        return output, (h_last,)
+    output, h_last = RNNFunction.apply(x_projection, state[0], weights.weight_hh, weights.bias_hh,
+                                       weights.layer_norm_hh, recurrent_mask, lengths, nonlinearity == "relu")
+    return output, (h_last,)

@@ -1,0 +1,1005 @@
+// rnnlab's CPU kernels: the loop over time of the RNN, LSTM and GRU cells, forward and backward.
+//
+// The equations are those of rnnlab/cells/*.py (the reference; read them first). What a kernel
+// does differently from the reference loop is only *how* it runs them:
+//
+//   * the input projection W_ih x_t + b_ih of every step arrives precomputed (one large GEMM in
+//     Python, under autograd), so the loop does one small GEMM per step, h_{t-1} W_hh^T, and a
+//     single fused pass over the gates instead of a dozen separate tensor operations;
+//   * backward is back-propagation through time written out: the gates saved by the forward pass
+//     give each step's gradients in one fused pass, the recurrent gradient dh_{t-1} = dpre_t W_hh
+//     is one small GEMM per step, and the weight gradient dW_hh = Σ_t dpre_t^T h_{t-1} is a single
+//     large GEMM over all steps at the end (not T small ones).
+//
+// Variable lengths: steps t >= lengths[b] leave row b's state unchanged and output zero (as the
+// reference loop's masks do); in backward the state's gradient passes through them unchanged.
+// Layer norm (Ba et al. 2016): LN(h W_hh^T) ⊙ γ + b_hh, and in the LSTM tanh(LN(c_t) ⊙ γ_c + β_c).
+// Recurrent dropout: h_{t-1} ⊙ m enters the GEMM; the carried state and the GRU's interpolation
+// see the unmasked h_{t-1}.
+//
+// float32 uses polynomial exp/tanh written so that gcc vectorises the gate loops (a scalar libm
+// call per element would cost more than the GEMM); float64 calls libm (it exists for gradcheck).
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/csrc/utils/pybind.h>
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace {
+
+using at::Tensor;
+using OptionalTensor = std::optional<Tensor>;
+
+constexpr double kLayerNormEps = 1e-5;  // rnnlab.cells.base.LAYER_NORM_EPS
+
+// ------------------------------------------------------------------------------------ math
+// exp(x) for float, Cephes' expf: x = n ln2 + r with |r| <= ln2/2, e^r by a degree-6 polynomial,
+// 2^n put straight into the exponent bits. Branch-free, so loops calling it vectorise; relative
+// error about 2e-7.
+inline float exp_float(float x) {
+  x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+  constexpr float kRoundingShift = 12582912.0f;  // 1.5·2^23: adding it rounds to an integer
+  const float shifted = x * 1.44269504088896341f + kRoundingShift;
+  const float n = shifted - kRoundingShift;
+  const std::int32_t n_int = std::bit_cast<std::int32_t>(shifted) - std::bit_cast<std::int32_t>(kRoundingShift);
+  float r = x - n * 0.693359375f;
+  r = r - n * -2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  const float e_r = p * r * r + r + 1.0f;
+  return e_r * std::bit_cast<float>((n_int + 127) << 23);
+}
+
+template <typename T>
+struct Math;
+
+template <>
+struct Math<float> {
+  static inline float sigmoid(float x) { return 1.0f / (1.0f + exp_float(-x)); }
+  // tanh: an odd polynomial near 0 (Cephes' tanhf, where 1 − 2/(e^{2x}+1) would cancel), else
+  // 1 − 2/(e^{2|x|}+1) with the sign put back.
+  static inline float tanh(float x) {
+    const float z = x * x;
+    const float near_zero =
+        ((((-5.70498872745e-3f * z + 2.06390887954e-2f) * z - 5.37397155531e-2f) * z + 1.33314422036e-1f) * z -
+         3.33332819422e-1f) * z * x + x;
+    const float a = std::fabs(x);
+    const float far = std::copysign(1.0f - 2.0f / (exp_float(2.0f * a) + 1.0f), x);
+    return a < 0.625f ? near_zero : far;
+  }
+};
+
+template <>
+struct Math<double> {
+  static inline double sigmoid(double x) { return 1.0 / (1.0 + std::exp(-x)); }
+  static inline double tanh(double x) { return std::tanh(x); }
+};
+
+// ------------------------------------------------------------------------------ layer norm
+// One row: x_hat = (x − mean) / sqrt(var + eps) (biased variance, as F.layer_norm); returns rstd.
+template <typename T>
+inline T normalise_row(const T* x, T* x_hat, std::int64_t n) {
+  T sum = 0;
+#pragma omp simd reduction(+ : sum)
+  for (std::int64_t j = 0; j < n; ++j) sum += x[j];
+  const T mean = sum / static_cast<T>(n);
+  T squares = 0;
+#pragma omp simd reduction(+ : squares)
+  for (std::int64_t j = 0; j < n; ++j) squares += (x[j] - mean) * (x[j] - mean);
+  const T rstd = static_cast<T>(1.0 / std::sqrt(static_cast<double>(squares / static_cast<T>(n)) + kLayerNormEps));
+#pragma omp simd
+  for (std::int64_t j = 0; j < n; ++j) x_hat[j] = (x[j] - mean) * rstd;
+  return rstd;
+}
+
+// Backward of y = x_hat ⊙ γ for one row, given dy: dx = rstd (dŷ − mean(dŷ) − x_hat mean(dŷ ⊙ x_hat))
+// with dŷ = dy ⊙ γ. Writes dx (may alias dy).
+template <typename T>
+inline void normalise_row_backward(const T* dy, const T* gain, const T* x_hat, T rstd, T* dx, std::int64_t n) {
+  T mean_d = 0, mean_dx = 0;
+#pragma omp simd reduction(+ : mean_d, mean_dx)
+  for (std::int64_t j = 0; j < n; ++j) {
+    const T d = dy[j] * gain[j];
+    mean_d += d;
+    mean_dx += d * x_hat[j];
+  }
+  mean_d /= static_cast<T>(n);
+  mean_dx /= static_cast<T>(n);
+#pragma omp simd
+  for (std::int64_t j = 0; j < n; ++j) dx[j] = rstd * (dy[j] * gain[j] - mean_d - x_hat[j] * mean_dx);
+}
+
+// ------------------------------------------------------------------------------- plumbing
+template <typename T>
+const T* ptr_or_null(const OptionalTensor& tensor) {
+  return tensor.has_value() && tensor->defined() ? tensor->data_ptr<T>() : nullptr;
+}
+
+OptionalTensor contiguous_or_none(const OptionalTensor& tensor) {
+  if (!tensor.has_value() || !tensor->defined()) return std::nullopt;
+  return tensor->contiguous();
+}
+
+struct Lengths {
+  const std::int64_t* data = nullptr;
+  bool valid(std::int64_t row, std::int64_t t) const { return data == nullptr || t < data[row]; }
+};
+
+Lengths read_lengths(const OptionalTensor& lengths) {
+  Lengths result;
+  if (lengths.has_value() && lengths->defined()) result.data = lengths->data_ptr<std::int64_t>();
+  return result;
+}
+
+// Runs body(b) for every row b, split over torch's threads when a step's gate math is large enough
+// to pay for the fork and join (a few microseconds); small batches stay on one thread.
+template <typename F>
+void for_each_row(std::int64_t rows, std::int64_t work_per_row, const F& body) {
+  const std::int64_t grain = std::max<std::int64_t>(1, 32768 / std::max<std::int64_t>(1, work_per_row));
+  at::parallel_for(0, rows, grain, [&](std::int64_t begin, std::int64_t end) {
+    for (std::int64_t b = begin; b < end; ++b) body(b);
+  });
+}
+
+// out = in W^T, the per-step product with a weight W [N, K] (w_t is W.t()). One or two rows (the
+// streaming case) take a dot product per weight row: a GEMM call's fixed cost would dominate.
+template <typename T>
+void matmul_weight_t(Tensor& out, const Tensor& in, const Tensor& w, const Tensor& w_t) {
+  const std::int64_t rows = in.size(0);
+  if (rows > 2) {
+    at::mm_out(out, in, w_t);
+    return;
+  }
+  const std::int64_t outputs = w.size(0), inner = w.size(1);
+  const T* w_data = w.data_ptr<T>();
+  const T* in_data = in.data_ptr<T>();
+  T* out_data = out.data_ptr<T>();
+  for (std::int64_t b = 0; b < rows; ++b) {
+    const T* in_row = in_data + b * inner;
+    for (std::int64_t n = 0; n < outputs; ++n) {
+      const T* w_row = w_data + n * inner;
+      T sum = 0;
+#pragma omp simd reduction(+ : sum)
+      for (std::int64_t k = 0; k < inner; ++k) sum += w_row[k] * in_row[k];
+      out_data[b * outputs + n] = sum;
+    }
+  }
+}
+
+// h_{t-1} ⊙ m into `out`, or h_{t-1} itself when there is no mask.
+template <typename T>
+Tensor masked_input(const Tensor& h, const T* mask, Tensor& scratch) {
+  if (mask == nullptr) return h;
+  const T* h_data = h.data_ptr<T>();
+  T* out = scratch.data_ptr<T>();
+  const std::int64_t n = h.numel();
+#pragma omp simd
+  for (std::int64_t j = 0; j < n; ++j) out[j] = h_data[j] * mask[j];
+  return scratch;
+}
+
+// dh_next += dh_in ⊙ m (all rows: a row that did not run has dh_in = 0).
+template <typename T>
+void add_masked(Tensor& dh_next, const Tensor& dh_in, const T* mask) {
+  T* out = dh_next.data_ptr<T>();
+  const T* in = dh_in.data_ptr<T>();
+  const std::int64_t n = dh_next.numel();
+  if (mask == nullptr) {
+#pragma omp simd
+    for (std::int64_t j = 0; j < n; ++j) out[j] += in[j];
+  } else {
+#pragma omp simd
+    for (std::int64_t j = 0; j < n; ++j) out[j] += in[j] * mask[j];
+  }
+}
+
+// The recurrent projections of every step, h_{t-1} ⊙ m for t = 0..T−1 ([T, B, H]): h_0 then the
+// outputs (a step that ran for row b has every earlier step of row b run too, so output[t−1] is
+// h_{t-1} wherever the gradient is non-zero).
+Tensor recurrent_inputs(const Tensor& output, const Tensor& h0, const OptionalTensor& mask) {
+  Tensor history = at::cat({h0.unsqueeze(0), output.narrow(0, 0, output.size(0) - 1)}, 0);
+  if (mask.has_value() && mask->defined()) history.mul_(mask->unsqueeze(0));
+  return history;
+}
+
+// dW_hh = Σ_t dpre_t^T (h_{t-1} ⊙ m): one GEMM over all steps.
+Tensor weight_gradient(const Tensor& d_recurrent, const Tensor& inputs) {
+  const std::int64_t rows = d_recurrent.size(0) * d_recurrent.size(1);
+  return at::mm(d_recurrent.reshape({rows, d_recurrent.size(2)}).t(), inputs.reshape({rows, inputs.size(2)}));
+}
+
+Tensor undefined() { return Tensor(); }
+
+// What forward saves for backward. With variable lengths, rows that skip a step leave their entry
+// unwritten; backward multiplies those entries by zero gradients, so they must not hold NaN bits.
+Tensor saved_buffer(const OptionalTensor& lengths, at::IntArrayRef sizes, const at::TensorOptions& options) {
+  return lengths.has_value() && lengths->defined() ? at::zeros(sizes, options) : at::empty(sizes, options);
+}
+
+Tensor or_undefined(const OptionalTensor& tensor) { return tensor.has_value() ? *tensor : Tensor(); }
+
+// The gate loops read b_hh unconditionally (a branch per element would stop them vectorising).
+OptionalTensor bias_or_zeros(const OptionalTensor& bias, const Tensor& w_hh) {
+  if (bias.has_value() && bias->defined()) return bias->contiguous();
+  return at::zeros({w_hh.size(0)}, w_hh.options());
+}
+
+// ------------------------------------------------------------------------------------ RNN
+// h_t = act(x_t + LN(h_{t-1} W^T) γ + b) (act = tanh or relu). Saved: the outputs (h_t) and, with
+// layer norm, x_hat and rstd of each step.
+template <typename T>
+std::vector<Tensor> rnn_forward_impl(const Tensor& x_proj, const Tensor& h0, const Tensor& w_hh,
+                                     const OptionalTensor& b_hh, const OptionalTensor& ln_hh,
+                                     const OptionalTensor& mask, const OptionalTensor& lengths, bool relu, bool save) {
+  const std::int64_t steps = x_proj.size(0), batch = x_proj.size(1), hidden = h0.size(1);
+  const auto options = x_proj.options();
+  Tensor output = at::empty({steps, batch, hidden}, options);
+  Tensor h = h0.clone();
+  Tensor hh = at::empty({batch, hidden}, options);
+  Tensor masked = at::empty({batch, hidden}, options);
+  const bool layer_norm = ln_hh.has_value();
+  Tensor hh_hat = layer_norm ? saved_buffer(lengths, {save ? steps : 1, batch, hidden}, options) : undefined();
+  Tensor hh_rstd = layer_norm ? saved_buffer(lengths, {save ? steps : 1, batch}, options) : undefined();
+  const T* bias = ptr_or_null<T>(b_hh);
+  const T* gain = ptr_or_null<T>(ln_hh);
+  const T* mask_data = ptr_or_null<T>(mask);
+  const Lengths valid = read_lengths(lengths);
+  const Tensor w_t = w_hh.t();
+  T* h_data = h.data_ptr<T>();
+  for (std::int64_t t = 0; t < steps; ++t) {
+    matmul_weight_t<T>(hh, masked_input<T>(h, mask_data, masked), w_hh, w_t);
+    const T* x_t = x_proj.data_ptr<T>() + t * batch * hidden;
+    T* out_t = output.data_ptr<T>() + t * batch * hidden;
+    const std::int64_t slot = save ? t : 0;
+    for_each_row(batch, x_proj.size(2), [&](std::int64_t b) {
+      T* out_row = out_t + b * hidden;
+      if (!valid.valid(b, t)) {
+        for (std::int64_t j = 0; j < hidden; ++j) out_row[j] = 0;
+        return;
+      }
+      const T* x_row = x_t + b * hidden;
+      T* hh_row = hh.data_ptr<T>() + b * hidden;
+      T* h_row = h_data + b * hidden;
+      if (layer_norm) {
+        T* hat = hh_hat.data_ptr<T>() + (slot * batch + b) * hidden;
+        hh_rstd.data_ptr<T>()[slot * batch + b] = normalise_row(hh_row, hat, hidden);
+#pragma omp simd
+        for (std::int64_t j = 0; j < hidden; ++j) hh_row[j] = hat[j] * gain[j];
+      }
+#pragma omp simd
+      for (std::int64_t j = 0; j < hidden; ++j) {
+        const T pre = x_row[j] + hh_row[j] + bias[j];
+        const T h_t = relu ? (pre > T(0) ? pre : T(0)) : Math<T>::tanh(pre);
+        out_row[j] = h_t;
+        h_row[j] = h_t;
+      }
+    });
+  }
+  return {output, h, hh_hat, hh_rstd};
+}
+
+template <typename T>
+std::vector<Tensor> rnn_backward_impl(const Tensor& grad_output, const Tensor& grad_h_last, const Tensor& x_proj,
+                                      const Tensor& h0, const Tensor& w_hh, const OptionalTensor& b_hh,
+                                      const OptionalTensor& ln_hh, const OptionalTensor& mask,
+                                      const OptionalTensor& lengths, bool relu, const Tensor& output,
+                                      const Tensor& hh_hat, const Tensor& hh_rstd) {
+  const std::int64_t steps = x_proj.size(0), batch = x_proj.size(1), hidden = h0.size(1);
+  const auto options = x_proj.options();
+  Tensor d_pre = at::empty({steps, batch, hidden}, options);  // = grad of x_proj, and of LN(...)γ + b
+  const bool layer_norm = ln_hh.has_value();
+  Tensor d_raw = layer_norm ? at::empty({steps, batch, hidden}, options) : d_pre;  // grad of h W^T
+  Tensor dh_next = grad_h_last.clone();
+  Tensor dh_in = at::empty({batch, hidden}, options);
+  const T* gain = ptr_or_null<T>(ln_hh);
+  const T* mask_data = ptr_or_null<T>(mask);
+  const Lengths valid = read_lengths(lengths);
+  T* dh_data = dh_next.data_ptr<T>();
+  for (std::int64_t t = steps - 1; t >= 0; --t) {
+    const std::int64_t offset = t * batch * hidden;
+    for_each_row(batch, x_proj.size(2), [&](std::int64_t b) {
+      const std::int64_t row = offset + b * hidden;
+      T* d_pre_row = d_pre.data_ptr<T>() + row;
+      T* d_raw_row = d_raw.data_ptr<T>() + row;
+      if (!valid.valid(b, t)) {  // the state passed through: its gradient stays in dh_next
+        for (std::int64_t j = 0; j < hidden; ++j) d_pre_row[j] = d_raw_row[j] = 0;
+        return;
+      }
+      const T* g_row = grad_output.data_ptr<T>() + row;
+      const T* h_row = output.data_ptr<T>() + row;
+      T* dh_row = dh_data + b * hidden;
+#pragma omp simd
+      for (std::int64_t j = 0; j < hidden; ++j) {
+        const T dh = g_row[j] + dh_row[j];
+        d_pre_row[j] = relu ? (h_row[j] > T(0) ? dh : T(0)) : dh * (T(1) - h_row[j] * h_row[j]);
+        dh_row[j] = 0;  // the vanilla cell has no direct path from h_t to h_{t-1}
+      }
+      if (layer_norm)
+        normalise_row_backward(d_pre_row, gain, hh_hat.data_ptr<T>() + row, hh_rstd.data_ptr<T>()[t * batch + b],
+                               d_raw_row, hidden);
+    });
+    at::mm_out(dh_in, d_raw[t], w_hh);
+    add_masked<T>(dh_next, dh_in, mask_data);
+  }
+  Tensor inputs = recurrent_inputs(output, h0, mask);
+  Tensor grad_w = weight_gradient(d_raw, inputs);
+  Tensor grad_b = b_hh.has_value() ? d_pre.sum({0, 1}) : undefined();
+  Tensor grad_ln = layer_norm ? (d_pre * hh_hat).sum({0, 1}) : undefined();
+  return {d_pre, dh_next, grad_w, grad_b, grad_ln};
+}
+
+// ----------------------------------------------------------------------------------- LSTM
+// pre = x_t + LN(h_{t-1} W^T) γ + b, gates [i f g o] (torch.nn's order);
+// c_t = f c_{t-1} + i g, h_t = o tanh(LN(c_t) γ_c + β_c). Saved: activated gates [T, B, 4H], the
+// cell states c_t, tanh(LN(c_t)...) and, with layer norm, x_hat and rstd of both norms.
+template <typename T>
+std::vector<Tensor> lstm_forward_impl(const Tensor& x_proj, const Tensor& h0, const Tensor& c0, const Tensor& w_hh,
+                                      const OptionalTensor& b_hh, const OptionalTensor& ln_hh,
+                                      const OptionalTensor& ln_cell_w, const OptionalTensor& ln_cell_b,
+                                      const OptionalTensor& mask, const OptionalTensor& lengths, bool save) {
+  const std::int64_t steps = x_proj.size(0), batch = x_proj.size(1), hidden = h0.size(1), gates = 4 * hidden;
+  const std::int64_t slots = save ? steps : 1;
+  const auto options = x_proj.options();
+  Tensor output = at::empty({steps, batch, hidden}, options);
+  Tensor h = h0.clone(), c = c0.clone();
+  Tensor hh = at::empty({batch, gates}, options);
+  Tensor masked = at::empty({batch, hidden}, options);
+  Tensor saved_gates = saved_buffer(lengths, {slots, batch, gates}, options);
+  Tensor cells = saved_buffer(lengths, {slots, batch, hidden}, options);
+  Tensor tanh_cells = saved_buffer(lengths, {slots, batch, hidden}, options);
+  const bool layer_norm = ln_hh.has_value();
+  const bool cell_norm = ln_cell_w.has_value();
+  Tensor hh_hat = layer_norm ? saved_buffer(lengths, {slots, batch, gates}, options) : undefined();
+  Tensor hh_rstd = layer_norm ? saved_buffer(lengths, {slots, batch}, options) : undefined();
+  Tensor c_hat = cell_norm ? saved_buffer(lengths, {slots, batch, hidden}, options) : undefined();
+  Tensor c_rstd = cell_norm ? saved_buffer(lengths, {slots, batch}, options) : undefined();
+  const T* bias = ptr_or_null<T>(b_hh);
+  const T* gain = ptr_or_null<T>(ln_hh);
+  const T* cell_gain = ptr_or_null<T>(ln_cell_w);
+  const T* cell_bias = ptr_or_null<T>(ln_cell_b);
+  const T* mask_data = ptr_or_null<T>(mask);
+  const Lengths valid = read_lengths(lengths);
+  const Tensor w_t = w_hh.t();
+  for (std::int64_t t = 0; t < steps; ++t) {
+    matmul_weight_t<T>(hh, masked_input<T>(h, mask_data, masked), w_hh, w_t);
+    const std::int64_t slot = save ? t : 0;
+    for_each_row(batch, x_proj.size(2), [&](std::int64_t b) {
+      T* out_row = output.data_ptr<T>() + (t * batch + b) * hidden;
+      if (!valid.valid(b, t)) {
+        for (std::int64_t j = 0; j < hidden; ++j) out_row[j] = 0;
+        return;
+      }
+      const T* x_row = x_proj.data_ptr<T>() + (t * batch + b) * gates;
+      T* hh_row = hh.data_ptr<T>() + b * gates;
+      if (layer_norm) {
+        T* hat = hh_hat.data_ptr<T>() + (slot * batch + b) * gates;
+        hh_rstd.data_ptr<T>()[slot * batch + b] = normalise_row(hh_row, hat, gates);
+#pragma omp simd
+        for (std::int64_t j = 0; j < gates; ++j) hh_row[j] = hat[j] * gain[j];
+      }
+      T* gate_row = saved_gates.data_ptr<T>() + (slot * batch + b) * gates;
+      T* cell_row = cells.data_ptr<T>() + (slot * batch + b) * hidden;
+      T* tanh_row = tanh_cells.data_ptr<T>() + (slot * batch + b) * hidden;
+      T* h_row = h.data_ptr<T>() + b * hidden;
+      T* c_row = c.data_ptr<T>() + b * hidden;
+#pragma omp simd
+      for (std::int64_t j = 0; j < hidden; ++j) {
+        const T i_t = Math<T>::sigmoid(x_row[j] + hh_row[j] + bias[j]);
+        const T f_t = Math<T>::sigmoid(x_row[hidden + j] + hh_row[hidden + j] + bias[hidden + j]);
+        const T c_tilde =
+            Math<T>::tanh(x_row[2 * hidden + j] + hh_row[2 * hidden + j] + bias[2 * hidden + j]);
+        const T o_t =
+            Math<T>::sigmoid(x_row[3 * hidden + j] + hh_row[3 * hidden + j] + bias[3 * hidden + j]);
+        gate_row[j] = i_t;
+        gate_row[hidden + j] = f_t;
+        gate_row[2 * hidden + j] = c_tilde;
+        gate_row[3 * hidden + j] = o_t;
+        const T c_t = f_t * c_row[j] + i_t * c_tilde;
+        cell_row[j] = c_t;
+        c_row[j] = c_t;
+      }
+      const T* shown = cell_row;  // what tanh sees: c_t, or LN(c_t) γ_c + β_c
+      if (cell_norm) {
+        T* hat = c_hat.data_ptr<T>() + (slot * batch + b) * hidden;
+        c_rstd.data_ptr<T>()[slot * batch + b] = normalise_row(cell_row, hat, hidden);
+#pragma omp simd
+        for (std::int64_t j = 0; j < hidden; ++j) tanh_row[j] = hat[j] * cell_gain[j] + cell_bias[j];
+        shown = tanh_row;
+      }
+#pragma omp simd
+      for (std::int64_t j = 0; j < hidden; ++j) {
+        const T tanh_c = Math<T>::tanh(shown[j]);
+        tanh_row[j] = tanh_c;
+        const T h_t = gate_row[3 * hidden + j] * tanh_c;
+        out_row[j] = h_t;
+        h_row[j] = h_t;
+      }
+    });
+  }
+  return {output, h, c, saved_gates, cells, tanh_cells, hh_hat, hh_rstd, c_hat, c_rstd};
+}
+
+template <typename T>
+std::vector<Tensor> lstm_backward_impl(const Tensor& grad_output, const Tensor& grad_h_last, const Tensor& grad_c_last,
+                                       const Tensor& x_proj, const Tensor& h0, const Tensor& c0, const Tensor& w_hh,
+                                       const OptionalTensor& b_hh, const OptionalTensor& ln_hh,
+                                       const OptionalTensor& ln_cell_w, const OptionalTensor& ln_cell_b,
+                                       const OptionalTensor& mask, const OptionalTensor& lengths, const Tensor& output,
+                                       const Tensor& saved_gates, const Tensor& cells, const Tensor& tanh_cells,
+                                       const Tensor& hh_hat, const Tensor& hh_rstd, const Tensor& c_hat,
+                                       const Tensor& c_rstd) {
+  const std::int64_t steps = x_proj.size(0), batch = x_proj.size(1), hidden = h0.size(1), gates = 4 * hidden;
+  const auto options = x_proj.options();
+  const bool layer_norm = ln_hh.has_value();
+  const bool cell_norm = ln_cell_w.has_value();
+  Tensor d_pre = at::empty({steps, batch, gates}, options);
+  Tensor d_raw = layer_norm ? at::empty({steps, batch, gates}, options) : d_pre;
+  Tensor dh_next = grad_h_last.clone(), dc_next = grad_c_last.clone();
+  Tensor dh_in = at::empty({batch, hidden}, options);
+  // d(LN(c_t) γ_c + β_c) of every step, for the γ_c and β_c gradients summed at the end
+  Tensor d_shown = cell_norm ? at::zeros({steps, batch, hidden}, options) : at::empty({batch, hidden}, options);
+  Tensor d_shown_in = at::empty({batch, hidden}, options);
+  const T* gain = ptr_or_null<T>(ln_hh);
+  const T* cell_gain = ptr_or_null<T>(ln_cell_w);
+  const T* mask_data = ptr_or_null<T>(mask);
+  const Lengths valid = read_lengths(lengths);
+  for (std::int64_t t = steps - 1; t >= 0; --t) {
+    for_each_row(batch, x_proj.size(2), [&](std::int64_t b) {
+      const std::int64_t gate_offset = (t * batch + b) * gates, state_offset = (t * batch + b) * hidden;
+      T* d_pre_row = d_pre.data_ptr<T>() + gate_offset;
+      T* d_raw_row = d_raw.data_ptr<T>() + gate_offset;
+      if (!valid.valid(b, t)) {
+        for (std::int64_t j = 0; j < gates; ++j) d_pre_row[j] = d_raw_row[j] = 0;
+        return;
+      }
+      const T* g_row = grad_output.data_ptr<T>() + state_offset;
+      const T* gate_row = saved_gates.data_ptr<T>() + gate_offset;
+      const T* tanh_row = tanh_cells.data_ptr<T>() + state_offset;
+      const T* c_prev = t > 0 ? cells.data_ptr<T>() + state_offset - batch * hidden : c0.data_ptr<T>() + b * hidden;
+      T* dh_row = dh_next.data_ptr<T>() + b * hidden;
+      T* dc_row = dc_next.data_ptr<T>() + b * hidden;
+      T* ds = d_shown.data_ptr<T>() + (cell_norm ? state_offset : b * hidden);
+      // dh → d(tanh shown) → d(shown); d o_t stored in d_pre's o block for now.
+#pragma omp simd
+      for (std::int64_t j = 0; j < hidden; ++j) {
+        const T dh = g_row[j] + dh_row[j];
+        const T tanh_c = tanh_row[j];
+        const T o_t = gate_row[3 * hidden + j];
+        d_pre_row[3 * hidden + j] = dh * tanh_c * o_t * (T(1) - o_t);
+        ds[j] = dh * o_t * (T(1) - tanh_c * tanh_c);
+        dh_row[j] = 0;  // refilled below by the GEMM: the LSTM's h_{t-1} acts only through W_hh
+      }
+      if (cell_norm) {
+        T* ds_in = d_shown_in.data_ptr<T>() + b * hidden;  // keep d_shown for γ_c, β_c; backprop a copy
+        normalise_row_backward(ds, cell_gain, c_hat.data_ptr<T>() + state_offset, c_rstd.data_ptr<T>()[t * batch + b],
+                               ds_in, hidden);
+        ds = ds_in;
+      }
+#pragma omp simd
+      for (std::int64_t j = 0; j < hidden; ++j) {
+        const T i_t = gate_row[j], f_t = gate_row[hidden + j], c_tilde = gate_row[2 * hidden + j];
+        const T dc = dc_row[j] + ds[j];
+        d_pre_row[j] = dc * c_tilde * i_t * (T(1) - i_t);
+        d_pre_row[hidden + j] = dc * c_prev[j] * f_t * (T(1) - f_t);
+        d_pre_row[2 * hidden + j] = dc * i_t * (T(1) - c_tilde * c_tilde);
+        dc_row[j] = dc * f_t;
+      }
+      if (layer_norm)
+        normalise_row_backward(d_pre_row, gain, hh_hat.data_ptr<T>() + gate_offset,
+                               hh_rstd.data_ptr<T>()[t * batch + b], d_raw_row, gates);
+    });
+    at::mm_out(dh_in, d_raw[t], w_hh);
+    add_masked<T>(dh_next, dh_in, mask_data);
+  }
+  Tensor inputs = recurrent_inputs(output, h0, mask);
+  Tensor grad_w = weight_gradient(d_raw, inputs);
+  Tensor grad_b = b_hh.has_value() ? d_pre.sum({0, 1}) : undefined();
+  Tensor grad_ln = layer_norm ? (d_pre * hh_hat).sum({0, 1}) : undefined();
+  Tensor grad_cw = undefined(), grad_cb = undefined();
+  if (cell_norm) {
+    grad_cw = (d_shown * c_hat).sum({0, 1});
+    grad_cb = d_shown.sum({0, 1});
+  }
+  return {d_pre, dh_next, dc_next, grad_w, grad_b, grad_ln, grad_cw, grad_cb};
+}
+
+// ------------------------------------------------------------------------ GRU, torch's form
+// hh = LN(h_{t-1} W^T) γ + b = [hh_r hh_z hh_n];  r = σ(x_r + hh_r), z = σ(x_z + hh_z),
+// n = tanh(x_n + r hh_n), h_t = (1 − z) n + z h_{t-1}. Saved: [r z n hh_n] per step (+ LN).
+template <typename T>
+std::vector<Tensor> gru_forward_impl(const Tensor& x_proj, const Tensor& h0, const Tensor& w_hh,
+                                     const OptionalTensor& b_hh, const OptionalTensor& ln_hh,
+                                     const OptionalTensor& mask, const OptionalTensor& lengths, bool save) {
+  const std::int64_t steps = x_proj.size(0), batch = x_proj.size(1), hidden = h0.size(1), gates = 3 * hidden;
+  const std::int64_t slots = save ? steps : 1;
+  const auto options = x_proj.options();
+  Tensor output = at::empty({steps, batch, hidden}, options);
+  Tensor h = h0.clone();
+  Tensor hh = at::empty({batch, gates}, options);
+  Tensor masked = at::empty({batch, hidden}, options);
+  Tensor saved_gates = saved_buffer(lengths, {slots, batch, 4 * hidden}, options);
+  const bool layer_norm = ln_hh.has_value();
+  Tensor hh_hat = layer_norm ? saved_buffer(lengths, {slots, batch, gates}, options) : undefined();
+  Tensor hh_rstd = layer_norm ? saved_buffer(lengths, {slots, batch}, options) : undefined();
+  const T* bias = ptr_or_null<T>(b_hh);
+  const T* gain = ptr_or_null<T>(ln_hh);
+  const T* mask_data = ptr_or_null<T>(mask);
+  const Lengths valid = read_lengths(lengths);
+  const Tensor w_t = w_hh.t();
+  for (std::int64_t t = 0; t < steps; ++t) {
+    matmul_weight_t<T>(hh, masked_input<T>(h, mask_data, masked), w_hh, w_t);
+    const std::int64_t slot = save ? t : 0;
+    for_each_row(batch, x_proj.size(2), [&](std::int64_t b) {
+      T* out_row = output.data_ptr<T>() + (t * batch + b) * hidden;
+      if (!valid.valid(b, t)) {
+        for (std::int64_t j = 0; j < hidden; ++j) out_row[j] = 0;
+        return;
+      }
+      const T* x_row = x_proj.data_ptr<T>() + (t * batch + b) * gates;
+      T* hh_row = hh.data_ptr<T>() + b * gates;
+      if (layer_norm) {
+        T* hat = hh_hat.data_ptr<T>() + (slot * batch + b) * gates;
+        hh_rstd.data_ptr<T>()[slot * batch + b] = normalise_row(hh_row, hat, gates);
+#pragma omp simd
+        for (std::int64_t j = 0; j < gates; ++j) hh_row[j] = hat[j] * gain[j];
+      }
+      T* gate_row = saved_gates.data_ptr<T>() + (slot * batch + b) * 4 * hidden;
+      T* h_row = h.data_ptr<T>() + b * hidden;
+#pragma omp simd
+      for (std::int64_t j = 0; j < hidden; ++j) {
+        const T r_t = Math<T>::sigmoid(x_row[j] + hh_row[j] + bias[j]);
+        const T z_t = Math<T>::sigmoid(x_row[hidden + j] + hh_row[hidden + j] + bias[hidden + j]);
+        const T hh_n = hh_row[2 * hidden + j] + bias[2 * hidden + j];
+        const T n_t = Math<T>::tanh(x_row[2 * hidden + j] + r_t * hh_n);
+        const T h_t = (T(1) - z_t) * n_t + z_t * h_row[j];
+        gate_row[j] = r_t;
+        gate_row[hidden + j] = z_t;
+        gate_row[2 * hidden + j] = n_t;
+        gate_row[3 * hidden + j] = hh_n;
+        out_row[j] = h_t;
+        h_row[j] = h_t;
+      }
+    });
+  }
+  return {output, h, saved_gates, hh_hat, hh_rstd};
+}
+
+template <typename T>
+std::vector<Tensor> gru_backward_impl(const Tensor& grad_output, const Tensor& grad_h_last, const Tensor& x_proj,
+                                      const Tensor& h0, const Tensor& w_hh, const OptionalTensor& b_hh,
+                                      const OptionalTensor& ln_hh, const OptionalTensor& mask,
+                                      const OptionalTensor& lengths, const Tensor& output, const Tensor& saved_gates,
+                                      const Tensor& hh_hat, const Tensor& hh_rstd) {
+  const std::int64_t steps = x_proj.size(0), batch = x_proj.size(1), hidden = h0.size(1), gates = 3 * hidden;
+  const auto options = x_proj.options();
+  const bool layer_norm = ln_hh.has_value();
+  Tensor d_x = at::empty({steps, batch, gates}, options);   // grad of x_proj
+  Tensor d_hh = at::empty({steps, batch, gates}, options);  // grad of LN(h W^T) γ + b (differs in the n block)
+  Tensor d_raw = layer_norm ? at::empty({steps, batch, gates}, options) : d_hh;
+  Tensor dh_next = grad_h_last.clone();
+  Tensor dh_in = at::empty({batch, hidden}, options);
+  const T* gain = ptr_or_null<T>(ln_hh);
+  const T* mask_data = ptr_or_null<T>(mask);
+  const Lengths valid = read_lengths(lengths);
+  for (std::int64_t t = steps - 1; t >= 0; --t) {
+    for_each_row(batch, x_proj.size(2), [&](std::int64_t b) {
+      const std::int64_t gate_offset = (t * batch + b) * gates, state_offset = (t * batch + b) * hidden;
+      T* d_x_row = d_x.data_ptr<T>() + gate_offset;
+      T* d_hh_row = d_hh.data_ptr<T>() + gate_offset;
+      T* d_raw_row = d_raw.data_ptr<T>() + gate_offset;
+      if (!valid.valid(b, t)) {
+        for (std::int64_t j = 0; j < gates; ++j) d_x_row[j] = d_hh_row[j] = d_raw_row[j] = 0;
+        return;
+      }
+      const T* g_row = grad_output.data_ptr<T>() + state_offset;
+      const T* gate_row = saved_gates.data_ptr<T>() + (t * batch + b) * 4 * hidden;
+      const T* h_prev = t > 0 ? output.data_ptr<T>() + state_offset - batch * hidden : h0.data_ptr<T>() + b * hidden;
+      T* dh_row = dh_next.data_ptr<T>() + b * hidden;
+#pragma omp simd
+      for (std::int64_t j = 0; j < hidden; ++j) {
+        const T r_t = gate_row[j], z_t = gate_row[hidden + j], n_t = gate_row[2 * hidden + j];
+        const T hh_n = gate_row[3 * hidden + j];
+        const T dh = g_row[j] + dh_row[j];
+        const T d_n_pre = dh * (T(1) - z_t) * (T(1) - n_t * n_t);
+        const T d_r_pre = d_n_pre * hh_n * r_t * (T(1) - r_t);
+        const T d_z_pre = dh * (h_prev[j] - n_t) * z_t * (T(1) - z_t);
+        d_x_row[j] = d_hh_row[j] = d_r_pre;
+        d_x_row[hidden + j] = d_hh_row[hidden + j] = d_z_pre;
+        d_x_row[2 * hidden + j] = d_n_pre;
+        d_hh_row[2 * hidden + j] = d_n_pre * r_t;
+        dh_row[j] = dh * z_t;  // the direct path h_t ← z_t h_{t-1}; the GEMM adds the rest
+      }
+      if (layer_norm)
+        normalise_row_backward(d_hh_row, gain, hh_hat.data_ptr<T>() + gate_offset, hh_rstd.data_ptr<T>()[t * batch + b],
+                               d_raw_row, gates);
+    });
+    at::mm_out(dh_in, d_raw[t], w_hh);
+    add_masked<T>(dh_next, dh_in, mask_data);
+  }
+  Tensor inputs = recurrent_inputs(output, h0, mask);
+  Tensor grad_w = weight_gradient(d_raw, inputs);
+  Tensor grad_b = b_hh.has_value() ? d_hh.sum({0, 1}) : undefined();
+  Tensor grad_ln = layer_norm ? (d_hh * hh_hat).sum({0, 1}) : undefined();
+  return {d_x, dh_next, grad_w, grad_b, grad_ln};
+}
+
+// -------------------------------------------------------------------------- GRU, Cho's form
+// [hh_r hh_z] = LN(h_in W_rz^T) γ_rz + b_rz;  r = σ(x_r + hh_r), z = σ(x_z + hh_z);
+// h~ = tanh(x_n + LN((r ⊙ h_in) W_n^T) γ_n + b_n);  h_t = (1 − z) h_{t-1} + z h~ (h_in = h_{t-1} ⊙ m).
+// Two GEMMs per step, the second on r ⊙ h_in. Saved: [r z h~] per step (+ x_hat of both norms,
+// rstd [T, B, 2]).
+template <typename T>
+std::vector<Tensor> gru_cho_forward_impl(const Tensor& x_proj, const Tensor& h0, const Tensor& w_hh,
+                                         const OptionalTensor& b_hh, const OptionalTensor& ln_hh,
+                                         const OptionalTensor& mask, const OptionalTensor& lengths, bool save) {
+  const std::int64_t steps = x_proj.size(0), batch = x_proj.size(1), hidden = h0.size(1), gates = 3 * hidden;
+  const std::int64_t slots = save ? steps : 1;
+  const auto options = x_proj.options();
+  Tensor output = at::empty({steps, batch, hidden}, options);
+  Tensor h = h0.clone();
+  Tensor hh_rz = at::empty({batch, 2 * hidden}, options);
+  Tensor hh_n = at::empty({batch, hidden}, options);
+  Tensor masked = at::empty({batch, hidden}, options);
+  Tensor reset_input = at::empty({batch, hidden}, options);  // r ⊙ h_in
+  Tensor saved_gates = saved_buffer(lengths, {slots, batch, gates}, options);
+  const bool layer_norm = ln_hh.has_value();
+  Tensor hh_hat = layer_norm ? saved_buffer(lengths, {slots, batch, gates}, options) : undefined();
+  Tensor hh_rstd = layer_norm ? saved_buffer(lengths, {slots, batch, 2}, options) : undefined();
+  const T* bias = ptr_or_null<T>(b_hh);
+  const T* gain = ptr_or_null<T>(ln_hh);
+  const T* mask_data = ptr_or_null<T>(mask);
+  const Lengths valid = read_lengths(lengths);
+  const Tensor w_rz = w_hh.narrow(0, 0, 2 * hidden), w_rz_t = w_rz.t();
+  const Tensor w_n = w_hh.narrow(0, 2 * hidden, hidden), w_n_t = w_n.t();
+  for (std::int64_t t = 0; t < steps; ++t) {
+    const Tensor h_in = masked_input<T>(h, mask_data, masked);
+    const T* h_in_data = h_in.data_ptr<T>();
+    matmul_weight_t<T>(hh_rz, h_in, w_rz, w_rz_t);
+    const std::int64_t slot = save ? t : 0;
+    for_each_row(batch, x_proj.size(2), [&](std::int64_t b) {
+      T* reset_row = reset_input.data_ptr<T>() + b * hidden;
+      if (!valid.valid(b, t)) {
+        for (std::int64_t j = 0; j < hidden; ++j) reset_row[j] = 0;
+        return;
+      }
+      const T* x_row = x_proj.data_ptr<T>() + (t * batch + b) * gates;
+      T* rz_row = hh_rz.data_ptr<T>() + b * 2 * hidden;
+      if (layer_norm) {
+        T* hat = hh_hat.data_ptr<T>() + (slot * batch + b) * gates;
+        hh_rstd.data_ptr<T>()[(slot * batch + b) * 2] = normalise_row(rz_row, hat, 2 * hidden);
+#pragma omp simd
+        for (std::int64_t j = 0; j < 2 * hidden; ++j) rz_row[j] = hat[j] * gain[j];
+      }
+      T* gate_row = saved_gates.data_ptr<T>() + (slot * batch + b) * gates;
+      const T* h_in_row = h_in_data + b * hidden;
+#pragma omp simd
+      for (std::int64_t j = 0; j < hidden; ++j) {
+        const T r_t = Math<T>::sigmoid(x_row[j] + rz_row[j] + bias[j]);
+        const T z_t = Math<T>::sigmoid(x_row[hidden + j] + rz_row[hidden + j] + bias[hidden + j]);
+        gate_row[j] = r_t;
+        gate_row[hidden + j] = z_t;
+        reset_row[j] = r_t * h_in_row[j];
+      }
+    });
+    matmul_weight_t<T>(hh_n, reset_input, w_n, w_n_t);
+    for_each_row(batch, x_proj.size(2), [&](std::int64_t b) {
+      T* out_row = output.data_ptr<T>() + (t * batch + b) * hidden;
+      if (!valid.valid(b, t)) {
+        for (std::int64_t j = 0; j < hidden; ++j) out_row[j] = 0;
+        return;
+      }
+      const T* x_row = x_proj.data_ptr<T>() + (t * batch + b) * gates;
+      T* n_row = hh_n.data_ptr<T>() + b * hidden;
+      if (layer_norm) {
+        T* hat = hh_hat.data_ptr<T>() + (slot * batch + b) * gates + 2 * hidden;
+        hh_rstd.data_ptr<T>()[(slot * batch + b) * 2 + 1] = normalise_row(n_row, hat, hidden);
+#pragma omp simd
+        for (std::int64_t j = 0; j < hidden; ++j) n_row[j] = hat[j] * gain[2 * hidden + j];
+      }
+      T* gate_row = saved_gates.data_ptr<T>() + (slot * batch + b) * gates;
+      T* h_row = h.data_ptr<T>() + b * hidden;
+#pragma omp simd
+      for (std::int64_t j = 0; j < hidden; ++j) {
+        const T h_tilde = Math<T>::tanh(x_row[2 * hidden + j] + n_row[j] + bias[2 * hidden + j]);
+        const T z_t = gate_row[hidden + j];
+        const T h_t = (T(1) - z_t) * h_row[j] + z_t * h_tilde;
+        gate_row[2 * hidden + j] = h_tilde;
+        out_row[j] = h_t;
+        h_row[j] = h_t;
+      }
+    });
+  }
+  return {output, h, saved_gates, hh_hat, hh_rstd};
+}
+
+template <typename T>
+std::vector<Tensor> gru_cho_backward_impl(const Tensor& grad_output, const Tensor& grad_h_last, const Tensor& x_proj,
+                                          const Tensor& h0, const Tensor& w_hh, const OptionalTensor& b_hh,
+                                          const OptionalTensor& ln_hh, const OptionalTensor& mask,
+                                          const OptionalTensor& lengths, const Tensor& output,
+                                          const Tensor& saved_gates, const Tensor& hh_hat, const Tensor& hh_rstd) {
+  const std::int64_t steps = x_proj.size(0), batch = x_proj.size(1), hidden = h0.size(1), gates = 3 * hidden;
+  const auto options = x_proj.options();
+  const bool layer_norm = ln_hh.has_value();
+  Tensor d_pre = at::empty({steps, batch, gates}, options);  // grad of x_proj = grad of LN(...)γ + b
+  Tensor d_raw = layer_norm ? at::empty({steps, batch, gates}, options) : d_pre;
+  Tensor dh_next = grad_h_last.clone();
+  Tensor d_reset_input = at::empty({batch, hidden}, options);
+  Tensor dh_in = at::empty({batch, hidden}, options);
+  const T* gain = ptr_or_null<T>(ln_hh);
+  const T* mask_data = ptr_or_null<T>(mask);
+  const Lengths valid = read_lengths(lengths);
+  const Tensor w_rz = w_hh.narrow(0, 0, 2 * hidden);
+  const Tensor w_n = w_hh.narrow(0, 2 * hidden, hidden);
+  Tensor inputs = recurrent_inputs(output, h0, mask);  // h_in of every step
+  for (std::int64_t t = steps - 1; t >= 0; --t) {
+    for_each_row(batch, x_proj.size(2), [&](std::int64_t b) {
+      const std::int64_t gate_offset = (t * batch + b) * gates, state_offset = (t * batch + b) * hidden;
+      T* d_pre_row = d_pre.data_ptr<T>() + gate_offset;
+      T* d_raw_row = d_raw.data_ptr<T>() + gate_offset;
+      if (!valid.valid(b, t)) {
+        for (std::int64_t j = 0; j < gates; ++j) d_pre_row[j] = d_raw_row[j] = 0;
+        return;
+      }
+      const T* g_row = grad_output.data_ptr<T>() + state_offset;
+      const T* gate_row = saved_gates.data_ptr<T>() + gate_offset;
+      const T* h_prev = t > 0 ? output.data_ptr<T>() + state_offset - batch * hidden : h0.data_ptr<T>() + b * hidden;
+      T* dh_row = dh_next.data_ptr<T>() + b * hidden;
+#pragma omp simd
+      for (std::int64_t j = 0; j < hidden; ++j) {
+        const T z_t = gate_row[hidden + j], h_tilde = gate_row[2 * hidden + j];
+        const T dh = g_row[j] + dh_row[j];
+        d_pre_row[hidden + j] = dh * (h_tilde - h_prev[j]) * z_t * (T(1) - z_t);
+        d_pre_row[2 * hidden + j] = dh * z_t * (T(1) - h_tilde * h_tilde);
+        dh_row[j] = dh * (T(1) - z_t);  // the direct path h_t ← (1 − z_t) h_{t-1}
+      }
+      if (layer_norm)
+        normalise_row_backward(d_pre_row + 2 * hidden, gain + 2 * hidden, hh_hat.data_ptr<T>() + gate_offset + 2 * hidden,
+                               hh_rstd.data_ptr<T>()[(t * batch + b) * 2 + 1], d_raw_row + 2 * hidden, hidden);
+    });
+    // d(r ⊙ h_in) = d(hh_n raw) W_n
+    at::mm_out(d_reset_input, d_raw[t].narrow(1, 2 * hidden, hidden), w_n);
+    const T* h_in_t = inputs.data_ptr<T>() + t * batch * hidden;
+    for_each_row(batch, x_proj.size(2), [&](std::int64_t b) {
+      const std::int64_t gate_offset = (t * batch + b) * gates;
+      T* d_reset_row = d_reset_input.data_ptr<T>() + b * hidden;
+      if (!valid.valid(b, t)) return;  // rows of d_raw are zero there, so d(r ⊙ h_in) is too
+      T* d_pre_row = d_pre.data_ptr<T>() + gate_offset;
+      const T* gate_row = saved_gates.data_ptr<T>() + gate_offset;
+      const T* h_in_row = h_in_t + b * hidden;
+#pragma omp simd
+      for (std::int64_t j = 0; j < hidden; ++j) {
+        const T r_t = gate_row[j];
+        d_pre_row[j] = d_reset_row[j] * h_in_row[j] * r_t * (T(1) - r_t);
+        d_reset_row[j] = d_reset_row[j] * r_t;  // now the part of dh_in through r ⊙ h_in
+      }
+      if (layer_norm)
+        normalise_row_backward(d_pre_row, gain, hh_hat.data_ptr<T>() + gate_offset,
+                               hh_rstd.data_ptr<T>()[(t * batch + b) * 2], d_raw.data_ptr<T>() + gate_offset, 2 * hidden);
+    });
+    dh_in.copy_(d_reset_input);
+    dh_in.addmm_(d_raw[t].narrow(1, 0, 2 * hidden), w_rz);
+    add_masked<T>(dh_next, dh_in, mask_data);
+  }
+  const std::int64_t rows = steps * batch;
+  Tensor flat_raw = d_raw.reshape({rows, gates});
+  Tensor flat_inputs = inputs.reshape({rows, hidden});
+  Tensor reset_inputs = (saved_gates.narrow(2, 0, hidden) * inputs).reshape({rows, hidden});
+  Tensor grad_w = at::cat({at::mm(flat_raw.narrow(1, 0, 2 * hidden).t(), flat_inputs),
+                           at::mm(flat_raw.narrow(1, 2 * hidden, hidden).t(), reset_inputs)},
+                          0);
+  Tensor grad_b = b_hh.has_value() ? d_pre.sum({0, 1}) : undefined();
+  Tensor grad_ln = layer_norm ? (d_pre * hh_hat).sum({0, 1}) : undefined();
+  return {d_pre, dh_next, grad_w, grad_b, grad_ln};
+}
+
+// ------------------------------------------------------------------------------- bindings
+void check_inputs(const Tensor& x_proj, const Tensor& h0, const Tensor& w_hh) {
+  TORCH_CHECK(x_proj.dim() == 3, "rnnlab kernel: x_proj must be [T, B, gates·H], got ", x_proj.sizes());
+  TORCH_CHECK(h0.dim() == 2 && h0.size(0) == x_proj.size(1), "rnnlab kernel: h0 must be [B, H], got ", h0.sizes());
+  TORCH_CHECK(x_proj.device().is_cpu(), "rnnlab kernel: CPU tensors only");
+  TORCH_CHECK(x_proj.scalar_type() == h0.scalar_type() && x_proj.scalar_type() == w_hh.scalar_type(),
+              "rnnlab kernel: x_proj, h0 and w_hh must share a dtype");
+}
+
+#define RNNLAB_DISPATCH(tensor, call)                                                          \
+  [&] {                                                                                        \
+    if ((tensor).scalar_type() == at::kFloat) {                                                \
+      using scalar_t = float;                                                                  \
+      return call;                                                                             \
+    }                                                                                          \
+    TORCH_CHECK((tensor).scalar_type() == at::kDouble, "rnnlab kernel: float32 or float64 only, got ", \
+                (tensor).scalar_type());                                                       \
+    using scalar_t = double;                                                                   \
+    return call;                                                                               \
+  }()
+
+std::vector<Tensor> rnn_forward(Tensor x_proj, Tensor h0, Tensor w_hh, OptionalTensor b_hh, OptionalTensor ln_hh,
+                                OptionalTensor mask, OptionalTensor lengths, bool relu, bool save) {
+  check_inputs(x_proj, h0, w_hh);
+  x_proj = x_proj.contiguous(), h0 = h0.contiguous(), w_hh = w_hh.contiguous();
+  b_hh = bias_or_zeros(b_hh, w_hh), ln_hh = contiguous_or_none(ln_hh), mask = contiguous_or_none(mask);
+  lengths = contiguous_or_none(lengths);
+  return RNNLAB_DISPATCH(x_proj, rnn_forward_impl<scalar_t>(x_proj, h0, w_hh, b_hh, ln_hh, mask, lengths, relu, save));
+}
+
+std::vector<Tensor> rnn_backward(Tensor grad_output, Tensor grad_h_last, Tensor x_proj, Tensor h0, Tensor w_hh,
+                                 OptionalTensor b_hh, OptionalTensor ln_hh, OptionalTensor mask, OptionalTensor lengths,
+                                 bool relu, Tensor output, OptionalTensor hh_hat, OptionalTensor hh_rstd) {
+  grad_output = grad_output.contiguous(), grad_h_last = grad_h_last.contiguous();
+  return RNNLAB_DISPATCH(x_proj, rnn_backward_impl<scalar_t>(grad_output, grad_h_last, x_proj, h0, w_hh, b_hh, ln_hh,
+                                                             mask, lengths, relu, output, or_undefined(hh_hat),
+                                                             or_undefined(hh_rstd)));
+}
+
+std::vector<Tensor> lstm_forward(Tensor x_proj, Tensor h0, Tensor c0, Tensor w_hh, OptionalTensor b_hh,
+                                 OptionalTensor ln_hh, OptionalTensor ln_cell_w, OptionalTensor ln_cell_b,
+                                 OptionalTensor mask, OptionalTensor lengths, bool save) {
+  check_inputs(x_proj, h0, w_hh);
+  x_proj = x_proj.contiguous(), h0 = h0.contiguous(), c0 = c0.contiguous(), w_hh = w_hh.contiguous();
+  b_hh = bias_or_zeros(b_hh, w_hh), ln_hh = contiguous_or_none(ln_hh), mask = contiguous_or_none(mask);
+  ln_cell_w = contiguous_or_none(ln_cell_w), ln_cell_b = contiguous_or_none(ln_cell_b);
+  lengths = contiguous_or_none(lengths);
+  return RNNLAB_DISPATCH(x_proj, lstm_forward_impl<scalar_t>(x_proj, h0, c0, w_hh, b_hh, ln_hh, ln_cell_w, ln_cell_b,
+                                                             mask, lengths, save));
+}
+
+std::vector<Tensor> lstm_backward(Tensor grad_output, Tensor grad_h_last, Tensor grad_c_last, Tensor x_proj,
+                                  Tensor h0, Tensor c0, Tensor w_hh, OptionalTensor b_hh, OptionalTensor ln_hh,
+                                  OptionalTensor ln_cell_w, OptionalTensor ln_cell_b, OptionalTensor mask,
+                                  OptionalTensor lengths, Tensor output, Tensor saved_gates, Tensor cells,
+                                  Tensor tanh_cells, OptionalTensor hh_hat, OptionalTensor hh_rstd,
+                                  OptionalTensor c_hat, OptionalTensor c_rstd) {
+  grad_output = grad_output.contiguous(), grad_h_last = grad_h_last.contiguous();
+  grad_c_last = grad_c_last.contiguous();
+  return RNNLAB_DISPATCH(
+      x_proj, lstm_backward_impl<scalar_t>(grad_output, grad_h_last, grad_c_last, x_proj, h0, c0, w_hh, b_hh, ln_hh,
+                                           ln_cell_w, ln_cell_b, mask, lengths, output, saved_gates, cells, tanh_cells,
+                                           or_undefined(hh_hat), or_undefined(hh_rstd), or_undefined(c_hat),
+                                           or_undefined(c_rstd)));
+}
+
+std::vector<Tensor> gru_forward(Tensor x_proj, Tensor h0, Tensor w_hh, OptionalTensor b_hh, OptionalTensor ln_hh,
+                                OptionalTensor mask, OptionalTensor lengths, bool cho, bool save) {
+  check_inputs(x_proj, h0, w_hh);
+  x_proj = x_proj.contiguous(), h0 = h0.contiguous(), w_hh = w_hh.contiguous();
+  b_hh = bias_or_zeros(b_hh, w_hh), ln_hh = contiguous_or_none(ln_hh), mask = contiguous_or_none(mask);
+  lengths = contiguous_or_none(lengths);
+  if (cho)
+    return RNNLAB_DISPATCH(x_proj, gru_cho_forward_impl<scalar_t>(x_proj, h0, w_hh, b_hh, ln_hh, mask, lengths, save));
+  return RNNLAB_DISPATCH(x_proj, gru_forward_impl<scalar_t>(x_proj, h0, w_hh, b_hh, ln_hh, mask, lengths, save));
+}
+
+std::vector<Tensor> gru_backward(Tensor grad_output, Tensor grad_h_last, Tensor x_proj, Tensor h0, Tensor w_hh,
+                                 OptionalTensor b_hh, OptionalTensor ln_hh, OptionalTensor mask, OptionalTensor lengths,
+                                 bool cho, Tensor output, Tensor saved_gates, OptionalTensor hh_hat_in,
+                                 OptionalTensor hh_rstd_in) {
+  const Tensor hh_hat = or_undefined(hh_hat_in), hh_rstd = or_undefined(hh_rstd_in);
+  grad_output = grad_output.contiguous(), grad_h_last = grad_h_last.contiguous();
+  if (cho)
+    return RNNLAB_DISPATCH(x_proj, gru_cho_backward_impl<scalar_t>(grad_output, grad_h_last, x_proj, h0, w_hh, b_hh,
+                                                                   ln_hh, mask, lengths, output, saved_gates, hh_hat,
+                                                                   hh_rstd));
+  return RNNLAB_DISPATCH(x_proj, gru_backward_impl<scalar_t>(grad_output, grad_h_last, x_proj, h0, w_hh, b_hh, ln_hh,
+                                                             mask, lengths, output, saved_gates, hh_hat, hh_rstd));
+}
+
+// ------------------------------------------------------------------------------ streaming
+// One time step of a stacked unidirectional layer, every layer in one call: the real-time case,
+// where a Python round trip per operation would cost more than the arithmetic. Weights per layer:
+// [w_ih, w_hh, b_ih, b_hh, ln_ih, ln_hh, ln_cell_w, ln_cell_b] (None where absent).
+class Stepper {
+ public:
+  Stepper(std::string kind, std::vector<std::vector<OptionalTensor>> layers) : kind_(std::move(kind)) {
+    TORCH_CHECK(kind_ == "lstm" || kind_ == "gru" || kind_ == "gru_cho" || kind_ == "rnn_tanh" || kind_ == "rnn_relu",
+                "rnnlab Stepper: unknown cell kind ", kind_);
+    for (auto& weights : layers) {
+      TORCH_CHECK(weights.size() == 8, "rnnlab Stepper: 8 tensors per layer expected, got ", weights.size());
+      Layer layer;
+      layer.w_ih = weights[0]->contiguous();
+      layer.w_ih_t = layer.w_ih.t();
+      layer.w_hh = weights[1]->contiguous();
+      layer.b_ih = contiguous_or_none(weights[2]);
+      layer.b_hh = bias_or_zeros(weights[3], layer.w_hh);
+      layer.ln_ih = contiguous_or_none(weights[4]);
+      layer.ln_hh = contiguous_or_none(weights[5]);
+      layer.ln_cell_w = contiguous_or_none(weights[6]);
+      layer.ln_cell_b = contiguous_or_none(weights[7]);
+      layers_.push_back(std::move(layer));
+    }
+  }
+
+  // states: h of each layer ([B, H]), and for the LSTM c after each h. Returns [output, states...].
+  std::vector<Tensor> step(const Tensor& x, const std::vector<Tensor>& states) {
+    const bool lstm = kind_ == "lstm";
+    const std::size_t per_layer = lstm ? 2 : 1;
+    TORCH_CHECK(states.size() == per_layer * layers_.size(), "rnnlab Stepper: expected ", per_layer * layers_.size(),
+                " state tensors, got ", states.size());
+    Tensor input = x.contiguous();
+    std::vector<Tensor> result(1 + states.size());
+    for (std::size_t l = 0; l < layers_.size(); ++l) {
+      const Layer& w = layers_[l];
+      Tensor x_proj = RNNLAB_DISPATCH(input, project_input<scalar_t>(input, w)).unsqueeze(0);
+      const Tensor h0 = states[l * per_layer].contiguous();
+      std::vector<Tensor> out;
+      if (lstm) {
+        const Tensor c0 = states[l * per_layer + 1].contiguous();
+        out = RNNLAB_DISPATCH(input, lstm_forward_impl<scalar_t>(x_proj, h0, c0, w.w_hh, w.b_hh, w.ln_hh, w.ln_cell_w,
+                                                                 w.ln_cell_b, std::nullopt, std::nullopt, false));
+        result[1 + l * 2 + 1] = out[2];
+      } else if (kind_ == "gru" || kind_ == "gru_cho") {
+        const bool cho = kind_ == "gru_cho";
+        out = cho ? RNNLAB_DISPATCH(input, gru_cho_forward_impl<scalar_t>(x_proj, h0, w.w_hh, w.b_hh, w.ln_hh,
+                                                                          std::nullopt, std::nullopt, false))
+                  : RNNLAB_DISPATCH(input, gru_forward_impl<scalar_t>(x_proj, h0, w.w_hh, w.b_hh, w.ln_hh,
+                                                                      std::nullopt, std::nullopt, false));
+      } else {
+        out = RNNLAB_DISPATCH(input, rnn_forward_impl<scalar_t>(x_proj, h0, w.w_hh, w.b_hh, w.ln_hh, std::nullopt,
+                                                                std::nullopt, kind_ == "rnn_relu", false));
+      }
+      result[1 + l * per_layer] = out[1];
+      input = out[0][0];
+    }
+    result[0] = input;
+    return result;
+  }
+
+ private:
+  struct Layer {
+    Tensor w_ih, w_ih_t, w_hh;
+    OptionalTensor b_ih, b_hh, ln_ih, ln_hh, ln_cell_w, ln_cell_b;
+  };
+
+  // W_ih x + b_ih, or LN(W_ih x) γ_ih + b_ih: [B, gates·H]
+  template <typename T>
+  static Tensor project_input(const Tensor& x, const Layer& w) {
+    const std::int64_t rows = x.size(0), outputs = w.w_ih.size(0);
+    Tensor projected = at::empty({rows, outputs}, x.options());
+    matmul_weight_t<T>(projected, x, w.w_ih, w.w_ih_t);
+    const T* bias = ptr_or_null<T>(w.b_ih);
+    const T* gain = ptr_or_null<T>(w.ln_ih);
+    T* data = projected.data_ptr<T>();
+    for (std::int64_t b = 0; b < rows; ++b) {
+      T* row = data + b * outputs;
+      if (gain != nullptr) {
+        normalise_row(row, row, outputs);
+#pragma omp simd
+        for (std::int64_t j = 0; j < outputs; ++j) row[j] *= gain[j];
+      }
+      if (bias != nullptr) {
+#pragma omp simd
+        for (std::int64_t j = 0; j < outputs; ++j) row[j] += bias[j];
+      }
+    }
+    return projected;
+  }
+
+  std::string kind_;
+  std::vector<Layer> layers_;
+};
+
+}  // namespace
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {
+  module.doc() = "rnnlab's CPU recurrent kernels (see recurrent.cpp)";
+  module.def("rnn_forward", &rnn_forward);
+  module.def("rnn_backward", &rnn_backward);
+  module.def("lstm_forward", &lstm_forward);
+  module.def("lstm_backward", &lstm_backward);
+  module.def("gru_forward", &gru_forward);
+  module.def("gru_backward", &gru_backward);
+  pybind11::class_<Stepper>(module, "Stepper")
+      .def(pybind11::init<std::string, std::vector<std::vector<OptionalTensor>>>())
+      .def("step", &Stepper::step);
+}
