@@ -124,3 +124,19 @@ def test_plateau_schedule_halves_the_rate_when_the_metric_stalls(tmp_path):
     with open(tmp_path / "run" / "metrics.csv", newline="") as handle:
         rates = [float(row["lr"]) for row in csv.DictReader(handle)]
     assert rates == pytest.approx([1e-12, 1e-12, 5e-13])
+
+
+def test_same_seed_gives_the_same_run_and_another_seed_does_not(tmp_path):
+    first = train(tiny(tmp_path / "a", dropout=0.2))
+    again = train(tiny(tmp_path / "b", dropout=0.2))
+    other = train(tiny(tmp_path / "c", dropout=0.2, seed=1))
+    weights = [(tmp_path / name / "model.safetensors").read_bytes() for name in ("a", "b", "c")]
+    assert weights[0] == weights[1] and weights[0] != weights[2]
+    assert first.summary["test_metrics"] == again.summary["test_metrics"]
+
+
+def test_init_and_gradient_checkpointing_reach_the_recurrent_layer(tmp_path):
+    model = train(tiny(tmp_path / "run", init="chrono", gradient_checkpointing=True, epochs=1)).model
+    layer = model.encoder.rnn
+    assert layer.init == "chrono" and layer.gradient_checkpointing
+    assert model.options["init"] == "chrono"
