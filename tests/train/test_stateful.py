@@ -8,7 +8,8 @@ import torch.nn.functional as F
 
 from rnnlab.data import TaskSpec
 from rnnlab.models import build_model
-from rnnlab.train import TrainConfig, train
+from rnnlab.data.text import encode_text
+from rnnlab.train import TrainConfig, evaluate_run, train
 from rnnlab.train.stateful import StateCarrier, StreamBatchSampler, evaluate_stream, stream_loader
 
 SPEC = TaskSpec("charlm", "lm", 0, 11, 11, [], 8, True)
@@ -110,3 +111,12 @@ def test_charlm_run_trains_on_streams_and_reports_bpc_with_baselines(tmp_path):
     reference = evaluate_stream(result.model, result.task_data.test.tokens, result.task_data.spec, result.task_data.meta)
     assert metrics["bpc"] == pytest.approx(reference["bpc"], abs=1e-6)
     assert result.config.dropout == 0.2  # the charlm default
+
+    # a new text is read with the run's vocabulary: one full pass over it is the reference
+    other = tmp_path / "other.txt"
+    other.write_text("a cat ate the log; the mat sat on the dog. " * 5, encoding="utf-8")
+    scored = evaluate_run(result.dir, str(other))
+    tokens = encode_text(result.task_data.meta["vocab"], other.read_text(encoding="utf-8"))
+    with torch.no_grad():
+        logits = result.model.eval()(tokens[None, :-1])[0]
+    assert scored["bpc"] == pytest.approx(F.cross_entropy(logits, tokens[1:]).item() / math.log(2), abs=1e-5)

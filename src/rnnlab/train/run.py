@@ -374,6 +374,13 @@ def evaluate_run(run_dir: str | os.PathLike, data: str | os.PathLike | None = No
         dataset, source = _labelled_inputs(meta, spec, Path(data)), str(data)
     elif spec["task"] in ("recall", "adding", "copy"):
         raise ConfigError(f"task {spec['task']!r} is generated and reads no data file; evaluate without --data")
+    elif spec["task"] == "charlm":  # a new text, read with the run's vocabulary (unseen characters: <unk>)
+        from rnnlab.data.text import TextWindows, encode_text, read_text
+
+        tokens = encode_text(meta["vocab"], read_text(str(data)))
+        if len(tokens) < 2:
+            raise DataError(f"{data}: has {len(tokens)} character(s); at least 2 are needed to score one prediction")
+        dataset, source = TextWindows(tokens, int(spec["seq_len"] or 100), complete_only=False), str(data)
     else:
         task_data = load_task_data(replace(config, test_data=str(data)))
         _check_same_preprocessing(task, task_data)
