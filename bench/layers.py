@@ -6,8 +6,8 @@ Prints, as a Markdown table:
 
 * forward + backward time of rnnlab.RNN / LSTM / GRU (fast path) divided by torch.nn's, at
   (batch, length, input, hidden) = (32, 100, 32, 128), (32, 1000, 32, 128), (256, 100, 64, 512);
-  the two run on the same weights and input, interleaved (A B A B ...). The ratio is of the
-  median *CPU time* of the process (``time.process_time``) per run: on a machine shared with other
+  the two run on the same weights and input, interleaved (A B A B ...). The ratio is the median
+  over pairs of adjacent runs of their ratio of *CPU time* (``time.process_time``): on a machine shared with other
   work, wall-clock time mostly measures the waits for a core (two identical kernels then differ by
   ±40%), while the CPU time a run consumes does not wait. Run with ``--threads 1`` on a busy
   machine (CPU time then is that one thread's work; with more threads it also counts OpenMP
@@ -73,7 +73,30 @@ def interleaved_times(ours: nn.Module, reference: nn.Module, x: torch.Tensor, re
 def repeats_for(size: tuple[int, int, int, int], quick: bool) -> int:
     batch, length, _, hidden = size
     work = batch * length * hidden * hidden
-    return max(3 if quick else 7, min(30, int(4e9 / work)))
+    return max(3, min(15, int(2e9 / work))) if quick else max(9, min(41, int(2e10 / work)))
+
+
+def dispatch_overhead_us(calls: int = 2000, rounds: int = 7) -> dict[str, tuple[float, float]]:
+    """CPU µs per call of rnnlab's layer and torch.nn's on a one-step, one-sequence input.
+
+    The fast path runs the same kernel as torch.nn, so what rnnlab adds is the Python around it
+    (checks, dispatch); on an input this small that is all there is to see.
+    """
+    overhead = {}
+    for name, (ours_class, torch_class) in TWINS.items():
+        reference, ours = torch_class(8, 8), ours_class(8, 8)
+        ours.load_state_dict(reference.state_dict())
+        x = torch.randn(1, 1, 8)
+        per_call = {"ours": [], "reference": []}
+        with torch.no_grad():
+            for _ in range(rounds):
+                for label, layer in (("ours", ours), ("reference", reference)):
+                    start = time.process_time()
+                    for _ in range(calls):
+                        layer(x)
+                    per_call[label].append(1e6 * (time.process_time() - start) / calls)
+        overhead[name] = (statistics.median(per_call["ours"]), statistics.median(per_call["reference"]))
+    return overhead
 
 
 def time_rows(quick: bool, progress: Progress) -> list[dict]:
@@ -92,12 +115,13 @@ def time_rows(quick: bool, progress: Progress) -> list[dict]:
         x = torch.randn(batch, length, input_size)
         progress.update(task, description=f"{name}{' layer_norm' if extras else ''} {size}")
         ours_times, reference_times = interleaved_times(ours, reference, x, repeats_for(size, quick or bool(extras)))
+        # the ratio within each adjacent pair, then the median: a pair shares the machine's load of its moment
         ours_cpu, reference_cpu = (statistics.median(t[0] for t in times) for times in (ours_times, reference_times))
-        ours_wall, reference_wall = (statistics.median(t[1] for t in times) for times in (ours_times, reference_times))
         rows.append({"layer": f"rnnlab.{name}" + (" (layer_norm=True)" if extras else ""),
                      "reference": f"torch.nn.{name}", "size": size, "repeats": len(ours_times),
-                     "ours_ms": 1e3 * ours_cpu, "reference_ms": 1e3 * reference_cpu, "ratio": ours_cpu / reference_cpu,
-                     "wall_ratio": ours_wall / reference_wall})
+                     "ours_ms": 1e3 * ours_cpu, "reference_ms": 1e3 * reference_cpu,
+                     "ratio": statistics.median(a[0] / b[0] for a, b in zip(ours_times, reference_times)),
+                     "wall_ratio": statistics.median(a[1] / b[1] for a, b in zip(ours_times, reference_times))})
         progress.advance(task)
     return rows
 
@@ -182,6 +206,7 @@ def main() -> None:
                TimeElapsedColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console, transient=True) as progress:
         timings = time_rows(args.quick, progress)
+        overhead = dispatch_overhead_us()
         memory = memory_rows(progress, args.threads)
 
     with open("/proc/loadavg") as loadavg:
@@ -189,12 +214,18 @@ def main() -> None:
     # plain print: the Markdown rows must not be wrapped to the terminal's width
     print(f"Machine: {cpu_model()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, torch "
           f"{torch.__version__}, Python {platform.python_version()}; load average at the end {' '.join(load)}.\n")
-    print("Forward + backward, median CPU time of N interleaved runs (wall-clock ratio beside it):\n")
+    paths = "; ".join(f"{name}: {path}" for name, path in rnnlab.layers.active_kernel_paths().items())
+    print(f"Paths: {paths}.\n")
+    print("Forward + backward: median CPU time of N interleaved runs each, and the median of the N pairs' "
+          "ratios (of CPU time; of wall-clock time beside it):\n")
     print("| layer | vs | (batch, length, input, hidden) | N | rnnlab ms | torch.nn ms | ratio | wall-clock ratio |")
     print("|---|---|---|---:|---:|---:|---:|---:|")
     for row in timings:
         print(f"| {row['layer']} | {row['reference']} | {row['size']} | {row['repeats']} | {row['ours_ms']:.1f} | "
               f"{row['reference_ms']:.1f} | {row['ratio']:.2f}× | {row['wall_ratio']:.2f}× |")
+    print("\nPer call on a one-step, one-sequence input (median CPU µs; what rnnlab adds around the same kernel): "
+          + "; ".join(f"{name} {ours:.0f} vs {reference:.0f} (+{ours - reference:.0f})"
+                      for name, (ours, reference) in overhead.items()) + ".")
     batch, length, input_size, hidden = MEMORY_SIZE
     print(f"\nPeak memory of forward + backward at (batch, length, input, hidden) = "
           f"({batch}, {length}, {input_size}, {hidden}), growth of the peak RSS in a fresh process:\n")
