@@ -8,8 +8,9 @@ See ARCHITECTURE.md for how the stages fit together.
 __version__ = "0.1.0"
 
 from rnnlab.cells import GRUCell, LSTMCell, RNNCell  # noqa: E402
+from rnnlab.cells.min_rnn import MinGRU, MinLSTM  # noqa: E402
 from rnnlab.layers import GRU, LSTM, RNN, count_parameters, record_gates  # noqa: E402
 from rnnlab.generate import generate, generate_stream  # noqa: E402  (the function shadows its module's name)
 
-__all__ = ["GRU", "GRUCell", "LSTM", "LSTMCell", "RNN", "RNNCell", "count_parameters", "generate",
+__all__ = ["GRU", "GRUCell", "LSTM", "LSTMCell", "MinGRU", "MinLSTM", "RNN", "RNNCell", "count_parameters", "generate",
            "generate_stream", "record_gates"]

@@ -13,7 +13,9 @@ What runs where, chosen by measurement (``bench/kernels.py``; the README has the
   loop. A plain ``RNN`` with a large per-step matmul (batch × hidden above
   ``RNN_FUSED_ABOVE``) stays on torch.nn's kernel, which is as fast there.
 * A plain ``LSTM`` stays on torch.nn's kernel (oneDNN's LSTM on the CPU, as fast as ours).
-* Zoneout, ``proj_size``, gate recording, autocast and tensors off the CPU keep their old paths.
+* Zoneout, ``proj_size``, gate recording, autocast, tensors off the CPU, and tracing (ONNX export,
+  TorchScript, torch.compile) keep their old paths.
+* ``MinGRU`` / ``MinLSTM`` (:mod:`rnnlab.cells.min_rnn`) scan time in one fused pass per row.
 
 ``RNNLAB_KERNELS=0`` switches the kernels off; :func:`status` says whether they are compiled.
 """
@@ -23,13 +25,20 @@ from __future__ import annotations
 import torch
 
 from rnnlab.kernels import build
-from rnnlab.kernels.functions import run_recurrence
+from rnnlab.kernels.functions import run_min_rnn, run_recurrence
 
-__all__ = ["RNN_FUSED_ABOVE", "kernel_applies", "kernel_paths", "run_recurrence", "status"]
+__all__ = ["RNN_FUSED_ABOVE", "kernel_applies", "kernel_paths", "min_rnn_kernel_applies", "run_min_rnn",
+           "run_recurrence", "status"]
 
 # batch × hidden above which torch.nn's fused RNN is as fast as the kernel (the per-step matmul
 # then dominates both); measured by bench/kernels.py at (256, 100, 64, 512).
 RNN_FUSED_ABOVE = 32 * 512
+
+
+def _tracing() -> bool:
+    # ONNX export, TorchScript tracing and torch.compile record torch operations; a compiled
+    # extension call is opaque to them, so they get the layers' ordinary paths.
+    return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling()
 
 
 def status() -> str:
@@ -44,7 +53,7 @@ def kernel_applies(layer, batch_size: int, dtype: torch.dtype, device: torch.dev
     """
     if not build.enabled() or device.type != "cpu" or dtype not in (torch.float32, torch.float64):
         return False
-    if torch.is_autocast_enabled("cpu") or layer.zoneout > 0 or layer.proj_size > 0:
+    if torch.is_autocast_enabled("cpu") or layer.zoneout > 0 or layer.proj_size > 0 or _tracing():
         return False
     needs_loop = (layer.layer_norm or layer.convention == "cho"
                   or (layer.training and layer.recurrent_dropout > 0))
@@ -53,6 +62,15 @@ def kernel_applies(layer, batch_size: int, dtype: torch.dtype, device: torch.dev
             return False
         if layer.cell_kind == "rnn" and batch_size * layer.hidden_size > RNN_FUSED_ABOVE:
             return False
+    return build.load() is not None
+
+
+def min_rnn_kernel_applies(x_projection: torch.Tensor) -> bool:
+    """Whether a minGRU / minLSTM scan over ``x_projection`` runs compiled (else the parallel scan)."""
+    if not build.enabled() or x_projection.device.type != "cpu":
+        return False
+    if x_projection.dtype not in (torch.float32, torch.float64) or torch.is_autocast_enabled("cpu") or _tracing():
+        return False
     return build.load() is not None
 
 
@@ -68,4 +86,5 @@ def kernel_paths() -> dict[str, str]:
         "rnn": f"{ours}; torch.nn fused when batch × hidden > {RNN_FUSED_ABOVE}",
         "lstm": "torch.nn fused (_VF.lstm, oneDNN)",
         "+layer_norm/recurrent_dropout, gru convention='cho'": ours,
+        "mingru/minlstm": f"{ours}: one fused scan over time",
     }

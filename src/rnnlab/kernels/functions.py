@@ -115,3 +115,28 @@ def run_recurrence(cell_kind: str, x_projection: Tensor, state: tuple[Tensor, ..
     output, h_last = RNNFunction.apply(x_projection, state[0], weights.weight_hh, weights.bias_hh,
                                        weights.layer_norm_hh, recurrent_mask, lengths, nonlinearity == "relu")
     return output, (h_last,)
+
+
+class MinRNNFunction(torch.autograd.Function):
+    """minGRU / minLSTM over a whole sequence (see :mod:`rnnlab.cells.min_rnn`): one pass over time."""
+
+    @staticmethod
+    def forward(ctx, x_projection, h0, lengths, lstm):
+        output, h_last = _module().min_rnn_forward(x_projection, h0, lengths, lstm)
+        ctx.lstm = lstm
+        ctx.save_for_backward(x_projection, h0, output, lengths)
+        return output, h_last
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_output, grad_h_last):
+        x_projection, h0, output, lengths = ctx.saved_tensors
+        d_x, d_h0 = _module().min_rnn_backward(grad_output, grad_h_last, x_projection, h0, output, lengths, ctx.lstm)
+        return d_x, d_h0, None, None
+
+
+def run_min_rnn(kind: str, x_projection: Tensor, h0: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """One direction of a minGRU (``kind="gru"``) or minLSTM (``"lstm"``) layer on the compiled scan."""
+    if lengths is not None:
+        lengths = lengths.to(torch.int64).contiguous()
+    return MinRNNFunction.apply(x_projection, h0, lengths, kind == "lstm")

@@ -804,6 +804,121 @@ std::vector<Tensor> gru_cho_backward_impl(const Tensor& grad_output, const Tenso
   return {d_pre, dh_next, grad_w, grad_b, grad_ln};
 }
 
+// ------------------------------------------------------------------------ minGRU, minLSTM
+// h_t = a_t ⊙ h_{t-1} + b_t with a_t, b_t from this step's input only (rnnlab/cells/min_rnn.py):
+// minGRU [k_z k_h]: a = 1 − z, b = z g(k_h); minLSTM [k_f k_i k_h]: a = f/(f+i), b = i/(f+i) g(k_h),
+// with g(x) = x + 0.5 (x ≥ 0), σ(x) (x < 0). No matmul inside the loop, so the scan is one
+// streaming pass over memory, split over rows; nothing is saved (backward recomputes the gates
+// from x_proj and reads h_{t-1} from the outputs).
+template <typename T>
+inline T positive_g(T x) {
+  return x >= T(0) ? x + T(0.5) : Math<T>::sigmoid(x);
+}
+
+template <typename T>
+std::vector<Tensor> min_rnn_forward_impl(const Tensor& x_proj, const Tensor& h0, const OptionalTensor& lengths,
+                                         bool lstm) {
+  const std::int64_t steps = x_proj.size(0), batch = x_proj.size(1), hidden = h0.size(1);
+  const std::int64_t gates = (lstm ? 3 : 2) * hidden;
+  Tensor output = at::empty({steps, batch, hidden}, x_proj.options());
+  Tensor h = h0.clone();
+  const Lengths valid = read_lengths(lengths);
+  const T* x_data = x_proj.data_ptr<T>();
+  T* out_data = output.data_ptr<T>();
+  T* h_data = h.data_ptr<T>();
+  for_each_row(batch, steps * gates, [&](std::int64_t b) {
+    T* h_row = h_data + b * hidden;
+    for (std::int64_t t = 0; t < steps; ++t) {
+      T* out_row = out_data + (t * batch + b) * hidden;
+      if (!valid.valid(b, t)) {
+        for (std::int64_t j = 0; j < hidden; ++j) out_row[j] = 0;
+        continue;
+      }
+      const T* k = x_data + (t * batch + b) * gates;
+      if (lstm) {
+#pragma omp simd
+        for (std::int64_t j = 0; j < hidden; ++j) {
+          const T f_t = Math<T>::sigmoid(k[j]), i_t = Math<T>::sigmoid(k[hidden + j]);
+          const T h_t = (f_t * h_row[j] + i_t * positive_g(k[2 * hidden + j])) / (f_t + i_t);
+          out_row[j] = h_t;
+          h_row[j] = h_t;
+        }
+      } else {
+#pragma omp simd
+        for (std::int64_t j = 0; j < hidden; ++j) {
+          const T z_t = Math<T>::sigmoid(k[j]);
+          const T h_t = (T(1) - z_t) * h_row[j] + z_t * positive_g(k[hidden + j]);
+          out_row[j] = h_t;
+          h_row[j] = h_t;
+        }
+      }
+    }
+  });
+  return {output, h};
+}
+
+template <typename T>
+std::vector<Tensor> min_rnn_backward_impl(const Tensor& grad_output, const Tensor& grad_h_last, const Tensor& x_proj,
+                                          const Tensor& h0, const Tensor& output, const OptionalTensor& lengths,
+                                          bool lstm) {
+  const std::int64_t steps = x_proj.size(0), batch = x_proj.size(1), hidden = h0.size(1);
+  const std::int64_t gates = (lstm ? 3 : 2) * hidden;
+  Tensor d_x = at::empty({steps, batch, gates}, x_proj.options());
+  Tensor dh_next = grad_h_last.clone();
+  const Lengths valid = read_lengths(lengths);
+  const T* x_data = x_proj.data_ptr<T>();
+  const T* g_data = grad_output.data_ptr<T>();
+  const T* out_data = output.data_ptr<T>();
+  const T* h0_data = h0.data_ptr<T>();
+  T* d_data = d_x.data_ptr<T>();
+  T* dh_data = dh_next.data_ptr<T>();
+  for_each_row(batch, steps * gates, [&](std::int64_t b) {
+    T* dh_row = dh_data + b * hidden;
+    for (std::int64_t t = steps - 1; t >= 0; --t) {
+      T* d_row = d_data + (t * batch + b) * gates;
+      if (!valid.valid(b, t)) {
+        for (std::int64_t j = 0; j < gates; ++j) d_row[j] = 0;
+        continue;
+      }
+      const T* k = x_data + (t * batch + b) * gates;
+      const T* g_row = g_data + (t * batch + b) * hidden;
+      const T* h_prev = t > 0 ? out_data + ((t - 1) * batch + b) * hidden : h0_data + b * hidden;
+      if (lstm) {
+#pragma omp simd
+        for (std::int64_t j = 0; j < hidden; ++j) {
+          const T f_t = Math<T>::sigmoid(k[j]), i_t = Math<T>::sigmoid(k[hidden + j]);
+          const T k_h = k[2 * hidden + j];
+          const T sigma_h = Math<T>::sigmoid(k_h);
+          const T h_tilde = k_h >= T(0) ? k_h + T(0.5) : sigma_h;
+          const T g_slope = k_h >= T(0) ? T(1) : sigma_h * (T(1) - sigma_h);
+          const T total = f_t + i_t;
+          const T dh = g_row[j] + dh_row[j];
+          const T d_forget = dh * h_prev[j], d_input = dh * h_tilde;  // d f', d i'
+          const T scale = T(1) / (total * total);
+          d_row[j] = (d_forget - d_input) * i_t * scale * f_t * (T(1) - f_t);
+          d_row[hidden + j] = (d_input - d_forget) * f_t * scale * i_t * (T(1) - i_t);
+          d_row[2 * hidden + j] = dh * i_t / total * g_slope;
+          dh_row[j] = dh * f_t / total;
+        }
+      } else {
+#pragma omp simd
+        for (std::int64_t j = 0; j < hidden; ++j) {
+          const T z_t = Math<T>::sigmoid(k[j]);
+          const T k_h = k[hidden + j];
+          const T sigma_h = Math<T>::sigmoid(k_h);
+          const T h_tilde = k_h >= T(0) ? k_h + T(0.5) : sigma_h;
+          const T g_slope = k_h >= T(0) ? T(1) : sigma_h * (T(1) - sigma_h);
+          const T dh = g_row[j] + dh_row[j];
+          d_row[j] = dh * (h_tilde - h_prev[j]) * z_t * (T(1) - z_t);
+          d_row[hidden + j] = dh * z_t * g_slope;
+          dh_row[j] = dh * (T(1) - z_t);
+        }
+      }
+    }
+  });
+  return {d_x, dh_next};
+}
+
 // ------------------------------------------------------------------------------- bindings
 void check_inputs(const Tensor& x_proj, const Tensor& h0, const Tensor& w_hh) {
   TORCH_CHECK(x_proj.dim() == 3, "rnnlab kernel: x_proj must be [T, B, gates·H], got ", x_proj.sizes());
@@ -893,6 +1008,21 @@ std::vector<Tensor> gru_backward(Tensor grad_output, Tensor grad_h_last, Tensor 
                                                                    hh_rstd));
   return RNNLAB_DISPATCH(x_proj, gru_backward_impl<scalar_t>(grad_output, grad_h_last, x_proj, h0, w_hh, b_hh, ln_hh,
                                                              mask, lengths, output, saved_gates, hh_hat, hh_rstd));
+}
+
+std::vector<Tensor> min_rnn_forward(Tensor x_proj, Tensor h0, OptionalTensor lengths, bool lstm) {
+  TORCH_CHECK(x_proj.dim() == 3 && h0.dim() == 2 && x_proj.size(2) == (lstm ? 3 : 2) * h0.size(1),
+              "rnnlab min-RNN kernel: x_proj [T, B, gates·H] and h0 [B, H] expected, got ", x_proj.sizes(), " and ",
+              h0.sizes());
+  x_proj = x_proj.contiguous(), h0 = h0.contiguous(), lengths = contiguous_or_none(lengths);
+  return RNNLAB_DISPATCH(x_proj, min_rnn_forward_impl<scalar_t>(x_proj, h0, lengths, lstm));
+}
+
+std::vector<Tensor> min_rnn_backward(Tensor grad_output, Tensor grad_h_last, Tensor x_proj, Tensor h0, Tensor output,
+                                     OptionalTensor lengths, bool lstm) {
+  grad_output = grad_output.contiguous(), grad_h_last = grad_h_last.contiguous();
+  return RNNLAB_DISPATCH(x_proj, min_rnn_backward_impl<scalar_t>(grad_output, grad_h_last, x_proj, h0, output, lengths,
+                                                                 lstm));
 }
 
 // ------------------------------------------------------------------------------ streaming
@@ -999,6 +1129,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {
   module.def("lstm_backward", &lstm_backward);
   module.def("gru_forward", &gru_forward);
   module.def("gru_backward", &gru_backward);
+  module.def("min_rnn_forward", &min_rnn_forward);
+  module.def("min_rnn_backward", &min_rnn_backward);
   pybind11::class_<Stepper>(module, "Stepper")
       .def(pybind11::init<std::string, std::vector<std::vector<OptionalTensor>>>())
       .def("step", &Stepper::step);

@@ -13,6 +13,8 @@ Encoders (``MODEL_NAMES``):
                ``gru+attn`` under a sequence head
 ``tcn``        temporal convolutional network (Bai et al. 2018); receptive field covers ``seq_len``
 ``transformer`` pre-norm Transformer encoder, sinusoidal positions, causal for ``lm``
+``mingru``     stacked ``rnnlab.MinGRU`` / ``MinLSTM`` (Feng et al. 2024): gates from the input
+``minlstm``    only, so training scans time without a matmul per step
 =============  ==============================================================================
 
 Heads follow ``spec.head`` (see ``heads.py``). Options common to all models: ``hidden_size`` (the
@@ -362,3 +364,20 @@ register_model(
         description="pre-norm Transformer encoder with sinusoidal positions",
     ),
 )
+
+
+# --------------------------------------------------------------------------- minGRU, minLSTM
+def _check_min_recurrent(name: str, spec: SimpleNamespace, options: SimpleNamespace) -> None:
+    for option, value in (("layer_norm", options.layer_norm), ("init", options.init)):
+        if value:
+            raise ConfigError(f"{option}={value!r} applies to rnn, lstm and gru; {name} (Feng et al. 2024) has "
+                              "no recurrent weights to normalise or initialise")
+    _check_recurrent(name, spec, options)
+
+
+for _cell in ("mingru", "minlstm"):  # gates from the input only, trained with a scan over time
+    register_model(
+        _cell,
+        ModelFamily(_build_recurrent, ("embedding_dim",), 128, _check_min_recurrent,
+                    description=f"stacked {'minGRU' if _cell == 'mingru' else 'minLSTM'} (Feng et al. 2024)"),
+    )

@@ -21,10 +21,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from rnnlab.cells.min_rnn import MinGRU, MinLSTM
 from rnnlab.layers import GRU, LSTM, RNN
 from rnnlab.models.task_model import EncoderOutput, input_layer, last_valid_step
 
-LAYER_CLASSES = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
+LAYER_CLASSES = {"rnn": RNN, "lstm": LSTM, "gru": GRU, "mingru": MinGRU, "minlstm": MinLSTM}
 
 
 class RecurrentEncoder(nn.Module):
