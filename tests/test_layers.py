@@ -38,9 +38,17 @@ GRID = list(itertools.product(KINDS, (1, 2, 3), (False, True), (False, True), ("
                               (False, True)))
 
 
-@pytest.mark.parametrize("path", ["fast", "reference"])
+# "default": whatever the layer picks (torch.nn's fused kernel, or a compiled rnnlab kernel where one
+# is faster); "fused": torch.nn's fused kernel, with the compiled kernels switched off; "reference":
+# the loop over cells.
+PATHS = ["default", "fused", "reference"]
+
+
+@pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize(("kind", "num_layers", "bidirectional", "batch_first", "form", "with_state"), GRID)
-def test_matches_torch_nn(kind, num_layers, bidirectional, batch_first, form, with_state, path):
+def test_matches_torch_nn(kind, num_layers, bidirectional, batch_first, form, with_state, path, monkeypatch):
+    if path == "fused":
+        monkeypatch.setenv("RNNLAB_KERNELS", "0")
     reference, ours = make_twins(kind, INPUT, HIDDEN, num_layers, bidirectional=bidirectional,
                                  batch_first=batch_first)
     generator = torch.Generator().manual_seed(7)
@@ -88,7 +96,7 @@ def test_same_seed_gives_torch_nn_initial_weights(kind):
         assert torch.equal(ref, got), name
 
 
-@pytest.mark.parametrize("path", ["fast", "reference"])
+@pytest.mark.parametrize("path", ["default", "reference"])
 @pytest.mark.parametrize("form", ["padded", "packed"])
 def test_lstm_with_projection_matches_torch_nn(path, form):
     reference, ours = make_twins("lstm", INPUT, HIDDEN, 2, bidirectional=True, proj_size=2)
@@ -102,8 +110,10 @@ def test_lstm_with_projection_matches_torch_nn(path, form):
 
 
 @pytest.mark.parametrize("kind", list(KINDS))
-@pytest.mark.parametrize("path", ["fast", "reference"])
-def test_unbatched_input_matches_torch_nn(kind, path):
+@pytest.mark.parametrize("path", PATHS)
+def test_unbatched_input_matches_torch_nn(kind, path, monkeypatch):
+    if path == "fused":
+        monkeypatch.setenv("RNNLAB_KERNELS", "0")
     reference, ours = make_twins(kind, INPUT, HIDDEN, 2, bidirectional=True)
     x = torch.randn(STEPS, INPUT)
     hx = random_state(kind, 4, 1, HIDDEN)
