@@ -26,9 +26,11 @@
 
 #include <algorithm>
 #include <bit>
+#include <dlfcn.h>
 #include <cmath>
 #include <cstdint>
 #include <optional>
+#include <type_traits>
 #include <string>
 #include <vector>
 
@@ -177,6 +179,109 @@ void matmul_weight_t(Tensor& out, const Tensor& in, const Tensor& w, const Tenso
   }
 }
 
+// ------------------------------------------------------------------------- packed weights
+// The per-step product h_{t-1} W^T uses the same W at every step. MKL's packed GEMM
+// (cblas_sgemm_pack / cblas_sgemm_compute, which torch's own MKL carries) lays W out for the GEMM
+// once per sequence instead of at every call. Looked up at run time: a torch without MKL, or any
+// result that differs from at::mm on a first check, leaves the plain at::mm path.
+class PackedGemm {
+ public:
+  static const PackedGemm& get() {
+    static const PackedGemm instance;
+    return instance;
+  }
+  bool available() const { return available_; }
+
+  // Packs B for C[m, n] = A[m, k] B[k, n] with B = W^T (transposed=true, W [n, k]) or B = W (W [k, n]).
+  std::vector<float> pack(const float* w, std::int64_t m, std::int64_t n, std::int64_t k, bool transposed) const {
+    std::vector<float> packed(get_size_(kBMatrix, m, n, k) / sizeof(float) + 1);
+    pack_(kRowMajor, kBMatrix, transposed ? kTrans : kNoTrans, m, n, k, 1.0f, w, transposed ? k : n, packed.data());
+    return packed;
+  }
+
+  // C = A B (+ C when accumulate) with B packed by pack(); A [m, k] with row stride lda.
+  void compute(const float* a, std::int64_t lda, const std::vector<float>& packed_b, float* c, std::int64_t m,
+               std::int64_t n, std::int64_t k, bool accumulate) const {
+    compute_(kRowMajor, kNoTrans, kPacked, m, n, k, a, lda, packed_b.data(), n, accumulate ? 1.0f : 0.0f, c, n);
+  }
+
+ private:
+  static constexpr int kRowMajor = 101, kNoTrans = 111, kTrans = 112, kPacked = 151, kBMatrix = 162;
+  using GetSize = std::size_t (*)(int, int, int, int);
+  using Pack = void (*)(int, int, int, int, int, int, float, const float*, int, float*);
+  using Compute = void (*)(int, int, int, int, int, int, const float*, int, const float*, int, float, float*, int);
+
+  PackedGemm() {
+    void* library = dlopen("libtorch_cpu.so", RTLD_LAZY | RTLD_NOLOAD);
+    if (library == nullptr) return;
+    get_size_ = reinterpret_cast<GetSize>(dlsym(library, "cblas_sgemm_pack_get_size"));
+    pack_ = reinterpret_cast<Pack>(dlsym(library, "cblas_sgemm_pack"));
+    compute_ = reinterpret_cast<Compute>(dlsym(library, "cblas_sgemm_compute"));
+    if (get_size_ == nullptr || pack_ == nullptr || compute_ == nullptr) return;
+    available_ = agrees_with_aten();
+  }
+
+  // The symbols' integer width (LP64 or ILP64) is not in their names: check a product once.
+  bool agrees_with_aten() {
+    available_ = true;
+    Tensor a = at::randn({5, 7}), w = at::randn({9, 7});
+    Tensor expected = at::mm(a, w.t()), got = at::empty({5, 9});
+    const std::vector<float> packed = pack(w.data_ptr<float>(), 5, 9, 7, true);
+    compute(a.data_ptr<float>(), 7, packed, got.data_ptr<float>(), 5, 9, 7, false);
+    return at::allclose(got, expected, 1e-4, 1e-5);
+  }
+
+  bool available_ = false;
+  GetSize get_size_ = nullptr;
+  Pack pack_ = nullptr;
+  Compute compute_ = nullptr;
+};
+
+// W (or W^T) ready for C = A·(W^T or W) at every step: MKL-packed for float32 when that is
+// available, else at::mm_out on the tensor itself.
+template <typename T>
+class StepProduct {
+ public:
+  // transposed=true: C[m, n] = A W^T with W [n, k]; false: C[m, n] = A W with W [k, n].
+  // steps: how many products will use this weight (packing pays off only when it is reused).
+  StepProduct(const Tensor& w, std::int64_t m, bool transposed, std::int64_t steps)
+      : w_(w), transposed_(transposed) {
+    n_ = transposed ? w.size(0) : w.size(1);
+    k_ = transposed ? w.size(1) : w.size(0);
+    m_ = m;
+    if constexpr (std::is_same_v<T, float>) {
+      if (m > 2 && steps > 1 && PackedGemm::get().available())
+        packed_ = PackedGemm::get().pack(w.data_ptr<float>(), m, n_, k_, transposed);
+    }
+  }
+
+  // out [m, n] (contiguous) = a [m, k] (row stride a.stride(0), unit column stride) times the weight,
+  // added to out when accumulate.
+  void run(Tensor& out, const Tensor& a, bool accumulate = false) const {
+    if constexpr (std::is_same_v<T, float>) {
+      if (!packed_.empty() && a.stride(1) == 1) {
+        PackedGemm::get().compute(a.data_ptr<float>(), a.stride(0), packed_, out.data_ptr<float>(), m_, n_, k_,
+                                  accumulate);
+        return;
+      }
+    }
+    const Tensor weight = transposed_ ? w_.t() : w_;
+    if (accumulate) {
+      out.addmm_(a, weight);
+    } else if (transposed_) {
+      matmul_weight_t<T>(out, a, w_, weight);
+    } else {
+      at::mm_out(out, a, weight);
+    }
+  }
+
+ private:
+  Tensor w_;
+  bool transposed_;
+  std::int64_t m_ = 0, n_ = 0, k_ = 0;
+  std::vector<float> packed_;
+};
+
 // h_{t-1} ⊙ m into `out`, or h_{t-1} itself when there is no mask.
 template <typename T>
 Tensor masked_input(const Tensor& h, const T* mask, Tensor& scratch) {
@@ -213,10 +318,21 @@ Tensor recurrent_inputs(const Tensor& output, const Tensor& h0, const OptionalTe
   return history;
 }
 
-// dW_hh = Σ_t dpre_t^T (h_{t-1} ⊙ m): one GEMM over all steps.
-Tensor weight_gradient(const Tensor& d_recurrent, const Tensor& inputs) {
-  const std::int64_t rows = d_recurrent.size(0) * d_recurrent.size(1);
-  return at::mm(d_recurrent.reshape({rows, d_recurrent.size(2)}).t(), inputs.reshape({rows, inputs.size(2)}));
+// dW_hh = Σ_t dpre_t^T (h_{t-1} ⊙ m): one GEMM over all steps (two without a mask: h_0, then the
+// outputs read in place, rather than copying all T states into one history first).
+Tensor recurrent_weight_gradient(const Tensor& d_recurrent, const Tensor& output, const Tensor& h0,
+                                 const OptionalTensor& mask) {
+  const std::int64_t steps = d_recurrent.size(0), batch = d_recurrent.size(1);
+  const std::int64_t gates = d_recurrent.size(2), hidden = h0.size(1);
+  if (mask.has_value() && mask->defined()) {
+    const Tensor inputs = recurrent_inputs(output, h0, mask);
+    return at::mm(d_recurrent.reshape({steps * batch, gates}).t(), inputs.reshape({steps * batch, hidden}));
+  }
+  Tensor grad = at::mm(d_recurrent[0].t(), h0);
+  if (steps > 1)
+    grad.addmm_(d_recurrent.narrow(0, 1, steps - 1).reshape({(steps - 1) * batch, gates}).t(),
+                output.narrow(0, 0, steps - 1).reshape({(steps - 1) * batch, hidden}));
+  return grad;
 }
 
 Tensor undefined() { return Tensor(); }
@@ -247,7 +363,7 @@ std::vector<Tensor> rnn_forward_impl(const Tensor& x_proj, const Tensor& h0, con
   Tensor output = at::empty({steps, batch, hidden}, options);
   Tensor h = h0.clone();
   Tensor hh = at::empty({batch, hidden}, options);
-  Tensor masked = at::empty({batch, hidden}, options);
+  Tensor masked = mask.has_value() ? at::empty({batch, hidden}, options) : Tensor();  // h ⊙ m
   const bool layer_norm = ln_hh.has_value();
   Tensor hh_hat = layer_norm ? saved_buffer(lengths, {save ? steps : 1, batch, hidden}, options) : undefined();
   Tensor hh_rstd = layer_norm ? saved_buffer(lengths, {save ? steps : 1, batch}, options) : undefined();
@@ -255,10 +371,10 @@ std::vector<Tensor> rnn_forward_impl(const Tensor& x_proj, const Tensor& h0, con
   const T* gain = ptr_or_null<T>(ln_hh);
   const T* mask_data = ptr_or_null<T>(mask);
   const Lengths valid = read_lengths(lengths);
-  const Tensor w_t = w_hh.t();
+  const StepProduct<T> recurrent(w_hh, batch, true, steps);
   T* h_data = h.data_ptr<T>();
   for (std::int64_t t = 0; t < steps; ++t) {
-    matmul_weight_t<T>(hh, masked_input<T>(h, mask_data, masked), w_hh, w_t);
+    recurrent.run(hh, masked_input<T>(h, mask_data, masked));
     const T* x_t = x_proj.data_ptr<T>() + t * batch * hidden;
     T* out_t = output.data_ptr<T>() + t * batch * hidden;
     const std::int64_t slot = save ? t : 0;
@@ -306,6 +422,7 @@ std::vector<Tensor> rnn_backward_impl(const Tensor& grad_output, const Tensor& g
   const T* mask_data = ptr_or_null<T>(mask);
   const Lengths valid = read_lengths(lengths);
   T* dh_data = dh_next.data_ptr<T>();
+  const StepProduct<T> recurrent_back(w_hh, batch, false, steps);
   for (std::int64_t t = steps - 1; t >= 0; --t) {
     const std::int64_t offset = t * batch * hidden;
     for_each_row(batch, x_proj.size(2), [&](std::int64_t b) {
@@ -329,11 +446,10 @@ std::vector<Tensor> rnn_backward_impl(const Tensor& grad_output, const Tensor& g
         normalise_row_backward(d_pre_row, gain, hh_hat.data_ptr<T>() + row, hh_rstd.data_ptr<T>()[t * batch + b],
                                d_raw_row, hidden);
     });
-    at::mm_out(dh_in, d_raw[t], w_hh);
+    recurrent_back.run(dh_in, d_raw[t]);
     add_masked<T>(dh_next, dh_in, mask_data);
   }
-  Tensor inputs = recurrent_inputs(output, h0, mask);
-  Tensor grad_w = weight_gradient(d_raw, inputs);
+  Tensor grad_w = recurrent_weight_gradient(d_raw, output, h0, mask);
   Tensor grad_b = b_hh.has_value() ? d_pre.sum({0, 1}) : undefined();
   Tensor grad_ln = layer_norm ? (d_pre * hh_hat).sum({0, 1}) : undefined();
   return {d_pre, dh_next, grad_w, grad_b, grad_ln};
@@ -354,7 +470,7 @@ std::vector<Tensor> lstm_forward_impl(const Tensor& x_proj, const Tensor& h0, co
   Tensor output = at::empty({steps, batch, hidden}, options);
   Tensor h = h0.clone(), c = c0.clone();
   Tensor hh = at::empty({batch, gates}, options);
-  Tensor masked = at::empty({batch, hidden}, options);
+  Tensor masked = mask.has_value() ? at::empty({batch, hidden}, options) : Tensor();  // h ⊙ m
   Tensor saved_gates = saved_buffer(lengths, {slots, batch, gates}, options);
   Tensor cells = saved_buffer(lengths, {slots, batch, hidden}, options);
   Tensor tanh_cells = saved_buffer(lengths, {slots, batch, hidden}, options);
@@ -370,9 +486,9 @@ std::vector<Tensor> lstm_forward_impl(const Tensor& x_proj, const Tensor& h0, co
   const T* cell_bias = ptr_or_null<T>(ln_cell_b);
   const T* mask_data = ptr_or_null<T>(mask);
   const Lengths valid = read_lengths(lengths);
-  const Tensor w_t = w_hh.t();
+  const StepProduct<T> recurrent(w_hh, batch, true, steps);
   for (std::int64_t t = 0; t < steps; ++t) {
-    matmul_weight_t<T>(hh, masked_input<T>(h, mask_data, masked), w_hh, w_t);
+    recurrent.run(hh, masked_input<T>(h, mask_data, masked));
     const std::int64_t slot = save ? t : 0;
     for_each_row(batch, x_proj.size(2), [&](std::int64_t b) {
       T* out_row = output.data_ptr<T>() + (t * batch + b) * hidden;
@@ -454,6 +570,7 @@ std::vector<Tensor> lstm_backward_impl(const Tensor& grad_output, const Tensor& 
   const T* cell_gain = ptr_or_null<T>(ln_cell_w);
   const T* mask_data = ptr_or_null<T>(mask);
   const Lengths valid = read_lengths(lengths);
+  const StepProduct<T> recurrent_back(w_hh, batch, false, steps);
   for (std::int64_t t = steps - 1; t >= 0; --t) {
     for_each_row(batch, x_proj.size(2), [&](std::int64_t b) {
       const std::int64_t gate_offset = (t * batch + b) * gates, state_offset = (t * batch + b) * hidden;
@@ -499,11 +616,10 @@ std::vector<Tensor> lstm_backward_impl(const Tensor& grad_output, const Tensor& 
         normalise_row_backward(d_pre_row, gain, hh_hat.data_ptr<T>() + gate_offset,
                                hh_rstd.data_ptr<T>()[t * batch + b], d_raw_row, gates);
     });
-    at::mm_out(dh_in, d_raw[t], w_hh);
+    recurrent_back.run(dh_in, d_raw[t]);
     add_masked<T>(dh_next, dh_in, mask_data);
   }
-  Tensor inputs = recurrent_inputs(output, h0, mask);
-  Tensor grad_w = weight_gradient(d_raw, inputs);
+  Tensor grad_w = recurrent_weight_gradient(d_raw, output, h0, mask);
   Tensor grad_b = b_hh.has_value() ? d_pre.sum({0, 1}) : undefined();
   Tensor grad_ln = layer_norm ? (d_pre * hh_hat).sum({0, 1}) : undefined();
   Tensor grad_cw = undefined(), grad_cb = undefined();
@@ -527,7 +643,7 @@ std::vector<Tensor> gru_forward_impl(const Tensor& x_proj, const Tensor& h0, con
   Tensor output = at::empty({steps, batch, hidden}, options);
   Tensor h = h0.clone();
   Tensor hh = at::empty({batch, gates}, options);
-  Tensor masked = at::empty({batch, hidden}, options);
+  Tensor masked = mask.has_value() ? at::empty({batch, hidden}, options) : Tensor();  // h ⊙ m
   Tensor saved_gates = saved_buffer(lengths, {slots, batch, 4 * hidden}, options);
   const bool layer_norm = ln_hh.has_value();
   Tensor hh_hat = layer_norm ? saved_buffer(lengths, {slots, batch, gates}, options) : undefined();
@@ -536,9 +652,9 @@ std::vector<Tensor> gru_forward_impl(const Tensor& x_proj, const Tensor& h0, con
   const T* gain = ptr_or_null<T>(ln_hh);
   const T* mask_data = ptr_or_null<T>(mask);
   const Lengths valid = read_lengths(lengths);
-  const Tensor w_t = w_hh.t();
+  const StepProduct<T> recurrent(w_hh, batch, true, steps);
   for (std::int64_t t = 0; t < steps; ++t) {
-    matmul_weight_t<T>(hh, masked_input<T>(h, mask_data, masked), w_hh, w_t);
+    recurrent.run(hh, masked_input<T>(h, mask_data, masked));
     const std::int64_t slot = save ? t : 0;
     for_each_row(batch, x_proj.size(2), [&](std::int64_t b) {
       T* out_row = output.data_ptr<T>() + (t * batch + b) * hidden;
@@ -592,6 +708,7 @@ std::vector<Tensor> gru_backward_impl(const Tensor& grad_output, const Tensor& g
   const T* gain = ptr_or_null<T>(ln_hh);
   const T* mask_data = ptr_or_null<T>(mask);
   const Lengths valid = read_lengths(lengths);
+  const StepProduct<T> recurrent_back(w_hh, batch, false, steps);
   for (std::int64_t t = steps - 1; t >= 0; --t) {
     for_each_row(batch, x_proj.size(2), [&](std::int64_t b) {
       const std::int64_t gate_offset = (t * batch + b) * gates, state_offset = (t * batch + b) * hidden;
@@ -624,11 +741,10 @@ std::vector<Tensor> gru_backward_impl(const Tensor& grad_output, const Tensor& g
         normalise_row_backward(d_hh_row, gain, hh_hat.data_ptr<T>() + gate_offset, hh_rstd.data_ptr<T>()[t * batch + b],
                                d_raw_row, gates);
     });
-    at::mm_out(dh_in, d_raw[t], w_hh);
+    recurrent_back.run(dh_in, d_raw[t]);
     add_masked<T>(dh_next, dh_in, mask_data);
   }
-  Tensor inputs = recurrent_inputs(output, h0, mask);
-  Tensor grad_w = weight_gradient(d_raw, inputs);
+  Tensor grad_w = recurrent_weight_gradient(d_raw, output, h0, mask);
   Tensor grad_b = b_hh.has_value() ? d_hh.sum({0, 1}) : undefined();
   Tensor grad_ln = layer_norm ? (d_hh * hh_hat).sum({0, 1}) : undefined();
   return {d_x, dh_next, grad_w, grad_b, grad_ln};
@@ -650,7 +766,7 @@ std::vector<Tensor> gru_cho_forward_impl(const Tensor& x_proj, const Tensor& h0,
   Tensor h = h0.clone();
   Tensor hh_rz = at::empty({batch, 2 * hidden}, options);
   Tensor hh_n = at::empty({batch, hidden}, options);
-  Tensor masked = at::empty({batch, hidden}, options);
+  Tensor masked = mask.has_value() ? at::empty({batch, hidden}, options) : Tensor();  // h ⊙ m
   Tensor reset_input = at::empty({batch, hidden}, options);  // r ⊙ h_in
   Tensor saved_gates = saved_buffer(lengths, {slots, batch, gates}, options);
   const bool layer_norm = ln_hh.has_value();
@@ -660,12 +776,12 @@ std::vector<Tensor> gru_cho_forward_impl(const Tensor& x_proj, const Tensor& h0,
   const T* gain = ptr_or_null<T>(ln_hh);
   const T* mask_data = ptr_or_null<T>(mask);
   const Lengths valid = read_lengths(lengths);
-  const Tensor w_rz = w_hh.narrow(0, 0, 2 * hidden), w_rz_t = w_rz.t();
-  const Tensor w_n = w_hh.narrow(0, 2 * hidden, hidden), w_n_t = w_n.t();
+  const StepProduct<T> product_rz(w_hh.narrow(0, 0, 2 * hidden), batch, true, steps);
+  const StepProduct<T> product_n(w_hh.narrow(0, 2 * hidden, hidden), batch, true, steps);
   for (std::int64_t t = 0; t < steps; ++t) {
     const Tensor h_in = masked_input<T>(h, mask_data, masked);
     const T* h_in_data = h_in.data_ptr<T>();
-    matmul_weight_t<T>(hh_rz, h_in, w_rz, w_rz_t);
+    product_rz.run(hh_rz, h_in);
     const std::int64_t slot = save ? t : 0;
     for_each_row(batch, x_proj.size(2), [&](std::int64_t b) {
       T* reset_row = reset_input.data_ptr<T>() + b * hidden;
@@ -692,7 +808,7 @@ std::vector<Tensor> gru_cho_forward_impl(const Tensor& x_proj, const Tensor& h0,
         reset_row[j] = r_t * h_in_row[j];
       }
     });
-    matmul_weight_t<T>(hh_n, reset_input, w_n, w_n_t);
+    product_n.run(hh_n, reset_input);
     for_each_row(batch, x_proj.size(2), [&](std::int64_t b) {
       T* out_row = output.data_ptr<T>() + (t * batch + b) * hidden;
       if (!valid.valid(b, t)) {
@@ -743,6 +859,7 @@ std::vector<Tensor> gru_cho_backward_impl(const Tensor& grad_output, const Tenso
   const Tensor w_rz = w_hh.narrow(0, 0, 2 * hidden);
   const Tensor w_n = w_hh.narrow(0, 2 * hidden, hidden);
   Tensor inputs = recurrent_inputs(output, h0, mask);  // h_in of every step
+  const StepProduct<T> back_rz(w_rz, batch, false, steps), back_n(w_n, batch, false, steps);
   for (std::int64_t t = steps - 1; t >= 0; --t) {
     for_each_row(batch, x_proj.size(2), [&](std::int64_t b) {
       const std::int64_t gate_offset = (t * batch + b) * gates, state_offset = (t * batch + b) * hidden;
@@ -769,7 +886,7 @@ std::vector<Tensor> gru_cho_backward_impl(const Tensor& grad_output, const Tenso
                                hh_rstd.data_ptr<T>()[(t * batch + b) * 2 + 1], d_raw_row + 2 * hidden, hidden);
     });
     // d(r ⊙ h_in) = d(hh_n raw) W_n
-    at::mm_out(d_reset_input, d_raw[t].narrow(1, 2 * hidden, hidden), w_n);
+    back_n.run(d_reset_input, d_raw[t].narrow(1, 2 * hidden, hidden));
     const T* h_in_t = inputs.data_ptr<T>() + t * batch * hidden;
     for_each_row(batch, x_proj.size(2), [&](std::int64_t b) {
       const std::int64_t gate_offset = (t * batch + b) * gates;
@@ -789,7 +906,7 @@ std::vector<Tensor> gru_cho_backward_impl(const Tensor& grad_output, const Tenso
                                hh_rstd.data_ptr<T>()[(t * batch + b) * 2], d_raw.data_ptr<T>() + gate_offset, 2 * hidden);
     });
     dh_in.copy_(d_reset_input);
-    dh_in.addmm_(d_raw[t].narrow(1, 0, 2 * hidden), w_rz);
+    back_rz.run(dh_in, d_raw[t].narrow(1, 0, 2 * hidden), true);
     add_masked<T>(dh_next, dh_in, mask_data);
   }
   const std::int64_t rows = steps * batch;
