@@ -124,12 +124,15 @@ def test_a_ray_address_that_does_not_answer_fails_within_seconds(tmp_path):
 
 def test_ray_gives_the_same_results_as_local_processes(tiny_comparison, tmp_path):
     ray = pytest.importorskip("ray")
-    from conftest import compare_module_of
+    # the module, not the function `rnnlab.lab.compare` that shadows it as an attribute; and not
+    # through `conftest`, a name another test folder's conftest may hold
+    import importlib
+    compare_module = importlib.import_module("rnnlab.lab.compare")
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(compare_module_of(), "PROBE_OPTIONS", TINY_PROBE)
+            patch.setattr(compare_module, "PROBE_OPTIONS", TINY_PROBE)
             on_ray = compare(CompareConfig(out=str(tmp_path / "ray"), executor="ray", **TINY), progress=False)
     finally:
         ray.shutdown()
