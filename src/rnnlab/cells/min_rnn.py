@@ -112,8 +112,10 @@ MODES = ("auto", "kernel", "parallel", "sequential")
 
 
 def scan_min_rnn(kind: str, x_projection: Tensor, h0: Tensor, lengths: Tensor | None = None, *,
-                 mode: str = "auto") -> tuple[Tensor, Tensor]:
+                 mode: str = "auto", bias: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """One direction over a whole sequence: ``x_projection`` ``[T, B, gates·H]`` → ``(h [T, B, H], h_last)``.
+
+    ``x_projection + bias`` (``bias`` ``[gates·H]`` or None) is ``W x_t + b`` of every step.
 
     Steps ``t >= lengths[b]`` leave row ``b``'s state unchanged and output 0. ``mode``:
     ``"parallel"`` the blocked scan above, ``"sequential"`` the step functions in a loop (the
@@ -128,7 +130,9 @@ def scan_min_rnn(kind: str, x_projection: Tensor, h0: Tensor, lengths: Tensor | 
         from rnnlab.kernels import min_rnn_kernel_applies, run_min_rnn  # lazy: kernels import cells
 
         if min_rnn_kernel_applies(x_projection) or mode == "kernel":
-            return run_min_rnn(kind, x_projection, h0, lengths)
+            return run_min_rnn(kind, x_projection, h0, lengths, bias)
+    if bias is not None:
+        x_projection = x_projection + bias
     sequential = mode == "sequential"
     seq_len = x_projection.shape[0]
     valid = None
@@ -153,6 +157,18 @@ def scan_min_rnn(kind: str, x_projection: Tensor, h0: Tensor, lengths: Tensor | 
     if valid is not None:
         output = torch.where(valid, output, 0.0)
     return output, last
+
+
+def _project(sequence: Tensor, weight: Tensor) -> Tensor:
+    """``W x`` of every step of a ``[T, B, I]`` sequence, in the memory order the sequence has.
+
+    ``F.linear`` on the time-major view of a batch-first tensor would first copy it time-major;
+    projecting the batch-first tensor itself and viewing the result time-major copies nothing, and
+    the compiled scan reads either order (so its output and gradients stay batch-first too).
+    """
+    if not sequence.is_contiguous() and sequence.transpose(0, 1).is_contiguous():
+        return F.linear(sequence.transpose(0, 1), weight).transpose(0, 1)
+    return F.linear(sequence, weight)
 
 
 def _reverse_within_lengths(x: Tensor, lengths: Tensor | None) -> Tensor:
@@ -252,9 +268,9 @@ class _MinRNN(nn.Module):
             outputs = []
             for direction, suffix in enumerate(self._suffixes(layer)):
                 sequence = layer_input if direction == 0 else _reverse_within_lengths(layer_input, lengths)
-                x_projection = F.linear(sequence, getattr(self, f"weight{suffix}"), getattr(self, f"bias{suffix}"))
+                x_projection = _project(sequence, getattr(self, f"weight{suffix}"))
                 output, last = scan_min_rnn(self.kind, x_projection, hx[layer * directions + direction], lengths,
-                                            mode=mode)
+                                            mode=mode, bias=getattr(self, f"bias{suffix}"))
                 outputs.append(output if direction == 0 else _reverse_within_lengths(output, lengths))
                 finals.append(last)
             layer_input = torch.cat(outputs, dim=-1) if directions == 2 else outputs[0]

@@ -118,25 +118,33 @@ def run_recurrence(cell_kind: str, x_projection: Tensor, state: tuple[Tensor, ..
 
 
 class MinRNNFunction(torch.autograd.Function):
-    """minGRU / minLSTM over a whole sequence (see :mod:`rnnlab.cells.min_rnn`): one pass over time."""
+    """minGRU / minLSTM over a whole sequence (see :mod:`rnnlab.cells.min_rnn`): one pass over time.
+
+    ``x_projection`` is ``W x`` without the bias, which the kernel adds itself (``addmm`` would
+    first copy the bias into every row of the output).
+    """
 
     @staticmethod
-    def forward(ctx, x_projection, h0, lengths, lstm):
-        output, h_last = _module().min_rnn_forward(x_projection, h0, lengths, lstm)
+    def forward(ctx, x_projection, bias, h0, lengths, lstm):
+        output, h_last = _module().min_rnn_forward(x_projection, bias, h0, lengths, lstm)
         ctx.lstm = lstm
-        ctx.save_for_backward(x_projection, h0, output, lengths)
+        ctx.save_for_backward(x_projection, bias, h0, output, lengths)
         return output, h_last
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_output, grad_h_last):
-        x_projection, h0, output, lengths = ctx.saved_tensors
-        d_x, d_h0 = _module().min_rnn_backward(grad_output, grad_h_last, x_projection, h0, output, lengths, ctx.lstm)
-        return d_x, d_h0, None, None
+        x_projection, bias, h0, output, lengths = ctx.saved_tensors
+        d_x, d_h0 = _module().min_rnn_backward(grad_output, grad_h_last, x_projection, bias, h0, output, lengths,
+                                               ctx.lstm)
+        d_bias = d_x.sum((0, 1)) if bias is not None and ctx.needs_input_grad[1] else None
+        return d_x, d_bias, d_h0, None, None
 
 
-def run_min_rnn(kind: str, x_projection: Tensor, h0: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
-    """One direction of a minGRU (``kind="gru"``) or minLSTM (``"lstm"``) layer on the compiled scan."""
+def run_min_rnn(kind: str, x_projection: Tensor, h0: Tensor, lengths: Tensor | None = None,
+                bias: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """One direction of a minGRU (``kind="gru"``) or minLSTM (``"lstm"``) layer on the compiled scan;
+    ``x_projection + bias`` is ``W x_t + b`` of every step."""
     if lengths is not None:
         lengths = lengths.to(torch.int64).contiguous()
-    return MinRNNFunction.apply(x_projection, h0, lengths, kind == "lstm")
+    return MinRNNFunction.apply(x_projection, bias, h0, lengths, kind == "lstm")

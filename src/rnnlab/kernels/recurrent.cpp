@@ -932,42 +932,77 @@ inline T positive_g(T x) {
   return x >= T(0) ? x + T(0.5) : Math<T>::sigmoid(x);
 }
 
+// [T, B, features] tensors are read and written through their strides: a batch-first layer hands
+// its [B, T, ·] projection over as a transposed view, so nothing is copied on the way in or out.
+struct Strides {
+  std::int64_t time, row;
+  explicit Strides(const Tensor& tensor) : time(tensor.stride(0)), row(tensor.stride(1)) {}
+  std::int64_t at(std::int64_t t, std::int64_t b) const { return t * time + b * row; }
+};
+
+// An uninitialised [T, B, features] tensor laid out like `like` (time-major, or batch-major viewed
+// as [T, B, ·]).
+Tensor empty_like_layout(const Tensor& like, std::int64_t features) {
+  const std::int64_t steps = like.size(0), batch = like.size(1);
+  if (like.stride(1) > like.stride(0))
+    return at::empty({batch, steps, features}, like.options()).transpose(0, 1);
+  return at::empty({steps, batch, features}, like.options());
+}
+
+// Visits (t, b) in time order for each row (backward: reverse time), in the order that streams
+// through memory: batch-major data row by row, time-major data step by step; rows split over threads.
+template <typename F>
+void scan_rows(const Tensor& layout, std::int64_t work, bool reverse, const F& body) {
+  const std::int64_t steps = layout.size(0), batch = layout.size(1);
+  const bool batch_major = layout.stride(1) > layout.stride(0);
+  const std::int64_t grain = std::max<std::int64_t>(1, 65536 / std::max<std::int64_t>(1, work));
+  at::parallel_for(0, batch, grain, [&](std::int64_t begin, std::int64_t end) {
+    if (batch_major) {
+      for (std::int64_t b = begin; b < end; ++b)
+        for (std::int64_t i = 0; i < steps; ++i) body(reverse ? steps - 1 - i : i, b);
+    } else {
+      for (std::int64_t i = 0; i < steps; ++i)
+        for (std::int64_t b = begin; b < end; ++b) body(reverse ? steps - 1 - i : i, b);
+    }
+  });
+}
+
 template <typename T>
-std::vector<Tensor> min_rnn_forward_impl(const Tensor& x_proj, const Tensor& h0, const OptionalTensor& lengths,
-                                         bool lstm) {
-  const std::int64_t steps = x_proj.size(0), batch = x_proj.size(1), hidden = h0.size(1);
+std::vector<Tensor> min_rnn_forward_impl(const Tensor& x_proj, const Tensor& bias, const Tensor& h0,
+                                         const OptionalTensor& lengths, bool lstm) {
+  const std::int64_t steps = x_proj.size(0), hidden = h0.size(1);
   const std::int64_t gates = (lstm ? 3 : 2) * hidden;
-  Tensor output = at::empty({steps, batch, hidden}, x_proj.options());
+  Tensor output = empty_like_layout(x_proj, hidden);
   Tensor h = h0.clone();
   const Lengths valid = read_lengths(lengths);
+  const Strides x_at(x_proj), out_at(output);
   const T* x_data = x_proj.data_ptr<T>();
+  const T* c = bias.data_ptr<T>();  // b, added here rather than by an addmm that first copies it everywhere
   T* out_data = output.data_ptr<T>();
   T* h_data = h.data_ptr<T>();
-  for_each_row(batch, steps * gates, [&](std::int64_t b) {
+  scan_rows(x_proj, steps * gates, false, [&](std::int64_t t, std::int64_t b) {
     T* h_row = h_data + b * hidden;
-    for (std::int64_t t = 0; t < steps; ++t) {
-      T* out_row = out_data + (t * batch + b) * hidden;
-      if (!valid.valid(b, t)) {
-        for (std::int64_t j = 0; j < hidden; ++j) out_row[j] = 0;
-        continue;
+    T* out_row = out_data + out_at.at(t, b);
+    if (!valid.valid(b, t)) {
+      for (std::int64_t j = 0; j < hidden; ++j) out_row[j] = 0;
+      return;
+    }
+    const T* k = x_data + x_at.at(t, b);
+    if (lstm) {
+#pragma omp simd
+      for (std::int64_t j = 0; j < hidden; ++j) {
+        const T f_t = Math<T>::sigmoid((k[j] + c[j])), i_t = Math<T>::sigmoid((k[hidden + j] + c[hidden + j]));
+        const T h_t = (f_t * h_row[j] + i_t * positive_g((k[2 * hidden + j] + c[2 * hidden + j]))) / (f_t + i_t);
+        out_row[j] = h_t;
+        h_row[j] = h_t;
       }
-      const T* k = x_data + (t * batch + b) * gates;
-      if (lstm) {
+    } else {
 #pragma omp simd
-        for (std::int64_t j = 0; j < hidden; ++j) {
-          const T f_t = Math<T>::sigmoid(k[j]), i_t = Math<T>::sigmoid(k[hidden + j]);
-          const T h_t = (f_t * h_row[j] + i_t * positive_g(k[2 * hidden + j])) / (f_t + i_t);
-          out_row[j] = h_t;
-          h_row[j] = h_t;
-        }
-      } else {
-#pragma omp simd
-        for (std::int64_t j = 0; j < hidden; ++j) {
-          const T z_t = Math<T>::sigmoid(k[j]);
-          const T h_t = (T(1) - z_t) * h_row[j] + z_t * positive_g(k[hidden + j]);
-          out_row[j] = h_t;
-          h_row[j] = h_t;
-        }
+      for (std::int64_t j = 0; j < hidden; ++j) {
+        const T z_t = Math<T>::sigmoid((k[j] + c[j]));
+        const T h_t = (T(1) - z_t) * h_row[j] + z_t * positive_g((k[hidden + j] + c[hidden + j]));
+        out_row[j] = h_t;
+        h_row[j] = h_t;
       }
     }
   });
@@ -976,60 +1011,60 @@ std::vector<Tensor> min_rnn_forward_impl(const Tensor& x_proj, const Tensor& h0,
 
 template <typename T>
 std::vector<Tensor> min_rnn_backward_impl(const Tensor& grad_output, const Tensor& grad_h_last, const Tensor& x_proj,
-                                          const Tensor& h0, const Tensor& output, const OptionalTensor& lengths,
-                                          bool lstm) {
-  const std::int64_t steps = x_proj.size(0), batch = x_proj.size(1), hidden = h0.size(1);
+                                          const Tensor& bias, const Tensor& h0, const Tensor& output,
+                                          const OptionalTensor& lengths, bool lstm) {
+  const std::int64_t hidden = h0.size(1), steps = x_proj.size(0);
   const std::int64_t gates = (lstm ? 3 : 2) * hidden;
-  Tensor d_x = at::empty({steps, batch, gates}, x_proj.options());
+  Tensor d_x = empty_like_layout(x_proj, gates);
   Tensor dh_next = grad_h_last.clone();
   const Lengths valid = read_lengths(lengths);
+  const Strides x_at(x_proj), g_at(grad_output), out_at(output), d_at(d_x);
   const T* x_data = x_proj.data_ptr<T>();
+  const T* c = bias.data_ptr<T>();  // b, added here rather than by an addmm that first copies it everywhere
   const T* g_data = grad_output.data_ptr<T>();
   const T* out_data = output.data_ptr<T>();
   const T* h0_data = h0.data_ptr<T>();
   T* d_data = d_x.data_ptr<T>();
   T* dh_data = dh_next.data_ptr<T>();
-  for_each_row(batch, steps * gates, [&](std::int64_t b) {
+  scan_rows(x_proj, steps * gates, true, [&](std::int64_t t, std::int64_t b) {
     T* dh_row = dh_data + b * hidden;
-    for (std::int64_t t = steps - 1; t >= 0; --t) {
-      T* d_row = d_data + (t * batch + b) * gates;
-      if (!valid.valid(b, t)) {
-        for (std::int64_t j = 0; j < gates; ++j) d_row[j] = 0;
-        continue;
+    T* d_row = d_data + d_at.at(t, b);
+    if (!valid.valid(b, t)) {
+      for (std::int64_t j = 0; j < gates; ++j) d_row[j] = 0;
+      return;
+    }
+    const T* k = x_data + x_at.at(t, b);
+    const T* g_row = g_data + g_at.at(t, b);
+    const T* h_prev = t > 0 ? out_data + out_at.at(t - 1, b) : h0_data + b * hidden;
+    if (lstm) {
+#pragma omp simd
+      for (std::int64_t j = 0; j < hidden; ++j) {
+        const T f_t = Math<T>::sigmoid((k[j] + c[j])), i_t = Math<T>::sigmoid((k[hidden + j] + c[hidden + j]));
+        const T k_h = (k[2 * hidden + j] + c[2 * hidden + j]);
+        const T sigma_h = Math<T>::sigmoid(k_h);
+        const T h_tilde = k_h >= T(0) ? k_h + T(0.5) : sigma_h;
+        const T g_slope = k_h >= T(0) ? T(1) : sigma_h * (T(1) - sigma_h);
+        const T total = f_t + i_t;
+        const T dh = g_row[j] + dh_row[j];
+        const T d_forget = dh * h_prev[j], d_input = dh * h_tilde;  // d f', d i'
+        const T scale = T(1) / (total * total);
+        d_row[j] = (d_forget - d_input) * i_t * scale * f_t * (T(1) - f_t);
+        d_row[hidden + j] = (d_input - d_forget) * f_t * scale * i_t * (T(1) - i_t);
+        d_row[2 * hidden + j] = dh * i_t / total * g_slope;
+        dh_row[j] = dh * f_t / total;
       }
-      const T* k = x_data + (t * batch + b) * gates;
-      const T* g_row = g_data + (t * batch + b) * hidden;
-      const T* h_prev = t > 0 ? out_data + ((t - 1) * batch + b) * hidden : h0_data + b * hidden;
-      if (lstm) {
+    } else {
 #pragma omp simd
-        for (std::int64_t j = 0; j < hidden; ++j) {
-          const T f_t = Math<T>::sigmoid(k[j]), i_t = Math<T>::sigmoid(k[hidden + j]);
-          const T k_h = k[2 * hidden + j];
-          const T sigma_h = Math<T>::sigmoid(k_h);
-          const T h_tilde = k_h >= T(0) ? k_h + T(0.5) : sigma_h;
-          const T g_slope = k_h >= T(0) ? T(1) : sigma_h * (T(1) - sigma_h);
-          const T total = f_t + i_t;
-          const T dh = g_row[j] + dh_row[j];
-          const T d_forget = dh * h_prev[j], d_input = dh * h_tilde;  // d f', d i'
-          const T scale = T(1) / (total * total);
-          d_row[j] = (d_forget - d_input) * i_t * scale * f_t * (T(1) - f_t);
-          d_row[hidden + j] = (d_input - d_forget) * f_t * scale * i_t * (T(1) - i_t);
-          d_row[2 * hidden + j] = dh * i_t / total * g_slope;
-          dh_row[j] = dh * f_t / total;
-        }
-      } else {
-#pragma omp simd
-        for (std::int64_t j = 0; j < hidden; ++j) {
-          const T z_t = Math<T>::sigmoid(k[j]);
-          const T k_h = k[hidden + j];
-          const T sigma_h = Math<T>::sigmoid(k_h);
-          const T h_tilde = k_h >= T(0) ? k_h + T(0.5) : sigma_h;
-          const T g_slope = k_h >= T(0) ? T(1) : sigma_h * (T(1) - sigma_h);
-          const T dh = g_row[j] + dh_row[j];
-          d_row[j] = dh * (h_tilde - h_prev[j]) * z_t * (T(1) - z_t);
-          d_row[hidden + j] = dh * z_t * g_slope;
-          dh_row[j] = dh * (T(1) - z_t);
-        }
+      for (std::int64_t j = 0; j < hidden; ++j) {
+        const T z_t = Math<T>::sigmoid((k[j] + c[j]));
+        const T k_h = (k[hidden + j] + c[hidden + j]);
+        const T sigma_h = Math<T>::sigmoid(k_h);
+        const T h_tilde = k_h >= T(0) ? k_h + T(0.5) : sigma_h;
+        const T g_slope = k_h >= T(0) ? T(1) : sigma_h * (T(1) - sigma_h);
+        const T dh = g_row[j] + dh_row[j];
+        d_row[j] = dh * (h_tilde - h_prev[j]) * z_t * (T(1) - z_t);
+        d_row[hidden + j] = dh * z_t * g_slope;
+        dh_row[j] = dh * (T(1) - z_t);
       }
     }
   });
@@ -1127,18 +1162,28 @@ std::vector<Tensor> gru_backward(Tensor grad_output, Tensor grad_h_last, Tensor 
                                                              mask, lengths, output, saved_gates, hh_hat, hh_rstd));
 }
 
-std::vector<Tensor> min_rnn_forward(Tensor x_proj, Tensor h0, OptionalTensor lengths, bool lstm) {
+// [T, B, F] contiguous, or the [T, B, F] view of a contiguous [B, T, F] (a batch-first layer's);
+// anything else is copied into the first form.
+Tensor inner_contiguous(const Tensor& tensor) {
+  const bool batch_major = tensor.stride(2) == 1 && tensor.stride(0) == tensor.size(2) &&
+                           tensor.stride(1) == tensor.size(0) * tensor.size(2);
+  return tensor.is_contiguous() || batch_major ? tensor : tensor.contiguous();
+}
+
+std::vector<Tensor> min_rnn_forward(Tensor x_proj, OptionalTensor bias, Tensor h0, OptionalTensor lengths, bool lstm) {
   TORCH_CHECK(x_proj.dim() == 3 && h0.dim() == 2 && x_proj.size(2) == (lstm ? 3 : 2) * h0.size(1),
               "rnnlab min-RNN kernel: x_proj [T, B, gates·H] and h0 [B, H] expected, got ", x_proj.sizes(), " and ",
               h0.sizes());
-  x_proj = x_proj.contiguous(), h0 = h0.contiguous(), lengths = contiguous_or_none(lengths);
-  return RNNLAB_DISPATCH(x_proj, min_rnn_forward_impl<scalar_t>(x_proj, h0, lengths, lstm));
+  x_proj = inner_contiguous(x_proj), h0 = h0.contiguous(), lengths = contiguous_or_none(lengths);
+  const Tensor b = bias.has_value() && bias->defined() ? bias->contiguous() : at::zeros({x_proj.size(2)}, x_proj.options());
+  return RNNLAB_DISPATCH(x_proj, min_rnn_forward_impl<scalar_t>(x_proj, b, h0, lengths, lstm));
 }
 
-std::vector<Tensor> min_rnn_backward(Tensor grad_output, Tensor grad_h_last, Tensor x_proj, Tensor h0, Tensor output,
-                                     OptionalTensor lengths, bool lstm) {
-  grad_output = grad_output.contiguous(), grad_h_last = grad_h_last.contiguous();
-  return RNNLAB_DISPATCH(x_proj, min_rnn_backward_impl<scalar_t>(grad_output, grad_h_last, x_proj, h0, output, lengths,
+std::vector<Tensor> min_rnn_backward(Tensor grad_output, Tensor grad_h_last, Tensor x_proj, OptionalTensor bias,
+                                     Tensor h0, Tensor output, OptionalTensor lengths, bool lstm) {
+  const Tensor b = bias.has_value() && bias->defined() ? bias->contiguous() : at::zeros({x_proj.size(2)}, x_proj.options());
+  grad_output = inner_contiguous(grad_output), grad_h_last = grad_h_last.contiguous();
+  return RNNLAB_DISPATCH(x_proj, min_rnn_backward_impl<scalar_t>(grad_output, grad_h_last, x_proj, b, h0, output, lengths,
                                                                  lstm));
 }
 
