@@ -563,9 +563,12 @@ std::vector<Tensor> lstm_backward_impl(const Tensor& grad_output, const Tensor& 
   Tensor d_raw = layer_norm ? at::empty({steps, batch, gates}, options) : d_pre;
   Tensor dh_next = grad_h_last.clone(), dc_next = grad_c_last.clone();
   Tensor dh_in = at::empty({batch, hidden}, options);
-  // d(LN(c_t) γ_c + β_c) of every step, for the γ_c and β_c gradients summed at the end
-  Tensor d_shown = cell_norm ? at::zeros({steps, batch, hidden}, options) : at::empty({batch, hidden}, options);
-  Tensor d_shown_in = at::empty({batch, hidden}, options);
+  Tensor d_shown = at::empty({batch, hidden}, options), d_shown_in = at::empty({batch, hidden}, options);
+  // γ, γ_c, β_c gradients: sums over all steps and rows, added up while each row's values are still
+  // in cache (one double accumulator per thread), not as products over the saved sequence at the end.
+  const std::int64_t threads = at::get_num_threads();
+  std::vector<double> sum_gain(layer_norm ? threads * gates : 0);
+  std::vector<double> sum_cell_w(cell_norm ? threads * hidden : 0), sum_cell_b(cell_norm ? threads * hidden : 0);
   const T* gain = ptr_or_null<T>(ln_hh);
   const T* cell_gain = ptr_or_null<T>(ln_cell_w);
   const T* mask_data = ptr_or_null<T>(mask);
@@ -586,7 +589,8 @@ std::vector<Tensor> lstm_backward_impl(const Tensor& grad_output, const Tensor& 
       const T* c_prev = t > 0 ? cells.data_ptr<T>() + state_offset - batch * hidden : c0.data_ptr<T>() + b * hidden;
       T* dh_row = dh_next.data_ptr<T>() + b * hidden;
       T* dc_row = dc_next.data_ptr<T>() + b * hidden;
-      T* ds = d_shown.data_ptr<T>() + (cell_norm ? state_offset : b * hidden);
+      T* ds = d_shown.data_ptr<T>() + b * hidden;
+      const std::int64_t thread = at::get_thread_num();
       // dh → d(tanh shown) → d(shown); d o_t stored in d_pre's o block for now.
 #pragma omp simd
       for (std::int64_t j = 0; j < hidden; ++j) {
@@ -598,9 +602,15 @@ std::vector<Tensor> lstm_backward_impl(const Tensor& grad_output, const Tensor& 
         dh_row[j] = 0;  // refilled below by the GEMM: the LSTM's h_{t-1} acts only through W_hh
       }
       if (cell_norm) {
-        T* ds_in = d_shown_in.data_ptr<T>() + b * hidden;  // keep d_shown for γ_c, β_c; backprop a copy
-        normalise_row_backward(ds, cell_gain, c_hat.data_ptr<T>() + state_offset, c_rstd.data_ptr<T>()[t * batch + b],
-                               ds_in, hidden);
+        const T* hat = c_hat.data_ptr<T>() + state_offset;
+        double* cell_w_sum = sum_cell_w.data() + thread * hidden;
+        double* cell_b_sum = sum_cell_b.data() + thread * hidden;
+        for (std::int64_t j = 0; j < hidden; ++j) {
+          cell_w_sum[j] += static_cast<double>(ds[j]) * static_cast<double>(hat[j]);
+          cell_b_sum[j] += static_cast<double>(ds[j]);
+        }
+        T* ds_in = d_shown_in.data_ptr<T>() + b * hidden;
+        normalise_row_backward(ds, cell_gain, hat, c_rstd.data_ptr<T>()[t * batch + b], ds_in, hidden);
         ds = ds_in;
       }
 #pragma omp simd
@@ -612,21 +622,25 @@ std::vector<Tensor> lstm_backward_impl(const Tensor& grad_output, const Tensor& 
         d_pre_row[2 * hidden + j] = dc * i_t * (T(1) - c_tilde * c_tilde);
         dc_row[j] = dc * f_t;
       }
-      if (layer_norm)
-        normalise_row_backward(d_pre_row, gain, hh_hat.data_ptr<T>() + gate_offset,
-                               hh_rstd.data_ptr<T>()[t * batch + b], d_raw_row, gates);
+      if (layer_norm) {
+        const T* hat = hh_hat.data_ptr<T>() + gate_offset;
+        double* gain_sum = sum_gain.data() + thread * gates;
+        for (std::int64_t j = 0; j < gates; ++j)
+          gain_sum[j] += static_cast<double>(d_pre_row[j]) * static_cast<double>(hat[j]);
+        normalise_row_backward(d_pre_row, gain, hat, hh_rstd.data_ptr<T>()[t * batch + b], d_raw_row, gates);
+      }
     });
     recurrent_back.run(dh_in, d_raw[t]);
     add_masked<T>(dh_next, dh_in, mask_data);
   }
   Tensor grad_w = recurrent_weight_gradient(d_raw, output, h0, mask);
   Tensor grad_b = b_hh.has_value() ? d_pre.sum({0, 1}) : undefined();
-  Tensor grad_ln = layer_norm ? (d_pre * hh_hat).sum({0, 1}) : undefined();
-  Tensor grad_cw = undefined(), grad_cb = undefined();
-  if (cell_norm) {
-    grad_cw = (d_shown * c_hat).sum({0, 1});
-    grad_cb = d_shown.sum({0, 1});
-  }
+  const auto thread_total = [&](std::vector<double>& sums, std::int64_t size) {
+    return at::from_blob(sums.data(), {threads, size}, options.dtype(at::kDouble)).sum(0).to(options.dtype());
+  };
+  Tensor grad_ln = layer_norm ? thread_total(sum_gain, gates) : undefined();
+  Tensor grad_cw = cell_norm ? thread_total(sum_cell_w, hidden) : undefined();
+  Tensor grad_cb = cell_norm ? thread_total(sum_cell_b, hidden) : undefined();
   return {d_pre, dh_next, dc_next, grad_w, grad_b, grad_ln, grad_cw, grad_cb};
 }
 
