@@ -81,10 +81,13 @@ def kernel_paths() -> dict[str, str]:
     usable = build.enabled() and not state.startswith("unavailable")
     if not usable:
         return {"kernels": state}
+    # the keys of rnnlab.layers.KERNEL_PATHS, whose entries these replace
     return {
         "gru": ours,
         "rnn": f"{ours}; torch.nn fused when batch × hidden > {RNN_FUSED_ABOVE}",
         "lstm": "torch.nn fused (_VF.lstm, oneDNN)",
-        "+layer_norm/recurrent_dropout, gru convention='cho'": ours,
+        "+layer_norm/zoneout/recurrent_dropout": f"{ours}; with zoneout, rnnlab loop over cells",
+        "gru convention='cho'": ours,
+        "+weight_norm": "as without it, on the normalised weights",
         "mingru/minlstm": f"{ours}: one fused scan over time",
     }
