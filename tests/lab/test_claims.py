@@ -115,3 +115,13 @@ def test_challengers_must_both_match_the_lstm():
 def test_check_claims_runs_on_an_empty_run():
     results = make_results([], models=["rnn"], lengths=[10], seeds=[0])
     assert all(claim.verdict == "not measured" for claim in check_claims(results))
+
+
+def test_collapse_claim_says_when_the_time_cap_cut_a_rising_lstm_short():
+    cells = [make_cell("rnn", 10, value=1.0), make_cell("lstm", 10, value=1.0),
+             make_cell("rnn", 1000, value=0.12), make_cell("lstm", 1000, value=0.6, epochs=2)]
+    cells[-1]["stopped"] = "time budget"  # its history rises 0.2 → 0.4 over the two epochs
+    claim = verdicts(make_results(cells))["long-sequence-1000"]
+    assert claim["verdict"] == "does not hold"
+    assert "stopped 1 of the LSTM's T=1000 runs while validation accuracy was still rising" in claim["why"]
+    assert "seed 0: 0.200 → 0.400" in claim["why"]

@@ -150,8 +150,31 @@ def check_rnn_collapses_lstm_holds(results: dict[str, Any]) -> Claim:
         f"LSTM {'lost' if drop >= 0 else 'gained'} {abs(drop) * 100:.1f}% from {format_length(short)} to T=1000 "
         f"({lstm_short:.3f} → {lstm_long:.3f}; the claim needs a loss under 5%)",
     ]
+    short_cut = still_learning(results, "lstm", long)
+    if short_cut and not kept:
+        parts.append(
+            f"the time cap stopped {len(short_cut)} of the LSTM's T=1000 runs while validation accuracy was still "
+            f"rising ({', '.join(short_cut)}): give them longer (`--max-minutes`, or budget full) to see where it ends"
+        )
     claim.why = "; ".join(parts)
     return claim
+
+
+def still_learning(results: dict[str, Any], model: str, length: int | None) -> list[str]:
+    """Cells of ``model`` at ``length`` that the time cap stopped while the validation metric was improving.
+
+    Each is described as "seed S: v₁ → v₂ in its last two epochs"."""
+    found = []
+    for cell in results.get("cells", []):
+        if cell.get("status") != "done" or cell["model"] != model or cell["length"] != length:
+            continue
+        values = [row["val_metric"] for row in cell.get("history", []) if row.get("val_metric") is not None]
+        if cell.get("stopped") != "time budget" or len(values) < 2:
+            continue
+        better = values[-1] > values[-2] if cell["metric"]["higher_is_better"] else values[-1] < values[-2]
+        if better:
+            found.append(f"seed {cell['seed']}: {values[-2]:.3f} → {values[-1]:.3f} in its last two epochs")
+    return found
 
 
 def _long_range_text(results: dict[str, Any], short: int, long: int) -> str:

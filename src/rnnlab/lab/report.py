@@ -151,10 +151,14 @@ def _accuracy_against_length(results: dict[str, Any]) -> DrawnFigure | None:
     if all(length is not None for length in lengths) and len(lengths) > 1:
         for model in models:
             points = [(length, row(results, model, length)) for length in lengths if row(results, model, length)]
+            # bars span the seeds' range (min–max): with two or three seeds a standard deviation says
+            # little, and it would reach past the metric's bounds (accuracy above 1)
+            means = [entry["metric_mean"] for _, entry in points]
             axes.errorbar(
                 [length for length, _ in points],
-                [entry["metric_mean"] for _, entry in points],
-                yerr=[entry["metric_std"] for _, entry in points],
+                means,
+                yerr=[[m - entry["metric_min"] for m, (_, entry) in zip(means, points)],
+                      [entry["metric_max"] - m for m, (_, entry) in zip(means, points)]],
                 marker="o", capsize=4, linewidth=1.8, label=model, color=_colour(model, models),
             )
         _plain_log_axis(axes, "x", lengths)
@@ -164,7 +168,9 @@ def _accuracy_against_length(results: dict[str, Any]) -> DrawnFigure | None:
         length = lengths[-1]
         entries = [row(results, model, length) for model in models]
         positions = range(len(models))
-        axes.bar(positions, [e["metric_mean"] for e in entries], yerr=[e["metric_std"] for e in entries],
+        axes.bar(positions, [e["metric_mean"] for e in entries],
+                 yerr=[[e["metric_mean"] - e["metric_min"] for e in entries],
+                       [e["metric_max"] - e["metric_mean"] for e in entries]],
                  color=[_colour(m, models) for m in models], capsize=4)
         axes.set_xticks(list(positions), models)
         axes.set_xlabel(f"model ({format_length(length)})")
@@ -181,7 +187,8 @@ def _accuracy_against_length(results: dict[str, Any]) -> DrawnFigure | None:
     axes.set_title(title, fontsize=11)
     axes.grid(True, alpha=0.3)
     axes.legend(fontsize=8, loc="best", ncols=2)
-    spread = f"error bars: ± 1 standard deviation over {seeds} seeds" if seeds > 1 else "one seed per point (no spread)"
+    spread = (f"points are means over {seeds} seeds, bars their range (min–max)" if seeds > 1
+              else "one seed per point (no spread)")
     if len(lengths) > 1:
         where = "at each length"
     elif lengths[-1] is None:
