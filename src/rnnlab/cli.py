@@ -362,7 +362,7 @@ def _print_comparison(outcome) -> None:
                           f"{candidate['num_parameters']:,}", "yes" if candidate["on_front"] else "")
         console.print(table)
         for reason in advice["reasons"]:
-            if reason.startswith("Recommendation"):
+            if reason.startswith(("Recommendation", "Caution")):
                 console.print(reason, highlight=False, markup=False)
     verdicts = [claim["verdict"] for claim in results["claims"]]
     console.print(
