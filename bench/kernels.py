@@ -35,6 +35,7 @@ import rnnlab
 from rnnlab.kernels import build
 from rnnlab.kernels.streaming import LayerStepper
 from rnnlab.layers import reference_path
+from rnnlab.system import cpu_model
 
 SIZES = [(32, 100, 32, 128), (32, 1000, 32, 128), (256, 100, 64, 512)]
 console = Console(soft_wrap=True)
@@ -146,17 +147,6 @@ def streaming_rows(quick: bool) -> list[dict]:
              "wall_ratio": statistics.median(o[1] / r[1] for o, r in zip(measured[name], reference)),
              "bound": 0.3 if "LSTM" in name else None}
             for name in steppers]
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def main() -> None:

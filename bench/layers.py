@@ -42,6 +42,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from torch import nn
 
 import rnnlab
+from rnnlab.system import cpu_model
 
 SIZES = [(32, 100, 32, 128), (32, 1000, 32, 128), (256, 100, 64, 512)]
 TWINS = {"RNN": (rnnlab.RNN, nn.RNN), "LSTM": (rnnlab.LSTM, nn.LSTM), "GRU": (rnnlab.GRU, nn.GRU)}
@@ -175,17 +176,6 @@ def memory_rows(progress: Progress, threads: int | None) -> list[dict]:
                      "cut": measured[False]["peak_growth_bytes"] / measured[True]["peak_growth_bytes"],
                      "time_ratio": measured[True]["seconds"] / measured[False]["seconds"]})
     return rows
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def main() -> None:
