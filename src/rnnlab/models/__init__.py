@@ -15,6 +15,10 @@ Encoders (``MODEL_NAMES``):
 ``transformer`` pre-norm Transformer encoder, sinusoidal positions, causal for ``lm``
 ``mingru``     stacked ``rnnlab.MinGRU`` / ``MinLSTM`` (Feng et al. 2024): gates from the input
 ``minlstm``    only, so training scans time without a matmul per step
+``informer``   Informer (Zhou et al. 2021): ProbSparse attention, distilling, generative decoder;
+               ``forecast`` only (see ``informer.py``)
+``transformer-xl`` segment-level recurrent memory with relative positions (Dai et al. 2019);
+               ``lm`` (``charlm``) only, the memory is its state (see ``transformer_xl.py``)
 =============  ==============================================================================
 
 Heads follow ``spec.head`` (see ``heads.py``). Options common to all models: ``hidden_size`` (the
@@ -40,7 +44,7 @@ from typing import Any
 
 from rnnlab.errors import ConfigError, unknown_name
 from rnnlab.models.attention import AttentionPooling, StepAttention
-from rnnlab.models.heads import build_head
+from rnnlab.models.heads import StepHead, build_head
 from rnnlab.models.recurrent import RecurrentEncoder
 from rnnlab.models.sizing import count_built, fit_width
 from rnnlab.models.task_model import (
@@ -64,6 +68,7 @@ __all__ = [
     "TaskModel",
     "build_model",
     "count_parameters",
+    "model_heads",
     "model_names",
     "model_options",
     "receptive_field",
@@ -90,6 +95,7 @@ class ModelFamily:
     width_multiple: Callable[[dict[str, Any]], int] = field(default=lambda extras: 1)
     refine: str | None = None
     description: str = ""
+    heads: tuple[str, ...] | None = None  # the task heads the model fits; None: every head
 
 
 _REGISTRY: dict[str, ModelFamily] = {}
@@ -108,6 +114,11 @@ def model_names() -> tuple[str, ...]:
 def model_options(name: str) -> tuple[str, ...]:
     """The options ``name`` takes beyond the common ones."""
     return _family(name).extras
+
+
+def model_heads(name: str) -> tuple[str, ...] | None:
+    """The task heads ``name`` fits (``None``: every head); ``rnnlab tasks`` and the lab show them."""
+    return _family(name).heads
 
 
 def _family(name: str) -> ModelFamily:
@@ -137,6 +148,11 @@ def build_model(
     """
     family = _family(name)
     spec = normalize_spec(spec)
+    if family.heads is not None and spec.head not in family.heads:
+        raise ConfigError(
+            f"model {name!r} fits tasks with head {' or '.join(family.heads)} ({family.description}); "
+            f"task {spec.task!r} has head {spec.head!r}"
+        )
     if hidden_size is not None and params is not None:
         raise ConfigError(f"give hidden_size or params, not both; got hidden_size={hidden_size}, params={params}")
     for option, value in (("hidden_size", hidden_size), ("params", params)):
@@ -381,3 +397,104 @@ for _cell in ("mingru", "minlstm"):  # gates from the input only, trained with a
         ModelFamily(_build_recurrent, ("embedding_dim",), 128, _check_min_recurrent,
                     description=f"stacked {'minGRU' if _cell == 'mingru' else 'minLSTM'} (Feng et al. 2024)"),
     )
+
+
+# --------------------------------------------------------------------------- informer
+def _check_attention_model(name: str, spec: SimpleNamespace, options: SimpleNamespace) -> None:
+    for option, value in (("layer_norm", options.layer_norm), ("init", options.init)):
+        if value:
+            raise ConfigError(f"{option}={value!r} applies to rnn, lstm and gru; {name} normalises its own "
+                              "layers and has no recurrent weights")
+    if options.bidirectional is not None and options.bidirectional != (name == "informer"):
+        reading = "reads the whole lookback" if name == "informer" else "is causal by construction"
+        raise ConfigError(f"{name} {reading}: bidirectional must be None or {name == 'informer'}")
+    heads = options.extras.get("num_heads", 4)
+    if not isinstance(heads, int) or heads < 1:
+        raise ConfigError(f"{name} num_heads must be a positive integer; got {heads!r}")
+    for option in ("factor", "label_len", "decoder_layers", "segment_len", "feedforward_size"):
+        value = options.extras.get(option)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ConfigError(f"{name} {option} must be a positive integer; got {value!r}")
+    mem_len = options.extras.get("mem_len")
+    if mem_len is not None and (isinstance(mem_len, bool) or not isinstance(mem_len, int) or mem_len < 0):
+        raise ConfigError(f"{name} mem_len must be an integer ≥ 0 (0: no memory); got {mem_len!r}")
+    if name == "informer":
+        from rnnlab.models.informer import ATTENTIONS
+
+        if options.extras.get("attention", "prob") not in ATTENTIONS:
+            raise unknown_name("informer attention", str(options.extras["attention"]), ATTENTIONS)
+        label_len = options.extras.get("label_len")
+        if label_len is not None and spec.seq_len is not None and label_len > spec.seq_len:
+            raise ConfigError(f"informer label_len (the decoder's start token) must be at most the lookback "
+                              f"{spec.seq_len}; got {label_len}")
+
+
+def _build_informer(name: str, spec: SimpleNamespace, width: int, options: SimpleNamespace) -> TaskModel:
+    from rnnlab.models.informer import DEFAULT_FACTOR, InformerEncoder
+
+    extras = options.extras
+    encoder = InformerEncoder(
+        spec,
+        width,
+        num_layers=options.num_layers,
+        decoder_layers=extras.get("decoder_layers", 1),
+        num_heads=extras.get("num_heads", 4),
+        feedforward_size=extras.get("feedforward_size"),
+        dropout=options.dropout,
+        attention=extras.get("attention", "prob"),
+        factor=extras.get("factor", DEFAULT_FACTOR),
+        label_len=extras.get("label_len"),
+        distil=extras.get("distil", True),
+    )
+    # one linear map per forecast step, from the decoder's output at that step
+    head = StepHead(width, spec.output_shape[1])
+    return TaskModel(name, spec, encoder, head, dropout=options.dropout)
+
+
+register_model(
+    "informer",
+    ModelFamily(
+        _build_informer,
+        ("num_heads", "feedforward_size", "decoder_layers", "factor", "label_len", "attention", "distil"),
+        64,
+        _check_attention_model,
+        width_multiple=lambda extras: extras.get("num_heads", 4),
+        refine="feedforward_size",
+        description="Informer (Zhou et al. 2021): ProbSparse attention, distilling, generative decoder",
+        heads=("forecast",),
+    ),
+)
+
+
+# --------------------------------------------------------------------------- transformer-xl
+def _build_transformer_xl(name: str, spec: SimpleNamespace, width: int, options: SimpleNamespace) -> TaskModel:
+    from rnnlab.models.transformer_xl import TransformerXLEncoder
+
+    extras = options.extras
+    encoder = TransformerXLEncoder(
+        spec,
+        width,
+        num_layers=options.num_layers,
+        num_heads=extras.get("num_heads", 4),
+        feedforward_size=extras.get("feedforward_size"),
+        dropout=options.dropout,
+        segment_len=extras.get("segment_len"),
+        mem_len=extras.get("mem_len"),
+    )
+    head = build_head(spec, width)
+    return TaskModel(name, spec, encoder, head, dropout=options.dropout)
+
+
+register_model(
+    "transformer-xl",
+    ModelFamily(
+        _build_transformer_xl,
+        ("num_heads", "feedforward_size", "segment_len", "mem_len"),
+        128,
+        _check_attention_model,
+        width_multiple=lambda extras: extras.get("num_heads", 4),
+        refine="feedforward_size",
+        description="Transformer-XL (Dai et al. 2019): segment memory, relative positions",
+        heads=("lm",),
+    ),
+)
