@@ -93,7 +93,7 @@ def prob_sparse_attention(
         # One sample of keys per query, shared by the batch and the heads (as the authors' code).
         index = torch.randint(key_len, (query_len, sampled), generator=generator).to(q.device)
         keys = k[:, :, index, :]  # [B, heads, L_Q, n_sample, d]: transient, freed after M̄
-        scores = (q.unsqueeze(-2) @ keys.transpose(-1, -2)).squeeze(-2) * scale  # [B, heads, L_Q, n_sample]
+        scores = torch.einsum("bhqd,bhqsd->bhqs", q, keys) * scale  # [B, heads, L_Q, n_sample]
         if causal:
             # a sampled key after the query is not one it may see: leave it out of max and mean
             visible = index <= torch.arange(query_len, device=q.device).unsqueeze(1)
