@@ -53,10 +53,11 @@ class CausalConv1d(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, dilation: int) -> None:
         super().__init__()
         self.left_padding = (kernel_size - 1) * dilation
-        conv = nn.Conv1d(in_channels, out_channels, kernel_size, dilation=dilation)
-        # Bai et al. draw the weights from N(0, 0.01) before weight normalisation.
-        nn.init.normal_(conv.weight, 0.0, 0.01)
-        self.conv = weight_norm(conv)
+        # torch's default (Kaiming-uniform) direction and gain g = ‖v‖. Bai et al.'s code writes
+        # N(0, 0.01) into `.weight` *after* weight normalisation, which the next forward overwrites
+        # from g and v; drawing v from N(0, 0.01) *before* it instead (as this file once did) sets
+        # g ≈ 0.01·√(C·k): every block starts near zero and the TCN stays at chance on recall T ≥ 100.
+        self.conv = weight_norm(nn.Conv1d(in_channels, out_channels, kernel_size, dilation=dilation))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(F.pad(x, (self.left_padding, 0)))
