@@ -37,12 +37,14 @@ MATCH = 0.02
 
 @dataclass
 class Claim:
+    """A claim starts ``not measured``; its check fills in what it measured and the verdict."""
+
     id: str
     claim: str
     source: str
-    verdict: str
-    measured: str
-    why: str
+    verdict: str = NOT_MEASURED
+    measured: str = ""
+    why: str = ""
     figures: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -60,9 +62,6 @@ def check_rnn_short_memory(results: dict[str, Any]) -> Claim:
         id="rnn-short-memory",
         claim="A vanilla RNN cannot use dependencies beyond about 5–10 steps.",
         source="seed 001 §1.1 (无法有效捕捉超过5-10个时间步的依赖关系)",
-        verdict=NOT_MEASURED,
-        measured="",
-        why="",
     )
     task = _task_name(results)
     if task not in LONG_RANGE_TASKS:
@@ -108,9 +107,6 @@ def check_rnn_collapses_lstm_holds(results: dict[str, Any]) -> Claim:
         id="long-sequence-1000",
         claim="On a length-1000 task the RNN's accuracy collapses while the LSTM's drops by under 5%.",
         source="seed 000 §3.1 (准确率下降幅度不足5%)",
-        verdict=NOT_MEASURED,
-        measured="",
-        why="",
     )
     task = _task_name(results)
     if task not in LONG_RANGE_TASKS:
@@ -194,9 +190,6 @@ def check_gradient_flow(results: dict[str, Any]) -> Claim:
         id="vanishing-gradient",
         claim="Gradients vanish (or explode) through time in the RNN, not through the LSTM's cell state.",
         source="seed 001 §1.1, seed 003 (单元状态 … 更不容易消失或爆炸), seed 004 §3.1, §4.4",
-        verdict=NOT_MEASURED,
-        measured="",
-        why="",
     )
     flows = {model: _flow_ratios(results, model) for model in ("rnn", "lstm")}
     missing = [model for model, flow in flows.items() if flow is None]
@@ -264,9 +257,6 @@ def check_parameter_ratio(results: dict[str, Any]) -> Claim:
         id="parameter-count",
         claim="At the same sizes an LSTM has about 4× and a GRU about 3× the parameters of a vanilla RNN.",
         source="seed 000 §3.2 (参数量约为传统RNN的4倍), seed 001 §3.1 (减少33%)",
-        verdict=NOT_MEASURED,
-        measured="",
-        why="",
     )
     probe = results.get("probe")
     if not probe or not all(name in probe.get("parameters", {}) for name in ("rnn", "lstm", "gru")):
@@ -285,73 +275,63 @@ def check_parameter_ratio(results: dict[str, Any]) -> Claim:
     return claim
 
 
-def check_lstm_step_cost(results: dict[str, Any]) -> Claim:
-    return _probe_ratio_claim(
-        results,
-        id="lstm-step-cost",
-        claim="An LSTM step costs 30–50% more than an RNN step (training).",
-        source="seed 000 §3.2 (单步训练时间增加30%~50%)",
-        slow="lstm",
-        fast="rnn",
-        measure="train_ms",
-        low=0.25,
-        high=0.55,
-        stated="30–50% (range ± 5 points)",
-    )
+@dataclass(frozen=True)
+class ProbeRatio:
+    """A claim that ``slow`` takes ``low``…``high`` longer than ``fast`` on the layer cost probe's
+    ``measure`` (``train_ms`` or ``infer_ms``): ``t_slow / t_fast − 1``, same hidden size."""
 
+    id: str
+    claim: str
+    source: str
+    slow: str
+    fast: str
+    measure: str
+    low: float
+    high: float
+    stated: str
 
-def check_gru_train_speed(results: dict[str, Any]) -> Claim:
-    return _probe_ratio_claim(
-        results,
-        id="gru-train-speed",
-        claim="A GRU trains about 30% faster than an LSTM.",
-        source="seed 001 §3.2 (训练速度 较快(约提升30%))",
-        slow="lstm",
-        fast="gru",
-        measure="train_ms",
-        low=0.20,
-        high=0.40,
-        stated="about 30% (30 ± 10 points)",
-    )
-
-
-def check_gru_inference_speed(results: dict[str, Any]) -> Claim:
-    return _probe_ratio_claim(
-        results,
-        id="gru-inference-speed",
-        claim="A GRU infers about 22% faster than an LSTM.",
-        source="seed 001 §6 (推理速度提升22%)",
-        slow="lstm",
-        fast="gru",
-        measure="infer_ms",
-        low=0.12,
-        high=0.32,
-        stated="about 22% (22 ± 10 points)",
-    )
-
-
-def _probe_ratio_claim(results, *, id, claim, source, slow, fast, measure, low, high, stated) -> Claim:
-    """``slow`` is expected to take ``low``…``high`` longer than ``fast``: t_slow / t_fast − 1."""
-    result = Claim(id=id, claim=claim, source=source, verdict=NOT_MEASURED, measured="", why="")
-    probe = results.get("probe")
-    layers = (probe or {}).get("layers", {})
-    if slow not in layers or fast not in layers:
-        result.why = "the layer cost probe did not run (it runs with every comparison that includes rnn, lstm and gru)"
+    def __call__(self, results: dict[str, Any]) -> Claim:
+        result = Claim(id=self.id, claim=self.claim, source=self.source)
+        slow, fast, measure = self.slow, self.fast, self.measure
+        probe = results.get("probe")
+        layers = (probe or {}).get("layers", {})
+        if slow not in layers or fast not in layers:
+            result.why = "the layer cost probe did not run (it runs with every comparison that includes rnn, lstm and gru)"
+            return result
+        ratio = layers[slow][measure] / layers[fast][measure]
+        excess = ratio - 1
+        result.figures = {"ratio": ratio, slow: layers[slow][measure], fast: layers[fast][measure]}
+        what = "training step (forward + backward)" if measure == "train_ms" else "inference (forward, no gradients)"
+        comparison = (f"the {slow.upper()} takes {excess * 100:.0f}% longer than the {fast.upper()}" if excess >= 0
+                      else f"the {slow.upper()} takes {-excess * 100:.0f}% less time than the {fast.upper()}")
+        result.measured = (
+            f"{slow.upper()} {layers[slow][measure]:.2f} ms, {fast.upper()} {layers[fast][measure]:.2f} ms per {what} "
+            f"at hidden {probe['hidden_size']}, T={probe['seq_len']}, batch {probe['batch_size']} (same hidden size): "
+            + comparison
+        )
+        result.verdict = HOLDS if self.low <= excess <= self.high else FAILS
+        result.why = f"measured {excess * 100:+.0f}%; the documents say {self.stated}"
         return result
-    ratio = layers[slow][measure] / layers[fast][measure]
-    excess = ratio - 1
-    result.figures = {"ratio": ratio, slow: layers[slow][measure], fast: layers[fast][measure]}
-    what = "training step (forward + backward)" if measure == "train_ms" else "inference (forward, no gradients)"
-    comparison = (f"the {slow.upper()} takes {excess * 100:.0f}% longer than the {fast.upper()}" if excess >= 0
-                  else f"the {slow.upper()} takes {-excess * 100:.0f}% less time than the {fast.upper()}")
-    result.measured = (
-        f"{slow.upper()} {layers[slow][measure]:.2f} ms, {fast.upper()} {layers[fast][measure]:.2f} ms per {what} "
-        f"at hidden {probe['hidden_size']}, T={probe['seq_len']}, batch {probe['batch_size']} (same hidden size): "
-        + comparison
-    )
-    result.verdict = HOLDS if low <= excess <= high else FAILS
-    result.why = f"measured {excess * 100:+.0f}%; the documents say {stated}"
-    return result
+
+
+check_lstm_step_cost = ProbeRatio(
+    id="lstm-step-cost",
+    claim="An LSTM step costs 30–50% more than an RNN step (training).",
+    source="seed 000 §3.2 (单步训练时间增加30%~50%)",
+    slow="lstm", fast="rnn", measure="train_ms", low=0.25, high=0.55, stated="30–50% (range ± 5 points)",
+)
+check_gru_train_speed = ProbeRatio(
+    id="gru-train-speed",
+    claim="A GRU trains about 30% faster than an LSTM.",
+    source="seed 001 §3.2 (训练速度 较快(约提升30%))",
+    slow="lstm", fast="gru", measure="train_ms", low=0.20, high=0.40, stated="about 30% (30 ± 10 points)",
+)
+check_gru_inference_speed = ProbeRatio(
+    id="gru-inference-speed",
+    claim="A GRU infers about 22% faster than an LSTM.",
+    source="seed 001 §6 (推理速度提升22%)",
+    slow="lstm", fast="gru", measure="infer_ms", low=0.12, high=0.32, stated="about 22% (22 ± 10 points)",
+)
 
 
 def check_lstm_converges_faster(results: dict[str, Any]) -> Claim:
@@ -359,9 +339,6 @@ def check_lstm_converges_faster(results: dict[str, Any]) -> Claim:
         id="lstm-converges-faster",
         claim="An LSTM converges in fewer epochs than a vanilla RNN.",
         source="seed 000 §3.2 (LSTM 20个epoch内收敛, RNN 需50个epoch以上)",
-        verdict=NOT_MEASURED,
-        measured="",
-        why="",
     )
     target = (results.get("task") or {}).get("target")
     lengths = [length for length in lengths_of(results)
@@ -413,9 +390,6 @@ def check_traffic_case(results: dict[str, Any]) -> Claim:
         id="traffic-forecast",
         claim="On traffic forecasting: RNN MAE 2.3, LSTM 1.8, GRU 1.9 (the LSTM best, the GRU close, the RNN last).",
         source="seed 001 §6 (智能交通预测系统)",
-        verdict=NOT_MEASURED,
-        measured="",
-        why="",
     )
     task = _task_name(results)
     if task != "forecast":
@@ -453,9 +427,6 @@ def check_challengers_train_faster(results: dict[str, Any]) -> Claim:
         id="challengers-train-faster",
         claim="TCN and Transformer train faster than an LSTM (they run in parallel over time).",
         source="seed 002 §4 (训练速度远快于LSTM)",
-        verdict=NOT_MEASURED,
-        measured="",
-        why="",
     )
     length = _longest_common(results, ("lstm", "tcn", "transformer"))
     if length is False:
@@ -483,9 +454,6 @@ def check_challengers_match_lstm(results: dict[str, Any]) -> Claim:
         id="challengers-long-sequences",
         claim="TCN and Transformer match or beat the LSTM on long sequences.",
         source="seed 002 §4 (TCN在长序列任务上的速度和精度都不输LSTM)",
-        verdict=NOT_MEASURED,
-        measured="",
-        why="",
     )
     length = _longest_common(results, ("lstm", "tcn", "transformer"))
     if length is False:
@@ -517,7 +485,6 @@ def check_small_data(results: dict[str, Any]) -> Claim:
         id="small-data-small-machines",
         claim="LSTM/GRU remain better than TCN/Transformer on small data and small machines.",
         source="seed 002 §5 (小数据场景 / 低算力场景)",
-        verdict=NOT_MEASURED,
         measured="",
         why=(
             "a comparison trains every model on one data size; the claim needs a sweep over training-set "
