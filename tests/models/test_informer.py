@@ -129,3 +129,12 @@ def test_padded_lookbacks_are_refused():
     model = build_model("informer", FORECAST, hidden_size=8)
     with pytest.raises(ConfigError, match="whole lookback windows of 40 steps.*from 30 to 40"):
         model(torch.randn(2, 40, 3), torch.tensor([40, 30]))
+
+
+def test_onnx_export_is_refused_saying_why(tmp_path):
+    from rnnlab.export import export_onnx
+
+    model = build_model("informer", FORECAST, hidden_size=8)
+    with pytest.raises(ConfigError, match="cannot be exported to ONNX: ProbSparse attention.*random"):
+        export_onnx(model, tmp_path / "informer.onnx")
+    assert not (tmp_path / "informer.onnx").exists()

@@ -142,3 +142,12 @@ def test_errors_name_the_task_the_padding_and_the_memory_shape():
         model(tokens(2, 8), state=torch.zeros(2, 3, 4, 16), return_state=True)
     with pytest.raises(ConfigError, match="mem_len must be an integer ≥ 0"):
         build_model("transformer-xl", LM, mem_len=-1)
+
+
+@pytest.mark.parametrize("mode", ["sequence", "step"])
+def test_onnx_export_is_refused_saying_why(tmp_path, mode):
+    from rnnlab.export import export_onnx
+
+    with pytest.raises(ConfigError, match="cannot be exported to ONNX: its state is a memory"):
+        export_onnx(tiny(), tmp_path / "xl.onnx", mode=mode)
+    assert not (tmp_path / "xl.onnx").exists()

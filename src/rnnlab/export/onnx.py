@@ -101,6 +101,10 @@ def _check_exportable(model: nn.Module, mode: str, recurrence: str) -> None:
     if not hasattr(model, "spec") or not hasattr(model, "encoder"):
         raise ConfigError(f"export_onnx expects an rnnlab TaskModel (from build_model or load_run); "
                           f"got {type(model).__name__}")
+    # An encoder whose computation an ONNX trace cannot follow says why (informer, transformer-xl).
+    refusal = getattr(model.encoder, "onnx_refusal", None)
+    if refusal:
+        raise ConfigError(f"model {model.name!r} cannot be exported to ONNX: {refusal}")
     if mode == "step":
         refusal = step_refusal(model)
         if refusal:

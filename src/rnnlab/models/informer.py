@@ -214,6 +214,11 @@ class InformerEncoder(nn.Module):
 
     stateful = False
     bidirectional = True  # the encoder reads the whole lookback
+    onnx_refusal = (
+        "ProbSparse attention keeps u = c·ln L queries chosen by a top-k over randomly sampled keys; a "
+        "trace freezes u and the sample at the traced length (wrong at any other lookback), and a random "
+        "sample cannot be checked against PyTorch. Serve the PyTorch model (rnnlab forecast)"
+    )
 
     def __init__(
         self,

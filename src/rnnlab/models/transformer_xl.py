@@ -101,6 +101,12 @@ class TransformerXLEncoder(nn.Module):
 
     stateful = True
     bidirectional = False
+    onnx_refusal = (
+        "its state is a memory of past hidden states that grows up to mem_len positions, and its input "
+        "is read segment by segment; a trace freezes the memory length and the number of segments at "
+        "the traced ones, so neither the sequence nor the step graph would be right at other lengths. "
+        "Serve the PyTorch model (rnnlab generate)"
+    )
 
     def __init__(
         self,
