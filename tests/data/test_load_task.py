@@ -26,6 +26,8 @@ def tiny_inputs(task, tmp_path, tiny_music_mat):
         return str(text), {"seq_len": 16}
     if task == "music":
         return tiny_music_mat(), {}
+    if task == "seq2seq":
+        return "dates", {"n_train": 8, "n_val": 4, "n_test": 4}
     raise AssertionError(task)
 
 
@@ -55,9 +57,10 @@ def test_every_task_keeps_the_sample_contract(task, tmp_path, tiny_music_mat):
             "lm": ((x.shape[0],), torch.long),
             "forecast": (tuple(spec.output_shape), torch.float32),
             "multilabel": ((x.shape[0], spec.num_classes), torch.float32),
+            "seq2seq": ((len(y),) if y.dim() == 1 else None, torch.long),  # the target then <eos>
         }[spec.head]
         assert (tuple(y.shape), y.dtype) == expected
-        if spec.head in ("classify", "tag", "lm"):
+        if spec.head in ("classify", "tag", "lm", "seq2seq"):
             assert 0 <= int(y.min()) and int(y.max()) < spec.num_classes
         batch = collate([split[i] for i in range(min(3, len(split)))])
         assert batch.x.shape[0] == batch.y.shape[0] == batch.lengths.shape[0]

@@ -61,6 +61,11 @@ classify ``majority_accuracy``, ``majority_macro_f1``; tag ``word_majority_accur
 * ``charlm``: ``vocab`` (characters; index 0 is ``<unk>``), ``unk_index``, ``seq_len``, ``min_freq``,
   ``split_chars``, ``unk_share``, ``test_file``. The whole id stream of each part is
   ``task_data.train.tokens`` (a ``LongTensor``; also ``val``/``test``) for stateful TBPTT.
+* ``seq2seq``: ``source_vocab``, ``target_vocab`` (characters after ``<pad>``, ``<unk>``, ``<bos>``,
+  ``<eos>`` at 0-3), ``pad_index``, ``unk_index``, ``bos_index``, ``eos_index``, ``max_source_len``,
+  ``longest_target`` (with ``<eos>``), ``sizes``, ``source_lengths`` ([min, max] per split),
+  ``unseen_target_characters``, ``test_file``. ``x`` ``LongTensor[T_src]``, ``y``
+  ``LongTensor[T_tgt + 1]`` (target characters then ``<eos>``). Baseline ``copy_source_exact_match``.
 * ``music``: ``layout``, ``n_keys`` (88), ``lowest_note`` (MIDI 21), ``sequences`` and ``frames``
   per split, ``test_file``.
 """
@@ -103,7 +108,7 @@ __all__ = [
     "predict_inputs",
 ]
 
-HEADS = ("classify", "tag", "lm", "forecast", "regress", "multilabel")
+HEADS = ("classify", "tag", "lm", "forecast", "regress", "multilabel", "seq2seq")
 
 
 @dataclass
@@ -310,6 +315,21 @@ TASKS: dict[str, TaskInfo] = {
         options=_fractions(0.1, 0.1, "the pieces (a flat folder of .npy rolls only)"),
         loader="music:load_music",
     ),
+    "seq2seq": TaskInfo(
+        description="sequence to sequence (translation style): read a source string, write its target string",
+        head="seq2seq",
+        formats="UTF-8 text: source<TAB>target on each line (character vocabularies, <bos>/<eos>/<pad>)",
+        builtins={"dates": "generated: a date 1900-2099 in 12 surface forms (8-70 characters) -> its ISO form "
+                  "(876,588 distinct pairs)"},
+        default_data="dates",
+        seq_len="not used (each pair keeps its lengths; see max_source_len)",
+        options={
+            "max_source_len": Option(200, "longest source (characters) accepted; longer lines are refused", int),
+            **_fractions(0.1, 0.1, "the pairs"),
+            **_sizes(20000, 1000, 2000, "pairs (generated data only)"),
+        },
+        loader="seq2seq:load_seq2seq",
+    ),
 }
 
 
@@ -400,6 +420,10 @@ def predict_inputs(meta: dict[str, Any], path: str | os.PathLike) -> PredictInpu
         from rnnlab.data.tagging import tagging_inputs
 
         return tagging_inputs(meta, os.fspath(path))
+    if task == "seq2seq":
+        from rnnlab.data.seq2seq import seq2seq_inputs
+
+        return seq2seq_inputs(meta, os.fspath(path))
     if task == "forecast":
         raise ConfigError("forecast runs take new data through rnnlab.data.timeseries.forecast_windows")
     raise ConfigError(f"predict reads new files for classify and tag runs; this run's task is {task!r}")

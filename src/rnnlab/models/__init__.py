@@ -10,7 +10,9 @@ Encoders (``MODEL_NAMES``):
 ``gru``        stacked ``rnnlab.GRU``
 ``lstm+attn``  LSTM + attention: the seeds' attention pooling for sequence heads, Luong attention
 ``gru+attn``   per step for tag/lm heads (see ``attention.py``); the seeds' ``HybridModel`` is
-               ``gru+attn`` under a sequence head
+               ``gru+attn`` under a sequence head. On the ``seq2seq`` head: the encoder–decoder
+               with Bahdanau or Luong attention (``seq2seq.py``); ``rnn``/``lstm``/``gru`` there
+               are the same encoder–decoder without attention
 ``tcn``        temporal convolutional network (Bai et al. 2018); receptive field covers ``seq_len``
 ``transformer`` pre-norm Transformer encoder, sinusoidal positions, causal for ``lm``
 ``mingru``     stacked ``rnnlab.MinGRU`` / ``MinLSTM`` (Feng et al. 2024): gates from the input
@@ -46,6 +48,7 @@ from rnnlab.errors import ConfigError, unknown_name
 from rnnlab.models.attention import AttentionPooling, StepAttention
 from rnnlab.models.heads import StepHead, build_head
 from rnnlab.models.recurrent import RecurrentEncoder
+from rnnlab.models.seq2seq import SEQ2SEQ_EXTRAS, build_seq2seq, check_seq2seq
 from rnnlab.models.sizing import count_built, fit_width
 from rnnlab.models.task_model import (
     HEAD_NAMES,
@@ -179,6 +182,9 @@ def build_model(
         init=init,
         extras=dict(extras),
     )
+    if spec.head == "seq2seq" and family.check is not _check_recurrent:
+        raise ConfigError(f"model {name!r} has no encoder–decoder for the seq2seq head; use lstm+attn, gru+attn "
+                          "(with attention) or rnn, lstm, gru (without)")
     if family.check is not None:
         family.check(name, spec, options)
 
@@ -240,6 +246,8 @@ RECURRENT_EXTRAS = (
 
 
 def _build_recurrent(name: str, spec: SimpleNamespace, width: int, options: SimpleNamespace) -> TaskModel:
+    if spec.head == "seq2seq":  # the same names build the encoder–decoder (models/seq2seq.py)
+        return build_seq2seq(name, spec, width, options)
     cell, _, attention_kind = name.partition("+")
     extras = dict(options.extras)
     attention_size = extras.pop("attention_size", None)
@@ -274,6 +282,13 @@ def _build_recurrent(name: str, spec: SimpleNamespace, width: int, options: Simp
 
 
 def _check_recurrent(name: str, spec: SimpleNamespace, options: SimpleNamespace) -> None:
+    if spec.head == "seq2seq":
+        check_seq2seq(name, spec, options)
+        return
+    given = sorted(set(options.extras) & set(SEQ2SEQ_EXTRAS))
+    if given:
+        raise ConfigError(f"{', '.join(given)} apply to the encoder–decoder of the seq2seq head; head "
+                          f"{spec.head!r} has no decoder")
     if options.bidirectional is None:
         options.bidirectional = spec.head == "tag" and not spec.causal
     if "attention_size" in options.extras and spec.head in PER_STEP_HEADS:
@@ -284,7 +299,8 @@ def _check_recurrent(name: str, spec: SimpleNamespace, options: SimpleNamespace)
 
 
 for _cell in ("rnn", "lstm", "gru"):
-    _cell_extras = RECURRENT_EXTRAS + {"rnn": ("nonlinearity",), "gru": ("convention",), "lstm": ()}[_cell]
+    _cell_extras = RECURRENT_EXTRAS + SEQ2SEQ_EXTRAS + {"rnn": ("nonlinearity",), "gru": ("convention",),
+                                                        "lstm": ()}[_cell]
     register_model(
         _cell,
         ModelFamily(_build_recurrent, _cell_extras, 128, _check_recurrent, description=f"stacked {_cell.upper()}"),
@@ -294,7 +310,7 @@ for _cell in ("lstm", "gru"):
         f"{_cell}+attn",
         ModelFamily(
             _build_recurrent,
-            RECURRENT_EXTRAS + ("attention_size",) + (("convention",) if _cell == "gru" else ()),
+            RECURRENT_EXTRAS + ("attention_size",) + SEQ2SEQ_EXTRAS + (("convention",) if _cell == "gru" else ()),
             128,
             _check_recurrent,
             description=f"{_cell.upper()} + attention",

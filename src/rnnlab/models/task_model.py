@@ -27,7 +27,7 @@ from torch import nn
 from rnnlab.errors import ConfigError
 from rnnlab.layers import count_parameters
 
-HEAD_NAMES = ("classify", "tag", "lm", "forecast", "regress", "multilabel")
+HEAD_NAMES = ("classify", "tag", "lm", "forecast", "regress", "multilabel", "seq2seq")
 PER_STEP_HEADS = frozenset({"tag", "lm", "multilabel"})
 
 
@@ -81,10 +81,15 @@ def _check_spec(spec: SimpleNamespace) -> None:
         )
     if spec.vocab_size is not None and spec.vocab_size < 1:
         raise ConfigError(f"spec.vocab_size must be ≥ 1 when set; got {spec.vocab_size}")
-    if spec.head in ("classify", "tag", "lm", "multilabel") and (spec.num_classes is None or spec.num_classes < 1):
+    if spec.head in ("classify", "tag", "lm", "multilabel", "seq2seq") and (spec.num_classes is None or spec.num_classes < 1):
         raise ConfigError(f"head {spec.head!r} needs spec.num_classes ≥ 1; got {spec.num_classes!r}")
     if spec.head == "forecast" and (len(spec.output_shape) != 2 or min(spec.output_shape) < 1):
         raise ConfigError(f"head 'forecast' needs spec.output_shape = [horizon, n_targets]; got {spec.output_shape!r}")
+    if spec.head == "seq2seq" and (len(spec.output_shape) != 1 or spec.output_shape[0] < 1
+                                   or spec.vocab_size is None):
+        raise ConfigError("head 'seq2seq' needs token inputs (spec.vocab_size) and spec.output_shape = "
+                          f"[longest target with <eos>]; got vocab_size={spec.vocab_size!r}, "
+                          f"output_shape={spec.output_shape!r}")
     if spec.seq_len is not None and spec.seq_len < 1:
         raise ConfigError(f"spec.seq_len must be ≥ 1 when set; got {spec.seq_len}")
 

@@ -19,6 +19,10 @@ forecast, in the data's original units (``y = y_scaled · std + mean`` per targe
     seasonal-naive MAE on the training part (Hyndman & Koehler 2006).
 regression (``regress``): mse = mean e², mae = mean |e|.
 multilabel (``music``): nll = Σ_keys binary cross-entropy, averaged over frames (Boulanger-Lewandowski 2012).
+sequence to sequence (``seq2seq``), from the decoded output (greedy or beam search, not teacher-forced),
+    both cut at their first ``<eos>``:
+    exact_match = share of sequences decoded exactly,
+    cer         = Σ Levenshtein(decoded, reference) / Σ len(reference)   (character error rate).
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ PRIMARY_METRIC: dict[str, tuple[str, str]] = {
     "tag": ("macro_f1", "max"),
     "charlm": ("bpc", "min"),
     "music": ("nll", "min"),
+    "seq2seq": ("exact_match", "max"),
 }
 #: When a task is not listed above, its head decides.
 HEAD_PRIMARY_METRIC: dict[str, tuple[str, str]] = {
@@ -51,11 +56,12 @@ HEAD_PRIMARY_METRIC: dict[str, tuple[str, str]] = {
     "forecast": ("mae", "min"),
     "regress": ("mse", "min"),
     "multilabel": ("nll", "min"),
+    "seq2seq": ("exact_match", "max"),
 }
 
 
 #: Scores that cannot be beaten: training stops once the validation metric reaches one.
-PERFECT_SCORE: dict[str, float] = {"accuracy": 1.0, "macro_f1": 1.0}
+PERFECT_SCORE: dict[str, float] = {"accuracy": 1.0, "macro_f1": 1.0, "exact_match": 1.0}
 
 
 def primary_metric(task: str, head: str) -> tuple[str, str]:
@@ -228,6 +234,48 @@ class MultilabelMetrics(Metrics):
         return {"nll": _ratio(sums["nll"], sums["frames"])}
 
 
+class Seq2SeqMetrics(Metrics):
+    """``seq2seq``: output = decoded ids ``[B, T_out]``, y = reference ids ``[B, T_y]`` (``<eos>`` then ``-100``)."""
+
+    def __init__(self, eos_index: int) -> None:
+        super().__init__()
+        self.eos_index = int(eos_index)
+
+    def update(self, output: torch.Tensor, y: torch.Tensor) -> None:
+        decoded = [_until(row, self.eos_index) for row in output.detach().cpu().tolist()]
+        references = [_until(row, self.eos_index) for row in y.detach().cpu().tolist()]
+        self._add("exact", torch.tensor(float(sum(d == r for d, r in zip(decoded, references)))))
+        self._add("edits", torch.tensor(float(sum(levenshtein(d, r) for d, r in zip(decoded, references)))))
+        self._add("reference_length", torch.tensor(float(sum(len(r) for r in references))))
+        self._add("sequences", torch.tensor(float(len(references))))
+
+    def compute(self, sums: dict[str, torch.Tensor] | None = None) -> dict[str, float]:
+        sums = self.sums if sums is None else sums
+        return {"exact_match": _ratio(sums["exact"], sums["sequences"]),
+                "cer": _ratio(sums["edits"], sums["reference_length"])}
+
+
+def _until(ids: list[int], eos_index: int) -> list[int]:
+    """The tokens before the first ``<eos>`` (or ``-100`` padding)."""
+    for position, token in enumerate(ids):
+        if token == eos_index or token == IGNORE_INDEX:
+            return ids[:position]
+    return ids
+
+
+def levenshtein(a: Any, b: Any) -> int:
+    """Edit distance (insertions, deletions, substitutions, each 1) between two sequences."""
+    if len(a) < len(b):
+        a, b = b, a
+    previous = list(range(len(b) + 1))
+    for i, item in enumerate(a, start=1):
+        current = [i]
+        for j, other in enumerate(b, start=1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (item != other)))
+        previous = current
+    return previous[-1]
+
+
 def metrics_for(spec: Any, meta: dict[str, Any]) -> Metrics:
     """A fresh accumulator for a task (``spec``: a ``TaskSpec`` or its dict; ``meta``: the task's meta)."""
     head = _field(spec, "head")
@@ -249,12 +297,14 @@ def metrics_for(spec: Any, meta: dict[str, Any]) -> Metrics:
         return RegressionMetrics()
     if head == "multilabel":
         return MultilabelMetrics()
+    if head == "seq2seq":
+        return Seq2SeqMetrics(meta.get("eos_index", 3))
     raise ValueError(f"no metrics for head {head!r}")
 
 
 def loss_function(head: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """The training loss of a head: a mean over scored targets, in float32 even under bf16 autocast."""
-    if head in ("classify", "tag", "lm"):
+    if head in ("classify", "tag", "lm", "seq2seq"):  # seq2seq: token cross-entropy under teacher forcing
         def cross_entropy(output: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
             return F.cross_entropy(output.float().reshape(-1, output.size(-1)), y.reshape(-1),
                                    ignore_index=IGNORE_INDEX)

@@ -74,6 +74,8 @@ class TaskModule(L.LightningModule):
         # Equal lengths need no packing: the fused full-sequence path is faster.
         if lengths is not None and bool((lengths == x.size(1)).all()):
             lengths = None
+        if self.spec.head == "seq2seq":  # teacher forcing: the decoder reads the true previous token
+            return self.model(x, lengths, target=batch.y)
         return self.model(x, lengths)
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
@@ -111,6 +113,9 @@ class TaskModule(L.LightningModule):
         output = self._output(batch, "val")
         self._val_loss_sum += float(self.loss(output, batch.y)) * batch.y.size(0)
         self._val_batches += batch.y.size(0)
+        if self.spec.head == "seq2seq":  # scored on what the model writes alone: decoded, not teacher-forced
+            lengths = None if bool((batch.lengths == batch.x.size(1)).all()) else batch.lengths
+            output = self.model(batch.x, lengths)
         self.val_metrics.update(output, batch.y)
 
     def on_validation_epoch_end(self) -> None:

@@ -432,7 +432,8 @@ def _labelled_inputs(meta: dict[str, Any], spec: dict[str, Any], path: Path) -> 
 # --------------------------------------------------------------------------------------------- predict
 def predict_run(run_dir: str | os.PathLike, data: str | os.PathLike, out: str | os.PathLike | None = None,
                 *, batch_size: int = EVALUATION_BATCH_SIZE) -> list[dict[str, Any]]:
-    """Labels (classify) or tags (tag) for a new file; rows written to ``out`` as CSV when given.
+    """Labels (classify), tags (tag) or decoded targets (seq2seq) for a new file; rows written to
+    ``out`` as CSV when given (seq2seq rows: see ``_predict_seq2seq``).
 
     classify rows: where the sequence came from (``line`` or ``id``), ``predicted``, ``probability``
     (of the predicted label), ``true`` when the file has labels. tag rows: one per token: ``line``
@@ -442,6 +443,8 @@ def predict_run(run_dir: str | os.PathLike, data: str | os.PathLike, out: str | 
 
     config, model, task = load_run(run_dir)
     spec, meta = task["spec"], task["meta"]
+    if spec["head"] == "seq2seq":
+        return _predict_seq2seq(model, meta, Path(data), out, batch_size=batch_size)
     if spec["task"] not in ("classify", "tag"):
         hint = "; use `rnnlab forecast`" if spec["task"] == "forecast" else ""
         raise ConfigError(f"predict works on classify and tag runs; this run's task is {spec['task']!r}{hint}")
@@ -473,6 +476,31 @@ def predict_run(run_dir: str | os.PathLike, data: str | os.PathLike, out: str | 
                     if true is not None:
                         row["true"] = true[position]
                     rows.append(row)
+    if out is not None:
+        write_rows_csv(out, rows)
+    return rows
+
+
+def _predict_seq2seq(model: torch.nn.Module, meta: dict[str, Any], data: Path, out: str | os.PathLike | None,
+                     *, batch_size: int) -> list[dict[str, Any]]:
+    """seq2seq rows: ``line``, ``source``, ``predicted`` (decoded as the model's ``beam_size`` says),
+    ``log_probability`` (of the decoded sequence), ``true`` when the file has targets."""
+    from rnnlab.data import collate, predict_inputs
+    from rnnlab.data.seq2seq import decode_chars
+
+    inputs = predict_inputs(meta, data)
+    rows: list[dict[str, Any]] = []
+    for start in range(0, len(inputs.x), batch_size):
+        chunk = inputs.x[start:start + batch_size]
+        batch = collate([(x, torch.zeros(())) for x in chunk])
+        decoded, scores = model.decode(batch.x, batch.lengths, return_scores=True)
+        for offset, ids in enumerate(decoded):
+            i = start + offset
+            row = {**inputs.keys[i], "predicted": decode_chars(meta["target_vocab"], ids),
+                   "log_probability": round(float(scores[offset]), 6)}
+            if inputs.targets is not None:
+                row["true"] = inputs.targets[i]
+            rows.append(row)
     if out is not None:
         write_rows_csv(out, rows)
     return rows
