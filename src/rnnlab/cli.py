@@ -111,9 +111,13 @@ def tasks() -> None:
     model_table = Table(title="models (rnnlab train --model M)")
     model_table.add_column("model")
     model_table.add_column("what")
+    model_table.add_column("tasks")
     model_table.add_column("options beyond the common ones (--model-option KEY=VALUE)")
     for name in models.model_names():
-        model_table.add_row(name, models._family(name).description, ", ".join(models.model_options(name)) or "-")
+        heads = models.model_heads(name)
+        fits = "all" if heads is None else ", ".join(task for task, info in TASKS.items() if info.head in heads)
+        model_table.add_row(name, models._family(name).description, fits,
+                            ", ".join(models.model_options(name)) or "-")
     console.print(model_table)
     console.print("Task options not covered by a flag: --option KEY=VALUE (e.g. --option n_train=2000).")
 
@@ -123,8 +127,8 @@ def train(
     out: str = typer.Option(..., "--out", "-o", help="Run directory (created; must not hold another run)."),
     task: str = typer.Option(None, "--task", "-t", help="Task: recall, adding, copy, forecast, classify, tag, "
                              "charlm, music (see `rnnlab tasks`). Default recall."),
-    model: str = typer.Option(None, "--model", "-m", help="rnn, lstm, gru, lstm+attn, gru+attn, tcn, transformer. "
-                              "Default lstm."),
+    model: str = typer.Option(None, "--model", "-m", help="rnn, lstm, gru, lstm+attn, gru+attn, tcn, transformer, mingru, minlstm, "
+                              "informer (forecast), transformer-xl (charlm). Default lstm."),
     data: str = typer.Option(None, "--data", help="Data file, or a built-in data set name (see `rnnlab tasks`)."),
     test_data: str = typer.Option(None, "--test-data", help="Separate test file (else the test split is cut from "
                                   "--data)."),

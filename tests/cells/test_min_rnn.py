@@ -146,3 +146,24 @@ def test_bad_input_is_refused_with_what_was_expected():
 
 def test_exported_from_the_package():
     assert rnnlab.MinGRU is MinGRU and rnnlab.MinLSTM is MinLSTM
+
+
+@pytest.mark.skipif("kernel" not in MODES, reason="the compiled kernels are not available")
+@pytest.mark.parametrize("name", sorted(LAYERS))
+def test_fused_layer_kernel_over_many_blocks_and_threads_equals_the_step_functions(name):
+    # hidden 64 makes the kernel's time blocks a few dozen steps, so 100 steps cross several block
+    # boundaries (one of them partial); batch-first input is read in place; two threads split the rows.
+    torch.manual_seed(0)
+    layer = LAYERS[name](6, 64, batch_first=True, bidirectional=True, dtype=torch.float64)
+    x = torch.randn(5, 100, 6, dtype=torch.float64)
+    hx = torch.randn(2, 5, 64, dtype=torch.float64)
+    lengths = torch.tensor([100, 37, 64, 1, 99])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        ours = outputs_and_gradients(layer, x, "lengths", "kernel", hx, lengths)
+    finally:
+        torch.set_num_threads(threads)
+    expected = outputs_and_gradients(layer, x, "lengths", "sequential", hx, lengths)
+    for a, b in zip(ours, expected):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)

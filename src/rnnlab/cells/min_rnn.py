@@ -263,14 +263,25 @@ class _MinRNN(nn.Module):
         if tuple(hx.shape) != expected_state:
             raise ConfigError(f"{name}: expected h_0 of shape {list(expected_state)} (num_layers·directions, "
                               f"batch, hidden_size); got {list(hx.shape)}")
+        if mode not in MODES:
+            raise ConfigError(f"min-RNN mode must be one of {', '.join(MODES)}; got {mode!r}")
+        use_kernel = False
+        if mode in ("auto", "kernel"):
+            from rnnlab.kernels import min_rnn_kernel_applies, run_min_rnn_layer  # lazy: kernels import cells
+
+            use_kernel = mode == "kernel" or min_rnn_kernel_applies(x)
         layer_input, finals = x, []
         for layer in range(self.num_layers):
             outputs = []
             for direction, suffix in enumerate(self._suffixes(layer)):
                 sequence = layer_input if direction == 0 else _reverse_within_lengths(layer_input, lengths)
-                x_projection = _project(sequence, getattr(self, f"weight{suffix}"))
-                output, last = scan_min_rnn(self.kind, x_projection, hx[layer * directions + direction], lengths,
-                                            mode=mode, bias=getattr(self, f"bias{suffix}"))
+                weight, bias, h0 = getattr(self, f"weight{suffix}"), getattr(self, f"bias{suffix}"), \
+                    hx[layer * directions + direction]
+                if use_kernel:  # projection and scan fused, block by block in cache
+                    output, last = run_min_rnn_layer(self.kind, sequence, weight, h0, lengths, bias)
+                else:
+                    output, last = scan_min_rnn(self.kind, _project(sequence, weight), h0, lengths, mode=mode,
+                                                bias=bias)
                 outputs.append(output if direction == 0 else _reverse_within_lengths(output, lengths))
                 finals.append(last)
             layer_input = torch.cat(outputs, dim=-1) if directions == 2 else outputs[0]

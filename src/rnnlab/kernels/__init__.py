@@ -15,7 +15,8 @@ What runs where, chosen by measurement (``bench/kernels.py``; the README has the
 * A plain ``LSTM`` stays on torch.nn's kernel (oneDNN's LSTM on the CPU, as fast as ours).
 * Zoneout, ``proj_size``, gate recording, autocast, tensors off the CPU, and tracing (ONNX export,
   TorchScript, torch.compile) keep their old paths.
-* ``MinGRU`` / ``MinLSTM`` (:mod:`rnnlab.cells.min_rnn`) scan time in one fused pass per row.
+* ``MinGRU`` / ``MinLSTM`` (:mod:`rnnlab.cells.min_rnn`) run each layer in one fused pass per row:
+  input projection and scan block by block in cache, the projection recomputed in backward.
 
 ``RNNLAB_KERNELS=0`` switches the kernels off; :func:`status` says whether they are compiled.
 """
@@ -25,10 +26,10 @@ from __future__ import annotations
 import torch
 
 from rnnlab.kernels import build
-from rnnlab.kernels.functions import run_min_rnn, run_recurrence
+from rnnlab.kernels.functions import run_min_rnn, run_min_rnn_layer, run_recurrence
 
 __all__ = ["RNN_FUSED_ABOVE", "kernel_applies", "kernel_paths", "min_rnn_kernel_applies", "run_min_rnn",
-           "run_recurrence", "status"]
+           "run_min_rnn_layer", "run_recurrence", "status"]
 
 # batch × hidden above which torch.nn's fused RNN is as fast as the kernel (the per-step matmul
 # then dominates both); measured by bench/kernels.py at (256, 100, 64, 512).

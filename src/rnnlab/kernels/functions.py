@@ -148,3 +148,36 @@ def run_min_rnn(kind: str, x_projection: Tensor, h0: Tensor, lengths: Tensor | N
     if lengths is not None:
         lengths = lengths.to(torch.int64).contiguous()
     return MinRNNFunction.apply(x_projection, bias, h0, lengths, kind == "lstm")
+
+
+class MinRNNLayerFunction(torch.autograd.Function):
+    """One direction of a minGRU / minLSTM layer from its input: ``x`` ``[T, B, I]`` → ``h``.
+
+    The input projection ``W x_t + b`` happens inside the kernel, block by block in cache, and is
+    recomputed in backward instead of saved (``recurrent.cpp`` says why). ``x`` may be the
+    time-major view of a batch-first tensor; the output and ``dx`` keep that memory order.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, h0, lengths, lstm):
+        output, h_last = _module().min_rnn_layer_forward(x, weight, bias, h0, lengths, lstm)
+        ctx.lstm = lstm
+        ctx.save_for_backward(x, weight, bias, h0, output, lengths)
+        return output, h_last
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_output, grad_h_last):
+        x, weight, bias, h0, output, lengths = ctx.saved_tensors
+        d_x, d_h0, d_weight, d_bias = _module().min_rnn_layer_backward(grad_output, grad_h_last, x, weight, bias, h0,
+                                                                       output, lengths, ctx.lstm)
+        return d_x, d_weight, d_bias if bias is not None else None, d_h0, None, None
+
+
+def run_min_rnn_layer(kind: str, x: Tensor, weight: Tensor, h0: Tensor, lengths: Tensor | None = None,
+                      bias: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """One direction of a minGRU (``kind="gru"``) or minLSTM (``"lstm"``) layer on ``x`` ``[T, B, I]``
+    with ``weight`` ``[gates·H, I]`` and ``bias`` ``[gates·H]``: ``(output [T, B, H], h_last)``."""
+    if lengths is not None:
+        lengths = lengths.to(torch.int64).contiguous()
+    return MinRNNLayerFunction.apply(x, weight, bias, h0, lengths, kind == "lstm")

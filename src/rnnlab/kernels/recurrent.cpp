@@ -981,6 +981,66 @@ void scan_rows(const Tensor& layout, std::int64_t work, bool reverse, const F& b
   });
 }
 
+// One step of one row: h_t from k = W x_t (without b; c is b) and h_{t-1} in h_row (updated in place).
+template <typename T>
+inline void min_rnn_step_row(const T* k, const T* c, T* h_row, T* out_row, std::int64_t hidden, bool lstm) {
+  if (lstm) {
+#pragma omp simd
+    for (std::int64_t j = 0; j < hidden; ++j) {
+      const T f_t = Math<T>::sigmoid((k[j] + c[j])), i_t = Math<T>::sigmoid((k[hidden + j] + c[hidden + j]));
+      const T h_t = (f_t * h_row[j] + i_t * positive_g((k[2 * hidden + j] + c[2 * hidden + j]))) / (f_t + i_t);
+      out_row[j] = h_t;
+      h_row[j] = h_t;
+    }
+  } else {
+#pragma omp simd
+    for (std::int64_t j = 0; j < hidden; ++j) {
+      const T z_t = Math<T>::sigmoid((k[j] + c[j]));
+      const T h_t = (T(1) - z_t) * h_row[j] + z_t * positive_g((k[hidden + j] + c[hidden + j]));
+      out_row[j] = h_t;
+      h_row[j] = h_t;
+    }
+  }
+}
+
+// Its backward: from dh_t = g_row + dh_row, the gradient of k into d_row and dh_{t-1} into dh_row.
+// d_row may be k itself (each j reads its three k entries before writing them).
+template <typename T>
+inline void min_rnn_step_row_backward(const T* k, const T* c, const T* g_row, const T* h_prev, T* dh_row, T* d_row,
+                                      std::int64_t hidden, bool lstm) {
+  if (lstm) {
+#pragma omp simd
+    for (std::int64_t j = 0; j < hidden; ++j) {
+      const T f_t = Math<T>::sigmoid((k[j] + c[j])), i_t = Math<T>::sigmoid((k[hidden + j] + c[hidden + j]));
+      const T k_h = (k[2 * hidden + j] + c[2 * hidden + j]);
+      const T sigma_h = Math<T>::sigmoid(k_h);
+      const T h_tilde = k_h >= T(0) ? k_h + T(0.5) : sigma_h;
+      const T g_slope = k_h >= T(0) ? T(1) : sigma_h * (T(1) - sigma_h);
+      const T total = f_t + i_t;
+      const T dh = g_row[j] + dh_row[j];
+      const T d_forget = dh * h_prev[j], d_input = dh * h_tilde;  // d f', d i'
+      const T scale = T(1) / (total * total);
+      d_row[j] = (d_forget - d_input) * i_t * scale * f_t * (T(1) - f_t);
+      d_row[hidden + j] = (d_input - d_forget) * f_t * scale * i_t * (T(1) - i_t);
+      d_row[2 * hidden + j] = dh * i_t / total * g_slope;
+      dh_row[j] = dh * f_t / total;
+    }
+  } else {
+#pragma omp simd
+    for (std::int64_t j = 0; j < hidden; ++j) {
+      const T z_t = Math<T>::sigmoid((k[j] + c[j]));
+      const T k_h = (k[hidden + j] + c[hidden + j]);
+      const T sigma_h = Math<T>::sigmoid(k_h);
+      const T h_tilde = k_h >= T(0) ? k_h + T(0.5) : sigma_h;
+      const T g_slope = k_h >= T(0) ? T(1) : sigma_h * (T(1) - sigma_h);
+      const T dh = g_row[j] + dh_row[j];
+      d_row[j] = dh * (h_tilde - h_prev[j]) * z_t * (T(1) - z_t);
+      d_row[hidden + j] = dh * z_t * g_slope;
+      dh_row[j] = dh * (T(1) - z_t);
+    }
+  }
+}
+
 template <typename T>
 std::vector<Tensor> min_rnn_forward_impl(const Tensor& x_proj, const Tensor& bias, const Tensor& h0,
                                          const OptionalTensor& lengths, bool lstm) {
@@ -995,30 +1055,12 @@ std::vector<Tensor> min_rnn_forward_impl(const Tensor& x_proj, const Tensor& bia
   T* out_data = output.data_ptr<T>();
   T* h_data = h.data_ptr<T>();
   scan_rows(x_proj, steps * gates, false, [&](std::int64_t t, std::int64_t b) {
-    T* h_row = h_data + b * hidden;
     T* out_row = out_data + out_at.at(t, b);
     if (!valid.valid(b, t)) {
       for (std::int64_t j = 0; j < hidden; ++j) out_row[j] = 0;
       return;
     }
-    const T* k = x_data + x_at.at(t, b);
-    if (lstm) {
-#pragma omp simd
-      for (std::int64_t j = 0; j < hidden; ++j) {
-        const T f_t = Math<T>::sigmoid((k[j] + c[j])), i_t = Math<T>::sigmoid((k[hidden + j] + c[hidden + j]));
-        const T h_t = (f_t * h_row[j] + i_t * positive_g((k[2 * hidden + j] + c[2 * hidden + j]))) / (f_t + i_t);
-        out_row[j] = h_t;
-        h_row[j] = h_t;
-      }
-    } else {
-#pragma omp simd
-      for (std::int64_t j = 0; j < hidden; ++j) {
-        const T z_t = Math<T>::sigmoid((k[j] + c[j]));
-        const T h_t = (T(1) - z_t) * h_row[j] + z_t * positive_g((k[hidden + j] + c[hidden + j]));
-        out_row[j] = h_t;
-        h_row[j] = h_t;
-      }
-    }
+    min_rnn_step_row(x_data + x_at.at(t, b), c, h_data + b * hidden, out_row, hidden, lstm);
   });
   return {output, h};
 }
@@ -1034,55 +1076,165 @@ std::vector<Tensor> min_rnn_backward_impl(const Tensor& grad_output, const Tenso
   const Lengths valid = read_lengths(lengths);
   const Strides x_at(x_proj), g_at(grad_output), out_at(output), d_at(d_x);
   const T* x_data = x_proj.data_ptr<T>();
-  const T* c = bias.data_ptr<T>();  // b, added here rather than by an addmm that first copies it everywhere
+  const T* c = bias.data_ptr<T>();
   const T* g_data = grad_output.data_ptr<T>();
   const T* out_data = output.data_ptr<T>();
   const T* h0_data = h0.data_ptr<T>();
   T* d_data = d_x.data_ptr<T>();
   T* dh_data = dh_next.data_ptr<T>();
   scan_rows(x_proj, steps * gates, true, [&](std::int64_t t, std::int64_t b) {
-    T* dh_row = dh_data + b * hidden;
     T* d_row = d_data + d_at.at(t, b);
     if (!valid.valid(b, t)) {
       for (std::int64_t j = 0; j < gates; ++j) d_row[j] = 0;
       return;
     }
-    const T* k = x_data + x_at.at(t, b);
-    const T* g_row = g_data + g_at.at(t, b);
     const T* h_prev = t > 0 ? out_data + out_at.at(t - 1, b) : h0_data + b * hidden;
-    if (lstm) {
-#pragma omp simd
-      for (std::int64_t j = 0; j < hidden; ++j) {
-        const T f_t = Math<T>::sigmoid((k[j] + c[j])), i_t = Math<T>::sigmoid((k[hidden + j] + c[hidden + j]));
-        const T k_h = (k[2 * hidden + j] + c[2 * hidden + j]);
-        const T sigma_h = Math<T>::sigmoid(k_h);
-        const T h_tilde = k_h >= T(0) ? k_h + T(0.5) : sigma_h;
-        const T g_slope = k_h >= T(0) ? T(1) : sigma_h * (T(1) - sigma_h);
-        const T total = f_t + i_t;
-        const T dh = g_row[j] + dh_row[j];
-        const T d_forget = dh * h_prev[j], d_input = dh * h_tilde;  // d f', d i'
-        const T scale = T(1) / (total * total);
-        d_row[j] = (d_forget - d_input) * i_t * scale * f_t * (T(1) - f_t);
-        d_row[hidden + j] = (d_input - d_forget) * f_t * scale * i_t * (T(1) - i_t);
-        d_row[2 * hidden + j] = dh * i_t / total * g_slope;
-        dh_row[j] = dh * f_t / total;
-      }
-    } else {
-#pragma omp simd
-      for (std::int64_t j = 0; j < hidden; ++j) {
-        const T z_t = Math<T>::sigmoid((k[j] + c[j]));
-        const T k_h = (k[hidden + j] + c[hidden + j]);
-        const T sigma_h = Math<T>::sigmoid(k_h);
-        const T h_tilde = k_h >= T(0) ? k_h + T(0.5) : sigma_h;
-        const T g_slope = k_h >= T(0) ? T(1) : sigma_h * (T(1) - sigma_h);
-        const T dh = g_row[j] + dh_row[j];
-        d_row[j] = dh * (h_tilde - h_prev[j]) * z_t * (T(1) - z_t);
-        d_row[hidden + j] = dh * z_t * g_slope;
-        dh_row[j] = dh * (T(1) - z_t);
+    min_rnn_step_row_backward(x_data + x_at.at(t, b), c, g_data + g_at.at(t, b), h_prev, dh_data + b * hidden, d_row,
+                              hidden, lstm);
+  });
+  return {d_x, dh_next};
+}
+
+// ------------------------------------------------- minGRU, minLSTM: the whole layer, fused
+// The scan above takes k = W x precomputed: a [T, B, gates·H] tensor that one GEMM writes and the
+// scan reads, whose gradient the backward scan writes and two GEMMs and a sum read again. For a
+// layer whose recurrence is a few flops per element, that traffic through memory is most of the
+// time. Here each thread takes some rows and walks time in blocks of a few dozen (step, row)
+// pairs: the block's k = x W^T is one small GEMM into a buffer that stays in cache, and the scan
+// runs on it at once. Backward recomputes k the same way (cheaper than storing it, since
+// input_size is small next to gates·H), turns it into dk in place and, still in cache, adds
+// dk W into dx, dk^T x into the thread's dW and Σ dk into its db.
+
+// (step, row) pairs per block: the block's k (gates wide) in about 128 KB, well inside L2.
+std::int64_t min_rnn_block_steps(std::int64_t gates, std::int64_t rows, std::int64_t element_size) {
+  const std::int64_t pairs = std::clamp<std::int64_t>(131072 / (element_size * gates), 8, 1024);
+  return std::max<std::int64_t>(1, pairs / rows);
+}
+
+// Copies x[t0 .. t0+n) of rows [begin, end) into block, step-major: block row i·rows + (b − begin).
+template <typename T>
+void gather_rows(const Tensor& x, std::int64_t t0, std::int64_t n, std::int64_t begin, std::int64_t end, T* block) {
+  const Strides at_x(x);
+  const std::int64_t width = x.size(2), rows = end - begin;
+  const T* data = x.data_ptr<T>();
+  for (std::int64_t i = 0; i < n; ++i)
+    for (std::int64_t b = begin; b < end; ++b)
+      std::copy_n(data + at_x.at(t0 + i, b), width, block + (i * rows + b - begin) * width);
+}
+
+template <typename T>
+void scatter_rows(const T* block, std::int64_t t0, std::int64_t n, std::int64_t begin, std::int64_t end, Tensor& x) {
+  const Strides at_x(x);
+  const std::int64_t width = x.size(2), rows = end - begin;
+  T* data = x.data_ptr<T>();
+  for (std::int64_t i = 0; i < n; ++i)
+    for (std::int64_t b = begin; b < end; ++b)
+      std::copy_n(block + (i * rows + b - begin) * width, width, data + at_x.at(t0 + i, b));
+}
+
+template <typename T>
+std::vector<Tensor> min_rnn_layer_forward_impl(const Tensor& x, const Tensor& weight, const Tensor& bias,
+                                               const Tensor& h0, const OptionalTensor& lengths, bool lstm) {
+  const std::int64_t steps = x.size(0), batch = x.size(1), inputs = x.size(2), hidden = h0.size(1);
+  const std::int64_t gates = (lstm ? 3 : 2) * hidden;
+  Tensor output = empty_like_layout(x, hidden);
+  Tensor h = h0.clone();
+  const Lengths valid = read_lengths(lengths);
+  const Strides out_at(output);
+  const Tensor weight_t = weight.t();
+  const T* c = bias.data_ptr<T>();
+  T* out_data = output.data_ptr<T>();
+  T* h_data = h.data_ptr<T>();
+  at::parallel_for(0, batch, 1, [&](std::int64_t begin, std::int64_t end) {
+    const std::int64_t rows = end - begin, block_steps = min_rnn_block_steps(gates, rows, sizeof(T));
+    Tensor x_block = at::empty({block_steps * rows, inputs}, x.options());
+    Tensor k_block = at::empty({block_steps * rows, gates}, x.options());
+    for (std::int64_t t0 = 0; t0 < steps; t0 += block_steps) {
+      const std::int64_t n = std::min(block_steps, steps - t0);
+      gather_rows<T>(x, t0, n, begin, end, x_block.data_ptr<T>());
+      Tensor k = k_block.narrow(0, 0, n * rows);
+      at::mm_out(k, x_block.narrow(0, 0, n * rows), weight_t);
+      const T* k_data = k_block.data_ptr<T>();
+      for (std::int64_t i = 0; i < n; ++i) {
+        for (std::int64_t b = begin; b < end; ++b) {
+          T* out_row = out_data + out_at.at(t0 + i, b);
+          if (!valid.valid(b, t0 + i)) {
+            std::fill_n(out_row, hidden, T(0));
+            continue;
+          }
+          min_rnn_step_row(k_data + (i * rows + b - begin) * gates, c, h_data + b * hidden, out_row, hidden, lstm);
+        }
       }
     }
   });
-  return {d_x, dh_next};
+  return {output, h};
+}
+
+template <typename T>
+std::vector<Tensor> min_rnn_layer_backward_impl(const Tensor& grad_output, const Tensor& grad_h_last, const Tensor& x,
+                                                const Tensor& weight, const Tensor& bias, const Tensor& h0,
+                                                const Tensor& output, const OptionalTensor& lengths, bool lstm) {
+  const std::int64_t steps = x.size(0), batch = x.size(1), inputs = x.size(2), hidden = h0.size(1);
+  const std::int64_t gates = (lstm ? 3 : 2) * hidden;
+  Tensor d_x = empty_like_layout(x, inputs);
+  Tensor dh_next = grad_h_last.clone();
+  const std::int64_t threads = at::get_num_threads();
+  Tensor d_weight_parts = at::zeros({threads, gates, inputs}, x.options());
+  std::vector<double> d_bias_parts(threads * gates, 0.0);
+  const Lengths valid = read_lengths(lengths);
+  const Strides g_at(grad_output), out_at(output);
+  const Tensor weight_t = weight.t();
+  const T* c = bias.data_ptr<T>();
+  const T* g_data = grad_output.data_ptr<T>();
+  const T* out_data = output.data_ptr<T>();
+  const T* h0_data = h0.data_ptr<T>();
+  T* dh_data = dh_next.data_ptr<T>();
+  at::parallel_for(0, batch, 1, [&](std::int64_t begin, std::int64_t end) {
+    const std::int64_t thread = at::get_thread_num();
+    const std::int64_t rows = end - begin, block_steps = min_rnn_block_steps(gates, rows, sizeof(T));
+    Tensor x_block = at::empty({block_steps * rows, inputs}, x.options());
+    Tensor k_block = at::empty({block_steps * rows, gates}, x.options());  // k, then dk in place
+    Tensor dx_block = at::empty({block_steps * rows, inputs}, x.options());
+    Tensor d_weight = d_weight_parts[thread];
+    double* d_bias = d_bias_parts.data() + thread * gates;
+    std::vector<T> block_bias(gates, T(0));
+    for (std::int64_t t1 = steps; t1 > 0; t1 -= block_steps) {
+      const std::int64_t t0 = std::max<std::int64_t>(0, t1 - block_steps), n = t1 - t0;
+      gather_rows<T>(x, t0, n, begin, end, x_block.data_ptr<T>());
+      const Tensor x_used = x_block.narrow(0, 0, n * rows);
+      Tensor k = k_block.narrow(0, 0, n * rows);
+      at::mm_out(k, x_used, weight_t);
+      T* k_data = k_block.data_ptr<T>();
+      for (std::int64_t i = n - 1; i >= 0; --i) {
+        const std::int64_t t = t0 + i;
+        for (std::int64_t b = begin; b < end; ++b) {
+          T* k_row = k_data + (i * rows + b - begin) * gates;
+          if (!valid.valid(b, t)) {  // the state passed through: its gradient stays in dh_next
+            std::fill_n(k_row, gates, T(0));
+            continue;
+          }
+          const T* h_prev = t > 0 ? out_data + out_at.at(t - 1, b) : h0_data + b * hidden;
+          min_rnn_step_row_backward(k_row, c, g_data + g_at.at(t, b), h_prev, dh_data + b * hidden, k_row, hidden,
+                                    lstm);
+          T* block_sum = block_bias.data();
+#pragma omp simd
+          for (std::int64_t j = 0; j < gates; ++j) block_sum[j] += k_row[j];
+        }
+      }
+      // Σ dk: within a block (at most a thousand rows) in T, across blocks in double
+      for (std::int64_t j = 0; j < gates; ++j) {
+        d_bias[j] += static_cast<double>(block_bias[j]);
+        block_bias[j] = T(0);
+      }
+      Tensor dx = dx_block.narrow(0, 0, n * rows);
+      at::mm_out(dx, k, weight);
+      d_weight.addmm_(k.t(), x_used);
+      scatter_rows<T>(dx_block.data_ptr<T>(), t0, n, begin, end, d_x);
+    }
+  });
+  const auto options = x.options();
+  Tensor d_bias = at::from_blob(d_bias_parts.data(), {threads, gates}, options.dtype(at::kDouble)).sum(0).to(options.dtype());
+  return {d_x, dh_next, d_weight_parts.sum(0), d_bias};
 }
 
 // ------------------------------------------------------------------------------- bindings
@@ -1201,6 +1353,31 @@ std::vector<Tensor> min_rnn_backward(Tensor grad_output, Tensor grad_h_last, Ten
                                                                  lstm));
 }
 
+std::vector<Tensor> min_rnn_layer_forward(Tensor x, Tensor weight, OptionalTensor bias, Tensor h0,
+                                          OptionalTensor lengths, bool lstm) {
+  TORCH_CHECK(x.dim() == 3 && h0.dim() == 2 && weight.dim() == 2 && weight.size(0) == (lstm ? 3 : 2) * h0.size(1) &&
+                  weight.size(1) == x.size(2) && h0.size(0) == x.size(1),
+              "rnnlab min-RNN layer kernel: x [T, B, I], weight [gates·H, I] and h0 [B, H] expected, got ", x.sizes(),
+              ", ", weight.sizes(), " and ", h0.sizes());
+  // detached: the worker threads of at::parallel_for do not inherit autograd's no-grad mode, and
+  // their GEMMs on a weight that requires grad would be refused
+  x = inner_contiguous(x.detach()), weight = weight.detach().contiguous(), h0 = h0.contiguous();
+  lengths = contiguous_or_none(lengths);
+  const Tensor b = bias.has_value() && bias->defined() ? bias->contiguous() : at::zeros({weight.size(0)}, x.options());
+  return RNNLAB_DISPATCH(x, min_rnn_layer_forward_impl<scalar_t>(x, weight, b, h0, lengths, lstm));
+}
+
+std::vector<Tensor> min_rnn_layer_backward(Tensor grad_output, Tensor grad_h_last, Tensor x, Tensor weight,
+                                           OptionalTensor bias, Tensor h0, Tensor output, OptionalTensor lengths,
+                                           bool lstm) {
+  x = inner_contiguous(x.detach()), weight = weight.detach().contiguous(), h0 = h0.contiguous();
+  lengths = contiguous_or_none(lengths);
+  const Tensor b = bias.has_value() && bias->defined() ? bias->contiguous() : at::zeros({weight.size(0)}, x.options());
+  grad_output = inner_contiguous(grad_output), grad_h_last = grad_h_last.contiguous();
+  return RNNLAB_DISPATCH(x, min_rnn_layer_backward_impl<scalar_t>(grad_output, grad_h_last, x, weight, b, h0, output,
+                                                                  lengths, lstm));
+}
+
 // ------------------------------------------------------------------------------ streaming
 // One time step of a stacked unidirectional layer, every layer in one call: the real-time case,
 // where a Python round trip per operation would cost more than the arithmetic. Weights per layer:
@@ -1307,6 +1484,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {
   module.def("gru_backward", &gru_backward);
   module.def("min_rnn_forward", &min_rnn_forward);
   module.def("min_rnn_backward", &min_rnn_backward);
+  module.def("min_rnn_layer_forward", &min_rnn_layer_forward);
+  module.def("min_rnn_layer_backward", &min_rnn_layer_backward);
   pybind11::class_<Stepper>(module, "Stepper")
       .def(pybind11::init<std::string, std::vector<std::vector<OptionalTensor>>>())
       .def("step", &Stepper::step);

@@ -206,6 +206,7 @@ def resolve(config: CompareConfig, *, available_models: tuple[str, ...] | None =
             raise unknown_name("model", str(name), available_models)
     if len(set(models)) != len(models):
         raise ConfigError(f"models: each name once please; got {', '.join(models)}")
+    _check_models_fit_task(models, config.task)
     if config.executor not in EXECUTORS:
         raise unknown_name("executor", str(config.executor), EXECUTORS)
     if config.target_metric is not None and not (
@@ -387,6 +388,21 @@ def _registered_models() -> tuple[str, ...]:
     from rnnlab.models import model_names
 
     return tuple(model_names())
+
+
+def _check_models_fit_task(models: list[str], task: str) -> None:
+    """Refuse, before any cell runs, a model built for other heads (informer: forecast; transformer-xl: lm)."""
+    from rnnlab.models import model_heads, model_names
+
+    info = _task_info(task)
+    if info is None:
+        return
+    unfit = [(name, model_heads(name)) for name in models if name in model_names()]
+    unfit = [(name, heads) for name, heads in unfit if heads is not None and info.head not in heads]
+    if unfit:
+        reasons = "; ".join(f"{name} fits head {' or '.join(heads)}" for name, heads in unfit)
+        raise ConfigError(f"task {task!r} has head {info.head!r}, which {', '.join(n for n, _ in unfit)} "
+                          f"cannot serve ({reasons}); drop it from --models (see `rnnlab tasks`)")
 
 
 def _registered_tasks() -> tuple[str, ...]:
