@@ -120,6 +120,22 @@ def test_kernel_equals_reference_loop(case, form, monkeypatch):
         assert float((ours32.double() - expected).abs().max()) <= max(1e-5 * scale, 2 * loop_error)
 
 
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_rows_split_over_threads_equal_the_reference_loop(case, monkeypatch):
+    """Each thread carries its own block of batch rows through the sequence: with three threads the
+    five rows split unevenly (2, 2, 1), and padded rows fall in different blocks."""
+    layer = build_layer(case, bidirectional=True, batch_first=True, dtype=torch.float64).train()
+    x = torch.randn(BATCH, STEPS, INPUT, dtype=torch.float64)
+    calls = spy_on_kernel(monkeypatch)
+    torch.set_num_threads(3)
+    ours = run(layer, x, "lengths")
+    assert len(calls) == 2
+    with reference_path():
+        expected = run(layer, x, "lengths")
+    for a, b in zip(ours, expected):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9 * max(1.0, float(b.abs().max())))
+
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_kernel_passes_gradcheck_in_float64(case):
     layer_class, options = CASES[case]

@@ -6,6 +6,8 @@
 //   * the input projection W_ih x_t + b_ih of every step arrives precomputed (one large GEMM in
 //     Python, under autograd), so the loop does one small GEMM per step, h_{t-1} W_hh^T, and a
 //     single fused pass over the gates instead of a dozen separate tensor operations;
+//   * each thread carries its own block of batch rows through the whole sequence (rows never
+//     interact), so the threads never wait for each other between steps;
 //   * backward is back-propagation through time written out: the gates saved by the forward pass
 //     give each step's gradients in one fused pass, the recurrent gradient dh_{t-1} = dpre_t W_hh
 //     is one small GEMM per step, and the weight gradient dW_hh = Σ_t dpre_t^T h_{t-1} is a single
@@ -22,6 +24,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <c10/core/GradMode.h>
 #include <torch/csrc/utils/pybind.h>
 
 #include <algorithm>
@@ -144,13 +147,18 @@ Lengths read_lengths(const OptionalTensor& lengths) {
   return result;
 }
 
-// Runs body(b) for every row b, split over torch's threads when a step's gate math is large enough
-// to pay for the fork and join (a few microseconds); small batches stay on one thread.
+// Runs body(begin, end) on blocks of batch rows, one block per thread, each for the whole sequence.
+// Rows of a batch never interact in the recurrence, so a thread can carry its rows through every
+// step (its own GEMM on its rows, then their gate loop) with no synchronisation between steps:
+// at small sizes a fork and join per step (for the GEMM, then again for the gates) costs as much
+// as the step, and the threads spin-wait through each other's serial parts.
 template <typename F>
-void for_each_row(std::int64_t rows, std::int64_t work_per_row, const F& body) {
-  const std::int64_t grain = std::max<std::int64_t>(1, 32768 / std::max<std::int64_t>(1, work_per_row));
-  at::parallel_for(0, rows, grain, [&](std::int64_t begin, std::int64_t end) {
-    for (std::int64_t b = begin; b < end; ++b) body(b);
+void for_each_row_block(std::int64_t rows, const F& body) {
+  at::parallel_for(0, rows, 1, [&](std::int64_t begin, std::int64_t end) {
+    // the worker threads do not inherit the caller's no-grad mode, and a GEMM with an out= tensor
+    // on a weight that requires grad would be refused
+    const c10::NoGradGuard no_grad;
+    body(begin, end);
   });
 }
 
@@ -371,37 +379,43 @@ std::vector<Tensor> rnn_forward_impl(const Tensor& x_proj, const Tensor& h0, con
   const T* gain = ptr_or_null<T>(ln_hh);
   const T* mask_data = ptr_or_null<T>(mask);
   const Lengths valid = read_lengths(lengths);
-  const StepProduct<T> recurrent(w_hh, batch, true, steps);
-  T* h_data = h.data_ptr<T>();
-  for (std::int64_t t = 0; t < steps; ++t) {
-    recurrent.run(hh, masked_input<T>(h, mask_data, masked));
-    const T* x_t = x_proj.data_ptr<T>() + t * batch * hidden;
-    T* out_t = output.data_ptr<T>() + t * batch * hidden;
-    const std::int64_t slot = save ? t : 0;
-    for_each_row(batch, x_proj.size(2), [&](std::int64_t b) {
-      T* out_row = out_t + b * hidden;
-      if (!valid.valid(b, t)) {
-        for (std::int64_t j = 0; j < hidden; ++j) out_row[j] = 0;
-        return;
-      }
-      const T* x_row = x_t + b * hidden;
-      T* hh_row = hh.data_ptr<T>() + b * hidden;
-      T* h_row = h_data + b * hidden;
-      if (layer_norm) {
-        T* hat = hh_hat.data_ptr<T>() + (slot * batch + b) * hidden;
-        hh_rstd.data_ptr<T>()[slot * batch + b] = normalise_row(hh_row, hat, hidden);
+  for_each_row_block(batch, [&](std::int64_t begin, std::int64_t end) {
+    const std::int64_t rows = end - begin;
+    Tensor h_rows = h.narrow(0, begin, rows), hh_rows = hh.narrow(0, begin, rows);
+    Tensor masked_rows = masked.defined() ? masked.narrow(0, begin, rows) : masked;
+    const T* mask_rows = mask_data == nullptr ? nullptr : mask_data + begin * hidden;
+    const StepProduct<T> recurrent(w_hh, rows, true, steps);
+    T* h_data = h.data_ptr<T>();
+    for (std::int64_t t = 0; t < steps; ++t) {
+      recurrent.run(hh_rows, masked_input<T>(h_rows, mask_rows, masked_rows));
+      const T* x_t = x_proj.data_ptr<T>() + t * batch * hidden;
+      T* out_t = output.data_ptr<T>() + t * batch * hidden;
+      const std::int64_t slot = save ? t : 0;
+      for (std::int64_t b = begin; b < end; ++b) [&] {
+        T* out_row = out_t + b * hidden;
+        if (!valid.valid(b, t)) {
+          for (std::int64_t j = 0; j < hidden; ++j) out_row[j] = 0;
+          return;
+        }
+        const T* x_row = x_t + b * hidden;
+        T* hh_row = hh.data_ptr<T>() + b * hidden;
+        T* h_row = h_data + b * hidden;
+        if (layer_norm) {
+          T* hat = hh_hat.data_ptr<T>() + (slot * batch + b) * hidden;
+          hh_rstd.data_ptr<T>()[slot * batch + b] = normalise_row(hh_row, hat, hidden);
 #pragma omp simd
-        for (std::int64_t j = 0; j < hidden; ++j) hh_row[j] = hat[j] * gain[j];
-      }
+          for (std::int64_t j = 0; j < hidden; ++j) hh_row[j] = hat[j] * gain[j];
+        }
 #pragma omp simd
-      for (std::int64_t j = 0; j < hidden; ++j) {
-        const T pre = x_row[j] + hh_row[j] + bias[j];
-        const T h_t = relu ? (pre > T(0) ? pre : T(0)) : Math<T>::tanh(pre);
-        out_row[j] = h_t;
-        h_row[j] = h_t;
-      }
-    });
-  }
+        for (std::int64_t j = 0; j < hidden; ++j) {
+          const T pre = x_row[j] + hh_row[j] + bias[j];
+          const T h_t = relu ? (pre > T(0) ? pre : T(0)) : Math<T>::tanh(pre);
+          out_row[j] = h_t;
+          h_row[j] = h_t;
+        }
+      }();
+    }
+  });
   return {output, h, hh_hat, hh_rstd};
 }
 
@@ -422,33 +436,38 @@ std::vector<Tensor> rnn_backward_impl(const Tensor& grad_output, const Tensor& g
   const T* mask_data = ptr_or_null<T>(mask);
   const Lengths valid = read_lengths(lengths);
   T* dh_data = dh_next.data_ptr<T>();
-  const StepProduct<T> recurrent_back(w_hh, batch, false, steps);
-  for (std::int64_t t = steps - 1; t >= 0; --t) {
-    const std::int64_t offset = t * batch * hidden;
-    for_each_row(batch, x_proj.size(2), [&](std::int64_t b) {
-      const std::int64_t row = offset + b * hidden;
-      T* d_pre_row = d_pre.data_ptr<T>() + row;
-      T* d_raw_row = d_raw.data_ptr<T>() + row;
-      if (!valid.valid(b, t)) {  // the state passed through: its gradient stays in dh_next
-        for (std::int64_t j = 0; j < hidden; ++j) d_pre_row[j] = d_raw_row[j] = 0;
-        return;
-      }
-      const T* g_row = grad_output.data_ptr<T>() + row;
-      const T* h_row = output.data_ptr<T>() + row;
-      T* dh_row = dh_data + b * hidden;
+  for_each_row_block(batch, [&](std::int64_t begin, std::int64_t end) {
+    const std::int64_t rows = end - begin;
+    Tensor dh_in_rows = dh_in.narrow(0, begin, rows), dh_next_rows = dh_next.narrow(0, begin, rows);
+    const T* mask_rows = mask_data == nullptr ? nullptr : mask_data + begin * hidden;
+    const StepProduct<T> recurrent_back(w_hh, rows, false, steps);
+    for (std::int64_t t = steps - 1; t >= 0; --t) {
+      const std::int64_t offset = t * batch * hidden;
+      for (std::int64_t b = begin; b < end; ++b) [&] {
+        const std::int64_t row = offset + b * hidden;
+        T* d_pre_row = d_pre.data_ptr<T>() + row;
+        T* d_raw_row = d_raw.data_ptr<T>() + row;
+        if (!valid.valid(b, t)) {  // the state passed through: its gradient stays in dh_next
+          for (std::int64_t j = 0; j < hidden; ++j) d_pre_row[j] = d_raw_row[j] = 0;
+          return;
+        }
+        const T* g_row = grad_output.data_ptr<T>() + row;
+        const T* h_row = output.data_ptr<T>() + row;
+        T* dh_row = dh_data + b * hidden;
 #pragma omp simd
-      for (std::int64_t j = 0; j < hidden; ++j) {
-        const T dh = g_row[j] + dh_row[j];
-        d_pre_row[j] = relu ? (h_row[j] > T(0) ? dh : T(0)) : dh * (T(1) - h_row[j] * h_row[j]);
-        dh_row[j] = 0;  // the vanilla cell has no direct path from h_t to h_{t-1}
-      }
-      if (layer_norm)
-        normalise_row_backward(d_pre_row, gain, hh_hat.data_ptr<T>() + row, hh_rstd.data_ptr<T>()[t * batch + b],
-                               d_raw_row, hidden);
-    });
-    recurrent_back.run(dh_in, d_raw[t]);
-    add_masked<T>(dh_next, dh_in, mask_data);
-  }
+        for (std::int64_t j = 0; j < hidden; ++j) {
+          const T dh = g_row[j] + dh_row[j];
+          d_pre_row[j] = relu ? (h_row[j] > T(0) ? dh : T(0)) : dh * (T(1) - h_row[j] * h_row[j]);
+          dh_row[j] = 0;  // the vanilla cell has no direct path from h_t to h_{t-1}
+        }
+        if (layer_norm)
+          normalise_row_backward(d_pre_row, gain, hh_hat.data_ptr<T>() + row, hh_rstd.data_ptr<T>()[t * batch + b],
+                                 d_raw_row, hidden);
+      }();
+      recurrent_back.run(dh_in_rows, d_raw[t].narrow(0, begin, rows));
+      add_masked<T>(dh_next_rows, dh_in_rows, mask_rows);
+    }
+  });
   Tensor grad_w = recurrent_weight_gradient(d_raw, output, h0, mask);
   Tensor grad_b = b_hh.has_value() ? d_pre.sum({0, 1}) : undefined();
   Tensor grad_ln = layer_norm ? (d_pre * hh_hat).sum({0, 1}) : undefined();
@@ -486,63 +505,69 @@ std::vector<Tensor> lstm_forward_impl(const Tensor& x_proj, const Tensor& h0, co
   const T* cell_bias = ptr_or_null<T>(ln_cell_b);
   const T* mask_data = ptr_or_null<T>(mask);
   const Lengths valid = read_lengths(lengths);
-  const StepProduct<T> recurrent(w_hh, batch, true, steps);
-  for (std::int64_t t = 0; t < steps; ++t) {
-    recurrent.run(hh, masked_input<T>(h, mask_data, masked));
-    const std::int64_t slot = save ? t : 0;
-    for_each_row(batch, x_proj.size(2), [&](std::int64_t b) {
-      T* out_row = output.data_ptr<T>() + (t * batch + b) * hidden;
-      if (!valid.valid(b, t)) {
-        for (std::int64_t j = 0; j < hidden; ++j) out_row[j] = 0;
-        return;
-      }
-      const T* x_row = x_proj.data_ptr<T>() + (t * batch + b) * gates;
-      T* hh_row = hh.data_ptr<T>() + b * gates;
-      if (layer_norm) {
-        T* hat = hh_hat.data_ptr<T>() + (slot * batch + b) * gates;
-        hh_rstd.data_ptr<T>()[slot * batch + b] = normalise_row(hh_row, hat, gates);
+  for_each_row_block(batch, [&](std::int64_t begin, std::int64_t end) {
+    const std::int64_t rows = end - begin;
+    Tensor h_rows = h.narrow(0, begin, rows), hh_rows = hh.narrow(0, begin, rows);
+    Tensor masked_rows = masked.defined() ? masked.narrow(0, begin, rows) : masked;
+    const T* mask_rows = mask_data == nullptr ? nullptr : mask_data + begin * hidden;
+    const StepProduct<T> recurrent(w_hh, rows, true, steps);
+    for (std::int64_t t = 0; t < steps; ++t) {
+      recurrent.run(hh_rows, masked_input<T>(h_rows, mask_rows, masked_rows));
+      const std::int64_t slot = save ? t : 0;
+      for (std::int64_t b = begin; b < end; ++b) [&] {
+        T* out_row = output.data_ptr<T>() + (t * batch + b) * hidden;
+        if (!valid.valid(b, t)) {
+          for (std::int64_t j = 0; j < hidden; ++j) out_row[j] = 0;
+          return;
+        }
+        const T* x_row = x_proj.data_ptr<T>() + (t * batch + b) * gates;
+        T* hh_row = hh.data_ptr<T>() + b * gates;
+        if (layer_norm) {
+          T* hat = hh_hat.data_ptr<T>() + (slot * batch + b) * gates;
+          hh_rstd.data_ptr<T>()[slot * batch + b] = normalise_row(hh_row, hat, gates);
 #pragma omp simd
-        for (std::int64_t j = 0; j < gates; ++j) hh_row[j] = hat[j] * gain[j];
-      }
-      T* gate_row = saved_gates.data_ptr<T>() + (slot * batch + b) * gates;
-      T* cell_row = cells.data_ptr<T>() + (slot * batch + b) * hidden;
-      T* tanh_row = tanh_cells.data_ptr<T>() + (slot * batch + b) * hidden;
-      T* h_row = h.data_ptr<T>() + b * hidden;
-      T* c_row = c.data_ptr<T>() + b * hidden;
+          for (std::int64_t j = 0; j < gates; ++j) hh_row[j] = hat[j] * gain[j];
+        }
+        T* gate_row = saved_gates.data_ptr<T>() + (slot * batch + b) * gates;
+        T* cell_row = cells.data_ptr<T>() + (slot * batch + b) * hidden;
+        T* tanh_row = tanh_cells.data_ptr<T>() + (slot * batch + b) * hidden;
+        T* h_row = h.data_ptr<T>() + b * hidden;
+        T* c_row = c.data_ptr<T>() + b * hidden;
 #pragma omp simd
-      for (std::int64_t j = 0; j < hidden; ++j) {
-        const T i_t = Math<T>::sigmoid(x_row[j] + hh_row[j] + bias[j]);
-        const T f_t = Math<T>::sigmoid(x_row[hidden + j] + hh_row[hidden + j] + bias[hidden + j]);
-        const T c_tilde =
-            Math<T>::tanh(x_row[2 * hidden + j] + hh_row[2 * hidden + j] + bias[2 * hidden + j]);
-        const T o_t =
-            Math<T>::sigmoid(x_row[3 * hidden + j] + hh_row[3 * hidden + j] + bias[3 * hidden + j]);
-        gate_row[j] = i_t;
-        gate_row[hidden + j] = f_t;
-        gate_row[2 * hidden + j] = c_tilde;
-        gate_row[3 * hidden + j] = o_t;
-        const T c_t = f_t * c_row[j] + i_t * c_tilde;
-        cell_row[j] = c_t;
-        c_row[j] = c_t;
-      }
-      const T* shown = cell_row;  // what tanh sees: c_t, or LN(c_t) γ_c + β_c
-      if (cell_norm) {
-        T* hat = c_hat.data_ptr<T>() + (slot * batch + b) * hidden;
-        c_rstd.data_ptr<T>()[slot * batch + b] = normalise_row(cell_row, hat, hidden);
+        for (std::int64_t j = 0; j < hidden; ++j) {
+          const T i_t = Math<T>::sigmoid(x_row[j] + hh_row[j] + bias[j]);
+          const T f_t = Math<T>::sigmoid(x_row[hidden + j] + hh_row[hidden + j] + bias[hidden + j]);
+          const T c_tilde =
+              Math<T>::tanh(x_row[2 * hidden + j] + hh_row[2 * hidden + j] + bias[2 * hidden + j]);
+          const T o_t =
+              Math<T>::sigmoid(x_row[3 * hidden + j] + hh_row[3 * hidden + j] + bias[3 * hidden + j]);
+          gate_row[j] = i_t;
+          gate_row[hidden + j] = f_t;
+          gate_row[2 * hidden + j] = c_tilde;
+          gate_row[3 * hidden + j] = o_t;
+          const T c_t = f_t * c_row[j] + i_t * c_tilde;
+          cell_row[j] = c_t;
+          c_row[j] = c_t;
+        }
+        const T* shown = cell_row;  // what tanh sees: c_t, or LN(c_t) γ_c + β_c
+        if (cell_norm) {
+          T* hat = c_hat.data_ptr<T>() + (slot * batch + b) * hidden;
+          c_rstd.data_ptr<T>()[slot * batch + b] = normalise_row(cell_row, hat, hidden);
 #pragma omp simd
-        for (std::int64_t j = 0; j < hidden; ++j) tanh_row[j] = hat[j] * cell_gain[j] + cell_bias[j];
-        shown = tanh_row;
-      }
+          for (std::int64_t j = 0; j < hidden; ++j) tanh_row[j] = hat[j] * cell_gain[j] + cell_bias[j];
+          shown = tanh_row;
+        }
 #pragma omp simd
-      for (std::int64_t j = 0; j < hidden; ++j) {
-        const T tanh_c = Math<T>::tanh(shown[j]);
-        tanh_row[j] = tanh_c;
-        const T h_t = gate_row[3 * hidden + j] * tanh_c;
-        out_row[j] = h_t;
-        h_row[j] = h_t;
-      }
-    });
-  }
+        for (std::int64_t j = 0; j < hidden; ++j) {
+          const T tanh_c = Math<T>::tanh(shown[j]);
+          tanh_row[j] = tanh_c;
+          const T h_t = gate_row[3 * hidden + j] * tanh_c;
+          out_row[j] = h_t;
+          h_row[j] = h_t;
+        }
+      }();
+    }
+  });
   return {output, h, c, saved_gates, cells, tanh_cells, hh_hat, hh_rstd, c_hat, c_rstd};
 }
 
@@ -573,66 +598,71 @@ std::vector<Tensor> lstm_backward_impl(const Tensor& grad_output, const Tensor& 
   const T* cell_gain = ptr_or_null<T>(ln_cell_w);
   const T* mask_data = ptr_or_null<T>(mask);
   const Lengths valid = read_lengths(lengths);
-  const StepProduct<T> recurrent_back(w_hh, batch, false, steps);
-  for (std::int64_t t = steps - 1; t >= 0; --t) {
-    for_each_row(batch, x_proj.size(2), [&](std::int64_t b) {
-      const std::int64_t gate_offset = (t * batch + b) * gates, state_offset = (t * batch + b) * hidden;
-      T* d_pre_row = d_pre.data_ptr<T>() + gate_offset;
-      T* d_raw_row = d_raw.data_ptr<T>() + gate_offset;
-      if (!valid.valid(b, t)) {
-        for (std::int64_t j = 0; j < gates; ++j) d_pre_row[j] = d_raw_row[j] = 0;
-        return;
-      }
-      const T* g_row = grad_output.data_ptr<T>() + state_offset;
-      const T* gate_row = saved_gates.data_ptr<T>() + gate_offset;
-      const T* tanh_row = tanh_cells.data_ptr<T>() + state_offset;
-      const T* c_prev = t > 0 ? cells.data_ptr<T>() + state_offset - batch * hidden : c0.data_ptr<T>() + b * hidden;
-      T* dh_row = dh_next.data_ptr<T>() + b * hidden;
-      T* dc_row = dc_next.data_ptr<T>() + b * hidden;
-      T* ds = d_shown.data_ptr<T>() + b * hidden;
-      const std::int64_t thread = at::get_thread_num();
-      // dh → d(tanh shown) → d(shown); d o_t stored in d_pre's o block for now.
-#pragma omp simd
-      for (std::int64_t j = 0; j < hidden; ++j) {
-        const T dh = g_row[j] + dh_row[j];
-        const T tanh_c = tanh_row[j];
-        const T o_t = gate_row[3 * hidden + j];
-        d_pre_row[3 * hidden + j] = dh * tanh_c * o_t * (T(1) - o_t);
-        ds[j] = dh * o_t * (T(1) - tanh_c * tanh_c);
-        dh_row[j] = 0;  // refilled below by the GEMM: the LSTM's h_{t-1} acts only through W_hh
-      }
-      if (cell_norm) {
-        const T* hat = c_hat.data_ptr<T>() + state_offset;
-        double* cell_w_sum = sum_cell_w.data() + thread * hidden;
-        double* cell_b_sum = sum_cell_b.data() + thread * hidden;
-        for (std::int64_t j = 0; j < hidden; ++j) {
-          cell_w_sum[j] += static_cast<double>(ds[j]) * static_cast<double>(hat[j]);
-          cell_b_sum[j] += static_cast<double>(ds[j]);
+  for_each_row_block(batch, [&](std::int64_t begin, std::int64_t end) {
+    const std::int64_t rows = end - begin;
+    Tensor dh_in_rows = dh_in.narrow(0, begin, rows), dh_next_rows = dh_next.narrow(0, begin, rows);
+    const T* mask_rows = mask_data == nullptr ? nullptr : mask_data + begin * hidden;
+    const StepProduct<T> recurrent_back(w_hh, rows, false, steps);
+    for (std::int64_t t = steps - 1; t >= 0; --t) {
+      for (std::int64_t b = begin; b < end; ++b) [&] {
+        const std::int64_t gate_offset = (t * batch + b) * gates, state_offset = (t * batch + b) * hidden;
+        T* d_pre_row = d_pre.data_ptr<T>() + gate_offset;
+        T* d_raw_row = d_raw.data_ptr<T>() + gate_offset;
+        if (!valid.valid(b, t)) {
+          for (std::int64_t j = 0; j < gates; ++j) d_pre_row[j] = d_raw_row[j] = 0;
+          return;
         }
-        T* ds_in = d_shown_in.data_ptr<T>() + b * hidden;
-        normalise_row_backward(ds, cell_gain, hat, c_rstd.data_ptr<T>()[t * batch + b], ds_in, hidden);
-        ds = ds_in;
-      }
+        const T* g_row = grad_output.data_ptr<T>() + state_offset;
+        const T* gate_row = saved_gates.data_ptr<T>() + gate_offset;
+        const T* tanh_row = tanh_cells.data_ptr<T>() + state_offset;
+        const T* c_prev = t > 0 ? cells.data_ptr<T>() + state_offset - batch * hidden : c0.data_ptr<T>() + b * hidden;
+        T* dh_row = dh_next.data_ptr<T>() + b * hidden;
+        T* dc_row = dc_next.data_ptr<T>() + b * hidden;
+        T* ds = d_shown.data_ptr<T>() + b * hidden;
+        const std::int64_t thread = at::get_thread_num();
+        // dh → d(tanh shown) → d(shown); d o_t stored in d_pre's o block for now.
 #pragma omp simd
-      for (std::int64_t j = 0; j < hidden; ++j) {
-        const T i_t = gate_row[j], f_t = gate_row[hidden + j], c_tilde = gate_row[2 * hidden + j];
-        const T dc = dc_row[j] + ds[j];
-        d_pre_row[j] = dc * c_tilde * i_t * (T(1) - i_t);
-        d_pre_row[hidden + j] = dc * c_prev[j] * f_t * (T(1) - f_t);
-        d_pre_row[2 * hidden + j] = dc * i_t * (T(1) - c_tilde * c_tilde);
-        dc_row[j] = dc * f_t;
-      }
-      if (layer_norm) {
-        const T* hat = hh_hat.data_ptr<T>() + gate_offset;
-        double* gain_sum = sum_gain.data() + thread * gates;
-        for (std::int64_t j = 0; j < gates; ++j)
-          gain_sum[j] += static_cast<double>(d_pre_row[j]) * static_cast<double>(hat[j]);
-        normalise_row_backward(d_pre_row, gain, hat, hh_rstd.data_ptr<T>()[t * batch + b], d_raw_row, gates);
-      }
-    });
-    recurrent_back.run(dh_in, d_raw[t]);
-    add_masked<T>(dh_next, dh_in, mask_data);
-  }
+        for (std::int64_t j = 0; j < hidden; ++j) {
+          const T dh = g_row[j] + dh_row[j];
+          const T tanh_c = tanh_row[j];
+          const T o_t = gate_row[3 * hidden + j];
+          d_pre_row[3 * hidden + j] = dh * tanh_c * o_t * (T(1) - o_t);
+          ds[j] = dh * o_t * (T(1) - tanh_c * tanh_c);
+          dh_row[j] = 0;  // refilled below by the GEMM: the LSTM's h_{t-1} acts only through W_hh
+        }
+        if (cell_norm) {
+          const T* hat = c_hat.data_ptr<T>() + state_offset;
+          double* cell_w_sum = sum_cell_w.data() + thread * hidden;
+          double* cell_b_sum = sum_cell_b.data() + thread * hidden;
+          for (std::int64_t j = 0; j < hidden; ++j) {
+            cell_w_sum[j] += static_cast<double>(ds[j]) * static_cast<double>(hat[j]);
+            cell_b_sum[j] += static_cast<double>(ds[j]);
+          }
+          T* ds_in = d_shown_in.data_ptr<T>() + b * hidden;
+          normalise_row_backward(ds, cell_gain, hat, c_rstd.data_ptr<T>()[t * batch + b], ds_in, hidden);
+          ds = ds_in;
+        }
+#pragma omp simd
+        for (std::int64_t j = 0; j < hidden; ++j) {
+          const T i_t = gate_row[j], f_t = gate_row[hidden + j], c_tilde = gate_row[2 * hidden + j];
+          const T dc = dc_row[j] + ds[j];
+          d_pre_row[j] = dc * c_tilde * i_t * (T(1) - i_t);
+          d_pre_row[hidden + j] = dc * c_prev[j] * f_t * (T(1) - f_t);
+          d_pre_row[2 * hidden + j] = dc * i_t * (T(1) - c_tilde * c_tilde);
+          dc_row[j] = dc * f_t;
+        }
+        if (layer_norm) {
+          const T* hat = hh_hat.data_ptr<T>() + gate_offset;
+          double* gain_sum = sum_gain.data() + thread * gates;
+          for (std::int64_t j = 0; j < gates; ++j)
+            gain_sum[j] += static_cast<double>(d_pre_row[j]) * static_cast<double>(hat[j]);
+          normalise_row_backward(d_pre_row, gain, hat, hh_rstd.data_ptr<T>()[t * batch + b], d_raw_row, gates);
+        }
+      }();
+      recurrent_back.run(dh_in_rows, d_raw[t].narrow(0, begin, rows));
+      add_masked<T>(dh_next_rows, dh_in_rows, mask_rows);
+    }
+  });
   Tensor grad_w = recurrent_weight_gradient(d_raw, output, h0, mask);
   Tensor grad_b = b_hh.has_value() ? d_pre.sum({0, 1}) : undefined();
   const auto thread_total = [&](std::vector<double>& sums, std::int64_t size) {
@@ -666,42 +696,48 @@ std::vector<Tensor> gru_forward_impl(const Tensor& x_proj, const Tensor& h0, con
   const T* gain = ptr_or_null<T>(ln_hh);
   const T* mask_data = ptr_or_null<T>(mask);
   const Lengths valid = read_lengths(lengths);
-  const StepProduct<T> recurrent(w_hh, batch, true, steps);
-  for (std::int64_t t = 0; t < steps; ++t) {
-    recurrent.run(hh, masked_input<T>(h, mask_data, masked));
-    const std::int64_t slot = save ? t : 0;
-    for_each_row(batch, x_proj.size(2), [&](std::int64_t b) {
-      T* out_row = output.data_ptr<T>() + (t * batch + b) * hidden;
-      if (!valid.valid(b, t)) {
-        for (std::int64_t j = 0; j < hidden; ++j) out_row[j] = 0;
-        return;
-      }
-      const T* x_row = x_proj.data_ptr<T>() + (t * batch + b) * gates;
-      T* hh_row = hh.data_ptr<T>() + b * gates;
-      if (layer_norm) {
-        T* hat = hh_hat.data_ptr<T>() + (slot * batch + b) * gates;
-        hh_rstd.data_ptr<T>()[slot * batch + b] = normalise_row(hh_row, hat, gates);
+  for_each_row_block(batch, [&](std::int64_t begin, std::int64_t end) {
+    const std::int64_t rows = end - begin;
+    Tensor h_rows = h.narrow(0, begin, rows), hh_rows = hh.narrow(0, begin, rows);
+    Tensor masked_rows = masked.defined() ? masked.narrow(0, begin, rows) : masked;
+    const T* mask_rows = mask_data == nullptr ? nullptr : mask_data + begin * hidden;
+    const StepProduct<T> recurrent(w_hh, rows, true, steps);
+    for (std::int64_t t = 0; t < steps; ++t) {
+      recurrent.run(hh_rows, masked_input<T>(h_rows, mask_rows, masked_rows));
+      const std::int64_t slot = save ? t : 0;
+      for (std::int64_t b = begin; b < end; ++b) [&] {
+        T* out_row = output.data_ptr<T>() + (t * batch + b) * hidden;
+        if (!valid.valid(b, t)) {
+          for (std::int64_t j = 0; j < hidden; ++j) out_row[j] = 0;
+          return;
+        }
+        const T* x_row = x_proj.data_ptr<T>() + (t * batch + b) * gates;
+        T* hh_row = hh.data_ptr<T>() + b * gates;
+        if (layer_norm) {
+          T* hat = hh_hat.data_ptr<T>() + (slot * batch + b) * gates;
+          hh_rstd.data_ptr<T>()[slot * batch + b] = normalise_row(hh_row, hat, gates);
 #pragma omp simd
-        for (std::int64_t j = 0; j < gates; ++j) hh_row[j] = hat[j] * gain[j];
-      }
-      T* gate_row = saved_gates.data_ptr<T>() + (slot * batch + b) * 4 * hidden;
-      T* h_row = h.data_ptr<T>() + b * hidden;
+          for (std::int64_t j = 0; j < gates; ++j) hh_row[j] = hat[j] * gain[j];
+        }
+        T* gate_row = saved_gates.data_ptr<T>() + (slot * batch + b) * 4 * hidden;
+        T* h_row = h.data_ptr<T>() + b * hidden;
 #pragma omp simd
-      for (std::int64_t j = 0; j < hidden; ++j) {
-        const T r_t = Math<T>::sigmoid(x_row[j] + hh_row[j] + bias[j]);
-        const T z_t = Math<T>::sigmoid(x_row[hidden + j] + hh_row[hidden + j] + bias[hidden + j]);
-        const T hh_n = hh_row[2 * hidden + j] + bias[2 * hidden + j];
-        const T n_t = Math<T>::tanh(x_row[2 * hidden + j] + r_t * hh_n);
-        const T h_t = (T(1) - z_t) * n_t + z_t * h_row[j];
-        gate_row[j] = r_t;
-        gate_row[hidden + j] = z_t;
-        gate_row[2 * hidden + j] = n_t;
-        gate_row[3 * hidden + j] = hh_n;
-        out_row[j] = h_t;
-        h_row[j] = h_t;
-      }
-    });
-  }
+        for (std::int64_t j = 0; j < hidden; ++j) {
+          const T r_t = Math<T>::sigmoid(x_row[j] + hh_row[j] + bias[j]);
+          const T z_t = Math<T>::sigmoid(x_row[hidden + j] + hh_row[hidden + j] + bias[hidden + j]);
+          const T hh_n = hh_row[2 * hidden + j] + bias[2 * hidden + j];
+          const T n_t = Math<T>::tanh(x_row[2 * hidden + j] + r_t * hh_n);
+          const T h_t = (T(1) - z_t) * n_t + z_t * h_row[j];
+          gate_row[j] = r_t;
+          gate_row[hidden + j] = z_t;
+          gate_row[2 * hidden + j] = n_t;
+          gate_row[3 * hidden + j] = hh_n;
+          out_row[j] = h_t;
+          h_row[j] = h_t;
+        }
+      }();
+    }
+  });
   return {output, h, saved_gates, hh_hat, hh_rstd};
 }
 
@@ -722,42 +758,47 @@ std::vector<Tensor> gru_backward_impl(const Tensor& grad_output, const Tensor& g
   const T* gain = ptr_or_null<T>(ln_hh);
   const T* mask_data = ptr_or_null<T>(mask);
   const Lengths valid = read_lengths(lengths);
-  const StepProduct<T> recurrent_back(w_hh, batch, false, steps);
-  for (std::int64_t t = steps - 1; t >= 0; --t) {
-    for_each_row(batch, x_proj.size(2), [&](std::int64_t b) {
-      const std::int64_t gate_offset = (t * batch + b) * gates, state_offset = (t * batch + b) * hidden;
-      T* d_x_row = d_x.data_ptr<T>() + gate_offset;
-      T* d_hh_row = d_hh.data_ptr<T>() + gate_offset;
-      T* d_raw_row = d_raw.data_ptr<T>() + gate_offset;
-      if (!valid.valid(b, t)) {
-        for (std::int64_t j = 0; j < gates; ++j) d_x_row[j] = d_hh_row[j] = d_raw_row[j] = 0;
-        return;
-      }
-      const T* g_row = grad_output.data_ptr<T>() + state_offset;
-      const T* gate_row = saved_gates.data_ptr<T>() + (t * batch + b) * 4 * hidden;
-      const T* h_prev = t > 0 ? output.data_ptr<T>() + state_offset - batch * hidden : h0.data_ptr<T>() + b * hidden;
-      T* dh_row = dh_next.data_ptr<T>() + b * hidden;
+  for_each_row_block(batch, [&](std::int64_t begin, std::int64_t end) {
+    const std::int64_t rows = end - begin;
+    Tensor dh_in_rows = dh_in.narrow(0, begin, rows), dh_next_rows = dh_next.narrow(0, begin, rows);
+    const T* mask_rows = mask_data == nullptr ? nullptr : mask_data + begin * hidden;
+    const StepProduct<T> recurrent_back(w_hh, rows, false, steps);
+    for (std::int64_t t = steps - 1; t >= 0; --t) {
+      for (std::int64_t b = begin; b < end; ++b) [&] {
+        const std::int64_t gate_offset = (t * batch + b) * gates, state_offset = (t * batch + b) * hidden;
+        T* d_x_row = d_x.data_ptr<T>() + gate_offset;
+        T* d_hh_row = d_hh.data_ptr<T>() + gate_offset;
+        T* d_raw_row = d_raw.data_ptr<T>() + gate_offset;
+        if (!valid.valid(b, t)) {
+          for (std::int64_t j = 0; j < gates; ++j) d_x_row[j] = d_hh_row[j] = d_raw_row[j] = 0;
+          return;
+        }
+        const T* g_row = grad_output.data_ptr<T>() + state_offset;
+        const T* gate_row = saved_gates.data_ptr<T>() + (t * batch + b) * 4 * hidden;
+        const T* h_prev = t > 0 ? output.data_ptr<T>() + state_offset - batch * hidden : h0.data_ptr<T>() + b * hidden;
+        T* dh_row = dh_next.data_ptr<T>() + b * hidden;
 #pragma omp simd
-      for (std::int64_t j = 0; j < hidden; ++j) {
-        const T r_t = gate_row[j], z_t = gate_row[hidden + j], n_t = gate_row[2 * hidden + j];
-        const T hh_n = gate_row[3 * hidden + j];
-        const T dh = g_row[j] + dh_row[j];
-        const T d_n_pre = dh * (T(1) - z_t) * (T(1) - n_t * n_t);
-        const T d_r_pre = d_n_pre * hh_n * r_t * (T(1) - r_t);
-        const T d_z_pre = dh * (h_prev[j] - n_t) * z_t * (T(1) - z_t);
-        d_x_row[j] = d_hh_row[j] = d_r_pre;
-        d_x_row[hidden + j] = d_hh_row[hidden + j] = d_z_pre;
-        d_x_row[2 * hidden + j] = d_n_pre;
-        d_hh_row[2 * hidden + j] = d_n_pre * r_t;
-        dh_row[j] = dh * z_t;  // the direct path h_t ← z_t h_{t-1}; the GEMM adds the rest
-      }
-      if (layer_norm)
-        normalise_row_backward(d_hh_row, gain, hh_hat.data_ptr<T>() + gate_offset, hh_rstd.data_ptr<T>()[t * batch + b],
-                               d_raw_row, gates);
-    });
-    recurrent_back.run(dh_in, d_raw[t]);
-    add_masked<T>(dh_next, dh_in, mask_data);
-  }
+        for (std::int64_t j = 0; j < hidden; ++j) {
+          const T r_t = gate_row[j], z_t = gate_row[hidden + j], n_t = gate_row[2 * hidden + j];
+          const T hh_n = gate_row[3 * hidden + j];
+          const T dh = g_row[j] + dh_row[j];
+          const T d_n_pre = dh * (T(1) - z_t) * (T(1) - n_t * n_t);
+          const T d_r_pre = d_n_pre * hh_n * r_t * (T(1) - r_t);
+          const T d_z_pre = dh * (h_prev[j] - n_t) * z_t * (T(1) - z_t);
+          d_x_row[j] = d_hh_row[j] = d_r_pre;
+          d_x_row[hidden + j] = d_hh_row[hidden + j] = d_z_pre;
+          d_x_row[2 * hidden + j] = d_n_pre;
+          d_hh_row[2 * hidden + j] = d_n_pre * r_t;
+          dh_row[j] = dh * z_t;  // the direct path h_t ← z_t h_{t-1}; the GEMM adds the rest
+        }
+        if (layer_norm)
+          normalise_row_backward(d_hh_row, gain, hh_hat.data_ptr<T>() + gate_offset, hh_rstd.data_ptr<T>()[t * batch + b],
+                                 d_raw_row, gates);
+      }();
+      recurrent_back.run(dh_in_rows, d_raw[t].narrow(0, begin, rows));
+      add_masked<T>(dh_next_rows, dh_in_rows, mask_rows);
+    }
+  });
   Tensor grad_w = recurrent_weight_gradient(d_raw, output, h0, mask);
   Tensor grad_b = b_hh.has_value() ? d_hh.sum({0, 1}) : undefined();
   Tensor grad_ln = layer_norm ? (d_hh * hh_hat).sum({0, 1}) : undefined();
@@ -790,66 +831,73 @@ std::vector<Tensor> gru_cho_forward_impl(const Tensor& x_proj, const Tensor& h0,
   const T* gain = ptr_or_null<T>(ln_hh);
   const T* mask_data = ptr_or_null<T>(mask);
   const Lengths valid = read_lengths(lengths);
-  const StepProduct<T> product_rz(w_hh.narrow(0, 0, 2 * hidden), batch, true, steps);
-  const StepProduct<T> product_n(w_hh.narrow(0, 2 * hidden, hidden), batch, true, steps);
-  for (std::int64_t t = 0; t < steps; ++t) {
-    const Tensor h_in = masked_input<T>(h, mask_data, masked);
-    const T* h_in_data = h_in.data_ptr<T>();
-    product_rz.run(hh_rz, h_in);
-    const std::int64_t slot = save ? t : 0;
-    for_each_row(batch, x_proj.size(2), [&](std::int64_t b) {
-      T* reset_row = reset_input.data_ptr<T>() + b * hidden;
-      if (!valid.valid(b, t)) {
-        for (std::int64_t j = 0; j < hidden; ++j) reset_row[j] = 0;
-        return;
-      }
-      const T* x_row = x_proj.data_ptr<T>() + (t * batch + b) * gates;
-      T* rz_row = hh_rz.data_ptr<T>() + b * 2 * hidden;
-      if (layer_norm) {
-        T* hat = hh_hat.data_ptr<T>() + (slot * batch + b) * gates;
-        hh_rstd.data_ptr<T>()[(slot * batch + b) * 2] = normalise_row(rz_row, hat, 2 * hidden);
+  for_each_row_block(batch, [&](std::int64_t begin, std::int64_t end) {
+    const std::int64_t rows = end - begin;
+    Tensor h_rows = h.narrow(0, begin, rows), hh_rz_rows = hh_rz.narrow(0, begin, rows);
+    Tensor hh_n_rows = hh_n.narrow(0, begin, rows), reset_rows = reset_input.narrow(0, begin, rows);
+    Tensor masked_rows = masked.defined() ? masked.narrow(0, begin, rows) : masked;
+    const T* mask_rows = mask_data == nullptr ? nullptr : mask_data + begin * hidden;
+    const StepProduct<T> product_rz(w_hh.narrow(0, 0, 2 * hidden), rows, true, steps);
+    const StepProduct<T> product_n(w_hh.narrow(0, 2 * hidden, hidden), rows, true, steps);
+    for (std::int64_t t = 0; t < steps; ++t) {
+      const Tensor h_in = masked_input<T>(h_rows, mask_rows, masked_rows);
+      const T* h_in_data = h_in.data_ptr<T>() - begin * hidden;  // indexed by the global row b
+      product_rz.run(hh_rz_rows, h_in);
+      const std::int64_t slot = save ? t : 0;
+      for (std::int64_t b = begin; b < end; ++b) [&] {
+        T* reset_row = reset_input.data_ptr<T>() + b * hidden;
+        if (!valid.valid(b, t)) {
+          for (std::int64_t j = 0; j < hidden; ++j) reset_row[j] = 0;
+          return;
+        }
+        const T* x_row = x_proj.data_ptr<T>() + (t * batch + b) * gates;
+        T* rz_row = hh_rz.data_ptr<T>() + b * 2 * hidden;
+        if (layer_norm) {
+          T* hat = hh_hat.data_ptr<T>() + (slot * batch + b) * gates;
+          hh_rstd.data_ptr<T>()[(slot * batch + b) * 2] = normalise_row(rz_row, hat, 2 * hidden);
 #pragma omp simd
-        for (std::int64_t j = 0; j < 2 * hidden; ++j) rz_row[j] = hat[j] * gain[j];
-      }
-      T* gate_row = saved_gates.data_ptr<T>() + (slot * batch + b) * gates;
-      const T* h_in_row = h_in_data + b * hidden;
+          for (std::int64_t j = 0; j < 2 * hidden; ++j) rz_row[j] = hat[j] * gain[j];
+        }
+        T* gate_row = saved_gates.data_ptr<T>() + (slot * batch + b) * gates;
+        const T* h_in_row = h_in_data + b * hidden;
 #pragma omp simd
-      for (std::int64_t j = 0; j < hidden; ++j) {
-        const T r_t = Math<T>::sigmoid(x_row[j] + rz_row[j] + bias[j]);
-        const T z_t = Math<T>::sigmoid(x_row[hidden + j] + rz_row[hidden + j] + bias[hidden + j]);
-        gate_row[j] = r_t;
-        gate_row[hidden + j] = z_t;
-        reset_row[j] = r_t * h_in_row[j];
-      }
-    });
-    product_n.run(hh_n, reset_input);
-    for_each_row(batch, x_proj.size(2), [&](std::int64_t b) {
-      T* out_row = output.data_ptr<T>() + (t * batch + b) * hidden;
-      if (!valid.valid(b, t)) {
-        for (std::int64_t j = 0; j < hidden; ++j) out_row[j] = 0;
-        return;
-      }
-      const T* x_row = x_proj.data_ptr<T>() + (t * batch + b) * gates;
-      T* n_row = hh_n.data_ptr<T>() + b * hidden;
-      if (layer_norm) {
-        T* hat = hh_hat.data_ptr<T>() + (slot * batch + b) * gates + 2 * hidden;
-        hh_rstd.data_ptr<T>()[(slot * batch + b) * 2 + 1] = normalise_row(n_row, hat, hidden);
+        for (std::int64_t j = 0; j < hidden; ++j) {
+          const T r_t = Math<T>::sigmoid(x_row[j] + rz_row[j] + bias[j]);
+          const T z_t = Math<T>::sigmoid(x_row[hidden + j] + rz_row[hidden + j] + bias[hidden + j]);
+          gate_row[j] = r_t;
+          gate_row[hidden + j] = z_t;
+          reset_row[j] = r_t * h_in_row[j];
+        }
+      }();
+      product_n.run(hh_n_rows, reset_rows);
+      for (std::int64_t b = begin; b < end; ++b) [&] {
+        T* out_row = output.data_ptr<T>() + (t * batch + b) * hidden;
+        if (!valid.valid(b, t)) {
+          for (std::int64_t j = 0; j < hidden; ++j) out_row[j] = 0;
+          return;
+        }
+        const T* x_row = x_proj.data_ptr<T>() + (t * batch + b) * gates;
+        T* n_row = hh_n.data_ptr<T>() + b * hidden;
+        if (layer_norm) {
+          T* hat = hh_hat.data_ptr<T>() + (slot * batch + b) * gates + 2 * hidden;
+          hh_rstd.data_ptr<T>()[(slot * batch + b) * 2 + 1] = normalise_row(n_row, hat, hidden);
 #pragma omp simd
-        for (std::int64_t j = 0; j < hidden; ++j) n_row[j] = hat[j] * gain[2 * hidden + j];
-      }
-      T* gate_row = saved_gates.data_ptr<T>() + (slot * batch + b) * gates;
-      T* h_row = h.data_ptr<T>() + b * hidden;
+          for (std::int64_t j = 0; j < hidden; ++j) n_row[j] = hat[j] * gain[2 * hidden + j];
+        }
+        T* gate_row = saved_gates.data_ptr<T>() + (slot * batch + b) * gates;
+        T* h_row = h.data_ptr<T>() + b * hidden;
 #pragma omp simd
-      for (std::int64_t j = 0; j < hidden; ++j) {
-        const T h_tilde = Math<T>::tanh(x_row[2 * hidden + j] + n_row[j] + bias[2 * hidden + j]);
-        const T z_t = gate_row[hidden + j];
-        const T h_t = (T(1) - z_t) * h_row[j] + z_t * h_tilde;
-        gate_row[2 * hidden + j] = h_tilde;
-        out_row[j] = h_t;
-        h_row[j] = h_t;
-      }
-    });
-  }
+        for (std::int64_t j = 0; j < hidden; ++j) {
+          const T h_tilde = Math<T>::tanh(x_row[2 * hidden + j] + n_row[j] + bias[2 * hidden + j]);
+          const T z_t = gate_row[hidden + j];
+          const T h_t = (T(1) - z_t) * h_row[j] + z_t * h_tilde;
+          gate_row[2 * hidden + j] = h_tilde;
+          out_row[j] = h_t;
+          h_row[j] = h_t;
+        }
+      }();
+    }
+  });
   return {output, h, saved_gates, hh_hat, hh_rstd};
 }
 
@@ -873,56 +921,62 @@ std::vector<Tensor> gru_cho_backward_impl(const Tensor& grad_output, const Tenso
   const Tensor w_rz = w_hh.narrow(0, 0, 2 * hidden);
   const Tensor w_n = w_hh.narrow(0, 2 * hidden, hidden);
   Tensor inputs = recurrent_inputs(output, h0, mask);  // h_in of every step
-  const StepProduct<T> back_rz(w_rz, batch, false, steps), back_n(w_n, batch, false, steps);
-  for (std::int64_t t = steps - 1; t >= 0; --t) {
-    for_each_row(batch, x_proj.size(2), [&](std::int64_t b) {
-      const std::int64_t gate_offset = (t * batch + b) * gates, state_offset = (t * batch + b) * hidden;
-      T* d_pre_row = d_pre.data_ptr<T>() + gate_offset;
-      T* d_raw_row = d_raw.data_ptr<T>() + gate_offset;
-      if (!valid.valid(b, t)) {
-        for (std::int64_t j = 0; j < gates; ++j) d_pre_row[j] = d_raw_row[j] = 0;
-        return;
-      }
-      const T* g_row = grad_output.data_ptr<T>() + state_offset;
-      const T* gate_row = saved_gates.data_ptr<T>() + gate_offset;
-      const T* h_prev = t > 0 ? output.data_ptr<T>() + state_offset - batch * hidden : h0.data_ptr<T>() + b * hidden;
-      T* dh_row = dh_next.data_ptr<T>() + b * hidden;
+  for_each_row_block(batch, [&](std::int64_t begin, std::int64_t end) {
+    const std::int64_t rows = end - begin;
+    Tensor dh_in_rows = dh_in.narrow(0, begin, rows), dh_next_rows = dh_next.narrow(0, begin, rows);
+    const T* mask_rows = mask_data == nullptr ? nullptr : mask_data + begin * hidden;
+    Tensor d_reset_rows = d_reset_input.narrow(0, begin, rows);
+    const StepProduct<T> back_rz(w_rz, rows, false, steps), back_n(w_n, rows, false, steps);
+    for (std::int64_t t = steps - 1; t >= 0; --t) {
+      for (std::int64_t b = begin; b < end; ++b) [&] {
+        const std::int64_t gate_offset = (t * batch + b) * gates, state_offset = (t * batch + b) * hidden;
+        T* d_pre_row = d_pre.data_ptr<T>() + gate_offset;
+        T* d_raw_row = d_raw.data_ptr<T>() + gate_offset;
+        if (!valid.valid(b, t)) {
+          for (std::int64_t j = 0; j < gates; ++j) d_pre_row[j] = d_raw_row[j] = 0;
+          return;
+        }
+        const T* g_row = grad_output.data_ptr<T>() + state_offset;
+        const T* gate_row = saved_gates.data_ptr<T>() + gate_offset;
+        const T* h_prev = t > 0 ? output.data_ptr<T>() + state_offset - batch * hidden : h0.data_ptr<T>() + b * hidden;
+        T* dh_row = dh_next.data_ptr<T>() + b * hidden;
 #pragma omp simd
-      for (std::int64_t j = 0; j < hidden; ++j) {
-        const T z_t = gate_row[hidden + j], h_tilde = gate_row[2 * hidden + j];
-        const T dh = g_row[j] + dh_row[j];
-        d_pre_row[hidden + j] = dh * (h_tilde - h_prev[j]) * z_t * (T(1) - z_t);
-        d_pre_row[2 * hidden + j] = dh * z_t * (T(1) - h_tilde * h_tilde);
-        dh_row[j] = dh * (T(1) - z_t);  // the direct path h_t ← (1 − z_t) h_{t-1}
-      }
-      if (layer_norm)
-        normalise_row_backward(d_pre_row + 2 * hidden, gain + 2 * hidden, hh_hat.data_ptr<T>() + gate_offset + 2 * hidden,
-                               hh_rstd.data_ptr<T>()[(t * batch + b) * 2 + 1], d_raw_row + 2 * hidden, hidden);
-    });
-    // d(r ⊙ h_in) = d(hh_n raw) W_n
-    back_n.run(d_reset_input, d_raw[t].narrow(1, 2 * hidden, hidden));
-    const T* h_in_t = inputs.data_ptr<T>() + t * batch * hidden;
-    for_each_row(batch, x_proj.size(2), [&](std::int64_t b) {
-      const std::int64_t gate_offset = (t * batch + b) * gates;
-      T* d_reset_row = d_reset_input.data_ptr<T>() + b * hidden;
-      if (!valid.valid(b, t)) return;  // rows of d_raw are zero there, so d(r ⊙ h_in) is too
-      T* d_pre_row = d_pre.data_ptr<T>() + gate_offset;
-      const T* gate_row = saved_gates.data_ptr<T>() + gate_offset;
-      const T* h_in_row = h_in_t + b * hidden;
+        for (std::int64_t j = 0; j < hidden; ++j) {
+          const T z_t = gate_row[hidden + j], h_tilde = gate_row[2 * hidden + j];
+          const T dh = g_row[j] + dh_row[j];
+          d_pre_row[hidden + j] = dh * (h_tilde - h_prev[j]) * z_t * (T(1) - z_t);
+          d_pre_row[2 * hidden + j] = dh * z_t * (T(1) - h_tilde * h_tilde);
+          dh_row[j] = dh * (T(1) - z_t);  // the direct path h_t ← (1 − z_t) h_{t-1}
+        }
+        if (layer_norm)
+          normalise_row_backward(d_pre_row + 2 * hidden, gain + 2 * hidden, hh_hat.data_ptr<T>() + gate_offset + 2 * hidden,
+                                 hh_rstd.data_ptr<T>()[(t * batch + b) * 2 + 1], d_raw_row + 2 * hidden, hidden);
+      }();
+      // d(r ⊙ h_in) = d(hh_n raw) W_n
+      back_n.run(d_reset_rows, d_raw[t].narrow(0, begin, rows).narrow(1, 2 * hidden, hidden));
+      const T* h_in_t = inputs.data_ptr<T>() + t * batch * hidden;
+      for (std::int64_t b = begin; b < end; ++b) [&] {
+        const std::int64_t gate_offset = (t * batch + b) * gates;
+        T* d_reset_row = d_reset_input.data_ptr<T>() + b * hidden;
+        if (!valid.valid(b, t)) return;  // rows of d_raw are zero there, so d(r ⊙ h_in) is too
+        T* d_pre_row = d_pre.data_ptr<T>() + gate_offset;
+        const T* gate_row = saved_gates.data_ptr<T>() + gate_offset;
+        const T* h_in_row = h_in_t + b * hidden;
 #pragma omp simd
-      for (std::int64_t j = 0; j < hidden; ++j) {
-        const T r_t = gate_row[j];
-        d_pre_row[j] = d_reset_row[j] * h_in_row[j] * r_t * (T(1) - r_t);
-        d_reset_row[j] = d_reset_row[j] * r_t;  // now the part of dh_in through r ⊙ h_in
-      }
-      if (layer_norm)
-        normalise_row_backward(d_pre_row, gain, hh_hat.data_ptr<T>() + gate_offset,
-                               hh_rstd.data_ptr<T>()[(t * batch + b) * 2], d_raw.data_ptr<T>() + gate_offset, 2 * hidden);
-    });
-    dh_in.copy_(d_reset_input);
-    back_rz.run(dh_in, d_raw[t].narrow(1, 0, 2 * hidden), true);
-    add_masked<T>(dh_next, dh_in, mask_data);
-  }
+        for (std::int64_t j = 0; j < hidden; ++j) {
+          const T r_t = gate_row[j];
+          d_pre_row[j] = d_reset_row[j] * h_in_row[j] * r_t * (T(1) - r_t);
+          d_reset_row[j] = d_reset_row[j] * r_t;  // now the part of dh_in through r ⊙ h_in
+        }
+        if (layer_norm)
+          normalise_row_backward(d_pre_row, gain, hh_hat.data_ptr<T>() + gate_offset,
+                                 hh_rstd.data_ptr<T>()[(t * batch + b) * 2], d_raw.data_ptr<T>() + gate_offset, 2 * hidden);
+      }();
+      dh_in_rows.copy_(d_reset_rows);
+      back_rz.run(dh_in_rows, d_raw[t].narrow(0, begin, rows).narrow(1, 0, 2 * hidden), true);
+      add_masked<T>(dh_next_rows, dh_in_rows, mask_rows);
+    }
+  });
   const std::int64_t rows = steps * batch;
   Tensor flat_raw = d_raw.reshape({rows, gates});
   Tensor flat_inputs = inputs.reshape({rows, hidden});
@@ -1145,7 +1199,7 @@ std::vector<Tensor> min_rnn_layer_forward_impl(const Tensor& x, const Tensor& we
   const T* c = bias.data_ptr<T>();
   T* out_data = output.data_ptr<T>();
   T* h_data = h.data_ptr<T>();
-  at::parallel_for(0, batch, 1, [&](std::int64_t begin, std::int64_t end) {
+  for_each_row_block(batch, [&](std::int64_t begin, std::int64_t end) {
     const std::int64_t rows = end - begin, block_steps = min_rnn_block_steps(gates, rows, sizeof(T));
     Tensor x_block = at::empty({block_steps * rows, inputs}, x.options());
     Tensor k_block = at::empty({block_steps * rows, gates}, x.options());
@@ -1189,7 +1243,7 @@ std::vector<Tensor> min_rnn_layer_backward_impl(const Tensor& grad_output, const
   const T* out_data = output.data_ptr<T>();
   const T* h0_data = h0.data_ptr<T>();
   T* dh_data = dh_next.data_ptr<T>();
-  at::parallel_for(0, batch, 1, [&](std::int64_t begin, std::int64_t end) {
+  for_each_row_block(batch, [&](std::int64_t begin, std::int64_t end) {
     const std::int64_t thread = at::get_thread_num();
     const std::int64_t rows = end - begin, block_steps = min_rnn_block_steps(gates, rows, sizeof(T));
     Tensor x_block = at::empty({block_steps * rows, inputs}, x.options());
@@ -1359,9 +1413,7 @@ std::vector<Tensor> min_rnn_layer_forward(Tensor x, Tensor weight, OptionalTenso
                   weight.size(1) == x.size(2) && h0.size(0) == x.size(1),
               "rnnlab min-RNN layer kernel: x [T, B, I], weight [gates·H, I] and h0 [B, H] expected, got ", x.sizes(),
               ", ", weight.sizes(), " and ", h0.sizes());
-  // detached: the worker threads of at::parallel_for do not inherit autograd's no-grad mode, and
-  // their GEMMs on a weight that requires grad would be refused
-  x = inner_contiguous(x.detach()), weight = weight.detach().contiguous(), h0 = h0.contiguous();
+  x = inner_contiguous(x), weight = weight.contiguous(), h0 = h0.contiguous();
   lengths = contiguous_or_none(lengths);
   const Tensor b = bias.has_value() && bias->defined() ? bias->contiguous() : at::zeros({weight.size(0)}, x.options());
   return RNNLAB_DISPATCH(x, min_rnn_layer_forward_impl<scalar_t>(x, weight, b, h0, lengths, lstm));
@@ -1370,7 +1422,7 @@ std::vector<Tensor> min_rnn_layer_forward(Tensor x, Tensor weight, OptionalTenso
 std::vector<Tensor> min_rnn_layer_backward(Tensor grad_output, Tensor grad_h_last, Tensor x, Tensor weight,
                                            OptionalTensor bias, Tensor h0, Tensor output, OptionalTensor lengths,
                                            bool lstm) {
-  x = inner_contiguous(x.detach()), weight = weight.detach().contiguous(), h0 = h0.contiguous();
+  x = inner_contiguous(x), weight = weight.contiguous(), h0 = h0.contiguous();
   lengths = contiguous_or_none(lengths);
   const Tensor b = bias.has_value() && bias->defined() ? bias->contiguous() : at::zeros({weight.size(0)}, x.options());
   grad_output = inner_contiguous(grad_output), grad_h_last = grad_h_last.contiguous();
