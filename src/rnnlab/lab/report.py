@@ -35,8 +35,12 @@ MODEL_COLOURS = {
     "gru+attn": "#17becf",
     "tcn": "#ff7f0e",
     "transformer": "#8c564b",
+    "mingru": "#bcbd22",
+    "minlstm": "#e377c2",
+    "informer": "#393b79",
+    "transformer-xl": "#637939",
 }
-_SPARE_COLOURS = ("#e377c2", "#7f7f7f", "#bcbd22", "#393b79", "#637939")
+_SPARE_COLOURS = ("#7f7f7f", "#aec7e8", "#ffbb78", "#98df8a", "#c5b0d5")
 DPI = 110
 
 
