@@ -189,6 +189,7 @@ class Seq2SeqModel(TaskModel):
         self.attention = Attention(attention, hidden_size, self.memory_size, attention_size) if attention else None
         self.combine = nn.Linear(hidden_size + self.memory_size, hidden_size) if attention else None  # W_o / W_c
         self._last_weights: torch.Tensor | None = None
+        self._never_output = torch.tensor([PAD_INDEX, BOS_INDEX])
 
     # ----------------------------------------------------------------- properties
     @property
@@ -277,7 +278,9 @@ class Seq2SeqModel(TaskModel):
             output, state = self.decoder(embedded.unsqueeze(1), state)
             logits, weights = self._read_out(output, memory)
             logits, weights = logits.squeeze(1), None if weights is None else weights.squeeze(1)
-        return F.log_softmax(logits.float(), dim=-1), state, weights
+        # <pad> and <bos> are never outputs: a decoder must not pick them while it is still learning
+        logits = logits.float().index_fill(-1, self._never_output.to(logits.device), float("-inf"))
+        return F.log_softmax(logits, dim=-1), state, weights
 
     # ----------------------------------------------------------------- decoding
     @torch.no_grad()
