@@ -138,3 +138,22 @@ def test_onnx_export_is_refused_saying_why(tmp_path):
     with pytest.raises(ConfigError, match="cannot be exported to ONNX: ProbSparse attention.*random"):
         export_onnx(model, tmp_path / "informer.onnx")
     assert not (tmp_path / "informer.onnx").exists()
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_the_sparsity_measure_in_blocks_of_queries_picks_the_same_queries(monkeypatch, causal):
+    from rnnlab.models import informer
+
+    q, k, v = qkv(50, seed=4)
+    whole = prob_sparse_attention(q, k, v, factor=2, causal=causal, generator=torch.Generator().manual_seed(5))
+    monkeypatch.setattr(informer, "MEASURE_BLOCK", 7)
+    blocked = prob_sparse_attention(q, k, v, factor=2, causal=causal, generator=torch.Generator().manual_seed(5))
+    torch.testing.assert_close(blocked, whole)
+
+
+def test_full_attention_in_the_skeleton_is_the_canonical_softmax():
+    from rnnlab.models.informer import canonical_attention
+
+    q, k, v = qkv(12, seed=6)
+    for causal in (False, True):
+        torch.testing.assert_close(canonical_attention(q, k, v, causal=causal), reference_attention(q, k, v, causal))

@@ -40,8 +40,10 @@ Decoder (``decoder_layers`` layers), the generative-style inference of the paper
     ŷ = W_out d_{L_label : L_label + H}            [B, H, n_targets]  (the ``forecast`` head, per step)
 
 The paper also feeds time-stamp embeddings; here calendar features reach the model as the task's
-covariate columns, like any other input feature. ``attention="full"`` puts full attention in the
-same skeleton (the baseline the paper and ``bench/informer.py`` compare against).
+covariate columns, like any other input feature. ``attention="full"`` puts canonical softmax
+attention in the same skeleton, its ``L × L`` weights written out (the baseline the paper and
+``bench/informer.py`` compare against). Cross attention is always full and runs PyTorch's fused
+``scaled_dot_product_attention`` (its queries are only ``L_label + H``).
 """
 
 from __future__ import annotations
@@ -62,6 +64,8 @@ ATTENTIONS = ("prob", "full")
 DEFAULT_FACTOR = 5
 #: Seed of the key sample in evaluation (``model.eval()``): forecasts are reproducible.
 EVALUATION_SEED = 0
+#: Queries whose M̄ is computed at once: bounds the transient ``[B, heads, block, n_sample, d]`` keys.
+MEASURE_BLOCK = 256
 
 
 def active_query_count(length: int, factor: int) -> int:
@@ -92,17 +96,10 @@ def prob_sparse_attention(
     with torch.no_grad():
         # One sample of keys per query, shared by the batch and the heads (as the authors' code).
         index = torch.randint(key_len, (query_len, sampled), generator=generator).to(q.device)
-        keys = k[:, :, index, :]  # [B, heads, L_Q, n_sample, d]: transient, freed after M̄
-        scores = torch.einsum("bhqd,bhqsd->bhqs", q, keys) * scale  # [B, heads, L_Q, n_sample]
-        if causal:
-            # a sampled key after the query is not one it may see: leave it out of max and mean
-            visible = index <= torch.arange(query_len, device=q.device).unsqueeze(1)
-            counts = visible.sum(-1).clamp(min=1)
-            spread = scores.masked_fill(~visible, float("-inf")).amax(-1) \
-                - scores.masked_fill(~visible, 0.0).sum(-1) / counts
-            spread = torch.nan_to_num(spread, neginf=-1e30)  # a query whose sample holds no visible key
-        else:
-            spread = scores.amax(-1) - scores.mean(-1)
+        spread = torch.cat([
+            _sparsity(q[:, :, block], k, index[block], block, scale, causal)
+            for block in _blocks(query_len, MEASURE_BLOCK)
+        ], dim=2)
         top = spread.topk(active, dim=-1).indices  # [B, heads, u]
     gather_index = top.unsqueeze(-1).expand(-1, -1, -1, head_size)
     top_queries = q.gather(2, gather_index)  # [B, heads, u, d]
@@ -118,6 +115,36 @@ def prob_sparse_attention(
     else:
         lazy = v.mean(2, keepdim=True).expand(-1, -1, query_len, -1)
     return lazy.scatter(2, gather_index, attended)
+
+
+def _blocks(length: int, size: int) -> list[slice]:
+    return [slice(start, min(start + size, length)) for start in range(0, length, size)]
+
+
+def _sparsity(q: torch.Tensor, k: torch.Tensor, index: torch.Tensor, block: slice, scale: float,
+              causal: bool) -> torch.Tensor:
+    """``M̄`` of the queries ``q`` ``[B, heads, n, d]`` (positions ``block``) over their sampled keys ``index``."""
+    keys = k[:, :, index, :]  # [B, heads, n, n_sample, d]: transient, freed with the block
+    scores = torch.einsum("bhqd,bhqsd->bhqs", q, keys) * scale
+    if not causal:
+        return scores.amax(-1) - scores.mean(-1)
+    # a sampled key after the query is not one it may see: leave it out of max and mean
+    positions = torch.arange(block.start, block.stop, device=q.device).unsqueeze(1)
+    visible = index <= positions
+    counts = visible.sum(-1).clamp(min=1)
+    spread = scores.masked_fill(~visible, float("-inf")).amax(-1) - scores.masked_fill(~visible, 0.0).sum(-1) / counts
+    return torch.nan_to_num(spread, neginf=-1e30)  # a query whose sample holds no visible key
+
+
+def canonical_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool,
+                        dropout: float = 0.0) -> torch.Tensor:
+    """``softmax(q kᵀ/√d + mask) v`` written out: the ``L_Q × L_K`` weights are materialised and kept
+    for backward, as in the canonical self-attention the paper measures against."""
+    scores = q @ k.transpose(-1, -2) / math.sqrt(q.size(-1))
+    if causal:
+        later = torch.ones(q.size(2), k.size(2), dtype=torch.bool, device=q.device).triu(1)
+        scores = scores.masked_fill(later, float("-inf"))
+    return F.dropout(torch.softmax(scores, dim=-1), p=dropout, training=dropout > 0) @ v
 
 
 class InformerAttention(nn.Module):
@@ -140,8 +167,10 @@ class InformerAttention(nn.Module):
         q = self.query(queries_from).unflatten(-1, (self.num_heads, self.head_size)).transpose(1, 2)
         k, v = self.key_value(keys_from).unflatten(-1, (2, self.num_heads, self.head_size)).permute(2, 0, 3, 1, 4)
         dropout = self.dropout if self.training else 0.0
-        if self.attention == "full" or self.cross:
-            heads = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=self.causal)
+        if self.cross:
+            heads = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout)
+        elif self.attention == "full":
+            heads = canonical_attention(q, k, v, causal=self.causal, dropout=dropout)
         else:
             generator = None if self.training else torch.Generator().manual_seed(EVALUATION_SEED)
             heads = prob_sparse_attention(q, k, v, factor=self.factor, causal=self.causal, dropout=dropout,
