@@ -54,6 +54,40 @@ def forward_backward(layer: nn.Module, *, loop: bool = False, **forward_options)
     return run
 
 
+def gemms_alone(size: tuple[int, int, int, int], gates: int) -> Callable[[torch.Tensor], None]:
+    """Only the matrix products a layer of ``gates`` gates needs for forward + backward, through MKL
+    (``torch.mm``) at their shapes: the floor of any implementation that runs them the same way.
+
+    Forward: the input projection ``[B·T, I] × [I, gH]`` and ``T`` recurrent products
+    ``[B, H] × [H, gH]``; backward: ``T`` products ``[B, gH] × [gH, H]`` for ``dh_{t-1}``, then
+    ``dW_hh``, ``dx`` and ``dW_ih``, each one product over all steps.
+    """
+    batch, length, input_size, hidden = size
+    weight_ih, weight_hh = torch.randn(gates * hidden, input_size), torch.randn(gates * hidden, hidden)
+    h, d_gates = torch.randn(batch, hidden), torch.randn(batch, gates * hidden)
+    states, d_all = torch.randn(batch * length, hidden), torch.randn(batch * length, gates * hidden)
+    step_out, step_back = torch.empty(batch, gates * hidden), torch.empty(batch, hidden)
+
+    def run(x: torch.Tensor) -> None:
+        inputs = x.reshape(batch * length, input_size)
+        torch.mm(inputs, weight_ih.t())
+        for _ in range(length):
+            torch.mm(h, weight_hh.t(), out=step_out)
+        for _ in range(length):
+            torch.mm(d_gates, weight_hh, out=step_back)
+        torch.mm(d_all.t(), states)
+        torch.mm(d_all, weight_ih)
+        torch.mm(d_all.t(), inputs)
+    return run
+
+
+def gemm_gflop(size: tuple[int, int, int, int], gates: int) -> float:
+    """Floating-point operations of those products, in GFLOP (2 per multiply-add)."""
+    batch, length, input_size, hidden = size
+    rows, width = batch * length, gates * hidden
+    return 2 * (3 * rows * input_size * width + 3 * rows * hidden * width) / 1e9
+
+
 def candidates(size: tuple[int, int, int, int]) -> dict[str, Callable[[torch.Tensor], None]]:
     _, _, input_size, hidden = size
     torch.manual_seed(0)
@@ -68,6 +102,8 @@ def candidates(size: tuple[int, int, int, int]) -> dict[str, Callable[[torch.Ten
     }
     runs = {name: forward_backward(layer) for name, layer in built.items()}
     runs["rnnlab.LSTM(layer_norm), loop over cells"] = forward_backward(built["rnnlab.LSTM(layer_norm)"], loop=True)
+    runs["GRU GEMMs alone (MKL)"] = gemms_alone(size, 3)
+    runs["RNN GEMMs alone (MKL)"] = gemms_alone(size, 1)
     if size == SIZES[1]:
         runs["rnnlab.MinGRU"] = forward_backward(rnnlab.MinGRU(input_size, hidden, batch_first=True))
         runs["rnnlab.MinGRU, parallel scan"] = forward_backward(rnnlab.MinGRU(input_size, hidden, batch_first=True),
@@ -85,6 +121,8 @@ COMPARISONS = [
     ("rnnlab.LSTM(layer_norm)", "torch.nn.LSTM", 1.3, "≤"),
     ("rnnlab.LSTM(layer_norm)", "rnnlab.LSTM(layer_norm), loop over cells", 0.5, "≤"),
     ("rnnlab.LSTM", "torch.nn.LSTM", None, "≤"),
+    ("GRU GEMMs alone (MKL)", "torch.nn.GRU", None, "≤"),
+    ("RNN GEMMs alone (MKL)", "torch.nn.RNN", None, "≤"),
     ("rnnlab.MinGRU", "rnnlab.GRU", 5.0, "≥"),
     ("rnnlab.MinGRU, parallel scan", "rnnlab.GRU", None, "≥"),
     ("rnnlab.MinLSTM", "rnnlab.GRU", None, "≥"),
@@ -196,6 +234,19 @@ def main() -> None:
             verdict = "" if bound is None else f"{sense} {bound}: " + ("met" if met else "**not met**")
             console.print(f"| {shown} | {reference} | {size} | {1e3 * ours_cpu:.1f} | {1e3 * ref_cpu:.1f} | "
                           f"{ratio:.2f}× | {wall_ratio:.2f}× | {verdict} |", highlight=False)
+    console.print("\nThe GEMMs alone: how fast this CPU runs the products of forward + backward through MKL "
+                  "(\"GEMMs alone\" rows above are the lowest ratio to torch.nn that any implementation doing "
+                  "the same products through MKL can reach):\n", highlight=False)
+    console.print("| cell | (batch, length, input, hidden) | GFLOP | GEMMs ms | GFLOP/s | torch.nn ms | torch.nn GFLOP/s "
+                  "| rnnlab ms | rnnlab GFLOP/s |", highlight=False)
+    console.print("|---|---|---:|---:|---:|---:|---:|---:|---:|", highlight=False)
+    for cell, gates in (("GRU", 3), ("RNN", 1)):
+        for size in sizes:
+            gflop = gemm_gflop(size, gates)
+            times = {name: statistics.median(t[0] for t in medians[size][name])
+                     for name in (f"{cell} GEMMs alone (MKL)", f"torch.nn.{cell}", f"rnnlab.{cell}")}
+            cells = " | ".join(f"{1e3 * t:.1f} | {gflop / t:.1f}" for t in times.values())
+            console.print(f"| {cell} | {size} | {gflop:.1f} | {cells} |", highlight=False)
     console.print("\nOne streaming step, batch 1, input 32, hidden 128 (inference):\n", highlight=False)
     console.print("| rnnlab | vs | ours µs | reference µs | ratio | wall ratio | target |", highlight=False)
     console.print("|---|---|---:|---:|---:|---:|---|", highlight=False)
