@@ -311,6 +311,10 @@ def compare(
     label: str = typer.Option(None, "--label", help="classify: label column."),
     fill: str = typer.Option(None, "--fill", help="Missing values: none (error) | ffill | interpolate | zero."),
     option: list[str] = typer.Option(None, "--option", help="Further task option KEY=VALUE (repeatable)."),
+    suite: str = typer.Option(None, "--suite", help="Re-run a published table instead of one task: bai2018 "
+                              "(Bai et al. 2018: adding T=600, copy memory T=1000, music; rnn,lstm,gru,tcn)."),
+    music_data: str = typer.Option(None, "--music-data", help="--suite: the music row's data (JSB_Chorales.mat, "
+                                   "or a folder of .npy rolls); without it that row is reported as missing."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
 ) -> None:
     """Train the family side by side on one task and write results.json and report.html (the main job)."""
@@ -328,7 +332,7 @@ def compare(
             task=task, data=data, budget=budget, out=out, force=force, executor=executor, address=address,
             workers=workers, params=params, epochs=epochs, max_minutes=max_minutes, batch_size=batch_size,
             num_layers=num_layers, lr=lr, clip=clip, init=init, train_samples=train_samples,
-            target_metric=target_metric, data_options=data_options,
+            target_metric=target_metric, data_options=data_options, suite=suite, music_data=music_data,
         )
         if models is not None:
             config.models = parse_models(models)
@@ -339,9 +343,19 @@ def compare(
         outcome = run_compare(config, progress=not quiet)
     except RnnlabError as error:
         fail(str(error))
-    _print_comparison(outcome)
+    if suite is not None:
+        _print_suite(outcome)
+    else:
+        _print_comparison(outcome)
     if outcome.interrupted:
         raise typer.Exit(130)
+
+
+def _print_suite(outcome) -> None:
+    from rnnlab.lab.suites import render_markdown
+
+    console.print(render_markdown(outcome.results), highlight=False, markup=False)
+    console.print(f"report: {outcome.report}", highlight=False)
 
 
 def _print_comparison(outcome) -> None:

@@ -119,3 +119,16 @@ def test_bad_note_lists_and_short_pieces_are_named(tiny_music_mat, tmp_path):
         load_task("music", str(tmp_path / "rolls"))
     with pytest.raises(ConfigError, match="takes no seq_len"):
         load_task("music", tiny_music_mat(), seq_len=10)
+
+
+def test_a_bad_roll_in_a_folder_is_named_by_its_file(tmp_path):
+    save_rolls(tmp_path / "rolls", random_rolls(3))
+    np.save(tmp_path / "rolls" / "wide.npy", np.zeros((6, 89), dtype=np.uint8))
+    with pytest.raises(DataError, match=r"rolls/wide.npy has shape 6x89; expected time x 88"):
+        load_task("music", str(tmp_path / "rolls"))
+    os.remove(tmp_path / "rolls" / "wide.npy")
+    velocities = np.zeros((6, 88))
+    velocities[2, 40] = 64  # a MIDI velocity, not an on/off flag
+    np.save(tmp_path / "rolls" / "loud.npy", velocities)
+    with pytest.raises(DataError, match=r"rolls/loud.npy: frame 2, key 40 holds 64; a piano roll holds only 0 and 1"):
+        load_task("music", str(tmp_path / "rolls"))

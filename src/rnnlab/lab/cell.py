@@ -59,7 +59,7 @@ def train_config(cell: dict[str, Any], recipe: dict[str, Any], run_dir: str) -> 
     if recipe.get("train_samples"):
         test_samples = min(1000, max(200, recipe["train_samples"] // 4))
         fields.update(n_train=recipe["train_samples"], n_val=test_samples, n_test=test_samples)
-    return TrainConfig(
+    values = dict(
         task=recipe["task"],
         model=cell["model"],
         data=recipe.get("data"),
@@ -78,6 +78,10 @@ def train_config(cell: dict[str, Any], recipe: dict[str, Any], run_dir: str) -> 
         data_options=data_options,
         **fields,
     )
+    # A suite (suites.py) gives some models settings of their own: the TCN rows of Bai et al. 2018
+    # train with that paper's learning rate, kernel size and dropout.
+    values.update((recipe.get("model_settings") or {}).get(cell["model"], {}))
+    return TrainConfig(**values)
 
 
 def run_cell(cell: dict[str, Any], recipe: dict[str, Any], run_dir: str) -> dict[str, Any]:

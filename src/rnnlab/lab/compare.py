@@ -73,6 +73,12 @@ def compare(config: CompareConfig | dict[str, Any] | None = None, *, progress: b
         config = config_from_dict(config) if isinstance(config, dict) else config
         if changes:
             config = config_from_dict({**config.__dict__, **changes})
+    if config.suite is not None:
+        from rnnlab.lab.suites import run_suite
+
+        return run_suite(config, progress=progress, console=console)
+    if config.music_data is not None:
+        raise ConfigError(f"music_data feeds the music row of a suite; add --suite (got {config.music_data!r})")
     experiment = resolve(config)
     from rnnlab.lab.executors import check_executor, make_executor
 

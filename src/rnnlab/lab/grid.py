@@ -132,6 +132,10 @@ class CompareConfig:
     #: further options of the data source (``target_column``, ``horizon``, ``label``, ...), passed on
     #: to training unchanged.
     data_options: dict[str, Any] = field(default_factory=dict)
+    #: a published table to re-run instead of one task (``"bai2018"``: see ``suites.py``)
+    suite: str | None = None
+    #: the suite's polyphonic music data (a .mat or a folder of .npy rolls); None: that row is not run
+    music_data: str | None = None
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,219 @@
+"""The Bai et al. 2018 suite: the published rows, the bounds behind each verdict, and a real run end to end."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+
+import jsonschema
+import numpy as np
+import pytest
+
+from rnnlab.errors import ConfigError, DataError
+from rnnlab.lab import CompareConfig, compare
+from rnnlab.lab import suites
+
+JSB = Path("/work/shared/data/JSB_Chorales.mat")
+#: A suite small enough for the default test run: one model, a few dozen steps, the quick lengths.
+TINY_SUITE = {"suite": "bai2018", "budget": "quick", "models": ["lstm"], "params": 1500, "epochs": 1,
+              "train_samples": 64, "batch_size": 32, "workers": 2}
+
+
+def test_the_table_holds_bai_et_al_2018_table_1():
+    # the figures as printed in Table 1 of arXiv:1803.01271 (and quoted in issue 10)
+    printed = {("adding600", "lstm"): 0.164, ("adding600", "rnn"): 0.177, ("adding600", "gru"): 5.3e-5,
+               ("adding600", "tcn"): 5.8e-5, ("copy1000", "lstm"): 0.0204, ("copy1000", "gru"): 0.0197,
+               ("copy1000", "rnn"): 0.0202, ("copy1000", "tcn"): 3.5e-5, ("jsb", "lstm"): 8.45, ("jsb", "gru"): 8.43,
+               ("jsb", "rnn"): 8.91, ("jsb", "tcn"): 8.10, ("nottingham", "lstm"): 3.29, ("nottingham", "gru"): 3.46,
+               ("nottingham", "rnn"): 4.05, ("nottingham", "tcn"): 3.07}
+    assert suites.BAI2018_TABLE == printed
+    assert "1803.01271" in suites.BAI2018_SOURCE["url"]
+
+
+def test_the_papers_sizes_are_the_full_budgets_sizes():
+    sizes = {experiment.name: experiment.sizes["full"] for experiment in suites.BAI2018_EXPERIMENTS}
+    assert (sizes["adding"].length, sizes["adding"].params) == (600, 70_000)
+    assert (sizes["copy"].length, sizes["copy"].params) == (1000, 16_000)
+    assert sizes["music"].params == 300_000
+
+
+def test_gated_models_must_solve_the_long_range_rows():
+    memoryless = 10 * math.log(8) / (1000 + 20)  # ≈ 0.0204, the paper's LSTM/GRU/RNN level
+    bound, sentence = suites.criterion("copy1000", "lstm", 0.0204, memoryless, True)
+    assert bound == pytest.approx(0.0020387, rel=1e-4)
+    assert "tenth" in sentence
+    assert suites.criterion("adding600", "gru", 5.3e-5, 0.167, True)[0] == 1e-3
+
+
+def test_the_tcn_is_held_within_twice_the_paper_and_music_within_a_fifth_of_a_nat():
+    assert suites.criterion("adding600", "tcn", 5.8e-5, 0.167, True)[0] == pytest.approx(1.16e-4)
+    assert suites.criterion("jsb", "tcn", 8.10, 11.0, True)[0] == pytest.approx(8.30)
+    assert suites.criterion("jsb", "lstm", 8.45, 11.0, True)[0] == 8.45
+    assert suites.criterion("copy1000", "rnn", 0.0202, 0.0204, True)[0] == 0.0202
+
+
+def test_a_shortened_run_is_held_only_to_its_trivial_baseline():
+    bound, sentence = suites.criterion(None, "lstm", None, 0.16, False)
+    assert bound == 0.16 and "shortened" in sentence
+
+
+def test_paper_rows_match_only_the_papers_lengths_and_music_files():
+    adding, copy, music = suites.BAI2018_EXPERIMENTS
+    assert suites.paper_row(adding, 600, None) == "adding600"
+    assert suites.paper_row(adding, 50, None) is None
+    assert suites.paper_row(copy, 1000, None) == "copy1000"
+    assert suites.paper_row(music, None, "/data/JSB_Chorales.mat") == "jsb"
+    assert suites.paper_row(music, None, "/data/Nottingham.mat") == "nottingham"
+    assert suites.paper_row(music, None, "/data/my_rolls") is None
+
+
+@pytest.mark.parametrize(("changes", "error", "message"), [
+    ({"suite": "bai2019"}, ConfigError, "did you mean 'bai2018'"),
+    ({"suite": "bai2018", "data": "x.csv"}, ConfigError, "--music-data"),
+    ({"suite": "bai2018", "lengths": [10]}, ConfigError, "paper's lengths"),
+    ({"suite": "bai2018", "music_data": "/nonexistent/JSB.mat"}, DataError, "/nonexistent/JSB.mat"),
+    ({"music_data": "JSB.mat"}, ConfigError, "add --suite"),
+])
+def test_bad_suite_input_is_refused_before_anything_runs(tmp_path, changes, error, message):
+    out = tmp_path / "suite"
+    with pytest.raises(error, match=message.replace("(", r"\(")):
+        compare(CompareConfig(out=str(out), **changes), progress=False)
+    assert not out.exists()
+
+
+def test_a_folder_that_is_not_a_suite_is_refused(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="not an rnnlab suite folder"):
+        compare(CompareConfig(out=str(tmp_path), **TINY_SUITE), progress=False)
+
+
+def tiny_music_file(folder: Path) -> Path:
+    """A .mat in the standard layout: 4 / 2 / 2 random 10-frame rolls (not a paper's data set)."""
+    import scipy.io
+
+    rng = np.random.default_rng(0)
+
+    def pieces(count):
+        cell = np.empty(count, dtype=object)
+        for index in range(count):
+            cell[index] = (rng.random((10, 88)) < 0.1).astype(np.float64)
+        return cell
+
+    path = folder / "rolls.mat"
+    scipy.io.savemat(path, {"traindata": pieces(4), "validdata": pieces(2), "testdata": pieces(2)})
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_suite(tmp_path_factory):
+    """The suite run for real (local worker processes): adding and copy at the quick lengths and a tiny
+    music file, one tiny LSTM each."""
+    folder = tmp_path_factory.mktemp("suite")
+    music = tiny_music_file(folder)
+    return compare(CompareConfig(out=str(folder / "bai"), music_data=str(music), **TINY_SUITE), progress=False)
+
+
+def rerun(outcome):
+    return compare(CompareConfig(out=str(outcome.out), music_data=outcome.results["experiments"][2]["data"],
+                                 **TINY_SUITE), progress=False)
+
+
+def test_a_tiny_suite_writes_valid_results_and_every_row(tiny_suite):
+    results = json.loads((tiny_suite.out / "results.json").read_text())
+    suites.validate(results)
+    assert [(row["experiment"], row["model"]) for row in results["rows"]] == [
+        ("adding", "lstm"), ("copy", "lstm"), ("music", "lstm")]
+    assert results["status"] == "complete"
+    for experiment in ("adding", "copy", "music"):
+        assert (tiny_suite.out / experiment / "report.html").is_file()
+        assert (tiny_suite.out / experiment / "results.json").is_file()
+    assert "Against a published table" in (tiny_suite.out / "report.html").read_text()
+
+
+def test_our_number_is_the_runs_own_test_metric(tiny_suite):
+    results = json.loads((tiny_suite.out / "results.json").read_text())
+    for row, metric in zip(results["rows"], ("mse", "cross_entropy", "nll")):
+        run = next((tiny_suite.out / row["experiment"] / "runs").iterdir())
+        summary = json.loads((run / "summary.json").read_text())  # written by the trainer, not the suite
+        assert row["ours"] == pytest.approx(summary["test_metrics"][metric])
+        assert row["num_parameters"] == summary["num_parameters"]
+        config = json.loads((run / "config.json").read_text())
+        assert row["training"]["lr"] == config["lr"] and row["training"]["batch_size"] == config["batch_size"]
+    adding, copy, music = results["rows"]
+    assert adding["training"]["init"] == copy["training"]["init"] == "chrono"
+    assert copy["training"]["chrono_max_len"] == 20 + 20  # T + 2·10 steps: the copy sequence
+    assert adding["steps"] == 1 * math.ceil(64 / 32)
+    assert music["steps"] == 1 * math.ceil(4 / 32)  # 4 training pieces
+
+
+def test_shortened_rows_are_judged_against_the_trivial_baseline(tiny_suite):
+    adding, copy, music = tiny_suite.results["rows"]
+    assert adding["paper_row"] is None and adding["length"] == 50
+    assert adding["baseline"] == pytest.approx(2 / 12, abs=0.03)  # predicting 1: Var(y) = 1/6
+    assert copy["baseline"] == pytest.approx(10 * math.log(8) / (20 + 20))
+    for row in (adding, copy):
+        assert row["verdict"] == ("meets" if row["ours"] <= row["baseline"] else "misses")
+    assert music["paper_row"] is None and music["verdict"] == "no bound"  # not a paper's data set
+
+
+def test_missing_music_rows_say_why(tmp_path):
+    config = CompareConfig(out=str(tmp_path), **TINY_SUITE)
+    experiments, missing = suites.resolve_suite(config)
+    assert [experiment.name for experiment, _ in experiments] == ["adding", "copy"]
+    suites.prepare_suite_out(tmp_path, config)
+    results = suites.assemble_suite(config, [], {}, missing, machine={"platform": "test", "cpu_cores": 2,
+                                    "executor": "local", "workers": 1}, started=datetime.now(timezone.utc),
+                                    out=tmp_path)
+    suites.validate(results)
+    (music,) = results["rows"]
+    assert music["verdict"] == "missing" and music["ours"] is None and music["paper"] == 8.45
+    assert "--music-data" in music["reason"]
+    assert results["status"] == "partial"
+    assert "missing: no music data given" in suites.render_markdown(results)
+
+
+def test_the_markdown_table_is_rendered_from_results_json(tiny_suite, capsys):
+    assert suites.main([str(tiny_suite.out)]) == 0
+    printed = capsys.readouterr().out
+    assert printed == (tiny_suite.out / "table.md").read_text()
+    table_rows = [line for line in printed.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert len(table_rows) == 3
+    assert suites.format_metric(tiny_suite.results["rows"][0]["ours"]) in table_rows[0]
+
+
+def test_a_rerun_skips_the_finished_cells(tiny_suite):
+    again = rerun(tiny_suite)
+    assert (again.ran, again.skipped) == (0, 3)
+    assert [row["ours"] for row in again.results["rows"]] == [row["ours"] for row in tiny_suite.results["rows"]]
+
+
+def test_a_suite_folder_with_another_budget_is_refused(tiny_suite):
+    with pytest.raises(ConfigError, match="budget: 'quick' there, 'standard' now"):
+        compare(CompareConfig(out=str(tiny_suite.out), **{**TINY_SUITE, "budget": "standard"}), progress=False)
+
+
+def test_the_schema_refuses_an_unknown_verdict(tiny_suite):
+    results = json.loads((tiny_suite.out / "results.json").read_text())
+    results["rows"][0]["verdict"] = "close enough"
+    with pytest.raises(jsonschema.ValidationError):
+        suites.validate(results)
+    (tiny_suite.out / "broken.json").write_text(json.dumps(results))
+    with pytest.raises(DataError, match="rows/0/verdict"):
+        suites.load(tiny_suite.out / "broken.json")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not JSB.is_file(), reason=f"the JSB Chorales file is not at {JSB}")
+def test_the_quick_suite_runs_with_jsb_chorales(tmp_path):
+    outcome = compare(CompareConfig(suite="bai2018", budget="quick", music_data=str(JSB), out=str(tmp_path / "quick"),
+                                    workers=min(2, os.cpu_count() or 1)), progress=False)
+    results = outcome.results
+    assert results["status"] == "complete"
+    assert len(results["rows"]) == 12
+    music = [row for row in results["rows"] if row["experiment"] == "music"]
+    assert all(row["paper_row"] == "jsb" and row["ours"] is not None for row in music)
+    # even two epochs of a small model beat "each key on with its training frequency"
+    assert all(row["ours"] < row["baseline"] for row in music)
