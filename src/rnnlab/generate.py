@@ -25,7 +25,6 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -73,6 +72,7 @@ def _produce(model: torch.nn.Module, vocab: list[str], ids: list[int], length: i
              window: int) -> Iterator[str]:
     was_training = model.training
     model.eval()
+    sample = Sampler(len(vocab), temperature=temperature, top_k=top_k, top_p=top_p, generator=generator)
     try:
         with torch.inference_mode():
             if stateful and getattr(model, "streamable", False):
@@ -81,8 +81,7 @@ def _produce(model: torch.nn.Module, vocab: list[str], ids: list[int], length: i
                 steps = _window_logits(model, ids, window)
             logits = next(steps)
             for produced in range(length):
-                char_id = sample_next(logits, temperature=temperature, top_k=top_k, top_p=top_p,
-                                      generator=generator)
+                char_id = sample(logits)
                 yield vocab[char_id]
                 if produced + 1 < length:
                     logits = steps.send(char_id)
@@ -92,28 +91,16 @@ def _produce(model: torch.nn.Module, vocab: list[str], ids: list[int], length: i
 
 def _stateful_logits(model: torch.nn.Module, ids: list[int]):
     """Coroutine: yields the next-character logits ``[V]``, is sent the chosen id. The prompt is
-    read in one pass; each later character is one ``model.step`` with the carried state."""
+    read in one pass; each later character is one step of ``model.step_runner()`` (the compiled
+    stacked-layer step) with the carried state."""
     output, state = model(torch.tensor([ids]), None, None, return_state=True)
     logits = output[0, -1]
+    runner = model.step_runner()
+    carried = runner.start(state)
+    token_inputs = torch.arange(len(logits)).unsqueeze(1).unbind(0)  # x_t = [c] for each c, made once
     while True:
-        char_id = yield logits
-        with native_recurrent_kernels():
-            output, state = model.step(torch.tensor([char_id]), state)
+        output, carried = runner(token_inputs[(yield logits)], carried)
         logits = output[0]
-
-
-@contextmanager
-def native_recurrent_kernels() -> Iterator[None]:
-    """Run ``torch.lstm``/``gru`` on PyTorch's own CPU kernels rather than oneDNN's, for one step.
-
-    oneDNN builds an RNN primitive on every call, a fixed cost of about 2 ms that is cheap over a
-    long sequence but is ~6× the work of one 2×256 LSTM step at batch 1 (measured: 3.2 ms vs
-    0.46 ms per step). The flag is restored at once, so nothing else runs with it changed."""
-    before = torch.backends.mkldnn.set_flags(False, None, None, None)
-    try:
-        yield
-    finally:
-        torch.backends.mkldnn.set_flags(before[0], None, None, None)
 
 
 def _window_logits(model: torch.nn.Module, ids: list[int], window: int):
@@ -127,15 +114,44 @@ def _window_logits(model: torch.nn.Module, ids: list[int], window: int):
 def sample_next(logits: torch.Tensor, *, temperature: float = 1.0, top_k: int | None = None,
                 top_p: float | None = None, generator: torch.Generator | None = None) -> int:
     """One character id drawn from ``next_distribution(logits, ...)`` (greedy at temperature 0)."""
-    logits = logits.detach().float().clone()
-    logits[UNK_INDEX] = -math.inf
-    if temperature == 0:
-        return int(torch.argmax(logits))
-    probabilities = next_distribution(logits, temperature=temperature, top_k=top_k, top_p=top_p)
-    # inverse CDF: the first c with Σ_{c' ≤ c} p(c') > u, u ~ U[0, 1) (cheaper than multinomial per call)
-    cumulative = torch.cumsum(probabilities.double(), dim=0)
-    u = torch.rand((), generator=generator, dtype=torch.float64) * cumulative[-1]
-    return min(int(torch.searchsorted(cumulative, u, right=True)), probabilities.numel() - 1)
+    return Sampler(logits.numel(), temperature=temperature, top_k=top_k, top_p=top_p, generator=generator)(logits)
+
+
+class Sampler:
+    """Draws character ids from logits ``[V]`` with fixed settings (the module docstring's rules).
+
+    Built once per generation, so a character costs a few operations on a ``[V]`` tensor. Without
+    top-k / top-p it draws by the Gumbel-max trick, exact for ``softmax(z / τ)``:
+
+        c = argmax_c (z_c / τ + g_c),  g_c = −log E_c,  E_c ~ Exp(1)
+          = argmax_c (z_c − τ·log E_c)                       (scaling by τ > 0 keeps the argmax)
+
+    over the characters other than ``<unk>`` (index 0, left out by slicing ``z[1:]``): three
+    operations on one reused buffer. With top-k / top-p it draws from ``next_distribution`` by the
+    inverse CDF (the first ``c`` with ``Σ_{c' ≤ c} p(c') > u``, ``u ~ U[0, 1)``)."""
+
+    def __init__(self, vocab_size: int, *, temperature: float = 1.0, top_k: int | None = None,
+                 top_p: float | None = None, generator: torch.Generator | None = None) -> None:
+        self.temperature, self.top_k, self.top_p, self.generator = temperature, top_k, top_p, generator
+        self.restricted = top_k is not None or (top_p is not None and top_p < 1)
+        self.log_exponential = torch.empty(vocab_size - 1)  # log E_c, redrawn in place for each character
+        self.last = vocab_size - 1
+        if UNK_INDEX != 0:  # the slicing below leaves out index 0
+            raise AssertionError("Sampler assumes <unk> is index 0")
+
+    def __call__(self, logits: torch.Tensor) -> int:
+        known = logits.detach()[1:]  # every character but <unk>: it stands for unseen ones, never produce it
+        if self.temperature == 0:
+            return int(torch.argmax(known)) + 1
+        if not self.restricted:
+            self.log_exponential.exponential_(generator=self.generator).log_()
+            return int(torch.argmax(torch.add(known, self.log_exponential, alpha=-self.temperature))) + 1
+        masked = torch.cat([torch.full((1,), -math.inf), known.float()])
+        probabilities = next_distribution(masked, temperature=self.temperature, top_k=self.top_k,
+                                          top_p=self.top_p)
+        cumulative = torch.cumsum(probabilities, dim=0)
+        u = torch.rand((), generator=self.generator) * cumulative[-1]
+        return min(int(torch.searchsorted(cumulative, u, right=True)), self.last)
 
 
 def next_distribution(logits: torch.Tensor, *, temperature: float = 1.0, top_k: int | None = None,

@@ -188,7 +188,8 @@ class _MinRNN(nn.Module):
     ``PackedSequence``; ``h_n`` ``[num_layers·directions, B, H]``. Parameters ``weight_l{k}``
     ``[gates·H, I]`` and ``bias_l{k}`` (``_reverse`` for the backward direction), initialised as
     ``nn.Linear`` does (uniform ±1/√fan_in). ``mode`` picks how time is scanned (see
-    :func:`scan_min_rnn`); feeding one step at a time (``T = 1`` with the last ``h_n``) equals
+    :func:`scan_min_rnn`); with ``"kernel"`` (and ``"auto"`` where the kernels apply) the compiled
+    kernel also takes over the input projection, block by block in cache; feeding one step at a time (``T = 1`` with the last ``h_n``) equals
     the whole sequence, so the layer streams.
     """
 

@@ -90,5 +90,5 @@ def kernel_paths() -> dict[str, str]:
         "+layer_norm/zoneout/recurrent_dropout": f"{ours}; with zoneout, rnnlab loop over cells",
         "gru convention='cho'": ours,
         "+weight_norm": "as without it, on the normalised weights",
-        "mingru/minlstm": f"{ours}: one fused scan over time",
+        "mingru/minlstm": f"{ours}: input projection and scan fused, block by block in cache",
     }
