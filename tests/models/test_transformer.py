@@ -74,3 +74,30 @@ def test_encoder_layers_and_causal_mask_follow_the_task() -> None:
     lm = build_model("transformer", SPECS["lm"], hidden_size=8, num_layers=3, num_heads=2)
     assert lm.encoder.causal and len(lm.encoder.layers) == 3 and lm.encoder.layers[0].attention.num_heads == 2
     assert not build_model("transformer", SPECS["tag"], hidden_size=8).encoder.causal
+
+
+def test_attention_weights_equal_torch_multihead_attention_of_the_last_layer() -> None:
+    spec = SPECS["lm"]  # causal: later keys masked, and padding masked
+    torch.manual_seed(0)
+    model = build_model("transformer", spec, hidden_size=8, num_heads=2).eval()
+    x = make_inputs(spec, 3, 6, torch.Generator().manual_seed(1))
+    lengths = torch.tensor([6, 4, 2])
+    captured = {}
+    last = model.encoder.layers[-1]
+    handle = last.attention.register_forward_pre_hook(lambda module, args: captured.update(y=args[0]))
+    with torch.no_grad():
+        model(x, lengths)
+    handle.remove()
+    weights = model.attention_weights
+    reference = nn.MultiheadAttention(8, 2, batch_first=True)
+    with torch.no_grad():
+        reference.in_proj_weight.copy_(last.attention.qkv.weight)
+        reference.in_proj_bias.copy_(last.attention.qkv.bias)
+        later = torch.ones(6, 6, dtype=torch.bool).triu(1)
+        padding = torch.arange(6).unsqueeze(0) >= lengths.unsqueeze(1)
+        y = captured["y"]
+        _, expected = reference(y, y, y, attn_mask=later, key_padding_mask=padding, average_attn_weights=True)
+    assert weights.shape == (3, 6, 6)
+    for b, length in enumerate(lengths.tolist()):  # rows of padded queries are not defined by either
+        torch.testing.assert_close(weights[b, :length], expected[b, :length])
+    assert build_model("transformer", spec, hidden_size=8).attention_weights is None  # before any call

@@ -65,13 +65,31 @@ class SelfAttention(nn.Module):
         self.qkv = nn.Linear(d_model, 3 * d_model)  # W_qkv
         self.out = nn.Linear(d_model, d_model)  # W_o
 
+        self.last_call: tuple[torch.Tensor, torch.Tensor | None] | None = None
+
     def forward(self, y: torch.Tensor, allowed: torch.Tensor | None) -> torch.Tensor:
+        # The fused kernel returns no weights: keep this call's input (a reference autograd keeps
+        # anyway when training) so ``weights()`` can recompute them if asked.
+        self.last_call = (y.detach(), allowed)
         # [B, T, 3·d] → [3, B, heads, T, d_head]; only the feature axis is split, so B and T stay symbolic.
         q, k, v = self.qkv(y).unflatten(-1, (3, self.num_heads, self.head_size)).permute(2, 0, 3, 1, 4)
         heads = F.scaled_dot_product_attention(
             q, k, v, attn_mask=allowed, dropout_p=self.dropout if self.training else 0.0
         )
         return self.out(heads.transpose(1, 2).flatten(2))
+
+    def weights(self) -> torch.Tensor | None:
+        """``softmax(q kᵀ/√d_head + mask)`` of the last call, mean over heads: ``[B, T_query, T_key]``
+        (``None`` before any call). Recomputed from the layer's own projections, without gradients."""
+        if self.last_call is None:
+            return None
+        y, allowed = self.last_call
+        with torch.no_grad():
+            q, k, _ = self.qkv(y).unflatten(-1, (3, self.num_heads, self.head_size)).permute(2, 0, 3, 1, 4)
+            scores = q @ k.transpose(-1, -2) / math.sqrt(self.head_size)
+            if allowed is not None:
+                scores = scores.masked_fill(~allowed, float("-inf"))
+            return torch.softmax(scores, dim=-1).mean(1)
 
 
 class PreNormLayer(nn.Module):
@@ -125,6 +143,12 @@ class TransformerEncoder(nn.Module):
         )
         self.final_norm = nn.LayerNorm(d_model)
         self.step_size = self.summary_size = d_model
+
+    @property
+    def attention_weights(self) -> torch.Tensor | None:
+        """The last layer's self-attention of the last forward call, mean over heads, detached:
+        ``[B, T_query, T_key]``; rows sum to 1, padding and (causal) later keys get 0."""
+        return self.layers[-1].attention.weights() if len(self.layers) else None
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> EncoderOutput:
         batch_size, seq_len = x.shape[:2]
