@@ -56,7 +56,7 @@ def test_unknown_task_is_one_line_with_a_suggestion_and_no_directory(tmp_path):
     assert result.exit_code == 2
     message = " ".join(result.output.split())  # the console may wrap the line at its width
     assert message.startswith("error: unknown task 'recal'; did you mean 'recall'")
-    assert "(choices: recall, adding, copy, forecast, classify, tag, charlm, music)" in message
+    assert "(choices: recall, adding, copy, forecast, classify, tag, charlm, music, seq2seq)" in message
     assert message.count("error:") == 1 and "Traceback" not in result.output
     assert not (tmp_path / "run").exists()
 

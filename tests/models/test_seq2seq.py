@@ -150,7 +150,7 @@ def test_beam_size_one_is_greedy_decoding_batched_with_eos_handling(name, attent
     with torch.no_grad():
         model.head.weight.mul_(20)  # sharp, input-dependent choices
     original = float(model.head.bias[EOS_INDEX])
-    for shift in torch.linspace(-4, 4, 81).tolist():
+    for shift in torch.linspace(-4, 4, 17).tolist():
         with torch.no_grad():
             model.head.bias[EOS_INDEX] = original + shift
         expected = greedy_one_by_one(model, x, lengths, 7)
@@ -267,3 +267,12 @@ def test_the_model_rebuilds_from_its_options_and_sizes_to_a_budget():
     assert again.num_parameters == model.num_parameters and again.beam_size == 3
     sized = build_model("lstm+attn", SPEC, params=20_000)
     assert abs(sized.num_parameters - 20_000) < 0.1 * 20_000
+
+
+def test_onnx_export_is_refused_with_the_reason(tmp_path):
+    from rnnlab.export import export_onnx
+
+    with pytest.raises(ConfigError, match=r"model 'lstm\+attn' cannot be exported to ONNX: an encoder–decoder "
+                                          r"writes its output in a loop whose length depends on the data"):
+        export_onnx(model_of("lstm+attn"), tmp_path / "model.onnx")
+    assert not (tmp_path / "model.onnx").exists()

@@ -112,6 +112,7 @@ def _train_and_measure(cell: dict[str, Any], recipe: dict[str, Any], run_dir: st
     import torch
 
     from rnnlab.lab import measures
+    from rnnlab.models.seq2seq import TeacherForced
     from rnnlab.train import train
     from rnnlab.train.metrics import loss_function, primary_metric
 
@@ -131,7 +132,11 @@ def _train_and_measure(cell: dict[str, Any], recipe: dict[str, Any], run_dir: st
     train_batch = _batch(task_data.train, config.batch_size)
     one = _batch(task_data.test, 1)
 
-    trained_flow = measures.measure_gradient_flow(model, test.x, test.y, loss_fn, test.lengths)
+    seq2seq = spec.head == "seq2seq"
+    # seq2seq: the training-like measures read the teacher-forced logits; gates, the encoder's;
+    # the gradient flow through a decoder is not the seeds' question and is not measured
+    trained = TeacherForced(model, train_batch.y) if seq2seq else model
+    trained_flow = None if seq2seq else measures.measure_gradient_flow(model, test.x, test.y, loss_fn, test.lengths)
     gradient_flow = None
     if trained_flow is not None and at_init.flow is not None:
         gradient_flow = {
@@ -142,7 +147,12 @@ def _train_and_measure(cell: dict[str, Any], recipe: dict[str, Any], run_dir: st
             "trained": trained_flow["norms"],
         }
     attention = None
-    if cell["model"].endswith("+attn") or cell["model"] == "transformer":
+    alignments = by_source_length = None
+    if seq2seq:
+        sample = _batch(task_data.test, measures.ALIGNMENT_SAMPLES)
+        alignments = measures.measure_alignments(model, sample.x, sample.lengths, sample.y, task_data.meta)
+        by_source_length = measures.exact_match_by_source_length(model, task_data.test, task_data.meta)
+    elif cell["model"].endswith("+attn") or cell["model"] == "transformer":
         sample = _batch(task_data.test, ATTENTION_SAMPLES)
         attention = measures.measure_attention(model, sample.x, sample.lengths)
         if attention is not None:
@@ -151,14 +161,14 @@ def _train_and_measure(cell: dict[str, Any], recipe: dict[str, Any], run_dir: st
     seconds = recipe.get("timing_seconds", 1.5)
     stream_ms, stream_mode = measures.time_stream_step(model, one.x, budget_seconds=seconds)
     cost = {
-        "train_ms_per_step": measures.time_training_step(model, train_batch.x, train_batch.y, loss_fn,
+        "train_ms_per_step": measures.time_training_step(trained, train_batch.x, train_batch.y, loss_fn,
                                                          train_batch.lengths, budget_seconds=seconds),
         "latency_ms_sequence": measures.time_inference(model, one.x, one.lengths, budget_seconds=seconds),
         "latency_ms_step": stream_ms,
         "stream_mode": stream_mode,
         "loop_ms_per_step": None if result.summary.get("seconds_per_step") is None
         else result.summary["seconds_per_step"] * 1000,
-        "train_memory_mb": measures.train_memory_bytes(model, train_batch.x, train_batch.y, loss_fn,
+        "train_memory_mb": measures.train_memory_bytes(trained, train_batch.x, train_batch.y, loss_fn,
                                                        train_batch.lengths) / 2**20,
         "peak_rss_mb": measures.peak_rss_mb(),
         "batch_size": int(train_batch.x.size(0)),
@@ -197,8 +207,9 @@ def _train_and_measure(cell: dict[str, Any], recipe: dict[str, Any], run_dir: st
         "history": history,
         "cost": cost,
         "gradient_flow": gradient_flow,
-        "gates": measures.measure_gates(model, test.x, test.lengths),
+        "gates": measures.measure_gates(model.encoder if seq2seq else model, test.x, test.lengths),
         "attention": attention,
+        **({"alignments": alignments, "by_source_length": by_source_length} if seq2seq else {}),
     }
 
 
@@ -215,6 +226,8 @@ class InitialGradientFlow(Callback):
         from rnnlab.train.metrics import loss_function
 
         task_data = pl_module.task_data
+        if task_data.spec.head == "seq2seq":
+            return  # not measured for an encoder–decoder (see _train_and_measure)
         batch = _batch(task_data.test, MEASURE_SAMPLES)
         self.flow = measures.measure_gradient_flow(pl_module.model, batch.x, batch.y,
                                                    loss_function(task_data.spec.head), batch.lengths)

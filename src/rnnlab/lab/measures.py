@@ -280,6 +280,76 @@ def _torch_self_attention(model: nn.Module, x: torch.Tensor, lengths: torch.Tens
     return weights
 
 
+# --------------------------------------------------------------------------- sequence to sequence
+#: Alignment maps kept per seq2seq cell (the first test sources of most distinct lengths).
+ALIGNMENT_SAMPLES = 4
+#: At most this many source-length buckets in the accuracy-against-length breakdown.
+MAX_LENGTH_BUCKETS = 7
+
+
+def measure_alignments(model: nn.Module, x: torch.Tensor, lengths: torch.Tensor | None, y: torch.Tensor,
+                       meta: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """The decoder's attention ``α_{t,s}`` while it decodes each source (greedy), as text and weights:
+    ``[{source, output, target, weights: [T_out][T_in]}]``; ``None`` for a model without attention."""
+    from rnnlab.data.seq2seq import decode_chars
+
+    if getattr(model, "attention", None) is None:
+        return None
+    was_training = model.training
+    model.eval()
+    try:
+        decoded = model.decode(x, lengths, beam_size=1)
+        weights = model.attention_weights
+    finally:
+        model.train(was_training)
+    maps = []
+    for row in range(x.size(0)):
+        length = int(lengths[row]) if lengths is not None else x.size(1)
+        output = decode_chars(meta["target_vocab"], decoded[row])
+        steps = min(len(output) + 1, decoded.size(1))  # the characters and <eos>
+        maps.append({
+            "source": decode_chars(meta["source_vocab"], x[row, :length]),
+            "output": output,
+            "target": decode_chars(meta["target_vocab"], y[row]),
+            "weights": [[round(float(v), 5) for v in weights[row, t, :length]] for t in range(steps)],
+        })
+    return maps
+
+
+def exact_match_by_source_length(model: nn.Module, dataset: Any, meta: dict[str, Any], *,
+                                 batch_size: int = 256) -> dict[str, Any]:
+    """Exact match and CER of greedy (or the model's beam) decoding on ``dataset``, per bucket of
+    source lengths: ``{"buckets": [{"min", "max", "count", "exact_match", "cer"}]}``. Buckets have
+    equal widths (a multiple of 5 characters) over the lengths present."""
+    from rnnlab.data import collate
+    from rnnlab.train.metrics import Seq2SeqMetrics
+
+    lengths = [int(dataset[i][0].shape[0]) for i in range(len(dataset))]
+    shortest, longest = min(lengths), max(lengths)
+    width = max(5, 5 * math.ceil((longest - shortest + 1) / MAX_LENGTH_BUCKETS / 5))
+    buckets: dict[int, Any] = {}
+    was_training = model.training
+    model.eval()
+    try:
+        order = sorted(range(len(dataset)), key=lengths.__getitem__)
+        for start in range(0, len(order), batch_size):
+            chunk = order[start:start + batch_size]
+            batch = collate([dataset[i] for i in chunk])
+            decoded = model(batch.x, batch.lengths)
+            for bucket in sorted({(lengths[i] - shortest) // width for i in chunk}):
+                rows = [r for r, i in enumerate(chunk) if (lengths[i] - shortest) // width == bucket]
+                metrics = buckets.setdefault(bucket, Seq2SeqMetrics(meta.get("eos_index", 3)))
+                metrics.update(decoded[rows], batch.y[rows])
+    finally:
+        model.train(was_training)
+    rows = []
+    for bucket, metrics in sorted(buckets.items()):
+        low = shortest + bucket * width
+        rows.append({"min": low, "max": min(longest, low + width - 1), "count": int(metrics.sums["sequences"]),
+                     **metrics.compute()})
+    return {"buckets": rows}
+
+
 # --------------------------------------------------------------------------- cost
 def time_training_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: Callable,
                        lengths: torch.Tensor | None = None, *, budget_seconds: float = 3.0) -> float:

@@ -73,6 +73,8 @@ def draw_figures(results: dict[str, Any]) -> list[DrawnFigure]:
         _gradient_flow,
         _gates,
         _attention,
+        _exact_match_by_source_length,
+        _alignments,
         _cost_against_accuracy,
         _probe,
     ):
@@ -363,6 +365,68 @@ def _attention(results: dict[str, Any]) -> DrawnFigure | None:
     )
 
 
+def _exact_match_by_source_length(results: dict[str, Any]) -> DrawnFigure | None:
+    """seq2seq: exact match against the source length (bucketed), one line per model (mean over seeds)."""
+    cells = [c for c in results.get("cells", []) if c.get("status") == "done" and c.get("by_source_length")]
+    if not cells:
+        return None
+    models = list(dict.fromkeys(c["model"] for c in cells))
+    figure, (axis,) = _new_figure()
+    for model in models:
+        rows: dict[tuple[int, int], list[float]] = {}
+        for cell in (c for c in cells if c["model"] == model):
+            for bucket in cell["by_source_length"]["buckets"]:
+                if bucket["exact_match"] is not None:
+                    rows.setdefault((bucket["min"], bucket["max"]), []).append(bucket["exact_match"])
+        spans = sorted(rows)
+        axis.plot([(low + high) / 2 for low, high in spans], [100 * sum(rows[s]) / len(rows[s]) for s in spans],
+                  marker="o", color=_colour(model, models), label=model)
+    axis.set_xlabel("source length (characters, bucket midpoint)")
+    axis.set_ylabel("exact match on test (%)")
+    axis.set_title(f"{_task_title(results)}: exact match against source length", fontsize=11)
+    axis.grid(alpha=0.3)
+    axis.legend()
+    return DrawnFigure(
+        "exact_match_vs_source_length",
+        "Exact match of the decoded test targets by source length. Without attention the decoder reads the "
+        "source only through the encoder's final state, which has to hold more as sources grow.",
+        _png(figure),
+        "exact match against source length",
+    )
+
+
+def _alignments(results: dict[str, Any]) -> DrawnFigure | None:
+    """seq2seq: the decoder's attention over the source characters for a few test examples (first seed)."""
+    cells = [c for c in results.get("cells", []) if c.get("status") == "done" and c.get("alignments")]
+    if not cells:
+        return None
+    cell = min(cells, key=lambda c: c["seed"])
+    maps = cell["alignments"]
+    columns = min(2, len(maps))
+    rows = -(-len(maps) // columns)
+    figure = Figure(figsize=(11, 4.2 * rows), dpi=DPI, layout="constrained")
+    axes = list(figure.subplots(rows, columns, squeeze=False).ravel())
+    for axis, example in zip(axes, maps):
+        weights = example["weights"]
+        image = axis.imshow(weights, aspect="auto", interpolation="nearest", cmap="viridis", vmin=0, vmax=1)
+        axis.set_xticks(range(len(example["source"])), list(example["source"]), fontsize=7, family="monospace")
+        axis.set_yticks(range(len(weights)), [*example["output"], "<eos>"][:len(weights)], fontsize=7,
+                        family="monospace")
+        axis.set_xlabel("source character")
+        axis.set_ylabel("output character")
+        mark = "✓" if example["output"] == example["target"] else f"✗ (target {example['target']})"
+        axis.set_title(f"{example['source'][:34]}{'…' if len(example['source']) > 34 else ''}\n→ "
+                       f"{example['output']} {mark}", fontsize=8)
+    figure.colorbar(image, ax=axes, label="attention weight α (each row sums to 1)")
+    return DrawnFigure(
+        "alignments",
+        f"{cell['model']}: where the decoder looks in the source while it writes each output character "
+        "(greedy decoding of test examples).",
+        _png(figure),
+        "attention alignment heatmaps",
+    )
+
+
 def _cost_against_accuracy(results: dict[str, Any]) -> DrawnFigure | None:
     lengths = lengths_of(results)
     if not lengths:
@@ -460,6 +524,7 @@ def render_html(results: dict[str, Any], figures: list[DrawnFigure]) -> str:
         f"<style>{_CSS}</style></head><body><main>",
         _header(results),
         _figure(by_name.get("accuracy_vs_length")),
+        _figure(by_name.get("exact_match_vs_source_length")),
         "<h2>The seeds' claims, measured</h2>",
         '<p class="small">Each claim of the five articles (SPEC §5) checked against this run. The verdict is '
         "computed from the numbers below; the criterion is given with it.</p>",
@@ -467,7 +532,9 @@ def render_html(results: dict[str, Any], figures: list[DrawnFigure]) -> str:
         "<h2>Why: gradients, gates and attention</h2>",
         _figure(by_name.get("gradient_flow")) or '<p class="small">No recurrent model in this run: no gradient flow to show.</p>',
         _figure(by_name.get("gates")) or '<p class="small">No gated recurrent model (LSTM, GRU) in this run.</p>',
-        _figure(by_name.get("attention")) or '<p class="small">No attention model in this run.</p>',
+        _figure(by_name.get("attention")) or ("" if "alignments" in by_name
+                                              else '<p class="small">No attention model in this run.</p>'),
+        _figure(by_name.get("alignments")),
         _figure(by_name.get("training_curves")),
         "<h2>Cost</h2>",
         _figure(by_name.get("cost_vs_accuracy")),

@@ -83,6 +83,13 @@ class SourceEncoder(nn.Module):
     """
 
     stateful = False
+    #: Read by ``rnnlab.export.export_onnx``: why this model is refused.
+    onnx_refusal = (
+        "an encoder–decoder writes its output in a loop whose length depends on the data (greedy or beam "
+        "search until <eos>), and rnnlab's ONNX files are one traced graph (x, lengths) -> output of fixed "
+        "form; a separate encoder graph and decoder-step graph are not written yet. Use the PyTorch model "
+        "(rnnlab predict RUN --data FILE) to decode"
+    )
 
     def __init__(self, spec: SimpleNamespace, cell: str, hidden_size: int, *, num_layers: int, bidirectional: bool,
                  dropout: float, embedding_dim: int | None, **layer_options: Any) -> None:
