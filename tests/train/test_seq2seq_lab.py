@@ -10,7 +10,7 @@ import torch
 
 from rnnlab.data import collate, load_task
 from rnnlab.data.seq2seq import decode_chars
-from rnnlab.lab.measures import exact_match_by_source_length, measure_alignments
+from rnnlab.lab.measures import alignment_examples, exact_match_by_source_length, measure_alignments
 from rnnlab.lab import report
 from rnnlab.lab.report import render_html
 from rnnlab.lab.results import validate
@@ -32,10 +32,12 @@ def tiny_task_and_model(name="lstm+attn"):
 
 def test_exact_match_by_source_length_matches_decoding_each_sample_alone():
     task, model = tiny_task_and_model()
-    result = exact_match_by_source_length(model, task.test, task.meta, batch_size=16)
-    buckets = result["buckets"]
+    buckets = exact_match_by_source_length(model, task.test, task.meta, batch_size=16, min_count=1)["buckets"]
     assert sum(b["count"] for b in buckets) == len(task.test)
     assert all(b["min"] <= b["max"] for b in buckets) and len(buckets) > 1
+    merged = exact_match_by_source_length(model, task.test, task.meta, min_count=8)["buckets"]
+    assert sum(b["count"] for b in merged) == len(task.test) and all(b["count"] >= 8 for b in merged[1:])
+    assert merged[-1]["max"] == buckets[-1]["max"] and len(merged) < len(buckets)
     # reference: each test source decoded alone (no padding), compared as text
     vocab = task.meta["target_vocab"]
     for bucket in buckets:
@@ -50,6 +52,13 @@ def test_exact_match_by_source_length_matches_decoding_each_sample_alone():
             exact += output == target
         assert abs(bucket["cer"] - edits / characters) < 1e-9
         assert abs(bucket["exact_match"] - exact / bucket["count"]) < 1e-9
+
+
+def test_alignment_examples_span_the_source_lengths():
+    task, _ = tiny_task_and_model()
+    lengths = [len(x) for x, _ in task.test]
+    chosen = [lengths[i] for i in alignment_examples(task.test, 4)]
+    assert chosen == sorted(chosen) and chosen[0] == min(lengths) and chosen[-1] == max(lengths)
 
 
 def test_alignments_hold_the_decoder_attention_as_text_and_weights():

@@ -149,7 +149,9 @@ def _train_and_measure(cell: dict[str, Any], recipe: dict[str, Any], run_dir: st
     attention = None
     alignments = by_source_length = None
     if seq2seq:
-        sample = _batch(task_data.test, measures.ALIGNMENT_SAMPLES)
+        from rnnlab.data import collate
+
+        sample = collate([task_data.test[i] for i in measures.alignment_examples(task_data.test)])
         alignments = measures.measure_alignments(model, sample.x, sample.lengths, sample.y, task_data.meta)
         by_source_length = measures.exact_match_by_source_length(model, task_data.test, task_data.meta)
     elif cell["model"].endswith("+attn") or cell["model"] == "transformer":

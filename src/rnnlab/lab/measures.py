@@ -283,8 +283,18 @@ def _torch_self_attention(model: nn.Module, x: torch.Tensor, lengths: torch.Tens
 # --------------------------------------------------------------------------- sequence to sequence
 #: Alignment maps kept per seq2seq cell (the first test sources of most distinct lengths).
 ALIGNMENT_SAMPLES = 4
-#: At most this many source-length buckets in the accuracy-against-length breakdown.
+#: At most this many source-length buckets in the accuracy-against-length breakdown; a bucket of
+#: fewer sources than MIN_BUCKET_SOURCES joins its shorter neighbour (a rate over 3 sources is noise).
 MAX_LENGTH_BUCKETS = 7
+MIN_BUCKET_SOURCES = 20
+
+
+def alignment_examples(dataset: Any, count: int = ALIGNMENT_SAMPLES) -> list[int]:
+    """Indices of ``count`` test sources spread over the lengths present (shortest … longest)."""
+    order = sorted(range(len(dataset)), key=lambda i: (int(dataset[i][0].shape[0]), i))
+    if len(order) <= count:
+        return order
+    return [order[round(k * (len(order) - 1) / (count - 1))] for k in range(count)] if count > 1 else order[-1:]
 
 
 def measure_alignments(model: nn.Module, x: torch.Tensor, lengths: torch.Tensor | None, y: torch.Tensor,
