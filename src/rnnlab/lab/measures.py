@@ -327,10 +327,11 @@ def measure_alignments(model: nn.Module, x: torch.Tensor, lengths: torch.Tensor 
 
 
 def exact_match_by_source_length(model: nn.Module, dataset: Any, meta: dict[str, Any], *,
-                                 batch_size: int = 256) -> dict[str, Any]:
+                                 batch_size: int = 256, min_count: int = MIN_BUCKET_SOURCES) -> dict[str, Any]:
     """Exact match and CER of greedy (or the model's beam) decoding on ``dataset``, per bucket of
     source lengths: ``{"buckets": [{"min", "max", "count", "exact_match", "cer"}]}``. Buckets have
-    equal widths (a multiple of 5 characters) over the lengths present."""
+    equal widths (a multiple of 5 characters) over the lengths present; one of fewer than ``min_count``
+    sources joins the bucket before it."""
     from rnnlab.data import collate
     from rnnlab.train.metrics import Seq2SeqMetrics
 
@@ -352,12 +353,18 @@ def exact_match_by_source_length(model: nn.Module, dataset: Any, meta: dict[str,
                 metrics.update(decoded[rows], batch.y[rows])
     finally:
         model.train(was_training)
-    rows = []
+    merged: list[list[Any]] = []  # [low, high, metrics]
     for bucket, metrics in sorted(buckets.items()):
         low = shortest + bucket * width
-        rows.append({"min": low, "max": min(longest, low + width - 1), "count": int(metrics.sums["sequences"]),
-                     **metrics.compute()})
-    return {"buckets": rows}
+        high = min(longest, low + width - 1)
+        if merged and metrics.sums["sequences"] < min_count:
+            merged[-1][1] = high
+            for name, value in metrics.sums.items():
+                merged[-1][2].sums[name] = merged[-1][2].sums[name] + value
+        else:
+            merged.append([low, high, metrics])
+    return {"buckets": [{"min": low, "max": high, "count": int(metrics.sums["sequences"]), **metrics.compute()}
+                        for low, high, metrics in merged]}
 
 
 # --------------------------------------------------------------------------- cost
