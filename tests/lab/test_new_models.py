@@ -68,4 +68,5 @@ def test_rnnlab_tasks_lists_the_tasks_each_model_fits():
     rows = {line.split("│")[1].strip(): line for line in result.output.splitlines() if line.count("│") > 3}
     assert "forecast" in rows["informer"] and "charlm" not in rows["informer"]
     assert "charlm" in rows["transformer-xl"] and "forecast" not in rows["transformer-xl"]
-    assert "all" in rows["mingru"]
+    assert "charlm" in rows["mingru"] and "seq2seq" not in rows["mingru"]  # no encoder–decoder
+    assert "all" in rows["lstm+attn"]

@@ -121,7 +121,11 @@ def model_options(name: str) -> tuple[str, ...]:
 
 def model_heads(name: str) -> tuple[str, ...] | None:
     """The task heads ``name`` fits (``None``: every head); ``rnnlab tasks`` and the lab show them."""
-    return _family(name).heads
+    family = _family(name)
+    if family.heads is None and family.check is not _check_recurrent:
+        # only rnn/lstm/gru(+attn) build the encoder–decoder of the seq2seq head
+        return tuple(head for head in HEAD_NAMES if head != "seq2seq")
+    return family.heads
 
 
 def _family(name: str) -> ModelFamily:
