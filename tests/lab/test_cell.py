@@ -49,7 +49,8 @@ def test_generated_tasks_stop_at_perfect_accuracy_and_keep_learning_rate_constan
     assert train_config({"model": "tcn", "length": 50, "seed": 0}, recipe, "unused").init is None
     forecast = resolve(CompareConfig(task="forecast", budget="quick")).recipe
     config = train_config({"model": "lstm", "length": None, "seed": 1}, forecast, "unused")
-    assert config.target is None and config.schedule == "plateau" and config.patience == 4 and config.init is None
+    assert config.target is None and config.patience == 4 and config.init is None
+    assert config.resolved().schedule == "plateau"  # the schedule is the task's default (forecast: plateau)
 
 
 def test_default_target_is_skill_nine_tenths():

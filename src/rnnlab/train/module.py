@@ -10,7 +10,8 @@ Training practice from the seeds, and where each lives:
 * the learning-rate schedule: ``plateau`` halves the rate when the validation metric has not
   improved for ``max(1, patience // 2)`` epochs (so it gets two chances before early stopping gives
   up); ``cosine`` decays it per step from ``lr`` to ``lr / 100`` after ``warmup_epochs`` of linear
-  warm-up;
+  warm-up, over the epochs or, when ``max_minutes`` is set and ends first, over the time budget (a
+  run cut by its budget then ends annealed, not at full rate);
 * the data order is a pure function of ``(seed, epoch)`` and is cut into one shard per process
   under data-parallel training, so a resumed run, and a run on 2 processes, see the batches they
   should.
@@ -163,7 +164,15 @@ class TaskModule(L.LightningModule):
             total_steps = max(1, int(self.trainer.estimated_stepping_batches))
             steps_per_epoch = max(1, total_steps // max(1, config.epochs))
             warmup_steps = int(round(config.warmup_epochs * steps_per_epoch))
-            scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, CosineWithWarmup(warmup_steps, total_steps))
+            budget_seconds, clock = None, None
+            if config.max_minutes:
+                from rnnlab.train.callbacks import RunRecorder
+
+                recorder = next((c for c in self.trainer.callbacks if isinstance(c, RunRecorder)), None)
+                if recorder is not None:  # its clock counts the earlier sessions of a resumed run too
+                    budget_seconds, clock = config.max_minutes * 60, lambda: recorder.seconds
+            schedule = CosineWithWarmup(warmup_steps, total_steps, budget_seconds=budget_seconds, clock=clock)
+            scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
             return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
         return optimizer
 
@@ -239,15 +248,22 @@ def _in_float32(forward: Any) -> Any:
 
 
 class CosineWithWarmup:
-    """``lr_t / lr = t / warmup`` during warm-up, then ``floor + (1 − floor)·(1 + cos(π·progress))/2``."""
+    """``lr_t / lr = t / warmup`` during warm-up, then ``floor + (1 − floor)·(1 + cos(π·progress))/2``
+    with ``progress = (t − warmup) / (total − warmup)``, or with a time budget ``B`` seconds and
+    ``clock()`` the training seconds so far, ``max`` of that and ``clock() / B``: the rate reaches
+    its floor when either the steps or the time run out, whichever comes first."""
 
-    def __init__(self, warmup_steps: int, total_steps: int, floor: float = COSINE_FLOOR) -> None:
+    def __init__(self, warmup_steps: int, total_steps: int, floor: float = COSINE_FLOOR, *,
+                 budget_seconds: float | None = None, clock: Any = None) -> None:
         self.warmup_steps, self.total_steps, self.floor = warmup_steps, total_steps, floor
+        self.budget_seconds, self.clock = budget_seconds, clock
 
     def __call__(self, step: int) -> float:
         if step < self.warmup_steps:
             return (step + 1) / self.warmup_steps
         progress = min(1.0, (step - self.warmup_steps) / max(1, self.total_steps - self.warmup_steps))
+        if self.budget_seconds and self.clock is not None:
+            progress = max(progress, min(1.0, self.clock() / self.budget_seconds))
         return self.floor + (1 - self.floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
 

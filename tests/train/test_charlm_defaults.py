@@ -1,0 +1,39 @@
+"""charlm's defaults: the cosine schedule anneals to the run's budget, steps or time, whichever ends first."""
+
+import math
+
+import pytest
+
+from rnnlab.train import TrainConfig
+from rnnlab.train.module import CosineWithWarmup
+
+
+def by_hand(progress, floor=0.01):
+    return floor + (1 - floor) * (1 + math.cos(math.pi * progress)) / 2
+
+
+def test_cosine_reaches_its_floor_when_the_time_budget_runs_out_before_the_steps():
+    seconds = [0.0]
+    schedule = CosineWithWarmup(0, 1000, budget_seconds=100.0, clock=lambda: seconds[0])
+    assert schedule(0) == pytest.approx(1.0)
+    seconds[0] = 50.0  # half the time gone after 1% of the steps: the time sets the pace
+    assert schedule(10) == pytest.approx(by_hand(0.5))
+    seconds[0] = 100.0
+    assert schedule(20) == pytest.approx(0.01)
+    seconds[0] = 250.0  # past the budget (the last batch overruns it): stays at the floor
+    assert schedule(30) == pytest.approx(0.01)
+    seconds[0] = 10.0  # the steps run out first: they set the pace
+    assert schedule(750) == pytest.approx(by_hand(0.75))
+
+
+def test_without_a_time_budget_the_cosine_follows_the_steps():
+    schedule = CosineWithWarmup(0, 1000, clock=lambda: 1e9)
+    assert schedule(250) == pytest.approx(by_hand(0.25))
+
+
+def test_charlm_anneals_by_default_other_tasks_keep_plateau_and_a_given_schedule_is_kept():
+    assert TrainConfig(task="charlm").resolved().schedule == "cosine"
+    assert TrainConfig(task="forecast").resolved().schedule == "plateau"
+    assert TrainConfig(task="charlm", schedule="plateau").resolved().schedule == "plateau"
+    with pytest.raises(ValueError, match="schedule"):
+        TrainConfig(task="charlm", schedule="cosin").validate()
