@@ -41,6 +41,8 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--horizon", type=int, default=24)
     parser.add_argument("--features", type=int, default=7, help="input features per step (the paper's ETT has 7)")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--label-len", type=int, default=None,
+                        help="the decoder's start token (default: the model's, half the lookback)")
     parser.add_argument("--json", default=None, help="write the figures here")
     parser.add_argument("--child", nargs=2, metavar=("VARIANT", "LOOKBACK"), help=argparse.SUPPRESS)
     return parser.parse_args()
@@ -54,7 +56,7 @@ def build(variant: str, lookback: int, args: argparse.Namespace):
     spec = dict(task="forecast", head="forecast", input_size=args.features, output_shape=[args.horizon, 1],
                 seq_len=lookback)
     torch.manual_seed(0)
-    informer = build_model("informer", spec, hidden_size=args.width,
+    informer = build_model("informer", spec, hidden_size=args.width, label_len=args.label_len,
                            attention="full" if variant == "informer-full" else "prob")
     if variant != "transformer":
         return informer
@@ -103,7 +105,7 @@ def _resident_mb() -> float:
 def measure(variant: str, lookback: int, args: argparse.Namespace) -> dict:
     command = [sys.executable, __file__, "--child", variant, str(lookback), "--batch", str(args.batch),
                "--width", str(args.width), "--horizon", str(args.horizon), "--features", str(args.features),
-               "--repeats", str(args.repeats)]
+               "--repeats", str(args.repeats)] + ([] if args.label_len is None else ["--label-len", str(args.label_len)])
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"{variant} at lookback {lookback} failed:\n{done.stderr[-2000:]}")
@@ -124,7 +126,9 @@ def main() -> None:
             print(f"  measured {variant} at lookback {lookback}: {row[variant]}", file=sys.stderr)
         rows.append(row)
     parameters = {variant: rows[0][variant]["parameters"] for variant in VARIANTS}
-    print(f"batch {args.batch}, d_model {args.width}, horizon {args.horizon}, {args.features} features; "
+    start = "half the lookback" if args.label_len is None else args.label_len
+    print(f"batch {args.batch}, d_model {args.width}, horizon {args.horizon}, {args.features} features, "
+          f"start token {start}; "
           f"parameters: " + ", ".join(f"{v} {n:,}" for v, n in parameters.items()))
     print("one training step (forward + backward); memory in MiB; × = informer / reference")
     header = (f"{'lookback':>8} | {'peak RSS added':^34} | {'saved for backward':^34} | {'CPU seconds':^34}")
