@@ -45,6 +45,26 @@ def test_stateful_steps_give_the_distribution_of_a_full_pass_over_the_prefix(nam
             logits = steps.send(char_id)
 
 
+@pytest.mark.parametrize("extras", [{}, {"zoneout": 0.2}], ids=["compiled step", "model.step fallback"])
+def test_step_runner_gives_what_model_step_gives_and_its_state(extras):
+    from rnnlab.kernels import build
+
+    torch.manual_seed(0)
+    model = build_model("lstm", SPEC, hidden_size=16, num_layers=2, **extras).eval()
+    runner = model.step_runner()
+    # zoneout mixes h_{t-1} into h_t even in evaluation: the compiled step does not run it
+    assert runner.compiled == (not extras and build.load() is not None)
+    state, carried = None, runner.start(None)
+    with torch.inference_mode():
+        for char_id in [3, 9, 7, 2, 4]:
+            x_t = torch.tensor([char_id])
+            expected, state = model.step(x_t, state)  # reference: the checked, general step
+            output, carried = runner(x_t, carried)
+            assert torch.allclose(output, expected, atol=1e-5)
+        for got, want in zip(runner.layer_state(carried), state):
+            assert torch.allclose(got, want, atol=1e-5)
+
+
 def test_greedy_picks_the_most_likely_character_and_never_unk():
     logits = torch.tensor([9.0, 1.0, 3.0, 2.5])
     assert sample_next(logits, temperature=0) == 2  # <unk> (index 0) is the largest but never produced
