@@ -151,7 +151,7 @@ def train(
     optimizer: str = typer.Option(None, "--optimizer", help="adam | adamw."),
     weight_decay: float = typer.Option(None, "--weight-decay", help="Weight decay."),
     clip: float = typer.Option(None, "--clip", help="Gradient clipping max-norm (default 1.0; 0 disables)."),
-    schedule: str = typer.Option(None, "--schedule", help="plateau (default) | cosine | none."),
+    schedule: str = typer.Option(None, "--schedule", help="plateau | cosine | none (default: the task's; charlm cosine to the budget, else plateau)."),
     warmup_epochs: float = typer.Option(None, "--warmup-epochs", help="cosine: linear warm-up in epochs."),
     num_layers: int = typer.Option(None, "--layers", "--num-layers", help="Stacked layers."),
     hidden_size: int = typer.Option(None, "--hidden-size", help="Hidden units (width) instead of --params."),
