@@ -1,7 +1,8 @@
 """Generation speed at batch 1, measured in one run (run by hand, not in CI): characters per second of
 
-* stateful generation (``rnnlab.generate``): the prompt read once, then one ``model.step`` per
-  new character with the recurrent state carried;
+* stateful generation (``rnnlab.generate``): the prompt read once, then one step of
+  ``model.step_runner()`` (the compiled stacked-layer step) per new character with the recurrent
+  state carried;
 * the reference: re-running the model over a window of the last ``--window`` characters (100 by
   default) for every new character, as the seed's generator does and as a model without a state
   must.
