@@ -402,7 +402,7 @@ def _check_same_preprocessing(task: dict[str, Any], task_data: Any) -> None:
         raise DataError(f"the data now gives a different task than at training ({', '.join(changed)} changed: "
                         f"{ {k: task['spec'].get(k) for k in changed} } then, { {k: spec[k] for k in changed} } now); "
                         "was the data file changed?")
-    for key in ("vocab", "label_names", "tags", "scaler"):
+    for key in ("vocab", "label_names", "tags", "scaler", "source_vocab", "target_vocab"):
         if key in task["meta"] and task_data.meta.get(key) != task["meta"][key]:
             raise DataError(f"the data's {key} differs from the one the run was trained with; was the training "
                             "data changed since?")
