@@ -37,3 +37,17 @@ def test_charlm_anneals_by_default_other_tasks_keep_plateau_and_a_given_schedule
     assert TrainConfig(task="charlm", schedule="plateau").resolved().schedule == "plateau"
     with pytest.raises(ValueError, match="schedule"):
         TrainConfig(task="charlm", schedule="cosin").validate()
+
+
+def test_a_charlm_run_with_a_time_budget_checkpoints_its_cosine_schedule_and_finishes(tmp_path):
+    # The schedule reads the run's clock; the JSON checkpoint written after every epoch must not
+    # try to hold that clock (it once failed: "cannot store a builtins.function at /lr_schedulers/0/lr_lambdas/0/clock").
+    from rnnlab.train import train
+
+    text = tmp_path / "t.txt"
+    text.write_text("the cat sat on the mat; the dog ate the log. " * 40, encoding="utf-8")
+    result = train(TrainConfig(task="charlm", data=str(text), model="lstm", hidden_size=16, seq_len=20,
+                               epochs=2, batch_size=8, max_minutes=5, out=str(tmp_path / "run")))
+    assert result.summary["epochs"] == 2
+    assert result.config.schedule == "cosine"
+    assert (result.dir / "model.safetensors").exists()

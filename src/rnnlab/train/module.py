@@ -172,7 +172,10 @@ class TaskModule(L.LightningModule):
                 if recorder is not None:  # its clock counts the earlier sessions of a resumed run too
                     budget_seconds, clock = config.max_minutes * 60, lambda: recorder.seconds
             schedule = CosineWithWarmup(warmup_steps, total_steps, budget_seconds=budget_seconds, clock=clock)
-            scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+            # A plain function, not the schedule object: LambdaLR's state_dict copies a callable
+            # object's attributes (here the clock), which the JSON checkpoint cannot hold; the
+            # schedule is rebuilt from the config on resume and its step count is in the state.
+            scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: schedule(step))
             return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
         return optimizer
 
