@@ -77,7 +77,8 @@ class SourceEncoder(nn.Module):
     the backward one on each source reversed within its own length. Padding then follows the valid
     steps in both directions, so no valid output reads it, and the result is that of a packed
     bidirectional layer at the price of the unpacked kernel (a packed batch of sources of 10–70
-    characters runs 3.3× slower on this CPU; measured in this file's tests' setting, 64 × 70 × 96).
+    characters runs 3.3× slower on this CPU: a bidirectional 96-unit LSTM, batch 64, 70 steps, forward and
+    backward, 838 ms packed against 250 ms unpacked, measured on the shared 2-core machine).
     ``state``: the top output ``h`` of each layer and direction after its last valid step,
     ``[num_layers · directions, B, H]``.
     """
