@@ -60,7 +60,7 @@ from torch.utils.checkpoint import checkpoint
 from rnnlab.cells import CellWeights, gru_step, lstm_step, project_input, rnn_step
 from rnnlab.cells.gru import CONVENTIONS
 from rnnlab.errors import ConfigError, RnnlabError, unknown_name
-from rnnlab.kernels import kernel_applies, kernel_paths, run_recurrence
+from rnnlab.kernels import fuses_input_norm, kernel_applies, kernel_paths, run_recurrence
 
 INITS = ("orthogonal", "chrono")
 
@@ -482,7 +482,10 @@ class _RecurrentLayer:
         """One layer and direction on the compiled kernel (:mod:`rnnlab.kernels`): same equations."""
         weights = self._cell_weights(layer, direction)
         recurrent_mask = self._recurrent_mask(sequence)
-        return run_recurrence(self.cell_kind, project_input(sequence, weights), state, weights,
+        # the LSTM kernel normalises the raw projection itself, row by row in cache
+        projection = F.linear(sequence, weights.weight_ih) if fuses_input_norm(self.cell_kind, weights) \
+            else project_input(sequence, weights)
+        return run_recurrence(self.cell_kind, projection, state, weights,
                               nonlinearity=getattr(self, "nonlinearity", "tanh"), convention=self.convention,
                               recurrent_mask=recurrent_mask, lengths=lengths)
 

@@ -26,10 +26,10 @@ from __future__ import annotations
 import torch
 
 from rnnlab.kernels import build
-from rnnlab.kernels.functions import run_min_rnn, run_min_rnn_layer, run_recurrence
+from rnnlab.kernels.functions import fuses_input_norm, run_min_rnn, run_min_rnn_layer, run_recurrence
 
-__all__ = ["RNN_FUSED_ABOVE", "kernel_applies", "kernel_paths", "min_rnn_kernel_applies", "run_min_rnn",
-           "run_min_rnn_layer", "run_recurrence", "status"]
+__all__ = ["RNN_FUSED_ABOVE", "fuses_input_norm", "kernel_applies", "kernel_paths", "min_rnn_kernel_applies",
+           "run_min_rnn", "run_min_rnn_layer", "run_recurrence", "status"]
 
 # batch × hidden above which torch.nn's fused RNN is as fast as the kernel (the per-step matmul
 # then dominates both); measured by bench/kernels.py at (256, 100, 64, 512).

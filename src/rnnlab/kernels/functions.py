@@ -54,23 +54,27 @@ class RNNFunction(torch.autograd.Function):
 class LSTMFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x_projection, h0, c0, weight_hh, bias_hh, layer_norm_hh, cell_weight, cell_bias, recurrent_mask,
-                lengths):
+                lengths, layer_norm_ih, bias_ih):
+        # with layer_norm_ih, x_projection is the raw W_ih x and the kernel adds LN(·) γ_ih + b_ih itself
         output, h_last, c_last, *saved = _module().lstm_forward(
             x_projection, h0, c0, weight_hh, bias_hh, layer_norm_hh, cell_weight, cell_bias, recurrent_mask, lengths,
-            _needs_saving(ctx))
+            _needs_saving(ctx), layer_norm_ih, bias_ih)
         ctx.save_for_backward(x_projection, h0, c0, weight_hh, bias_hh, layer_norm_hh, cell_weight, cell_bias,
-                              recurrent_mask, lengths, output, *saved)
+                              recurrent_mask, lengths, layer_norm_ih, bias_ih, output, *saved)
         return output, h_last, c_last
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_output, grad_h_last, grad_c_last):
-        (x_projection, h0, c0, weight_hh, bias_hh, layer_norm_hh, cell_weight, cell_bias, mask, lengths, output,
-         gates, cells, tanh_cells, hh_hat, hh_rstd, c_hat, c_rstd) = ctx.saved_tensors
-        d_x, d_h0, d_c0, d_weight, d_bias, d_gain, d_cell_weight, d_cell_bias = _module().lstm_backward(
+        (x_projection, h0, c0, weight_hh, bias_hh, layer_norm_hh, cell_weight, cell_bias, mask, lengths, layer_norm_ih,
+         bias_ih, output, gates, cells, tanh_cells, hh_hat, hh_rstd, c_hat, c_rstd, x_hat, x_rstd) = ctx.saved_tensors
+        (d_x, d_h0, d_c0, d_weight, d_bias, d_gain, d_cell_weight, d_cell_bias, d_input_gain,
+         d_input_bias) = _module().lstm_backward(
             grad_output, grad_h_last, grad_c_last, x_projection, h0, c0, weight_hh, bias_hh, layer_norm_hh,
-            cell_weight, cell_bias, mask, lengths, output, gates, cells, tanh_cells, hh_hat, hh_rstd, c_hat, c_rstd)
-        return d_x, d_h0, d_c0, d_weight, d_bias, d_gain, d_cell_weight, d_cell_bias, None, None
+            cell_weight, cell_bias, mask, lengths, output, gates, cells, tanh_cells, hh_hat, hh_rstd, c_hat, c_rstd,
+            layer_norm_ih, bias_ih, x_hat, x_rstd)
+        return (d_x, d_h0, d_c0, d_weight, d_bias, d_gain, d_cell_weight, d_cell_bias, None, None, d_input_gain,
+                d_input_bias)
 
 
 class GRUFunction(torch.autograd.Function):
@@ -94,19 +98,29 @@ class GRUFunction(torch.autograd.Function):
         return d_x, d_h0, d_weight, d_bias, d_gain, None, None, None
 
 
+def fuses_input_norm(cell_kind: str, weights: CellWeights) -> bool:
+    """Whether the kernel applies the input projection's layer norm and bias itself (the LSTM's does)."""
+    return cell_kind == "lstm" and weights.layer_norm_ih is not None
+
+
 def run_recurrence(cell_kind: str, x_projection: Tensor, state: tuple[Tensor, ...], weights: CellWeights, *,
                    nonlinearity: str = "tanh", convention: str = "torch", recurrent_mask: Tensor | None = None,
                    lengths: Tensor | None = None) -> tuple[Tensor, tuple[Tensor, ...]]:
     """Run one direction of one layer: ``x_projection`` ``[T, B, gates·H]`` → ``(output [T, B, H], state)``.
 
-    ``state`` is ``(h_0,)`` or ``(h_0, c_0)``, each ``[B, H]``; ``lengths`` a CPU int64 ``[B]`` or None.
+    ``x_projection`` is ``W_ih x_t + b_ih`` (``LN(W_ih x_t) γ_ih + b_ih``) of every step, except for an
+    LSTM with layer norm (:func:`fuses_input_norm`): there it is the raw ``W_ih x_t`` and the kernel
+    normalises it and adds ``b_ih`` itself. ``state`` is ``(h_0,)`` or ``(h_0, c_0)``, each ``[B, H]``;
+    ``lengths`` a CPU int64 ``[B]`` or None.
     """
     if lengths is not None:
         lengths = lengths.to(torch.int64).contiguous()
     if cell_kind == "lstm":
+        fused = fuses_input_norm(cell_kind, weights)
         output, h_last, c_last = LSTMFunction.apply(
             x_projection, state[0], state[1], weights.weight_hh, weights.bias_hh, weights.layer_norm_hh,
-            weights.layer_norm_cell_weight, weights.layer_norm_cell_bias, recurrent_mask, lengths)
+            weights.layer_norm_cell_weight, weights.layer_norm_cell_bias, recurrent_mask, lengths,
+            weights.layer_norm_ih if fused else None, weights.bias_ih if fused else None)
         return output, (h_last, c_last)
     if cell_kind == "gru":
         output, h_last = GRUFunction.apply(x_projection, state[0], weights.weight_hh, weights.bias_hh,

@@ -93,16 +93,21 @@ struct Math<double> {
 
 // ------------------------------------------------------------------------------ layer norm
 // One row: x_hat = (x − mean) / sqrt(var + eps) (biased variance, as F.layer_norm); returns rstd.
+// The sums run in double: a nearly constant row has a tiny variance, and its rounding error is
+// divided by it.
 template <typename T>
 inline T normalise_row(const T* x, T* x_hat, std::int64_t n) {
-  T sum = 0;
+  double sum = 0;
 #pragma omp simd reduction(+ : sum)
   for (std::int64_t j = 0; j < n; ++j) sum += x[j];
-  const T mean = sum / static_cast<T>(n);
-  T squares = 0;
+  const T mean = static_cast<T>(sum / static_cast<double>(n));
+  double squares = 0;
 #pragma omp simd reduction(+ : squares)
-  for (std::int64_t j = 0; j < n; ++j) squares += (x[j] - mean) * (x[j] - mean);
-  const T rstd = static_cast<T>(1.0 / std::sqrt(static_cast<double>(squares / static_cast<T>(n)) + kLayerNormEps));
+  for (std::int64_t j = 0; j < n; ++j) {
+    const double centred = static_cast<double>(x[j]) - static_cast<double>(mean);
+    squares += centred * centred;
+  }
+  const T rstd = static_cast<T>(1.0 / std::sqrt(squares / static_cast<double>(n) + kLayerNormEps));
 #pragma omp simd
   for (std::int64_t j = 0; j < n; ++j) x_hat[j] = (x[j] - mean) * rstd;
   return rstd;
@@ -112,15 +117,15 @@ inline T normalise_row(const T* x, T* x_hat, std::int64_t n) {
 // with dŷ = dy ⊙ γ. Writes dx (may alias dy).
 template <typename T>
 inline void normalise_row_backward(const T* dy, const T* gain, const T* x_hat, T rstd, T* dx, std::int64_t n) {
-  T mean_d = 0, mean_dx = 0;
-#pragma omp simd reduction(+ : mean_d, mean_dx)
+  double sum_d = 0, sum_dx = 0;
+#pragma omp simd reduction(+ : sum_d, sum_dx)
   for (std::int64_t j = 0; j < n; ++j) {
-    const T d = dy[j] * gain[j];
-    mean_d += d;
-    mean_dx += d * x_hat[j];
+    const double d = static_cast<double>(dy[j]) * static_cast<double>(gain[j]);
+    sum_d += d;
+    sum_dx += d * static_cast<double>(x_hat[j]);
   }
-  mean_d /= static_cast<T>(n);
-  mean_dx /= static_cast<T>(n);
+  const T mean_d = static_cast<T>(sum_d / static_cast<double>(n));
+  const T mean_dx = static_cast<T>(sum_dx / static_cast<double>(n));
 #pragma omp simd
   for (std::int64_t j = 0; j < n; ++j) dx[j] = rstd * (dy[j] * gain[j] - mean_d - x_hat[j] * mean_dx);
 }
@@ -482,7 +487,9 @@ template <typename T>
 std::vector<Tensor> lstm_forward_impl(const Tensor& x_proj, const Tensor& h0, const Tensor& c0, const Tensor& w_hh,
                                       const OptionalTensor& b_hh, const OptionalTensor& ln_hh,
                                       const OptionalTensor& ln_cell_w, const OptionalTensor& ln_cell_b,
-                                      const OptionalTensor& mask, const OptionalTensor& lengths, bool save) {
+                                      const OptionalTensor& mask, const OptionalTensor& lengths, bool save,
+                                      const OptionalTensor& ln_ih = std::nullopt,
+                                      const OptionalTensor& b_ih = std::nullopt) {
   const std::int64_t steps = x_proj.size(0), batch = x_proj.size(1), hidden = h0.size(1), gates = 4 * hidden;
   const std::int64_t slots = save ? steps : 1;
   const auto options = x_proj.options();
@@ -499,14 +506,22 @@ std::vector<Tensor> lstm_forward_impl(const Tensor& x_proj, const Tensor& h0, co
   Tensor hh_rstd = layer_norm ? saved_buffer(lengths, {slots, batch}, options) : undefined();
   Tensor c_hat = cell_norm ? saved_buffer(lengths, {slots, batch, hidden}, options) : undefined();
   Tensor c_rstd = cell_norm ? saved_buffer(lengths, {slots, batch}, options) : undefined();
+  // With input_norm, x_proj is the raw W_ih x_t: LN(W_ih x_t) γ_ih + b_ih happens here, per row while
+  // it is in cache, instead of as three tensor operations over the whole sequence and their backward.
+  const bool input_norm = ln_ih.has_value();
+  Tensor x_hat = input_norm ? saved_buffer(lengths, {slots, batch, gates}, options) : undefined();
+  Tensor x_rstd = input_norm ? saved_buffer(lengths, {slots, batch}, options) : undefined();
   const T* bias = ptr_or_null<T>(b_hh);
   const T* gain = ptr_or_null<T>(ln_hh);
+  const T* input_gain = ptr_or_null<T>(ln_ih);
+  const T* input_bias = ptr_or_null<T>(b_ih);
   const T* cell_gain = ptr_or_null<T>(ln_cell_w);
   const T* cell_bias = ptr_or_null<T>(ln_cell_b);
   const T* mask_data = ptr_or_null<T>(mask);
   const Lengths valid = read_lengths(lengths);
   for_each_row_block(batch, [&](std::int64_t begin, std::int64_t end) {
     const std::int64_t rows = end - begin;
+    std::vector<T> x_normalised(input_norm ? gates : 0);  // LN(W_ih x_t) γ_ih + b_ih of one row
     Tensor h_rows = h.narrow(0, begin, rows), hh_rows = hh.narrow(0, begin, rows);
     Tensor masked_rows = masked.defined() ? masked.narrow(0, begin, rows) : masked;
     const T* mask_rows = mask_data == nullptr ? nullptr : mask_data + begin * hidden;
@@ -527,6 +542,15 @@ std::vector<Tensor> lstm_forward_impl(const Tensor& x_proj, const Tensor& h0, co
           hh_rstd.data_ptr<T>()[slot * batch + b] = normalise_row(hh_row, hat, gates);
 #pragma omp simd
           for (std::int64_t j = 0; j < gates; ++j) hh_row[j] = hat[j] * gain[j];
+        }
+        if (input_norm) {
+          T* hat = x_hat.data_ptr<T>() + (slot * batch + b) * gates;
+          x_rstd.data_ptr<T>()[slot * batch + b] = normalise_row(x_row, hat, gates);
+          T* normalised = x_normalised.data();
+#pragma omp simd
+          for (std::int64_t j = 0; j < gates; ++j)
+            normalised[j] = hat[j] * input_gain[j] + (input_bias == nullptr ? T(0) : input_bias[j]);
+          x_row = normalised;
         }
         T* gate_row = saved_gates.data_ptr<T>() + (slot * batch + b) * gates;
         T* cell_row = cells.data_ptr<T>() + (slot * batch + b) * hidden;
@@ -568,7 +592,7 @@ std::vector<Tensor> lstm_forward_impl(const Tensor& x_proj, const Tensor& h0, co
       }();
     }
   });
-  return {output, h, c, saved_gates, cells, tanh_cells, hh_hat, hh_rstd, c_hat, c_rstd};
+  return {output, h, c, saved_gates, cells, tanh_cells, hh_hat, hh_rstd, c_hat, c_rstd, x_hat, x_rstd};
 }
 
 template <typename T>
@@ -579,12 +603,15 @@ std::vector<Tensor> lstm_backward_impl(const Tensor& grad_output, const Tensor& 
                                        const OptionalTensor& mask, const OptionalTensor& lengths, const Tensor& output,
                                        const Tensor& saved_gates, const Tensor& cells, const Tensor& tanh_cells,
                                        const Tensor& hh_hat, const Tensor& hh_rstd, const Tensor& c_hat,
-                                       const Tensor& c_rstd) {
+                                       const Tensor& c_rstd, const OptionalTensor& ln_ih, const OptionalTensor& b_ih,
+                                       const Tensor& x_hat, const Tensor& x_rstd) {
   const std::int64_t steps = x_proj.size(0), batch = x_proj.size(1), hidden = h0.size(1), gates = 4 * hidden;
   const auto options = x_proj.options();
   const bool layer_norm = ln_hh.has_value();
   const bool cell_norm = ln_cell_w.has_value();
+  const bool input_norm = ln_ih.has_value();
   Tensor d_pre = at::empty({steps, batch, gates}, options);
+  Tensor d_x = input_norm ? at::empty({steps, batch, gates}, options) : d_pre;  // grad of the raw W_ih x
   Tensor d_raw = layer_norm ? at::empty({steps, batch, gates}, options) : d_pre;
   Tensor dh_next = grad_h_last.clone(), dc_next = grad_c_last.clone();
   Tensor dh_in = at::empty({batch, hidden}, options);
@@ -592,10 +619,11 @@ std::vector<Tensor> lstm_backward_impl(const Tensor& grad_output, const Tensor& 
   // γ, γ_c, β_c gradients: sums over all steps and rows, added up while each row's values are still
   // in cache (one double accumulator per thread), not as products over the saved sequence at the end.
   const std::int64_t threads = at::get_num_threads();
-  std::vector<double> sum_gain(layer_norm ? threads * gates : 0);
+  std::vector<double> sum_gain(layer_norm ? threads * gates : 0), sum_input_gain(input_norm ? threads * gates : 0);
   std::vector<double> sum_cell_w(cell_norm ? threads * hidden : 0), sum_cell_b(cell_norm ? threads * hidden : 0);
   const T* gain = ptr_or_null<T>(ln_hh);
   const T* cell_gain = ptr_or_null<T>(ln_cell_w);
+  const T* input_gain = ptr_or_null<T>(ln_ih);
   const T* mask_data = ptr_or_null<T>(mask);
   const Lengths valid = read_lengths(lengths);
   for_each_row_block(batch, [&](std::int64_t begin, std::int64_t end) {
@@ -608,8 +636,9 @@ std::vector<Tensor> lstm_backward_impl(const Tensor& grad_output, const Tensor& 
         const std::int64_t gate_offset = (t * batch + b) * gates, state_offset = (t * batch + b) * hidden;
         T* d_pre_row = d_pre.data_ptr<T>() + gate_offset;
         T* d_raw_row = d_raw.data_ptr<T>() + gate_offset;
+        T* d_x_row = d_x.data_ptr<T>() + gate_offset;
         if (!valid.valid(b, t)) {
-          for (std::int64_t j = 0; j < gates; ++j) d_pre_row[j] = d_raw_row[j] = 0;
+          for (std::int64_t j = 0; j < gates; ++j) d_pre_row[j] = d_raw_row[j] = d_x_row[j] = 0;
           return;
         }
         const T* g_row = grad_output.data_ptr<T>() + state_offset;
@@ -658,6 +687,13 @@ std::vector<Tensor> lstm_backward_impl(const Tensor& grad_output, const Tensor& 
             gain_sum[j] += static_cast<double>(d_pre_row[j]) * static_cast<double>(hat[j]);
           normalise_row_backward(d_pre_row, gain, hat, hh_rstd.data_ptr<T>()[t * batch + b], d_raw_row, gates);
         }
+        if (input_norm) {
+          const T* hat = x_hat.data_ptr<T>() + gate_offset;
+          double* gain_sum = sum_input_gain.data() + thread * gates;
+          for (std::int64_t j = 0; j < gates; ++j)
+            gain_sum[j] += static_cast<double>(d_pre_row[j]) * static_cast<double>(hat[j]);
+          normalise_row_backward(d_pre_row, input_gain, hat, x_rstd.data_ptr<T>()[t * batch + b], d_x_row, gates);
+        }
       }();
       recurrent_back.run(dh_in_rows, d_raw[t].narrow(0, begin, rows));
       add_masked<T>(dh_next_rows, dh_in_rows, mask_rows);
@@ -671,7 +707,10 @@ std::vector<Tensor> lstm_backward_impl(const Tensor& grad_output, const Tensor& 
   Tensor grad_ln = layer_norm ? thread_total(sum_gain, gates) : undefined();
   Tensor grad_cw = cell_norm ? thread_total(sum_cell_w, hidden) : undefined();
   Tensor grad_cb = cell_norm ? thread_total(sum_cell_b, hidden) : undefined();
-  return {d_pre, dh_next, dc_next, grad_w, grad_b, grad_ln, grad_cw, grad_cb};
+  Tensor grad_input_ln = input_norm ? thread_total(sum_input_gain, gates) : undefined();
+  // b_ih and b_hh add to the same pre-activation: the same gradient
+  Tensor grad_input_b = b_ih.has_value() ? (grad_b.defined() ? grad_b.clone() : d_pre.sum({0, 1})) : undefined();
+  return {d_x, dh_next, dc_next, grad_w, grad_b, grad_ln, grad_cw, grad_cb, grad_input_ln, grad_input_b};
 }
 
 // ------------------------------------------------------------------------ GRU, torch's form
@@ -1332,14 +1371,15 @@ std::vector<Tensor> rnn_backward(Tensor grad_output, Tensor grad_h_last, Tensor 
 
 std::vector<Tensor> lstm_forward(Tensor x_proj, Tensor h0, Tensor c0, Tensor w_hh, OptionalTensor b_hh,
                                  OptionalTensor ln_hh, OptionalTensor ln_cell_w, OptionalTensor ln_cell_b,
-                                 OptionalTensor mask, OptionalTensor lengths, bool save) {
+                                 OptionalTensor mask, OptionalTensor lengths, bool save, OptionalTensor ln_ih,
+                                 OptionalTensor b_ih) {
   check_inputs(x_proj, h0, w_hh);
   x_proj = x_proj.contiguous(), h0 = h0.contiguous(), c0 = c0.contiguous(), w_hh = w_hh.contiguous();
   b_hh = bias_or_zeros(b_hh, w_hh), ln_hh = contiguous_or_none(ln_hh), mask = contiguous_or_none(mask);
   ln_cell_w = contiguous_or_none(ln_cell_w), ln_cell_b = contiguous_or_none(ln_cell_b);
-  lengths = contiguous_or_none(lengths);
+  lengths = contiguous_or_none(lengths), ln_ih = contiguous_or_none(ln_ih), b_ih = contiguous_or_none(b_ih);
   return RNNLAB_DISPATCH(x_proj, lstm_forward_impl<scalar_t>(x_proj, h0, c0, w_hh, b_hh, ln_hh, ln_cell_w, ln_cell_b,
-                                                             mask, lengths, save));
+                                                             mask, lengths, save, ln_ih, b_ih));
 }
 
 std::vector<Tensor> lstm_backward(Tensor grad_output, Tensor grad_h_last, Tensor grad_c_last, Tensor x_proj,
@@ -1347,14 +1387,17 @@ std::vector<Tensor> lstm_backward(Tensor grad_output, Tensor grad_h_last, Tensor
                                   OptionalTensor ln_cell_w, OptionalTensor ln_cell_b, OptionalTensor mask,
                                   OptionalTensor lengths, Tensor output, Tensor saved_gates, Tensor cells,
                                   Tensor tanh_cells, OptionalTensor hh_hat, OptionalTensor hh_rstd,
-                                  OptionalTensor c_hat, OptionalTensor c_rstd) {
+                                  OptionalTensor c_hat, OptionalTensor c_rstd, OptionalTensor ln_ih, OptionalTensor b_ih,
+                                  OptionalTensor x_hat, OptionalTensor x_rstd) {
   grad_output = grad_output.contiguous(), grad_h_last = grad_h_last.contiguous();
   grad_c_last = grad_c_last.contiguous();
+  ln_ih = contiguous_or_none(ln_ih), b_ih = contiguous_or_none(b_ih);
   return RNNLAB_DISPATCH(
       x_proj, lstm_backward_impl<scalar_t>(grad_output, grad_h_last, grad_c_last, x_proj, h0, c0, w_hh, b_hh, ln_hh,
                                            ln_cell_w, ln_cell_b, mask, lengths, output, saved_gates, cells, tanh_cells,
                                            or_undefined(hh_hat), or_undefined(hh_rstd), or_undefined(c_hat),
-                                           or_undefined(c_rstd)));
+                                           or_undefined(c_rstd), ln_ih, b_ih, or_undefined(x_hat),
+                                           or_undefined(x_rstd)));
 }
 
 std::vector<Tensor> gru_forward(Tensor x_proj, Tensor h0, Tensor w_hh, OptionalTensor b_hh, OptionalTensor ln_hh,
