@@ -58,6 +58,7 @@ def test_the_tcn_is_held_within_twice_the_paper_and_music_within_a_fifth_of_a_na
 def test_a_shortened_run_is_held_only_to_its_trivial_baseline():
     bound, sentence = suites.criterion(None, "lstm", None, 0.16, False)
     assert bound == 0.16 and "shortened" in sentence
+    assert suites.criterion("jsb", "lstm", 8.45, 11.09, False)[0] == 11.09  # quick JSB: not the paper's bar
 
 
 def test_paper_rows_match_only_the_papers_lengths_and_music_files():
@@ -154,9 +155,10 @@ def test_shortened_rows_are_judged_against_the_trivial_baseline(tiny_suite):
     assert adding["paper_row"] is None and adding["length"] == 50
     assert adding["baseline"] == pytest.approx(2 / 12, abs=0.03)  # predicting 1: Var(y) = 1/6
     assert copy["baseline"] == pytest.approx(10 * math.log(8) / (20 + 20))
-    for row in (adding, copy):
+    assert music["paper_row"] is None and music["paper"] is None  # not a paper's data set
+    for row in (adding, copy, music):
+        assert row["bound"] == row["baseline"]
         assert row["verdict"] == ("meets" if row["ours"] <= row["baseline"] else "misses")
-    assert music["paper_row"] is None and music["verdict"] == "no bound"  # not a paper's data set
 
 
 def test_missing_music_rows_say_why(tmp_path):
@@ -190,6 +192,17 @@ def test_a_rerun_skips_the_finished_cells(tiny_suite):
     assert [row["ours"] for row in again.results["rows"]] == [row["ours"] for row in tiny_suite.results["rows"]]
 
 
+def test_a_snapshot_runs_nothing_and_reports_what_is_finished(tiny_suite):
+    config = CompareConfig(out=str(tiny_suite.out), music_data=tiny_suite.results["experiments"][2]["data"],
+                           **{**TINY_SUITE, "epochs": None})  # a snapshot of the suite's own recipe
+    with pytest.raises(ConfigError, match="different experiment"):
+        suites.run_suite(config, progress=False, execute=False)  # epochs differ: another experiment
+    snapshot = suites.run_suite(CompareConfig(out=str(tiny_suite.out), music_data=config.music_data, **TINY_SUITE),
+                                progress=False, execute=False)
+    assert (snapshot.ran, snapshot.skipped) == (0, 3)
+    assert [row["ours"] for row in snapshot.results["rows"]] == [row["ours"] for row in tiny_suite.results["rows"]]
+
+
 def test_a_suite_folder_with_another_budget_is_refused(tiny_suite):
     with pytest.raises(ConfigError, match="budget: 'quick' there, 'standard' now"):
         compare(CompareConfig(out=str(tiny_suite.out), **{**TINY_SUITE, "budget": "standard"}), progress=False)
@@ -214,6 +227,18 @@ def test_the_quick_suite_runs_with_jsb_chorales(tmp_path):
     assert results["status"] == "complete"
     assert len(results["rows"]) == 12
     music = [row for row in results["rows"] if row["experiment"] == "music"]
-    assert all(row["paper_row"] == "jsb" and row["ours"] is not None for row in music)
-    # even two epochs of a small model beat "each key on with its training frequency"
-    assert all(row["ours"] < row["baseline"] for row in music)
+    assert all(row["paper_row"] == "jsb" and row["paper"] is not None for row in music)
+    for row in results["rows"]:  # a quick run is held to its trivial baseline, not to the paper
+        assert math.isfinite(row["ours"]) and row["bound"] == row["baseline"]
+        assert row["verdict"] == ("meets" if row["ours"] <= row["baseline"] else "misses")
+
+
+def test_the_command_line_refuses_a_bad_suite_naming_the_nearest(tmp_path):
+    from typer.testing import CliRunner
+
+    from rnnlab.cli import app
+
+    result = CliRunner().invoke(app, ["compare", "--suite", "bai2019", "--out", str(tmp_path / "suite")])
+    assert result.exit_code != 0
+    assert "did you mean 'bai2018'" in " ".join(result.output.split())
+    assert not (tmp_path / "suite").exists()
