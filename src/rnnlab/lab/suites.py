@@ -662,8 +662,10 @@ def _training_text(training: dict[str, Any] | None) -> str:
     if not training:
         return "—"
     parts = []
-    if training.get("num_layers") and training.get("hidden_size"):
+    if training.get("init") and training.get("num_layers") and training.get("hidden_size"):  # recurrent
         parts.append(f"{training['num_layers']}×{training['hidden_size']}")
+    elif training.get("hidden_size"):  # a TCN's channels: its depth follows from T and the kernel
+        parts.append(f"width {training['hidden_size']}")
     if training.get("init"):
         chrono = f" (T_max {training['chrono_max_len']})" if training["init"] == "chrono" and \
             training.get("chrono_max_len") else ""
@@ -738,7 +740,7 @@ def render_html(results: dict[str, Any]) -> str:
         samples = f", {entry['train_samples']:,} training samples per epoch" if entry["train_samples"] else ""
         experiments.append(
             f"<li><b>{_e(entry['title'])}</b> ({_e(length)}): about {entry['params']:,} parameters per model, "
-            f"{entry['epochs']} epochs, batch {entry['batch_size']}{_e(samples)}; "
+            f"{entry['epochs']} epoch{'' if entry['epochs'] == 1 else 's'}, batch {entry['batch_size']}{_e(samples)}; "
             f"{entry['cells_done']} of {entry['cells_expected']} cells done — "
             f'<a href="{_e(entry["folder"])}/report.html">its full report</a> (curves, gradients, gates, cost)</li>'
         )
