@@ -6,7 +6,8 @@ import math
 import pytest
 
 from rnnlab.data import TASKS
-from rnnlab.models import MODEL_NAMES
+from rnnlab.errors import ConfigError
+from rnnlab.models import MODEL_NAMES, model_heads
 from rnnlab.train import TrainConfig, load_task_data, train
 from rnnlab.train.metrics import primary_metric
 
@@ -19,6 +20,7 @@ TINY = {
     "tag": {},
     "charlm": {"seq_len": 16},
     "music": {},
+    "seq2seq": {"n_train": 32, "n_val": 16, "n_test": 16},
 }
 #: The metrics each task must report in test_metrics (besides its baselines).
 EXPECTED_METRICS = {
@@ -30,6 +32,7 @@ EXPECTED_METRICS = {
     "tag": {"accuracy", "macro_f1"},
     "charlm": {"bpc", "perplexity", "unigram_bpc"},
     "music": {"nll"},
+    "seq2seq": {"exact_match", "cer"},
 }
 
 
@@ -63,6 +66,12 @@ def config_for(task, model, files, out):
 def test_task_model_pair_trains_and_writes_its_run(task, model, tiny_files, task_data_of, tmp_path):
     out = tmp_path / "run"
     config = config_for(task, model, tiny_files, str(out))
+    head = task_data_of(task).spec.head
+    if model_heads(model) is not None and head not in model_heads(model):
+        with pytest.raises(ConfigError, match=head):  # refused up front, naming the head
+            train(config, task_data=task_data_of(task))
+        assert not (out / "model.safetensors").exists()
+        return
     result = train(config, task_data=task_data_of(task))
 
     assert sorted(p.name for p in out.iterdir()) == ["config.json", "metrics.csv", "model.safetensors",
