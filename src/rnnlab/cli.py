@@ -126,7 +126,7 @@ def tasks() -> None:
 def train(
     out: str = typer.Option(..., "--out", "-o", help="Run directory (created; must not hold another run)."),
     task: str = typer.Option(None, "--task", "-t", help="Task: recall, adding, copy, forecast, classify, tag, "
-                             "charlm, music (see `rnnlab tasks`). Default recall."),
+                             "charlm, music, seq2seq (see `rnnlab tasks`). Default recall."),
     model: str = typer.Option(None, "--model", "-m", help="rnn, lstm, gru, lstm+attn, gru+attn, tcn, transformer, mingru, minlstm, "
                               "informer (forecast), transformer-xl (charlm). Default lstm."),
     data: str = typer.Option(None, "--data", help="Data file, or a built-in data set name (see `rnnlab tasks`)."),
