@@ -55,39 +55,47 @@ _BASELINE_FOR_METRIC = {
 _CHANCE_KEYS = ("majority_accuracy", "chance_accuracy", "chance")
 
 
-def schema() -> dict[str, Any]:
-    """The JSON Schema of ``results.json`` (package data)."""
-    text = resources.files("rnnlab").joinpath("schemas/results.schema.json").read_text(encoding="utf-8")
+#: The documents this package writes and validates: schema file and what a user calls it.
+DOCUMENTS = {
+    "results": ("schemas/results.schema.json", "an rnnlab results file", "`rnnlab compare`"),
+    "suite": ("schemas/suite.schema.json", "an rnnlab suite results file", "`rnnlab compare --suite`"),
+}
+
+
+def schema(document: str = "results") -> dict[str, Any]:
+    """The JSON Schema of a ``results.json`` (``document="suite"``: a suite's), from the package data."""
+    text = resources.files("rnnlab").joinpath(DOCUMENTS[document][0]).read_text(encoding="utf-8")
     return json.loads(text)
 
 
-def validate(results: dict[str, Any]) -> None:
+def validate(results: dict[str, Any], document: str = "results") -> None:
     """Raise ``jsonschema.ValidationError`` (naming the path of the bad field) unless ``results`` fits the schema."""
     import jsonschema
 
-    jsonschema.validate(results, schema(), cls=jsonschema.Draft202012Validator)
+    jsonschema.validate(results, schema(document), cls=jsonschema.Draft202012Validator)
 
 
-def load(path: str | Path) -> dict[str, Any]:
+def load(path: str | Path, document: str = "results") -> dict[str, Any]:
     """Read and validate a ``results.json``; a folder means the ``results.json`` inside it."""
+    import jsonschema
+
     from rnnlab.errors import DataError
 
+    _, what, writer = DOCUMENTS[document]
     path = Path(path)
     if path.is_dir():
         path = path / "results.json"
     if not path.is_file():
-        raise DataError(f"{path}: no such results file (expected the results.json that `rnnlab compare` writes)")
+        raise DataError(f"{path}: no such results file (expected the results.json that {writer} writes)")
     try:
         results = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
         raise DataError(f"{path}: not valid JSON (line {error.lineno}, column {error.colno}: {error.msg})") from None
-    import jsonschema
-
     try:
-        validate(results)
+        validate(results, document)
     except jsonschema.ValidationError as error:
         where = "/".join(str(part) for part in error.absolute_path) or "(top level)"
-        raise DataError(f"{path}: not an rnnlab results file: at {where}: {error.message}") from None
+        raise DataError(f"{path}: not {what}: at {where}: {error.message}") from None
     return results
 
 

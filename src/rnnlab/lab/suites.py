@@ -32,12 +32,12 @@ import os
 import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from rnnlab.errors import ConfigError, DataError, unknown_name
 from rnnlab.io import atomic_write_json, atomic_write_text
+from rnnlab.lab import results as results_document
 
 SUITE_FILE = "suite.json"
 SCHEMA_ID = "rnnlab-suite-results"
@@ -364,10 +364,9 @@ def _up_to_date_results(folder: Path) -> dict[str, Any] | None:
     """The experiment's results.json when it already holds every finished cell (a resumed suite then
     skips redrawing that experiment's report), else ``None``."""
     from rnnlab.lab.compare import _failed_cells, finished_cells
-    from rnnlab.lab.results import load as load_results
 
     try:
-        results = load_results(folder)
+        results = results_document.load(folder)
     except DataError:
         return None
     if results["cells_done"] != len(finished_cells(folder)) or results["cells_failed"] != len(_failed_cells(folder)):
@@ -584,39 +583,14 @@ def _cpu_model() -> str:
         return "unknown"
 
 
-def schema() -> dict[str, Any]:
-    """The JSON Schema of a suite's ``results.json`` (package data)."""
-    text = resources.files("rnnlab").joinpath("schemas/suite.schema.json").read_text(encoding="utf-8")
-    return json.loads(text)
-
-
 def validate(results: dict[str, Any]) -> None:
-    """Raise ``jsonschema.ValidationError`` (naming the bad field's path) unless ``results`` fits the schema."""
-    import jsonschema
-
-    jsonschema.validate(results, schema(), cls=jsonschema.Draft202012Validator)
+    """Raise ``jsonschema.ValidationError`` unless ``results`` fits the suite schema."""
+    results_document.validate(results, "suite")
 
 
 def load(path: str | Path) -> dict[str, Any]:
     """Read and validate a suite's ``results.json``; a folder means the ``results.json`` inside it."""
-    import jsonschema
-
-    path = Path(path)
-    if path.is_dir():
-        path = path / "results.json"
-    if not path.is_file():
-        raise DataError(f"{path}: no such results file (expected the results.json that "
-                        "`rnnlab compare --suite` writes)")
-    try:
-        results = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise DataError(f"{path}: not valid JSON (line {error.lineno}, column {error.colno}: {error.msg})") from None
-    try:
-        validate(results)
-    except jsonschema.ValidationError as error:
-        where = "/".join(str(part) for part in error.absolute_path) or "(top level)"
-        raise DataError(f"{path}: not an rnnlab suite results file: at {where}: {error.message}") from None
-    return results
+    return results_document.load(path, "suite")
 
 
 def write_suite_outputs(results: dict[str, Any], out: Path) -> None:
