@@ -38,6 +38,7 @@ from typing import Any
 from rnnlab.errors import ConfigError, DataError, unknown_name
 from rnnlab.io import atomic_write_json, atomic_write_text
 from rnnlab.lab import results as results_document
+from rnnlab.lab.compare import CompareOutcome
 
 SUITE_FILE = "suite.json"
 SCHEMA_ID = "rnnlab-suite-results"
@@ -191,21 +192,6 @@ def criterion(row: str | None, model: str, paper: float | None, baseline: float 
 
 
 # --------------------------------------------------------------------------- running
-@dataclass
-class SuiteOutcome:
-    """What ``run_suite`` returns (the fields ``CompareOutcome`` has, so callers treat both alike)."""
-
-    results: dict[str, Any]
-    out: Path
-    interrupted: bool
-    ran: int
-    skipped: int
-
-    @property
-    def report(self) -> Path:
-        return self.out / "report.html"
-
-
 def resolve_suite(config: Any) -> tuple[list[tuple[SuiteExperiment, Any]], list[dict[str, Any]]]:
     """The suite's experiments as resolved comparisons, and the experiments left out (with why).
 
@@ -290,7 +276,7 @@ def suite_models(config: Any) -> list[str]:
 SUITE_MAX_MINUTES = {"quick": 30.0, "standard": 240.0, "full": 480.0}
 
 
-def run_suite(config: Any, *, progress: bool = True, console: Any = None, execute: bool = True) -> SuiteOutcome:
+def run_suite(config: Any, *, progress: bool = True, console: Any = None, execute: bool = True) -> CompareOutcome:
     """Run (or finish) the suite ``config.suite`` into ``config.out``; write results.json, report.html, table.md.
 
     ``execute=False`` runs nothing: the documents are written from the cells finished so far (a
@@ -357,7 +343,7 @@ def run_suite(config: Any, *, progress: bool = True, console: Any = None, execut
     results = assemble_suite(config, experiments, per_experiment, missing, machine=machine, started=started,
                              out=out)
     write_suite_outputs(results, out)
-    return SuiteOutcome(results, out, interrupted, ran=len(tasks), skipped=total - pending)
+    return CompareOutcome(results, out, interrupted, ran=len(tasks), skipped=total - pending)
 
 
 def _up_to_date_results(folder: Path) -> dict[str, Any] | None:
