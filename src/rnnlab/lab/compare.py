@@ -94,21 +94,27 @@ def compare(config: CompareConfig | dict[str, Any] | None = None, *, progress: b
     executor = make_executor(experiment.executor, workers=experiment.workers, address=experiment.address)
     machine = {**_machine(), **executor.describe()}
     started = datetime.now(timezone.utc)
-    interrupted = False
     display = _Display(progress, console, cells, pending, experiment)
-    try:
-        with display, _sigterm_interrupts():
-            for task, outcome in executor.run(tasks):
-                _store(out, task, outcome)
-                display.finished(task, outcome)
-    except KeyboardInterrupt:
-        interrupted = True
-        executor.abort()
-    finally:
-        executor.close()
+    interrupted = run_tasks(executor, tasks, display, lambda task: out)
     results = build_results(experiment, machine=machine, started=started)
     write_outputs(results, out)
     return CompareOutcome(results, out, interrupted, ran=len(pending), skipped=len(cells) - len(pending))
+
+
+def run_tasks(executor: Any, tasks: list[dict[str, Any]], display: Any, folder_of: Any) -> bool:
+    """Run ``tasks`` on ``executor``, storing each outcome in ``folder_of(task)`` as it arrives;
+    ``True`` when Ctrl-C or SIGTERM cut the run short (what finished is kept)."""
+    try:
+        with display, _sigterm_interrupts():
+            for task, outcome in executor.run(tasks):
+                _store(folder_of(task), task, outcome)
+                display.finished(task, outcome)
+    except KeyboardInterrupt:
+        executor.abort()
+        return True
+    finally:
+        executor.close()
+    return False
 
 
 @contextlib.contextmanager

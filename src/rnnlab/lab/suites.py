@@ -284,11 +284,10 @@ def run_suite(config: Any, *, progress: bool = True, console: Any = None, execut
     """
     from rnnlab.lab.compare import (
         _cell_task,
-        _sigterm_interrupts,
-        _store,
         build_results,
         finished_cells,
         prepare_out,
+        run_tasks,
         write_outputs,
     )
     from rnnlab.lab.executors import check_executor, make_executor
@@ -321,18 +320,8 @@ def run_suite(config: Any, *, progress: bool = True, console: Any = None, execut
     machine = {**_machine(), **executor.describe()}
     started = datetime.now(timezone.utc)
     folders = {suite_experiment.name: experiment.out for suite_experiment, experiment in experiments}
-    interrupted = False
     display = _Display(progress, console, total, len(tasks))
-    try:
-        with display, _sigterm_interrupts():
-            for task, outcome in executor.run(tasks):
-                _store(folders[task["experiment"]], task, outcome)
-                display.finished(task, outcome)
-    except KeyboardInterrupt:
-        interrupted = True
-        executor.abort()
-    finally:
-        executor.close()
+    interrupted = run_tasks(executor, tasks, display, lambda task: folders[task["experiment"]])
     per_experiment = {}
     for suite_experiment, experiment in experiments:
         results = _up_to_date_results(experiment.out)
