@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 import torch
 from torch import nn
 
@@ -48,13 +47,3 @@ def weighted_sum(tensors: list[torch.Tensor], seed: int = 1) -> torch.Tensor:
     """A loss that gives every element its own random weight, so no gradient cancels by symmetry."""
     generator = torch.Generator().manual_seed(seed)
     return sum((t * torch.randn(t.shape, generator=generator)).sum() for t in tensors)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Run on one thread: these tensors are tiny, and two OpenMP threads that spin-wait for each
-    other on a busy machine make each step up to 30× slower. Restored after the test."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)

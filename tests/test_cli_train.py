@@ -7,20 +7,13 @@ import json
 import math
 
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from rnnlab.cli import app
 
 TINY_MODEL = ["--epochs", "2", "--hidden-size", "8", "--layers", "1", "--batch-size", "16", "--quiet"]
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def invoke(*args):

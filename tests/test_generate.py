@@ -17,13 +17,7 @@ from rnnlab.models import build_model
 VOCAB = ["<unk>", "\n", " ", "a", "b", "c", "d", "e", "t", "h", "o"]
 SPEC = TaskSpec("charlm", "lm", 0, len(VOCAB), len(VOCAB), [], 16, True)
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def lm(name="lstm"):

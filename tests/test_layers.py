@@ -11,7 +11,9 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import rnnlab
 from rnnlab.layers import reference_path
-from layer_helpers import KINDS, flat, make_twins, one_thread, random_state, weighted_sum  # noqa: F401  (one_thread is an autouse fixture)
+from layer_helpers import KINDS, flat, make_twins, random_state, weighted_sum
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 INPUT, HIDDEN, BATCH, STEPS = 3, 4, 3, 5
 LENGTHS = torch.tensor([5, 2, 4])  # unsorted on purpose: packing must keep the caller's batch order

@@ -10,7 +10,9 @@ from torch import nn
 
 import rnnlab
 from rnnlab.layers import reference_path
-from layer_helpers import KINDS, flat, one_thread, weighted_sum  # noqa: F401  (one_thread is an autouse fixture)
+from layer_helpers import KINDS, flat, weighted_sum
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 STEPS, BATCH, INPUT, HIDDEN = 6, 3, 4, 5
 

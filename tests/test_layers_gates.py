@@ -9,7 +9,9 @@ from torch.nn.utils.rnn import pack_padded_sequence
 
 import rnnlab
 from rnnlab.errors import ConfigError
-from layer_helpers import one_thread, weighted_sum  # noqa: F401  (one_thread is an autouse fixture)
+from layer_helpers import weighted_sum
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 STEPS, BATCH, INPUT, HIDDEN = 7, 3, 4, 5
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -9,7 +10,9 @@ from torch.nn.utils.rnn import pack_sequence
 
 import rnnlab
 from rnnlab.layers import reference_path
-from layer_helpers import KINDS, flat, one_thread  # noqa: F401  (one_thread is an autouse fixture)
+from layer_helpers import KINDS, flat
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 INPUT, HIDDEN = 3, 4
 

@@ -9,7 +9,8 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 import rnnlab
 from rnnlab.errors import ConfigError
 from rnnlab.layers import LayerInputError
-from layer_helpers import one_thread  # noqa: F401  (one_thread is an autouse fixture)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture

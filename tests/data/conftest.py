@@ -24,11 +24,5 @@ def tiny_music_mat(tmp_path):
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread, so spin-waiting OpenMP threads on a busy machine cannot stall a test."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_thread_each(one_thread):
+    """Every test of this folder runs on one thread (``one_thread``, tests/conftest.py)."""

@@ -6,15 +6,6 @@ import pytest
 import torch
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread (and the CI machine has two cores shared by the suite)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="session")
 def recall_run(tmp_path_factory):
     """A GRU trained one epoch on a small recall task: a real run directory, written by the engine."""
@@ -27,3 +18,8 @@ def recall_run(tmp_path_factory):
                       hidden_size=16, num_layers=1, out=str(out)))
     torch.set_num_threads(threads)
     return out
+
+
+@pytest.fixture(autouse=True)
+def _one_thread_each(one_thread):
+    """Every test of this folder runs on one thread (``one_thread``, tests/conftest.py)."""

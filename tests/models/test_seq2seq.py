@@ -15,13 +15,7 @@ from rnnlab.models.seq2seq import BOS_INDEX, EOS_INDEX, PAD_INDEX, Memory, Teach
 SPEC = {"task": "seq2seq", "head": "seq2seq", "input_size": 0, "vocab_size": 12, "num_classes": 9,
         "output_shape": [6], "seq_len": None, "causal": False}
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def model_of(name="lstm+attn", seed=0, **options):

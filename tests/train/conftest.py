@@ -4,17 +4,6 @@ import math
 
 import numpy as np
 import pytest
-import torch
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models gain nothing from a second thread, and on a busy machine two threads spin-wait:
-    one thread keeps these tests fast and their timings steady."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")
@@ -61,3 +50,8 @@ def tiny_files(tmp_path_factory):
             np.save(music / split / f"piece{piece}.npy", roll)
     files["music"] = music
     return files
+
+
+@pytest.fixture(autouse=True)
+def _one_thread_each(one_thread):
+    """Every test of this folder runs on one thread (``one_thread``, tests/conftest.py)."""
