@@ -61,6 +61,34 @@ def test_a_shortened_run_is_held_only_to_its_trivial_baseline():
     assert suites.criterion("jsb", "lstm", 8.45, 11.09, False)[0] == 11.09  # quick JSB: not the paper's bar
 
 
+def test_a_miss_on_the_trivial_baseline_says_the_plateau_was_not_left():
+    memoryless = 10 * math.log(8) / 1020
+    text = suites.diagnose_miss(0.02053, 0.1 * memoryless, memoryless, [0.0262, 0.0206, 0.02053], 2_000, 250)
+    assert "0.02053" in text and "2,000 steps" in text and "not left the plateau" in text
+
+
+def test_a_miss_still_falling_says_how_many_steps_the_last_epochs_rate_needs():
+    # the copy GRU's last two validation values: a fall of 0.000185 per epoch of 250 steps; from
+    # 0.0195533 down to the bound 0.00204 takes ceil(0.0175133 / 0.000185) = 95 epochs = 23,750 steps
+    text = suites.diagnose_miss(0.01954, 0.00204, 0.02039, [0.0197383, 0.0195533], 2_000, 250)
+    assert "still falling" in text and "23,750 more steps" in text
+
+
+def test_a_miss_no_longer_falling_names_the_best_epoch():
+    text = suites.diagnose_miss(8.61, 8.45, 11.09, [9.0, 8.6, 8.7, 8.9], 916, 229)
+    assert "no longer improving" in text and "epoch 2 of 4" in text
+
+
+def test_the_closing_note_lists_each_missed_row_with_its_diagnosis():
+    rows = [{"title": "Copy memory", "length": 1000, "model": "lstm", "verdict": "misses", "criterion": "bound b",
+             "reason": "bound b. Reached 0.0205, the trivial baseline"},
+            {"title": "Adding problem", "length": 600, "model": "tcn", "verdict": "meets", "criterion": "c",
+             "reason": "c"}]
+    note = suites.closing_note({"rows": rows})
+    assert note == "Rows that miss their bound: Copy memory T=1000, lstm: Reached 0.0205, the trivial baseline."
+    assert suites.closing_note({"rows": rows[1:]}) == ""
+
+
 def test_paper_rows_match_only_the_papers_lengths_and_music_files():
     adding, copy, music = suites.BAI2018_EXPERIMENTS
     assert suites.paper_row(adding, 600, None) == "adding600"

@@ -486,6 +486,10 @@ def _row(suite_experiment: SuiteExperiment, experiment: Any, results: dict[str, 
         verdict = "meets" if ours <= bound else "misses"
         reason = sentence
     steps_per_epoch = _steps_per_epoch(experiment, cells)
+    if verdict == "misses":
+        curve = _validation_curve(cells[0], metric)
+        steps = None if steps_per_epoch is None else int(round(_mean([c["epochs"] for c in cells]) * steps_per_epoch))
+        reason = f"{sentence}. {diagnose_miss(ours, bound, baseline, curve, steps, steps_per_epoch)}"
     return {
         "experiment": suite_experiment.name, "task": suite_experiment.task, "title": suite_experiment.title,
         "model": model, "length": experiment.lengths[0], "paper_row": paper_key, "paper": paper,
@@ -500,6 +504,53 @@ def _row(suite_experiment: SuiteExperiment, experiment: Any, results: dict[str, 
         "bound": bound, "criterion": sentence, "verdict": verdict, "reason": reason,
         "training": _training_choices(cells[0]) if cells else None,
     }
+
+
+#: A result within this fraction of the trivial baseline has not left it (copy memory's memoryless
+#: level is approached from above, so "at the baseline" includes a little below it; the copy GRU at
+#: 4% below it, its answer accuracy rising from chance, has left it).
+ON_BASELINE = 0.02
+
+
+def diagnose_miss(ours: float, bound: float, baseline: float | None, curve: list[float], steps: int | None,
+                  steps_per_epoch: int | None) -> str:
+    """What a row that misses its bound reached, and why, read from its validation curve.
+
+    ``curve`` is the validation metric per epoch (lower is better). Three cases:
+
+    * on the trivial baseline (``|ours − baseline| ≤ ON_BASELINE · baseline``): the run never left
+      the plateau in the steps it was given;
+    * still falling at the end: the last epoch's fall ``Δ = curve[-2] − curve[-1]`` extrapolated
+      linearly gives the epochs still needed, ``(curve[-1] − bound) / Δ`` — a lower bound, since
+      curves flatten — turned into steps with ``steps_per_epoch``;
+    * no longer falling: the run had converged (or overfitted) above the bound.
+    """
+    given = f"{steps:,} steps" if steps is not None else f"{len(curve)} epochs"
+    if baseline is not None and abs(ours - baseline) <= ON_BASELINE * baseline:
+        return (f"Reached {ours:.4g}, the trivial baseline ({baseline:.4g}): after {given} the run had not left "
+                "the plateau of the trivial baseline, which needs no memory of the input; learning the dependency "
+                "needs more steps than this budget gives")
+    if len(curve) >= 2 and curve[-1] < curve[-2]:
+        fall = curve[-2] - curve[-1]
+        epochs_needed = math.ceil((curve[-1] - bound) / fall)
+        needed = f"{epochs_needed * steps_per_epoch:,} more steps" if steps_per_epoch else f"{epochs_needed} more epochs"
+        return (f"Reached {ours:.4g} after {given}, still falling (validation {curve[-2]:.4g} → {curve[-1]:.4g} in "
+                f"the last epoch); at that rate the bound {bound:.4g} is at least {needed} away")
+    best = min(range(len(curve)), key=curve.__getitem__) + 1 if curve else None
+    where = f" (best validation at epoch {best} of {len(curve)})" if best else ""
+    return f"Reached {ours:.4g} after {given}; no longer improving{where}: converged above the bound"
+
+
+def _validation_curve(cell: dict[str, Any], metric: str) -> list[float]:
+    """The validation ``metric`` per epoch, from the run's own metrics.csv (empty when unreadable)."""
+    import csv
+
+    path = Path(cell["run_dir"]) / "metrics.csv"
+    try:
+        with path.open(encoding="utf-8", newline="") as handle:
+            return [float(row[f"val_{metric}"]) for row in csv.DictReader(handle) if row.get(f"val_{metric}")]
+    except (OSError, KeyError, ValueError):
+        return []
 
 
 def _baseline_from_any(results: dict[str, Any], name: str) -> float | None:
@@ -654,7 +705,27 @@ def render_markdown(results: dict[str, Any]) -> str:
             f"{format_metric(row['baseline'])} | {format_seconds(row['train_seconds'])} | "
             f"{_thousands(row['steps'])} | {_thousands(row['num_parameters'])} | {verdict} |"
         )
+    closing = closing_note(results)
+    if closing:
+        lines += ["", closing]
     return "\n".join(lines) + "\n"
+
+
+def closing_note(results: dict[str, Any]) -> str:
+    """One sentence per row that missed its bound: what it reached and why (empty when none missed)."""
+    sentences = []
+    for row in results["rows"]:
+        if row["verdict"] == "misses":
+            length = "" if row["length"] is None else f" T={row['length']}"
+            sentences.append(f"{row['title']}{length}, {row['model']}: {_diagnosis(row)}.")
+    return ("Rows that miss their bound: " + " ".join(sentences)) if sentences else ""
+
+
+def _diagnosis(row: dict[str, Any]) -> str:
+    """The part of a missed row's reason after its criterion (what ``diagnose_miss`` wrote)."""
+    criterion_text = row.get("criterion") or ""
+    reason = row.get("reason") or ""
+    return reason[len(criterion_text) + 2:] if criterion_text and reason.startswith(criterion_text + ". ") else reason
 
 
 _VERDICT_STYLE = {"meets": "holds", "misses": "fails"}
@@ -713,6 +784,7 @@ def render_html(results: dict[str, Any]) -> str:
         "shared). Steps bound every cell (a time cap far above them is only a safety net), so the numbers do not "
         "depend on that load. Baselines: adding, predicting 1 (MSE); copy memory, 10·ln 8/(T+20), the best a "
         "model without memory can do; music, each key on with its training frequency.</p>",
+        *([f"<h2>What missed, and why</h2><p>{_e(closing_note(results))}</p>"] if closing_note(results) else []),
         "<h2>The experiments</h2><ul>" + "".join(experiments) + "</ul>",
         "<h2>Where and when</h2>",
         f"<p>{_e(machine.get('cpu', '?'))}, {_e(machine.get('cpu_cores', '?'))} cores; torch "
