@@ -150,14 +150,16 @@ def test_exported_from_the_package():
 
 @pytest.mark.skipif("kernel" not in MODES, reason="the compiled kernels are not available")
 @pytest.mark.parametrize("name", sorted(LAYERS))
-def test_fused_layer_kernel_over_many_blocks_and_threads_equals_the_step_functions(name):
-    # hidden 64 makes the kernel's time blocks a few dozen steps, so 100 steps cross several block
-    # boundaries (one of them partial); batch-first input is read in place; two threads split the rows.
+def test_fused_layer_kernel_over_many_tiles_and_threads_equals_the_step_functions(name):
+    # hidden 64 in float64 makes the kernel's tiles 128 (minGRU) or 85 (minLSTM) pairs: the forward
+    # direction (batch-first, read in place, one row per tile) crosses two or three tile boundaries
+    # per row, one tile partial and some past a row's length; the backward direction (time-major
+    # after the reversal) runs tiles of a few steps of several rows, gathered; two threads split the rows.
     torch.manual_seed(0)
     layer = LAYERS[name](6, 64, batch_first=True, bidirectional=True, dtype=torch.float64)
-    x = torch.randn(5, 100, 6, dtype=torch.float64)
+    x = torch.randn(5, 300, 6, dtype=torch.float64)
     hx = torch.randn(2, 5, 64, dtype=torch.float64)
-    lengths = torch.tensor([100, 37, 64, 1, 99])
+    lengths = torch.tensor([300, 137, 264, 1, 299])
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
@@ -167,3 +169,25 @@ def test_fused_layer_kernel_over_many_blocks_and_threads_equals_the_step_functio
     expected = outputs_and_gradients(layer, x, "lengths", "sequential", hx, lengths)
     for a, b in zip(ours, expected):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.skipif("kernel" not in MODES, reason="the compiled kernels are not available")
+@pytest.mark.parametrize("batch_first", [True, False])
+@pytest.mark.parametrize("name", sorted(LAYERS))
+def test_fused_layer_kernel_in_float32_with_saturated_gates_stays_within_1e_5_of_float64(name, batch_first):
+    # float32 tiles of 128 (minGRU) / 85 (minLSTM) pairs at hidden 128; weights scaled so that some
+    # pre-activations pass ±40, where the kernel clamps its exponentials, and many are negative,
+    # where g is σ.
+    torch.manual_seed(0)
+    layer = LAYERS[name](8, 128, batch_first=batch_first)
+    with torch.no_grad():
+        for parameter in layer.parameters():
+            parameter.mul_(30.0)
+    exact = LAYERS[name](8, 128, batch_first=batch_first, dtype=torch.float64)
+    exact.load_state_dict({key: value.double() for key, value in layer.state_dict().items()})
+    x = torch.randn(3, 200, 8) if batch_first else torch.randn(200, 3, 8)
+    lengths = torch.tensor([200, 150, 9])
+    ours = outputs_and_gradients(layer, x, "lengths", "kernel", lengths=lengths)
+    expected = outputs_and_gradients(exact, x.double(), "lengths", "sequential", lengths=lengths)
+    for a, b in zip(ours, expected):
+        assert float((a.double() - b).detach().abs().max()) <= 1e-5 * max(1.0, float(b.detach().abs().max()))

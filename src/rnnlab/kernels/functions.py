@@ -167,25 +167,27 @@ def run_min_rnn(kind: str, x_projection: Tensor, h0: Tensor, lengths: Tensor | N
 class MinRNNLayerFunction(torch.autograd.Function):
     """One direction of a minGRU / minLSTM layer from its input: ``x`` ``[T, B, I]`` → ``h``.
 
-    The input projection ``W x_t + b`` happens inside the kernel, block by block in cache, and is
-    recomputed in backward instead of saved (``recurrent.cpp`` says why). ``x`` may be the
-    time-major view of a batch-first tensor; the output and ``dx`` keep that memory order.
+    The input projection ``W x_t + b`` happens inside the kernel, tile by tile in cache; the
+    forward pass saves the gate values its backward needs (2H per step and row for the minGRU, 4H
+    for the minLSTM; ``recurrent.cpp`` says why). ``x`` may be the time-major view of a batch-first
+    tensor; the output and ``dx`` keep that memory order.
     """
 
     @staticmethod
     def forward(ctx, x, weight, bias, h0, lengths, lstm):
-        output, h_last = _module().min_rnn_layer_forward(x, weight, bias, h0, lengths, lstm)
+        output, h_last, saved = _module().min_rnn_layer_forward(x, weight, bias, h0, lengths, lstm,
+                                                                _needs_saving(ctx))
         ctx.lstm = lstm
-        ctx.save_for_backward(x, weight, bias, h0, output, lengths)
+        ctx.save_for_backward(x, weight, h0, output, saved, lengths)
         return output, h_last
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_output, grad_h_last):
-        x, weight, bias, h0, output, lengths = ctx.saved_tensors
-        d_x, d_h0, d_weight, d_bias = _module().min_rnn_layer_backward(grad_output, grad_h_last, x, weight, bias, h0,
-                                                                       output, lengths, ctx.lstm)
-        return d_x, d_weight, d_bias if bias is not None else None, d_h0, None, None
+        x, weight, h0, output, saved, lengths = ctx.saved_tensors
+        d_x, d_h0, d_weight, d_bias = _module().min_rnn_layer_backward(grad_output, grad_h_last, x, weight, h0,
+                                                                       output, saved, lengths, ctx.lstm)
+        return d_x, d_weight, d_bias if ctx.needs_input_grad[2] else None, d_h0, None, None
 
 
 def run_min_rnn_layer(kind: str, x: Tensor, weight: Tensor, h0: Tensor, lengths: Tensor | None = None,
