@@ -168,7 +168,7 @@ class MinRNNLayerFunction(torch.autograd.Function):
     """One direction of a minGRU / minLSTM layer from its input: ``x`` ``[T, B, I]`` → ``h``.
 
     The input projection ``W x_t + b`` happens inside the kernel, tile by tile in cache; the
-    forward pass saves the gate values its backward needs (2H per step and row for the minGRU, 4H
+    forward pass saves the gate values its backward needs (2H per step and row for the minGRU, 3H
     for the minLSTM; ``recurrent.cpp`` says why). ``x`` may be the time-major view of a batch-first
     tensor; the output and ``dx`` keep that memory order.
     """

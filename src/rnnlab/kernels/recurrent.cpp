@@ -1068,8 +1068,8 @@ struct MinMath {
 // minLSTM: f = 1/p_f, i = 1/p_i, so f' = p_i/(p_f + p_i), i' = p_f/(p_f + p_i), and
 // h_t = (p_i h_{t-1} + p_f g(k_h)) / (p_f + p_i).
 // With Save, also what the backward step needs, so that it computes no exponential and no
-// division (min_rnn_saved_row_backward): minGRU [z, ±h~], minLSTM [f', f' i' (1 − f), f' i' (1 − i), ±h~],
-// where ±h~ carries the sign of k_h (h~ > 0 always), the branch of g that h~ came from.
+// division (min_rnn_saved_row_backward): minGRU [z, ±h~], minLSTM [f', q, ±h~], where ±h~ carries
+// the sign of k_h (h~ > 0 always), the branch of g that h~ came from.
 template <typename T, bool Save = false>
 inline void min_rnn_step_row(const T* k, const T* c, T* h_row, T* out_row, std::int64_t hidden, bool lstm,
                              T* saved = nullptr) {
@@ -1088,11 +1088,10 @@ inline void min_rnn_step_row(const T* k, const T* c, T* h_row, T* out_row, std::
       const T h_t = f_prime * h_row[j] + i_prime * h_tilde;
       out_row[j] = h_t;
       h_row[j] = h_t;
-      if constexpr (Save) {  // f' i' (1 − f) = f' (e_f q), f' i' (1 − i) = i' (e_i q), as 1 − f = e_f / p_f
+      if constexpr (Save) {
         saved[j] = f_prime;
-        saved[hidden + j] = f_prime * (e_f * q);
-        saved[2 * hidden + j] = i_prime * (e_i * q);
-        saved[3 * hidden + j] = k_h >= T(0) ? h_tilde : -h_tilde;
+        saved[hidden + j] = q;
+        saved[2 * hidden + j] = k_h >= T(0) ? h_tilde : -h_tilde;
       }
     }
   } else {
@@ -1203,21 +1202,23 @@ void scan_rows(const Tensor& layout, std::int64_t work, bool reverse, const F& b
 // dk into d_row, dh_{t-1} into dh_row. g'(k_h) = 1 where k_h ≥ 0, else σ(1 − σ) = h~ (1 − h~).
 // minGRU: dk_z = dh (h~ − h_{t-1}) z (1 − z), dk_h = dh z g', dh_{t-1} = dh (1 − z);
 // minLSTM: dk_f = dh (h_{t-1} − h~) f' i' (1 − f), dk_i = −dh (h_{t-1} − h~) f' i' (1 − i),
-// dk_h = dh i' g' with i' = 1 − f', dh_{t-1} = dh f'.
+// dk_h = dh i' g' with i' = 1 − f', dh_{t-1} = dh f', where i' (1 − f) = e_f q = i' − q and
+// f' (1 − i) = e_i q = f' − q (i' = p_f q = q + e_f q).
 template <typename T>
 inline void min_rnn_saved_row_backward(const T* saved, const T* g_row, const T* h_prev, T* dh_row, T* d_row,
                                        std::int64_t hidden, bool lstm) {
   if (lstm) {
 #pragma omp simd
     for (std::int64_t j = 0; j < hidden; ++j) {
-      const T f_prime = saved[j], signed_h = saved[3 * hidden + j];
+      const T f_prime = saved[j], q = saved[hidden + j], signed_h = saved[2 * hidden + j];
+      const T i_prime = T(1) - f_prime;
       const T h_tilde = std::abs(signed_h);
       const T g_slope = signed_h >= T(0) ? T(1) : h_tilde * (T(1) - h_tilde);
       const T dh = g_row[j] + dh_row[j];
       const T d_gate = dh * (h_prev[j] - h_tilde);
-      d_row[j] = d_gate * saved[hidden + j];
-      d_row[hidden + j] = -d_gate * saved[2 * hidden + j];
-      d_row[2 * hidden + j] = dh * (T(1) - f_prime) * g_slope;
+      d_row[j] = d_gate * f_prime * (i_prime - q);  // e_f q = (p_f − 1) q = i' − q
+      d_row[hidden + j] = -d_gate * i_prime * (f_prime - q);
+      d_row[2 * hidden + j] = dh * i_prime * g_slope;
       dh_row[j] = dh * f_prime;
     }
   } else {
@@ -1458,8 +1459,8 @@ std::pair<const T*, std::int64_t> tile_rows(const Tensor& x, const Tile& tile, T
   return {buffer, width};
 }
 
-// Saved for backward per (step, row): min_rnn_step_row's gate values, 2H (minGRU) or 4H (minLSTM).
-std::int64_t min_rnn_saved_width(std::int64_t hidden, bool lstm) { return (lstm ? 4 : 2) * hidden; }
+// Saved for backward per (step, row): min_rnn_step_row's gate values, 2H (minGRU) or 3H (minLSTM).
+std::int64_t min_rnn_saved_width(std::int64_t hidden, bool lstm) { return (lstm ? 3 : 2) * hidden; }
 
 template <typename T>
 std::vector<Tensor> min_rnn_layer_forward_impl(const Tensor& x, const Tensor& weight, const Tensor& bias,
