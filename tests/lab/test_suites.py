@@ -89,6 +89,22 @@ def test_the_closing_note_lists_each_missed_row_with_its_diagnosis():
     assert suites.closing_note({"rows": rows[1:]}) == ""
 
 
+@pytest.mark.skipif(not JSB.is_file(), reason=f"the JSB Chorales file is not at {JSB}")
+def test_the_suites_music_lstm_trains_with_what_rnnlab_train_gives_by_default(tmp_path):
+    from rnnlab.lab.cell import train_config
+    from rnnlab.train import TrainConfig
+
+    config = CompareConfig(suite="bai2018", budget="full", music_data=str(JSB), out=str(tmp_path))
+    experiments, _ = suites.resolve_suite(config)
+    music = next(experiment for suite_experiment, experiment in experiments if suite_experiment.task == "music")
+    cell = {"model": "lstm", "length": None, "seed": 0}
+    in_suite = train_config(cell, music.recipe, str(tmp_path / "run")).resolved()
+    by_default = TrainConfig(task="music", model="lstm", data=str(JSB), params=300_000).resolved()
+    for name in ("lr", "dropout", "num_layers", "batch_size", "schedule", "init", "clip"):
+        assert getattr(in_suite, name) == getattr(by_default, name), name
+    assert music.recipe["model_settings"]["rnn"] == {"lr": 1e-3}  # the one recurrent exception measured
+
+
 def test_paper_rows_match_only_the_papers_lengths_and_music_files():
     adding, copy, music = suites.BAI2018_EXPERIMENTS
     assert suites.paper_row(adding, 600, None) == "adding600"
