@@ -178,11 +178,13 @@ def streaming_rows(quick: bool) -> list[dict]:
             for name, run in runs.items():
                 measured[name].append(per_step(run))
     reference = measured["torch.nn.LSTMCell (eager)"]
+    # The verdict is wall-clock time, the latency a real-time caller sees; CPU time beside it (it
+    # also counts torch.nn's worker threads, which a step at batch 1 wakes for nothing).
     return [{"ours": name, "reference": "torch.nn.LSTMCell (eager)",
-             "ours_us": 1e6 * statistics.median(t[0] for t in measured[name]),
-             "reference_us": 1e6 * statistics.median(t[0] for t in reference),
-             "ratio": statistics.median(o[0] / r[0] for o, r in zip(measured[name], reference)),
+             "ours_us": 1e6 * statistics.median(t[1] for t in measured[name]),
+             "reference_us": 1e6 * statistics.median(t[1] for t in reference),
              "wall_ratio": statistics.median(o[1] / r[1] for o, r in zip(measured[name], reference)),
+             "cpu_ratio": statistics.median(o[0] / r[0] for o, r in zip(measured[name], reference)),
              "bound": 0.3 if "LSTM" in name else None}
             for name in steppers]
 
@@ -247,14 +249,15 @@ def main() -> None:
                      for name in (f"{cell} GEMMs alone (MKL)", f"torch.nn.{cell}", f"rnnlab.{cell}")}
             cells = " | ".join(f"{1e3 * t:.1f} | {gflop / t:.1f}" for t in times.values())
             console.print(f"| {cell} | {size} | {gflop:.1f} | {cells} |", highlight=False)
-    console.print("\nOne streaming step, batch 1, input 32, hidden 128 (inference):\n", highlight=False)
-    console.print("| rnnlab | vs | ours µs | reference µs | ratio | wall ratio | target |", highlight=False)
+    console.print("\nOne streaming step, batch 1, input 32, hidden 128 (inference), median wall-clock time "
+                  "(the verdict; the ratio of CPU times beside):\n", highlight=False)
+    console.print("| rnnlab | vs | ours µs | reference µs | wall ratio | CPU ratio | target |", highlight=False)
     console.print("|---|---|---:|---:|---:|---:|---|", highlight=False)
     for row in streaming:
         verdict = "" if row["bound"] is None else f"≤ {row['bound']}: " + (
-            "met" if row["ratio"] <= row["bound"] else "**not met**")
+            "met" if row["wall_ratio"] <= row["bound"] else "**not met**")
         console.print(f"| {row['ours']} | {row['reference']} | {row['ours_us']:.1f} | {row['reference_us']:.1f} | "
-                      f"{row['ratio']:.2f}× | {row['wall_ratio']:.2f}× | {verdict} |", highlight=False)
+                      f"{row['wall_ratio']:.2f}× | {row['cpu_ratio']:.2f}× | {verdict} |", highlight=False)
 
 
 if __name__ == "__main__":
