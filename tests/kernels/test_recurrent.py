@@ -166,6 +166,11 @@ def test_plain_gru_and_rnn_run_on_the_kernel_and_plain_lstm_on_torch_nn(monkeypa
     large_rnn = rnnlab.RNN(INPUT, 1024)  # batch × hidden past RNN_FUSED_ABOVE: torch.nn's kernel is as fast
     large_rnn(torch.randn(2, kernels.RNN_FUSED_ABOVE // 1024 + 1, INPUT))
     assert calls == ["gru", "rnn"]
+    large_gru = rnnlab.GRU(INPUT, 1024)  # past GRU_FUSED_ABOVE: torch.nn's, MKL splitting each step's GEMM
+    large_gru(torch.randn(2, kernels.GRU_FUSED_ABOVE // 1024 + 1, INPUT))
+    assert calls == ["gru", "rnn"]
+    rnnlab.GRU(INPUT, 1024, convention="cho")(torch.randn(2, kernels.GRU_FUSED_ABOVE // 1024 + 1, INPUT))
+    assert calls == ["gru", "rnn", "gru"]  # torch.nn has no Cho GRU: the kernel at any size
 
 
 def test_zoneout_and_gate_recording_keep_the_loop(monkeypatch):

@@ -11,7 +11,9 @@ What runs where, chosen by measurement (``bench/kernels.py``; the README has the
   dropout, Cho's GRU) run the kernel: torch.nn's GRU and RNN step through a dozen ATen operations
   per time step with autograd recording each one, and the variants would otherwise run a Python
   loop. A plain ``RNN`` with a large per-step matmul (batch × hidden above
-  ``RNN_FUSED_ABOVE``) stays on torch.nn's kernel, which is as fast there.
+  ``RNN_FUSED_ABOVE``) stays on torch.nn's kernel, which is as fast there, and so does a plain
+  ``GRU`` above ``GRU_FUSED_ABOVE``: there the per-step GEMM is large enough that MKL splitting it
+  over the threads beats the kernel's one row block per thread.
 * A plain ``LSTM`` stays on torch.nn's kernel (oneDNN's LSTM on the CPU, as fast as ours).
 * Zoneout, ``proj_size``, gate recording, autocast, tensors off the CPU, and tracing (ONNX export,
   TorchScript, torch.compile) keep their old paths.
@@ -28,12 +30,17 @@ import torch
 from rnnlab.kernels import build
 from rnnlab.kernels.functions import fuses_input_norm, run_min_rnn, run_min_rnn_layer, run_recurrence
 
-__all__ = ["RNN_FUSED_ABOVE", "fuses_input_norm", "kernel_applies", "kernel_paths", "min_rnn_kernel_applies",
+__all__ = ["GRU_FUSED_ABOVE", "RNN_FUSED_ABOVE", "fuses_input_norm", "kernel_applies", "kernel_paths", "min_rnn_kernel_applies",
            "run_min_rnn", "run_min_rnn_layer", "run_recurrence", "status"]
 
 # batch × hidden above which torch.nn's fused RNN is as fast as the kernel (the per-step matmul
 # then dominates both); measured by bench/kernels.py at (256, 100, 64, 512).
 RNN_FUSED_ABOVE = 32 * 512
+# The same for a plain GRU (torch's convention, no layer norm or recurrent dropout), measured
+# forward + backward against torch.nn.GRU: at batch × hidden = 4096 the kernel takes 0.38× its time
+# (two threads, quiet machine), at 128 × 256 0.96× (one thread, loaded machine), at 256 × 512 1.03×
+# (one thread) and 1.10× (two threads, quiet machine).
+GRU_FUSED_ABOVE = 64 * 1024
 
 
 def _tracing() -> bool:
@@ -63,6 +70,8 @@ def kernel_applies(layer, batch_size: int, dtype: torch.dtype, device: torch.dev
             return False
         if layer.cell_kind == "rnn" and batch_size * layer.hidden_size > RNN_FUSED_ABOVE:
             return False
+        if layer.cell_kind == "gru" and batch_size * layer.hidden_size > GRU_FUSED_ABOVE:
+            return False
     return build.load() is not None
 
 
@@ -84,7 +93,7 @@ def kernel_paths() -> dict[str, str]:
         return {"kernels": state}
     # the keys of rnnlab.layers.KERNEL_PATHS, whose entries these replace
     return {
-        "gru": ours,
+        "gru": f"{ours}; torch.nn fused when batch × hidden > {GRU_FUSED_ABOVE}",
         "rnn": f"{ours}; torch.nn fused when batch × hidden > {RNN_FUSED_ABOVE}",
         "lstm": "torch.nn fused (_VF.lstm, oneDNN)",
         "+layer_norm/zoneout/recurrent_dropout": f"{ours}; with zoneout, rnnlab loop over cells",
