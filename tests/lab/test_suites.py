@@ -74,6 +74,12 @@ def test_a_miss_still_falling_says_how_many_steps_the_last_epochs_rate_needs():
     assert "still falling" in text and "23,750 more steps" in text
 
 
+def test_a_miss_that_left_the_plateau_in_its_last_epoch_says_the_budget_ended_there():
+    # the adding LSTM at 2,000 steps: validation 0.1636 (trivial 0.1565) for three epochs, then 0.00295
+    text = suites.diagnose_miss(0.00322, 1e-3, 0.1565, [0.1635, 0.1647, 0.1636, 0.00295], 2_000, 500)
+    assert "only in its last epoch" in text and "0.1636 → 0.00295" in text
+
+
 def test_a_miss_no_longer_falling_names_the_best_epoch():
     text = suites.diagnose_miss(8.61, 8.45, 11.09, [9.0, 8.6, 8.7, 8.9], 916, 229)
     assert "no longer improving" in text and "epoch 2 of 4" in text

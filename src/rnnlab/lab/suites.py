@@ -526,10 +526,12 @@ def diagnose_miss(ours: float, bound: float, baseline: float | None, curve: list
                   steps_per_epoch: int | None) -> str:
     """What a row that misses its bound reached, and why, read from its validation curve.
 
-    ``curve`` is the validation metric per epoch (lower is better). Three cases:
+    ``curve`` is the validation metric per epoch (lower is better). Four cases:
 
     * on the trivial baseline (``|ours − baseline| ≤ ON_BASELINE · baseline``): the run never left
       the plateau in the steps it was given;
+    * left the plateau only in the last epoch (``curve[-2] ≥ 0.9 · baseline``, ``curve[-1] ≤ curve[-2] / 2``):
+      the budget ended as learning began;
     * still falling at the end: the last epoch's fall ``Δ = curve[-2] − curve[-1]`` extrapolated
       linearly gives the epochs still needed, ``(curve[-1] − bound) / Δ`` — a lower bound, since
       curves flatten — turned into steps with ``steps_per_epoch``;
@@ -540,6 +542,12 @@ def diagnose_miss(ours: float, bound: float, baseline: float | None, curve: list
         return (f"Reached {ours:.4g}, the trivial baseline ({baseline:.4g}): after {given} the run had not left "
                 "the plateau of the trivial baseline, which needs no memory of the input; learning the dependency "
                 "needs more steps than this budget gives")
+    # on the plateau one epoch (within 10% of the trivial level: the validation split's own trivial
+    # level differs from the test split's by a few percent), less than half of it the next
+    if len(curve) >= 2 and baseline is not None and curve[-2] >= 0.9 * baseline and curve[-1] <= 0.5 * curve[-2]:
+        return (f"Reached {ours:.4g} after {given}: the run left the plateau of the trivial baseline only in its "
+                f"last epoch (validation {curve[-2]:.4g} → {curve[-1]:.4g}), so the budget ended as it began to "
+                "learn the dependency")
     if len(curve) >= 2 and curve[-1] < curve[-2]:
         fall = curve[-2] - curve[-1]
         epochs_needed = math.ceil((curve[-1] - bound) / fall)
@@ -657,6 +665,11 @@ def format_seconds(seconds: float | None) -> str:
     return f"{seconds / 3600:.2f} h"
 
 
+def _count(number: Any, noun: str) -> str:
+    """``1 worker``, ``2 workers``, ``? workers`` (unknown)."""
+    return f"{number} {noun}" if number == 1 else f"{'?' if number is None else number} {noun}s"
+
+
 def _thousands(count: int | None) -> str:
     return "—" if count is None else f"{count:,}"
 
@@ -698,8 +711,8 @@ def render_markdown(results: dict[str, Any]) -> str:
     lines = [
         f"Suite `{results['suite']}` (budget `{results['budget']}`, {results['status']}), finished "
         f"{timing.get('finished', '?')[:16].replace('T', ' ')} UTC on {machine.get('cpu', '?')} "
-        f"({machine.get('cpu_cores', '?')} cores, {machine.get('workers', '?')} workers × "
-        f"{machine.get('threads_per_worker', '?')} thread); cell time {format_seconds(timing.get('cells_seconds'))}. "
+        f"({machine.get('cpu_cores', '?')} cores, {_count(machine.get('workers'), 'worker')} × "
+        f"{_count(machine.get('threads_per_worker'), 'thread')}); cell time {format_seconds(timing.get('cells_seconds'))}. "
         f"Paper: {results['source'].get('short', results['source']['citation'])}, {results['source']['table']}.",
         "",
         "| task | model | paper | ours | baseline | training time | steps | parameters | verdict |",
