@@ -7,6 +7,9 @@ states and every gradient must agree: to 1e-5 in float32, and through ``gradchec
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import torch
 from torch.nn.utils.rnn import pack_padded_sequence
@@ -242,3 +245,19 @@ def test_switched_off_by_environment(monkeypatch):
     calls = spy_on_kernel(monkeypatch)
     rnnlab.GRU(INPUT, HIDDEN)(torch.randn(STEPS, BATCH, INPUT))
     assert calls == [] and build.status().startswith("switched off")
+
+
+def test_the_kernels_first_use_leaves_the_random_stream_alone():
+    # the kernels check MKL's GEMM entry points once against at::mm on their first use; their test
+    # matrices must not come from torch's generator, or seeded runs would differ by whether (and
+    # when) a kernel ran first. A fresh process, since the check runs once per process.
+    program = (
+        "import torch, rnnlab\n"
+        "layer, gru = rnnlab.MinGRU(3, 4), rnnlab.GRU(3, 4)\n"
+        "x = torch.ones(5, 4, 3)\n"
+        "torch.manual_seed(1); layer(x); gru(x); after_kernels = torch.rand(3)\n"
+        "torch.manual_seed(1); untouched = torch.rand(3)\n"
+        "print(torch.equal(after_kernels, untouched))\n"
+    )
+    completed = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120)
+    assert completed.stdout.strip() == "True", completed.stderr[-2000:]

@@ -193,6 +193,13 @@ void matmul_weight_t(Tensor& out, const Tensor& in, const Tensor& w, const Tenso
   }
 }
 
+// A test matrix with varied entries, made without the random generator (drawing from it would move
+// the caller's random stream on the kernels' first use).
+Tensor probe_matrix(std::int64_t rows, std::int64_t columns, std::int64_t seed,
+                    const at::TensorOptions& options = at::TensorOptions()) {
+  return at::arange(rows * columns, options).mul(0.7).add(static_cast<double>(seed)).sin().reshape({rows, columns});
+}
+
 // ------------------------------------------------------------------------- packed weights
 // The per-step product h_{t-1} W^T uses the same W at every step. MKL's packed GEMM
 // (cblas_sgemm_pack / cblas_sgemm_compute, which torch's own MKL carries) lays W out for the GEMM
@@ -238,7 +245,7 @@ class PackedGemm {
   // The symbols' integer width (LP64 or ILP64) is not in their names: check a product once.
   bool agrees_with_aten() {
     available_ = true;
-    Tensor a = at::randn({5, 7}), w = at::randn({9, 7});
+    Tensor a = probe_matrix(5, 7, 1), w = probe_matrix(9, 7, 2);
     Tensor expected = at::mm(a, w.t()), got = at::empty({5, 9});
     const std::vector<float> packed = pack(w.data_ptr<float>(), 5, 9, 7, true);
     compute(a.data_ptr<float>(), 7, packed, got.data_ptr<float>(), 5, 9, 7, false);
@@ -1364,9 +1371,9 @@ class Blas {
     for (const bool trans_a : {false, true}) {
       for (const bool trans_b : {false, true}) {
         const std::int64_t m = 5, n = 9, k = 7;
-        Tensor a = at::randn({trans_a ? k : m, trans_a ? m : k}, options);
-        Tensor b = at::randn({trans_b ? n : k, trans_b ? k : n}, options);
-        Tensor c = at::randn({m, n}, options);
+        Tensor a = probe_matrix(trans_a ? k : m, trans_a ? m : k, 1, options);
+        Tensor b = probe_matrix(trans_b ? n : k, trans_b ? k : n, 2, options);
+        Tensor c = probe_matrix(m, n, 3, options);
         Tensor expected = c + at::mm(trans_a ? a.t() : a, trans_b ? b.t() : b);
         gemm<T>(trans_a, trans_b, m, n, k, a.data_ptr<T>(), a.size(1), b.data_ptr<T>(), b.size(1), true,
                 c.data_ptr<T>(), n);
