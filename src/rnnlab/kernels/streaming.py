@@ -4,7 +4,9 @@ Feeding a sequence one step at a time through ``layer(x_t.unsqueeze(0), state)``
 Python work (checks, the loop over layers, autograd bookkeeping) at every step; for a batch of one
 and a hidden size of 128 that costs more than the arithmetic. :class:`LayerStepper` prepares the
 layer's weights once and runs every layer of one step in C++ (``Stepper`` in ``recurrent.cpp``,
-the same gate code as the training kernels), without autograd:
+the same gate code as the training kernels), without autograd. For up to 4 rows of a plain LSTM,
+GRU or RNN a step goes straight to two matrix-vector products and one pass over the gates, with
+no intermediate tensors; layer norm and Cho's GRU take the general path through the kernels:
 
 >>> lstm = rnnlab.LSTM(32, 128, num_layers=2)
 >>> stepper = LayerStepper(lstm)
