@@ -7,7 +7,8 @@ shape runs once per round, round after round); each ratio is the median over rou
 round's ratio, so a load change on the machine between rounds cancels. The ms columns are medians. Times are CPU seconds of the process (``time.process_time``): on
 a machine shared with other work, wall-clock time mostly measures waits for a core. With more
 than one thread, CPU time also counts OpenMP threads spin-waiting, so on a busy machine run with
-``--threads 1``; the wall-clock ratio is printed beside it.
+``--threads 1``; the wall-clock ratio is printed beside it. The streaming step is the exception:
+its verdict is wall-clock time (the latency a real-time caller sees), CPU time beside it.
 
 Acceptance (issue 8), at (batch, length, input, hidden) = (32, 100, 32, 128), (32, 1000, 32, 128)
 and (256, 100, 64, 512), forward + backward:
