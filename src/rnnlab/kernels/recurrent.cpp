@@ -32,6 +32,7 @@
 #include <dlfcn.h>
 #include <cmath>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <type_traits>
 #include <string>
@@ -214,16 +215,18 @@ class PackedGemm {
   bool available() const { return available_; }
 
   // Packs B for C[m, n] = A[m, k] B[k, n] with B = W^T (transposed=true, W [n, k]) or B = W (W [k, n]).
-  std::vector<float> pack(const float* w, std::int64_t m, std::int64_t n, std::int64_t k, bool transposed) const {
-    std::vector<float> packed(get_size_(kBMatrix, m, n, k) / sizeof(float) + 1);
-    pack_(kRowMajor, kBMatrix, transposed ? kTrans : kNoTrans, m, n, k, 1.0f, w, transposed ? k : n, packed.data());
+  std::unique_ptr<float[]> pack(const float* w, std::int64_t m, std::int64_t n, std::int64_t k, bool transposed) const {
+    // new float[] leaves the buffer uninitialised (pack_ writes all of it); a std::vector would zero
+    // it first, a memset of the whole packed weight per sequence
+    std::unique_ptr<float[]> packed(new float[get_size_(kBMatrix, m, n, k) / sizeof(float) + 1]);
+    pack_(kRowMajor, kBMatrix, transposed ? kTrans : kNoTrans, m, n, k, 1.0f, w, transposed ? k : n, packed.get());
     return packed;
   }
 
   // C = A B (+ C when accumulate) with B packed by pack(); A [m, k] with row stride lda.
-  void compute(const float* a, std::int64_t lda, const std::vector<float>& packed_b, float* c, std::int64_t m,
+  void compute(const float* a, std::int64_t lda, const float* packed_b, float* c, std::int64_t m,
                std::int64_t n, std::int64_t k, bool accumulate) const {
-    compute_(kRowMajor, kNoTrans, kPacked, m, n, k, a, lda, packed_b.data(), n, accumulate ? 1.0f : 0.0f, c, n);
+    compute_(kRowMajor, kNoTrans, kPacked, m, n, k, a, lda, packed_b, n, accumulate ? 1.0f : 0.0f, c, n);
   }
 
  private:
@@ -247,8 +250,8 @@ class PackedGemm {
     available_ = true;
     Tensor a = probe_matrix(5, 7, 1), w = probe_matrix(9, 7, 2);
     Tensor expected = at::mm(a, w.t()), got = at::empty({5, 9});
-    const std::vector<float> packed = pack(w.data_ptr<float>(), 5, 9, 7, true);
-    compute(a.data_ptr<float>(), 7, packed, got.data_ptr<float>(), 5, 9, 7, false);
+    const std::unique_ptr<float[]> packed = pack(w.data_ptr<float>(), 5, 9, 7, true);
+    compute(a.data_ptr<float>(), 7, packed.get(), got.data_ptr<float>(), 5, 9, 7, false);
     return at::allclose(got, expected, 1e-4, 1e-5);
   }
 
@@ -280,8 +283,8 @@ class StepProduct {
   // added to out when accumulate.
   void run(Tensor& out, const Tensor& a, bool accumulate = false) const {
     if constexpr (std::is_same_v<T, float>) {
-      if (!packed_.empty() && a.stride(1) == 1) {
-        PackedGemm::get().compute(a.data_ptr<float>(), a.stride(0), packed_, out.data_ptr<float>(), m_, n_, k_,
+      if (packed_ != nullptr && a.stride(1) == 1) {
+        PackedGemm::get().compute(a.data_ptr<float>(), a.stride(0), packed_.get(), out.data_ptr<float>(), m_, n_, k_,
                                   accumulate);
         return;
       }
@@ -300,7 +303,7 @@ class StepProduct {
   Tensor w_;
   bool transposed_;
   std::int64_t m_ = 0, n_ = 0, k_ = 0;
-  std::vector<float> packed_;
+  std::unique_ptr<float[]> packed_;
 };
 
 // h_{t-1} ⊙ m into `out`, or h_{t-1} itself when there is no mask.
