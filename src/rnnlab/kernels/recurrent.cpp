@@ -94,11 +94,19 @@ struct Math<double> {
 };
 
 // ------------------------------------------------------------------------------ layer norm
-// One row: x_hat = (x − mean) / sqrt(var + eps) (biased variance, as F.layer_norm); returns rstd.
-// The sums run in double: a nearly constant row has a tiny variance, and its rounding error is
-// divided by it.
+// One row: x_hat = (x − mean) / sqrt(var + eps) (biased variance, as F.layer_norm); returns rstd
+// (and the mean into *mean_out). The sums run in double: a nearly constant row has a tiny variance,
+// and its rounding error is divided by it.
+// x_hat = (x − mean) rstd: normalise_row's last pass, and backward's recomputation of it from the
+// saved mean and rstd (the same expression, so the same bits).
 template <typename T>
-inline T normalise_row(const T* x, T* x_hat, std::int64_t n) {
+inline void centre_row(const T* x, T mean, T rstd, T* x_hat, std::int64_t n) {
+#pragma omp simd
+  for (std::int64_t j = 0; j < n; ++j) x_hat[j] = (x[j] - mean) * rstd;
+}
+
+template <typename T>
+inline T normalise_row(const T* x, T* x_hat, std::int64_t n, T* mean_out = nullptr) {
   double sum = 0;
 #pragma omp simd reduction(+ : sum)
   for (std::int64_t j = 0; j < n; ++j) sum += x[j];
@@ -110,8 +118,8 @@ inline T normalise_row(const T* x, T* x_hat, std::int64_t n) {
     squares += centred * centred;
   }
   const T rstd = static_cast<T>(1.0 / std::sqrt(squares / static_cast<double>(n) + kLayerNormEps));
-#pragma omp simd
-  for (std::int64_t j = 0; j < n; ++j) x_hat[j] = (x[j] - mean) * rstd;
+  centre_row(x, mean, rstd, x_hat, n);
+  if (mean_out != nullptr) *mean_out = mean;
   return rstd;
 }
 
@@ -493,7 +501,8 @@ std::vector<Tensor> rnn_backward_impl(const Tensor& grad_output, const Tensor& g
 // ----------------------------------------------------------------------------------- LSTM
 // pre = x_t + LN(h_{t-1} W^T) γ + b, gates [i f g o] (torch.nn's order);
 // c_t = f c_{t-1} + i g, h_t = o tanh(LN(c_t) γ_c + β_c). Saved: activated gates [T, B, 4H], the
-// cell states c_t, tanh(LN(c_t)...) and, with layer norm, x_hat and rstd of both norms.
+// cell states c_t, tanh(LN(c_t)...) and, with layer norm, x_hat and rstd of the recurrent norm
+// and mean and rstd of the cell's and the input's (their x_hat is recomputed in backward).
 template <typename T>
 std::vector<Tensor> lstm_forward_impl(const Tensor& x_proj, const Tensor& h0, const Tensor& c0, const Tensor& w_hh,
                                       const OptionalTensor& b_hh, const OptionalTensor& ln_hh,
@@ -515,12 +524,15 @@ std::vector<Tensor> lstm_forward_impl(const Tensor& x_proj, const Tensor& h0, co
   const bool cell_norm = ln_cell_w.has_value();
   Tensor hh_hat = layer_norm ? saved_buffer(lengths, {slots, batch, gates}, options) : undefined();
   Tensor hh_rstd = layer_norm ? saved_buffer(lengths, {slots, batch}, options) : undefined();
-  Tensor c_hat = cell_norm ? saved_buffer(lengths, {slots, batch, hidden}, options) : undefined();
+  // LN(c_t) and LN(W_ih x_t) are not saved but recomputed in backward from their mean and rstd: the
+  // raw values are saved anyway (cells, x_proj), and the normalised ones would be 5H more per step
+  // and row through memory (fresh pages cost as much as the arithmetic here).
+  Tensor c_mean = cell_norm ? saved_buffer(lengths, {slots, batch}, options) : undefined();
   Tensor c_rstd = cell_norm ? saved_buffer(lengths, {slots, batch}, options) : undefined();
   // With input_norm, x_proj is the raw W_ih x_t: LN(W_ih x_t) γ_ih + b_ih happens here, per row while
   // it is in cache, instead of as three tensor operations over the whole sequence and their backward.
   const bool input_norm = ln_ih.has_value();
-  Tensor x_hat = input_norm ? saved_buffer(lengths, {slots, batch, gates}, options) : undefined();
+  Tensor x_mean = input_norm ? saved_buffer(lengths, {slots, batch}, options) : undefined();
   Tensor x_rstd = input_norm ? saved_buffer(lengths, {slots, batch}, options) : undefined();
   const T* bias = ptr_or_null<T>(b_hh);
   const T* gain = ptr_or_null<T>(ln_hh);
@@ -533,6 +545,7 @@ std::vector<Tensor> lstm_forward_impl(const Tensor& x_proj, const Tensor& h0, co
   for_each_row_block(batch, [&](std::int64_t begin, std::int64_t end) {
     const std::int64_t rows = end - begin;
     std::vector<T> x_normalised(input_norm ? gates : 0);  // LN(W_ih x_t) γ_ih + b_ih of one row
+    std::vector<T> x_hat_row(input_norm ? gates : 0), c_hat_row(cell_norm ? hidden : 0);
     Tensor h_rows = h.narrow(0, begin, rows), hh_rows = hh.narrow(0, begin, rows);
     Tensor masked_rows = masked.defined() ? masked.narrow(0, begin, rows) : masked;
     const T* mask_rows = mask_data == nullptr ? nullptr : mask_data + begin * hidden;
@@ -555,8 +568,9 @@ std::vector<Tensor> lstm_forward_impl(const Tensor& x_proj, const Tensor& h0, co
           for (std::int64_t j = 0; j < gates; ++j) hh_row[j] = hat[j] * gain[j];
         }
         if (input_norm) {
-          T* hat = x_hat.data_ptr<T>() + (slot * batch + b) * gates;
-          x_rstd.data_ptr<T>()[slot * batch + b] = normalise_row(x_row, hat, gates);
+          T* hat = x_hat_row.data();
+          x_rstd.data_ptr<T>()[slot * batch + b] =
+              normalise_row(x_row, hat, gates, x_mean.data_ptr<T>() + slot * batch + b);
           T* normalised = x_normalised.data();
 #pragma omp simd
           for (std::int64_t j = 0; j < gates; ++j)
@@ -586,8 +600,9 @@ std::vector<Tensor> lstm_forward_impl(const Tensor& x_proj, const Tensor& h0, co
         }
         const T* shown = cell_row;  // what tanh sees: c_t, or LN(c_t) γ_c + β_c
         if (cell_norm) {
-          T* hat = c_hat.data_ptr<T>() + (slot * batch + b) * hidden;
-          c_rstd.data_ptr<T>()[slot * batch + b] = normalise_row(cell_row, hat, hidden);
+          T* hat = c_hat_row.data();
+          c_rstd.data_ptr<T>()[slot * batch + b] =
+              normalise_row(cell_row, hat, hidden, c_mean.data_ptr<T>() + slot * batch + b);
 #pragma omp simd
           for (std::int64_t j = 0; j < hidden; ++j) tanh_row[j] = hat[j] * cell_gain[j] + cell_bias[j];
           shown = tanh_row;
@@ -603,7 +618,7 @@ std::vector<Tensor> lstm_forward_impl(const Tensor& x_proj, const Tensor& h0, co
       }();
     }
   });
-  return {output, h, c, saved_gates, cells, tanh_cells, hh_hat, hh_rstd, c_hat, c_rstd, x_hat, x_rstd};
+  return {output, h, c, saved_gates, cells, tanh_cells, hh_hat, hh_rstd, c_mean, c_rstd, x_mean, x_rstd};
 }
 
 template <typename T>
@@ -613,9 +628,9 @@ std::vector<Tensor> lstm_backward_impl(const Tensor& grad_output, const Tensor& 
                                        const OptionalTensor& ln_cell_w, const OptionalTensor& ln_cell_b,
                                        const OptionalTensor& mask, const OptionalTensor& lengths, const Tensor& output,
                                        const Tensor& saved_gates, const Tensor& cells, const Tensor& tanh_cells,
-                                       const Tensor& hh_hat, const Tensor& hh_rstd, const Tensor& c_hat,
+                                       const Tensor& hh_hat, const Tensor& hh_rstd, const Tensor& c_mean,
                                        const Tensor& c_rstd, const OptionalTensor& ln_ih, const OptionalTensor& b_ih,
-                                       const Tensor& x_hat, const Tensor& x_rstd) {
+                                       const Tensor& x_mean, const Tensor& x_rstd) {
   const std::int64_t steps = x_proj.size(0), batch = x_proj.size(1), hidden = h0.size(1), gates = 4 * hidden;
   const auto options = x_proj.options();
   const bool layer_norm = ln_hh.has_value();
@@ -642,6 +657,7 @@ std::vector<Tensor> lstm_backward_impl(const Tensor& grad_output, const Tensor& 
     Tensor dh_in_rows = dh_in.narrow(0, begin, rows), dh_next_rows = dh_next.narrow(0, begin, rows);
     const T* mask_rows = mask_data == nullptr ? nullptr : mask_data + begin * hidden;
     const StepProduct<T> recurrent_back(w_hh, rows, false, steps);
+    std::vector<T> x_hat_row(input_norm ? gates : 0), c_hat_row(cell_norm ? hidden : 0);  // recomputed LN(·) of one row
     for (std::int64_t t = steps - 1; t >= 0; --t) {
       for (std::int64_t b = begin; b < end; ++b) [&] {
         const std::int64_t gate_offset = (t * batch + b) * gates, state_offset = (t * batch + b) * hidden;
@@ -671,7 +687,9 @@ std::vector<Tensor> lstm_backward_impl(const Tensor& grad_output, const Tensor& 
           dh_row[j] = 0;  // refilled below by the GEMM: the LSTM's h_{t-1} acts only through W_hh
         }
         if (cell_norm) {
-          const T* hat = c_hat.data_ptr<T>() + state_offset;
+          T* hat = c_hat_row.data();
+          centre_row(cells.data_ptr<T>() + state_offset, c_mean.data_ptr<T>()[t * batch + b],
+                     c_rstd.data_ptr<T>()[t * batch + b], hat, hidden);
           double* cell_w_sum = sum_cell_w.data() + thread * hidden;
           double* cell_b_sum = sum_cell_b.data() + thread * hidden;
           for (std::int64_t j = 0; j < hidden; ++j) {
@@ -699,7 +717,9 @@ std::vector<Tensor> lstm_backward_impl(const Tensor& grad_output, const Tensor& 
           normalise_row_backward(d_pre_row, gain, hat, hh_rstd.data_ptr<T>()[t * batch + b], d_raw_row, gates);
         }
         if (input_norm) {
-          const T* hat = x_hat.data_ptr<T>() + gate_offset;
+          T* hat = x_hat_row.data();
+          centre_row(x_proj.data_ptr<T>() + gate_offset, x_mean.data_ptr<T>()[t * batch + b],
+                     x_rstd.data_ptr<T>()[t * batch + b], hat, gates);
           double* gain_sum = sum_input_gain.data() + thread * gates;
           for (std::int64_t j = 0; j < gates; ++j)
             gain_sum[j] += static_cast<double>(d_pre_row[j]) * static_cast<double>(hat[j]);
@@ -1666,16 +1686,17 @@ std::vector<Tensor> lstm_backward(Tensor grad_output, Tensor grad_h_last, Tensor
                                   OptionalTensor ln_cell_w, OptionalTensor ln_cell_b, OptionalTensor mask,
                                   OptionalTensor lengths, Tensor output, Tensor saved_gates, Tensor cells,
                                   Tensor tanh_cells, OptionalTensor hh_hat, OptionalTensor hh_rstd,
-                                  OptionalTensor c_hat, OptionalTensor c_rstd, OptionalTensor ln_ih, OptionalTensor b_ih,
-                                  OptionalTensor x_hat, OptionalTensor x_rstd) {
+                                  OptionalTensor c_mean, OptionalTensor c_rstd, OptionalTensor ln_ih, OptionalTensor b_ih,
+                                  OptionalTensor x_mean, OptionalTensor x_rstd) {
   grad_output = grad_output.contiguous(), grad_h_last = grad_h_last.contiguous();
   grad_c_last = grad_c_last.contiguous();
   ln_ih = contiguous_or_none(ln_ih), b_ih = contiguous_or_none(b_ih);
+  if (ln_ih.has_value()) x_proj = x_proj.contiguous();  // read again: LN(W_ih x_t) is recomputed from it
   return RNNLAB_DISPATCH(
       x_proj, lstm_backward_impl<scalar_t>(grad_output, grad_h_last, grad_c_last, x_proj, h0, c0, w_hh, b_hh, ln_hh,
                                            ln_cell_w, ln_cell_b, mask, lengths, output, saved_gates, cells, tanh_cells,
-                                           or_undefined(hh_hat), or_undefined(hh_rstd), or_undefined(c_hat),
-                                           or_undefined(c_rstd), ln_ih, b_ih, or_undefined(x_hat),
+                                           or_undefined(hh_hat), or_undefined(hh_rstd), or_undefined(c_mean),
+                                           or_undefined(c_rstd), ln_ih, b_ih, or_undefined(x_mean),
                                            or_undefined(x_rstd)));
 }
 
