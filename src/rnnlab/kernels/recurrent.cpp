@@ -636,7 +636,12 @@ std::vector<Tensor> lstm_backward_impl(const Tensor& grad_output, const Tensor& 
   const bool layer_norm = ln_hh.has_value();
   const bool cell_norm = ln_cell_w.has_value();
   const bool input_norm = ln_ih.has_value();
-  Tensor d_pre = at::empty({steps, batch, gates}, options);
+  // d_pre, the gradient of the pre-activation, is a returned tensor (d_x or d_raw) unless both
+  // norms stand between; then it lives one row at a time and Σ d_pre (the biases' gradient) is
+  // added up per thread as it goes, instead of a sequence-long tensor summed at the end.
+  const bool d_pre_whole = !layer_norm || !input_norm;
+  const bool bias_sums = !d_pre_whole && (b_hh.has_value() || b_ih.has_value());
+  Tensor d_pre = d_pre_whole ? at::empty({steps, batch, gates}, options) : undefined();
   Tensor d_x = input_norm ? at::empty({steps, batch, gates}, options) : d_pre;  // grad of the raw W_ih x
   Tensor d_raw = layer_norm ? at::empty({steps, batch, gates}, options) : d_pre;
   Tensor dh_next = grad_h_last.clone(), dc_next = grad_c_last.clone();
@@ -647,6 +652,7 @@ std::vector<Tensor> lstm_backward_impl(const Tensor& grad_output, const Tensor& 
   const std::int64_t threads = at::get_num_threads();
   std::vector<double> sum_gain(layer_norm ? threads * gates : 0), sum_input_gain(input_norm ? threads * gates : 0);
   std::vector<double> sum_cell_w(cell_norm ? threads * hidden : 0), sum_cell_b(cell_norm ? threads * hidden : 0);
+  std::vector<double> sum_bias(bias_sums ? threads * gates : 0);
   const T* gain = ptr_or_null<T>(ln_hh);
   const T* cell_gain = ptr_or_null<T>(ln_cell_w);
   const T* input_gain = ptr_or_null<T>(ln_ih);
@@ -658,10 +664,11 @@ std::vector<Tensor> lstm_backward_impl(const Tensor& grad_output, const Tensor& 
     const T* mask_rows = mask_data == nullptr ? nullptr : mask_data + begin * hidden;
     const StepProduct<T> recurrent_back(w_hh, rows, false, steps);
     std::vector<T> x_hat_row(input_norm ? gates : 0), c_hat_row(cell_norm ? hidden : 0);  // recomputed LN(·) of one row
+    std::vector<T> d_pre_scratch(d_pre_whole ? 0 : gates);
     for (std::int64_t t = steps - 1; t >= 0; --t) {
       for (std::int64_t b = begin; b < end; ++b) [&] {
         const std::int64_t gate_offset = (t * batch + b) * gates, state_offset = (t * batch + b) * hidden;
-        T* d_pre_row = d_pre.data_ptr<T>() + gate_offset;
+        T* d_pre_row = d_pre_whole ? d_pre.data_ptr<T>() + gate_offset : d_pre_scratch.data();
         T* d_raw_row = d_raw.data_ptr<T>() + gate_offset;
         T* d_x_row = d_x.data_ptr<T>() + gate_offset;
         if (!valid.valid(b, t)) {
@@ -709,6 +716,10 @@ std::vector<Tensor> lstm_backward_impl(const Tensor& grad_output, const Tensor& 
           d_pre_row[2 * hidden + j] = dc * i_t * (T(1) - c_tilde * c_tilde);
           dc_row[j] = dc * f_t;
         }
+        if (bias_sums) {
+          double* bias_sum = sum_bias.data() + thread * gates;
+          for (std::int64_t j = 0; j < gates; ++j) bias_sum[j] += static_cast<double>(d_pre_row[j]);
+        }
         if (layer_norm) {
           const T* hat = hh_hat.data_ptr<T>() + gate_offset;
           double* gain_sum = sum_gain.data() + thread * gates;
@@ -731,16 +742,18 @@ std::vector<Tensor> lstm_backward_impl(const Tensor& grad_output, const Tensor& 
     }
   });
   Tensor grad_w = recurrent_weight_gradient(d_raw, output, h0, mask);
-  Tensor grad_b = b_hh.has_value() ? d_pre.sum({0, 1}) : undefined();
   const auto thread_total = [&](std::vector<double>& sums, std::int64_t size) {
     return at::from_blob(sums.data(), {threads, size}, options.dtype(at::kDouble)).sum(0).to(options.dtype());
   };
+  const Tensor bias_total = bias_sums ? thread_total(sum_bias, gates) : undefined();
+  Tensor grad_b = b_hh.has_value() ? (bias_sums ? bias_total : d_pre.sum({0, 1})) : undefined();
   Tensor grad_ln = layer_norm ? thread_total(sum_gain, gates) : undefined();
   Tensor grad_cw = cell_norm ? thread_total(sum_cell_w, hidden) : undefined();
   Tensor grad_cb = cell_norm ? thread_total(sum_cell_b, hidden) : undefined();
   Tensor grad_input_ln = input_norm ? thread_total(sum_input_gain, gates) : undefined();
   // b_ih and b_hh add to the same pre-activation: the same gradient
-  Tensor grad_input_b = b_ih.has_value() ? (grad_b.defined() ? grad_b.clone() : d_pre.sum({0, 1})) : undefined();
+  Tensor grad_input_b =
+      b_ih.has_value() ? (grad_b.defined() ? grad_b.clone() : (bias_sums ? bias_total : d_pre.sum({0, 1}))) : undefined();
   return {d_x, dh_next, dc_next, grad_w, grad_b, grad_ln, grad_cw, grad_cb, grad_input_ln, grad_input_b};
 }
 
