@@ -67,11 +67,11 @@ class LSTMFunction(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad_output, grad_h_last, grad_c_last):
         (x_projection, h0, c0, weight_hh, bias_hh, layer_norm_hh, cell_weight, cell_bias, mask, lengths, layer_norm_ih,
-         bias_ih, output, gates, cells, tanh_cells, hh_hat, hh_rstd, c_mean, c_rstd, x_mean, x_rstd) = ctx.saved_tensors
+         bias_ih, output, gates, cells, hh_hat, hh_rstd, c_mean, c_rstd, x_mean, x_rstd) = ctx.saved_tensors
         (d_x, d_h0, d_c0, d_weight, d_bias, d_gain, d_cell_weight, d_cell_bias, d_input_gain,
          d_input_bias) = _module().lstm_backward(
             grad_output, grad_h_last, grad_c_last, x_projection, h0, c0, weight_hh, bias_hh, layer_norm_hh,
-            cell_weight, cell_bias, mask, lengths, output, gates, cells, tanh_cells, hh_hat, hh_rstd, c_mean, c_rstd,
+            cell_weight, cell_bias, mask, lengths, output, gates, cells, hh_hat, hh_rstd, c_mean, c_rstd,
             layer_norm_ih, bias_ih, x_mean, x_rstd)
         return (d_x, d_h0, d_c0, d_weight, d_bias, d_gain, d_cell_weight, d_cell_bias, None, None, d_input_gain,
                 d_input_bias)

@@ -501,7 +501,7 @@ std::vector<Tensor> rnn_backward_impl(const Tensor& grad_output, const Tensor& g
 // ----------------------------------------------------------------------------------- LSTM
 // pre = x_t + LN(h_{t-1} W^T) γ + b, gates [i f g o] (torch.nn's order);
 // c_t = f c_{t-1} + i g, h_t = o tanh(LN(c_t) γ_c + β_c). Saved: activated gates [T, B, 4H], the
-// cell states c_t, tanh(LN(c_t)...) and, with layer norm, x_hat and rstd of the recurrent norm
+// cell states c_t and, with layer norm, x_hat and rstd of the recurrent norm
 // and mean and rstd of the cell's and the input's (their x_hat is recomputed in backward).
 template <typename T>
 std::vector<Tensor> lstm_forward_impl(const Tensor& x_proj, const Tensor& h0, const Tensor& c0, const Tensor& w_hh,
@@ -519,7 +519,6 @@ std::vector<Tensor> lstm_forward_impl(const Tensor& x_proj, const Tensor& h0, co
   Tensor masked = mask.has_value() ? at::empty({batch, hidden}, options) : Tensor();  // h ⊙ m
   Tensor saved_gates = saved_buffer(lengths, {slots, batch, gates}, options);
   Tensor cells = saved_buffer(lengths, {slots, batch, hidden}, options);
-  Tensor tanh_cells = saved_buffer(lengths, {slots, batch, hidden}, options);
   const bool layer_norm = ln_hh.has_value();
   const bool cell_norm = ln_cell_w.has_value();
   Tensor hh_hat = layer_norm ? saved_buffer(lengths, {slots, batch, gates}, options) : undefined();
@@ -546,6 +545,7 @@ std::vector<Tensor> lstm_forward_impl(const Tensor& x_proj, const Tensor& h0, co
     const std::int64_t rows = end - begin;
     std::vector<T> x_normalised(input_norm ? gates : 0);  // LN(W_ih x_t) γ_ih + b_ih of one row
     std::vector<T> x_hat_row(input_norm ? gates : 0), c_hat_row(cell_norm ? hidden : 0);
+    std::vector<T> tanh_scratch(hidden);  // LN(c_t) γ_c + β_c, then its tanh (recomputed in backward)
     Tensor h_rows = h.narrow(0, begin, rows), hh_rows = hh.narrow(0, begin, rows);
     Tensor masked_rows = masked.defined() ? masked.narrow(0, begin, rows) : masked;
     const T* mask_rows = mask_data == nullptr ? nullptr : mask_data + begin * hidden;
@@ -579,7 +579,7 @@ std::vector<Tensor> lstm_forward_impl(const Tensor& x_proj, const Tensor& h0, co
         }
         T* gate_row = saved_gates.data_ptr<T>() + (slot * batch + b) * gates;
         T* cell_row = cells.data_ptr<T>() + (slot * batch + b) * hidden;
-        T* tanh_row = tanh_cells.data_ptr<T>() + (slot * batch + b) * hidden;
+        T* tanh_row = tanh_scratch.data();
         T* h_row = h.data_ptr<T>() + b * hidden;
         T* c_row = c.data_ptr<T>() + b * hidden;
 #pragma omp simd
@@ -618,7 +618,7 @@ std::vector<Tensor> lstm_forward_impl(const Tensor& x_proj, const Tensor& h0, co
       }();
     }
   });
-  return {output, h, c, saved_gates, cells, tanh_cells, hh_hat, hh_rstd, c_mean, c_rstd, x_mean, x_rstd};
+  return {output, h, c, saved_gates, cells, hh_hat, hh_rstd, c_mean, c_rstd, x_mean, x_rstd};
 }
 
 template <typename T>
@@ -627,7 +627,7 @@ std::vector<Tensor> lstm_backward_impl(const Tensor& grad_output, const Tensor& 
                                        const OptionalTensor& b_hh, const OptionalTensor& ln_hh,
                                        const OptionalTensor& ln_cell_w, const OptionalTensor& ln_cell_b,
                                        const OptionalTensor& mask, const OptionalTensor& lengths, const Tensor& output,
-                                       const Tensor& saved_gates, const Tensor& cells, const Tensor& tanh_cells,
+                                       const Tensor& saved_gates, const Tensor& cells,
                                        const Tensor& hh_hat, const Tensor& hh_rstd, const Tensor& c_mean,
                                        const Tensor& c_rstd, const OptionalTensor& ln_ih, const OptionalTensor& b_ih,
                                        const Tensor& x_mean, const Tensor& x_rstd) {
@@ -655,6 +655,7 @@ std::vector<Tensor> lstm_backward_impl(const Tensor& grad_output, const Tensor& 
   std::vector<double> sum_bias(bias_sums ? threads * gates : 0);
   const T* gain = ptr_or_null<T>(ln_hh);
   const T* cell_gain = ptr_or_null<T>(ln_cell_w);
+  const T* cell_bias = ptr_or_null<T>(ln_cell_b);
   const T* input_gain = ptr_or_null<T>(ln_ih);
   const T* mask_data = ptr_or_null<T>(mask);
   const Lengths valid = read_lengths(lengths);
@@ -664,7 +665,7 @@ std::vector<Tensor> lstm_backward_impl(const Tensor& grad_output, const Tensor& 
     const T* mask_rows = mask_data == nullptr ? nullptr : mask_data + begin * hidden;
     const StepProduct<T> recurrent_back(w_hh, rows, false, steps);
     std::vector<T> x_hat_row(input_norm ? gates : 0), c_hat_row(cell_norm ? hidden : 0);  // recomputed LN(·) of one row
-    std::vector<T> d_pre_scratch(d_pre_whole ? 0 : gates);
+    std::vector<T> d_pre_scratch(d_pre_whole ? 0 : gates), tanh_scratch(hidden);
     for (std::int64_t t = steps - 1; t >= 0; --t) {
       for (std::int64_t b = begin; b < end; ++b) [&] {
         const std::int64_t gate_offset = (t * batch + b) * gates, state_offset = (t * batch + b) * hidden;
@@ -677,7 +678,20 @@ std::vector<Tensor> lstm_backward_impl(const Tensor& grad_output, const Tensor& 
         }
         const T* g_row = grad_output.data_ptr<T>() + state_offset;
         const T* gate_row = saved_gates.data_ptr<T>() + gate_offset;
-        const T* tanh_row = tanh_cells.data_ptr<T>() + state_offset;
+        // tanh of what the forward step showed it, LN(c_t) γ_c + β_c or c_t: recomputed, one tanh per
+        // element, rather than saved (H more per step and row through memory)
+        T* tanh_row = tanh_scratch.data();
+        if (cell_norm) {
+          T* hat = c_hat_row.data();
+          centre_row(cells.data_ptr<T>() + state_offset, c_mean.data_ptr<T>()[t * batch + b],
+                     c_rstd.data_ptr<T>()[t * batch + b], hat, hidden);
+#pragma omp simd
+          for (std::int64_t j = 0; j < hidden; ++j) tanh_row[j] = Math<T>::tanh(hat[j] * cell_gain[j] + cell_bias[j]);
+        } else {
+          const T* cell_row = cells.data_ptr<T>() + state_offset;
+#pragma omp simd
+          for (std::int64_t j = 0; j < hidden; ++j) tanh_row[j] = Math<T>::tanh(cell_row[j]);
+        }
         const T* c_prev = t > 0 ? cells.data_ptr<T>() + state_offset - batch * hidden : c0.data_ptr<T>() + b * hidden;
         T* dh_row = dh_next.data_ptr<T>() + b * hidden;
         T* dc_row = dc_next.data_ptr<T>() + b * hidden;
@@ -694,9 +708,7 @@ std::vector<Tensor> lstm_backward_impl(const Tensor& grad_output, const Tensor& 
           dh_row[j] = 0;  // refilled below by the GEMM: the LSTM's h_{t-1} acts only through W_hh
         }
         if (cell_norm) {
-          T* hat = c_hat_row.data();
-          centre_row(cells.data_ptr<T>() + state_offset, c_mean.data_ptr<T>()[t * batch + b],
-                     c_rstd.data_ptr<T>()[t * batch + b], hat, hidden);
+          const T* hat = c_hat_row.data();  // recomputed above
           double* cell_w_sum = sum_cell_w.data() + thread * hidden;
           double* cell_b_sum = sum_cell_b.data() + thread * hidden;
           for (std::int64_t j = 0; j < hidden; ++j) {
@@ -1698,7 +1710,7 @@ std::vector<Tensor> lstm_backward(Tensor grad_output, Tensor grad_h_last, Tensor
                                   Tensor h0, Tensor c0, Tensor w_hh, OptionalTensor b_hh, OptionalTensor ln_hh,
                                   OptionalTensor ln_cell_w, OptionalTensor ln_cell_b, OptionalTensor mask,
                                   OptionalTensor lengths, Tensor output, Tensor saved_gates, Tensor cells,
-                                  Tensor tanh_cells, OptionalTensor hh_hat, OptionalTensor hh_rstd,
+                                  OptionalTensor hh_hat, OptionalTensor hh_rstd,
                                   OptionalTensor c_mean, OptionalTensor c_rstd, OptionalTensor ln_ih, OptionalTensor b_ih,
                                   OptionalTensor x_mean, OptionalTensor x_rstd) {
   grad_output = grad_output.contiguous(), grad_h_last = grad_h_last.contiguous();
@@ -1707,7 +1719,7 @@ std::vector<Tensor> lstm_backward(Tensor grad_output, Tensor grad_h_last, Tensor
   if (ln_ih.has_value()) x_proj = x_proj.contiguous();  // read again: LN(W_ih x_t) is recomputed from it
   return RNNLAB_DISPATCH(
       x_proj, lstm_backward_impl<scalar_t>(grad_output, grad_h_last, grad_c_last, x_proj, h0, c0, w_hh, b_hh, ln_hh,
-                                           ln_cell_w, ln_cell_b, mask, lengths, output, saved_gates, cells, tanh_cells,
+                                           ln_cell_w, ln_cell_b, mask, lengths, output, saved_gates, cells,
                                            or_undefined(hh_hat), or_undefined(hh_rstd), or_undefined(c_mean),
                                            or_undefined(c_rstd), ln_ih, b_ih, or_undefined(x_mean),
                                            or_undefined(x_rstd)));
