@@ -83,6 +83,9 @@ def test_a_miss_that_left_the_plateau_in_its_last_epoch_says_the_budget_ended_th
 def test_a_miss_no_longer_falling_names_the_best_epoch():
     text = suites.diagnose_miss(8.61, 8.45, 11.09, [9.0, 8.6, 8.7, 8.9], 916, 229)
     assert "no longer improving" in text and "epoch 2 of 4" in text
+    # a last epoch a little below the one before, but above the best, is noise after early stopping
+    text = suites.diagnose_miss(8.47, 8.43, 11.09, [9.0, 8.42, 8.47, 8.46], 916, 229)
+    assert "no longer improving" in text and "epoch 2 of 4" in text
 
 
 def test_the_closing_note_lists_each_missed_row_with_its_diagnosis():

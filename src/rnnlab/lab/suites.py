@@ -532,7 +532,7 @@ def diagnose_miss(ours: float, bound: float, baseline: float | None, curve: list
       the plateau in the steps it was given;
     * left the plateau only in the last epoch (``curve[-2] ≥ 0.9 · baseline``, ``curve[-1] ≤ curve[-2] / 2``):
       the budget ended as learning began;
-    * still falling at the end: the last epoch's fall ``Δ = curve[-2] − curve[-1]`` extrapolated
+    * still falling at the end (the last epoch is the best): the last epoch's fall ``Δ = curve[-2] − curve[-1]`` extrapolated
       linearly gives the epochs still needed, ``(curve[-1] − bound) / Δ`` — a lower bound, since
       curves flatten — turned into steps with ``steps_per_epoch``;
     * no longer falling: the run had converged (or overfitted) above the bound.
@@ -548,7 +548,7 @@ def diagnose_miss(ours: float, bound: float, baseline: float | None, curve: list
         return (f"Reached {ours:.4g} after {given}: the run left the plateau of the trivial baseline only in its "
                 f"last epoch (validation {curve[-2]:.4g} → {curve[-1]:.4g}), so the budget ended as it began to "
                 "learn the dependency")
-    if len(curve) >= 2 and curve[-1] < curve[-2]:
+    if len(curve) >= 2 and curve[-1] < curve[-2] and curve[-1] <= min(curve):
         fall = curve[-2] - curve[-1]
         epochs_needed = math.ceil((curve[-1] - bound) / fall)
         needed = f"{epochs_needed * steps_per_epoch:,} more steps" if steps_per_epoch else f"{epochs_needed} more epochs"
