@@ -14,7 +14,8 @@ cell array of per-frame MIDI note numbers), or a folder of ``T x 88`` ``.npy`` r
 
 Baselines on the test frames (add-one smoothed counts from the training frames):
 ``marginal_nll``: each key on with its training frequency; ``persistence_nll``: each key on with
-probability ``p(on | the key's state in the previous frame)``.
+probability ``p(on | the key's state in the previous frame)``. The training frequencies
+``q_k`` are also ``meta["key_rates"]``: the engine starts the head's bias at their log-odds.
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ def load_music(data, test_data, *, seq_len, seed, val_fraction, test_fraction):
         "sequences": {name: len(rolls) for name, rolls in pieces.items()},
         "frames": {name: int(sum(len(r) - 1 for r in rolls)) for name, rolls in pieces.items()},
         "test_file": test_data,
+        "key_rates": key_rates(pieces["train"]).tolist(),
     }
     baselines = frame_baselines(pieces["train"], pieces["test"])
     return TaskData(spec, datasets["train"], datasets["val"], datasets["test"], baselines=baselines, meta=meta)
@@ -151,13 +153,19 @@ def _read_npy_files(folder: str) -> list[np.ndarray]:
     return rolls
 
 
+def key_rates(train: list[np.ndarray]) -> np.ndarray:
+    """``q_k = (n_k + 1) / (frames + 2)``: how often key ``k`` is on in the training targets (frames 1..), add-one smoothed."""
+    train_next = np.concatenate([r[1:] for r in train]).astype(np.float64)
+    return (train_next.sum(axis=0) + 1) / (len(train_next) + 2)
+
+
 def frame_baselines(train: list[np.ndarray], test: list[np.ndarray]) -> dict[str, float]:
     """``marginal_nll`` and ``persistence_nll`` on the test targets (frames 1.. of each piece)."""
     train_previous = np.concatenate([r[:-1] for r in train]).astype(np.float64)
     train_next = np.concatenate([r[1:] for r in train]).astype(np.float64)
     test_previous = np.concatenate([r[:-1] for r in test]).astype(np.float64)
     test_next = np.concatenate([r[1:] for r in test]).astype(np.float64)
-    p_marginal = (train_next.sum(axis=0) + 1) / (len(train_next) + 2)
+    p_marginal = key_rates(train)
     on_after_on = ((train_previous * train_next).sum(axis=0) + 1) / (train_previous.sum(axis=0) + 2)
     on_after_off = (((1 - train_previous) * train_next).sum(axis=0) + 1) / ((1 - train_previous).sum(axis=0) + 2)
     p_persistence = np.where(test_previous == 1, on_after_on, on_after_off)

@@ -110,7 +110,7 @@ def train(config: TrainConfig | dict[str, Any] | None = None, *, resume: bool = 
     L.seed_everything(config.seed, workers=False, verbose=False)
     if task_data is None:
         task_data = load_task_data(config)
-    model = _build_model(config, task_data.spec)
+    model = _build_model(config, task_data)
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     try:
@@ -140,12 +140,19 @@ def load_task_data(config: TrainConfig) -> Any:
     return load_task(config.task, options.pop("data"), options.pop("test_data"), **options)
 
 
-def _build_model(config: TrainConfig, spec: Any) -> torch.nn.Module:
+def _build_model(config: TrainConfig, task_data: Any) -> torch.nn.Module:
+    """The model ``config`` names for ``task_data``; a multilabel head starts at the training label rates
+    when the data gives them (``meta["key_rates"]`` of ``music``)."""
     from rnnlab.models import build_model
+    from rnnlab.models.heads import StepHead, start_at_label_rates
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # a params budget landing >10% away: reported in the summary
-        return build_model(config.model, spec, **config.model_arguments())
+        model = build_model(config.model, task_data.spec, **config.model_arguments())
+    rates = task_data.meta.get("key_rates")
+    if task_data.spec.head == "multilabel" and rates is not None and isinstance(getattr(model, "head", None), StepHead):
+        start_at_label_rates(model.head, rates)
+    return model
 
 
 def task_description(config: TrainConfig, task_data: Any, model: torch.nn.Module) -> dict[str, Any]:
