@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 
@@ -54,6 +56,9 @@ def test_sequence_longer_than_the_receptive_field_warns() -> None:
     assert model.receptive_field == 3
     with pytest.warns(UserWarning, match="receptive field 3 .* shorter than the sequence length 5"):
         model(torch.zeros(1, 5, dtype=torch.long))
+    with warnings.catch_warnings():  # once per model: sequences of many lengths (music pieces) say it once
+        warnings.simplefilter("error")
+        model(torch.zeros(1, 7, dtype=torch.long))
 
 
 def test_blocks_follow_bai_et_al() -> None:

@@ -112,12 +112,12 @@ class TCNEncoder(nn.Module):
             ]
         )
         self.step_size = self.summary_size = channels
-        self._warned_lengths: set[int] = set()
+        self._warned_short_field = False  # said once per model: pieces of many lengths would repeat it
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> EncoderOutput:
         seq_len = x.size(1)
-        if seq_len > self.receptive_field and seq_len not in self._warned_lengths and not torch.jit.is_tracing():
-            self._warned_lengths.add(seq_len)
+        if seq_len > self.receptive_field and not self._warned_short_field and not torch.jit.is_tracing():
+            self._warned_short_field = True
             warnings.warn(
                 f"TCN receptive field {self.receptive_field} (kernel {self.kernel_size}, {self.levels} levels) "
                 f"is shorter than the sequence length {seq_len}: the output at step t only sees steps "
