@@ -143,10 +143,11 @@ BAI2018_EXPERIMENTS: tuple[SuiteExperiment, ...] = (
         },
         # The LSTM and GRU take the music defaults (TASK_DEFAULTS: 1 layer, dropout 0.5, lr 3e-3, the
         # head started at the keys' training rates). Measured on JSB at 300K (test NLL): the RNN at lr
-        # 3e-3 stayed above the marginal NLL for 14 epochs, at 1e-3 it reached 8.78. The TCN takes the lr and dropout of Bai et al.'s code (1e-3, 0.25); that
-        # code's default 4 levels of 150 channels at kernel 5 hold ~870K parameters, so at 300K it has
-        # 2 levels of kernel 3 (159 channels, receptive field 13 frames): 8.26, where rnnlab's default
-        # 8 levels would be 59 channels wide.
+        # 3e-3 stayed above the marginal NLL for 14 epochs, at 1e-3 it reached 8.78. The TCN takes the
+        # lr and dropout of Bai et al.'s code (1e-3, 0.25); that code's default 4 levels of 150
+        # channels at kernel 5 hold ~870K parameters, so at 300K it has 2 levels of kernel 3 (159
+        # channels, receptive field 13 frames): 8.26, where rnnlab's default 8 levels would be 59
+        # channels wide.
         model_settings={"rnn": {"lr": 1e-3},
                         "tcn": {"lr": 1e-3, "dropout": 0.25, "model_options": {"kernel_size": 3, "levels": 2}}},
         needs_data=True,
