@@ -49,8 +49,10 @@ constexpr double kLayerNormEps = 1e-5;  // rnnlab.cells.base.LAYER_NORM_EPS
 // ------------------------------------------------------------------------------------ math
 // exp(x) for float, Cephes' expf: x = n ln2 + r with |r| <= ln2/2, e^r by a degree-6 polynomial,
 // 2^n put straight into the exponent bits. Branch-free, so loops calling it vectorise; relative
-// error about 2e-7.
-inline float exp_float(float x) {
+// error about 2e-7. Forced inline, as are the functions below that call it: a loop that calls an
+// out-of-line function does not vectorise (gcc left the LSTM backward's tanh loops scalar calls).
+#define RNNLAB_INLINE inline __attribute__((always_inline))
+RNNLAB_INLINE float exp_float(float x) {
   x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
   constexpr float kRoundingShift = 12582912.0f;  // 1.5·2^23: adding it rounds to an integer
   const float shifted = x * 1.44269504088896341f + kRoundingShift;
@@ -73,10 +75,10 @@ struct Math;
 
 template <>
 struct Math<float> {
-  static inline float sigmoid(float x) { return 1.0f / (1.0f + exp_float(-x)); }
+  static RNNLAB_INLINE float sigmoid(float x) { return 1.0f / (1.0f + exp_float(-x)); }
   // tanh: an odd polynomial near 0 (Cephes' tanhf, where 1 − 2/(e^{2x}+1) would cancel), else
   // 1 − 2/(e^{2|x|}+1) with the sign put back.
-  static inline float tanh(float x) {
+  static RNNLAB_INLINE float tanh(float x) {
     const float z = x * x;
     const float near_zero =
         ((((-5.70498872745e-3f * z + 2.06390887954e-2f) * z - 5.37397155531e-2f) * z + 1.33314422036e-1f) * z -
@@ -176,6 +178,63 @@ void for_each_row_block(std::int64_t rows, const F& body) {
     body(begin, end);
   });
 }
+
+// How the rows of a batch go through the steps of a cell's loop: body(begin, end) is the loop over
+// time for rows [begin, end), and inside it rows(begin, end, row) the loop over those rows.
+//   * per-thread blocks (the default): for_each_row_block, each thread its own rows, its own small
+//     GEMM per step, no synchronisation between steps;
+//   * shared steps, when W_hh is larger than a core's L2 cache (about 512 KB on the CPUs measured):
+//     then each thread's own GEMM would stream all of W_hh from the shared cache at every step for
+//     only its few rows. Instead body runs once on the calling thread over all rows; each step's
+//     GEMM is one call that MKL splits over the threads (each reads its part of W_hh) and the row
+//     loop after it is split over the threads. Measured by bench/kernels.py (README "Performance").
+std::int64_t shared_schedule_above_bytes = 512 * 1024;  // set_shared_schedule_above() changes it (tests)
+
+class RowSchedule {
+ public:
+  RowSchedule(std::int64_t rows, const Tensor& w_hh)
+      : rows_(rows),
+        shared_(at::get_num_threads() > 1 && rows > 1 &&
+                w_hh.numel() * static_cast<std::int64_t>(w_hh.element_size()) > shared_schedule_above_bytes) {}
+
+  template <typename Body>
+  void run(const Body& body) const {
+    if (!shared_) {
+      for_each_row_block(rows_, body);
+      return;
+    }
+    const c10::NoGradGuard no_grad;  // the steps' GEMMs write into out= tensors
+    body(std::int64_t{0}, rows_);
+  }
+
+  template <typename Row>
+  void rows(std::int64_t begin, std::int64_t end, const Row& row) const {
+    if (!shared_) {
+      for (std::int64_t b = begin; b < end; ++b) row(b);
+      return;
+    }
+    at::parallel_for(begin, end, 1, [&](std::int64_t first, std::int64_t last) {
+      for (std::int64_t b = first; b < last; ++b) row(b);
+    });
+  }
+
+ private:
+  std::int64_t rows_;
+  bool shared_;
+};
+
+// Scratch of `width` values for each thread: a row loop of either schedule takes its thread's.
+template <typename T>
+class ThreadScratch {
+ public:
+  explicit ThreadScratch(std::int64_t width)
+      : width_(width), data_(static_cast<std::size_t>(width * at::get_num_threads())) {}
+  T* get() { return data_.data() + at::get_thread_num() * width_; }
+
+ private:
+  std::int64_t width_;
+  std::vector<T> data_;
+};
 
 // out = in W^T, the per-step product with a weight W [N, K] (w_t is W.t()). One or two rows (the
 // streaming case) take a dot product per weight row: a GEMM call's fixed cost would dominate.
@@ -403,7 +462,8 @@ std::vector<Tensor> rnn_forward_impl(const Tensor& x_proj, const Tensor& h0, con
   const T* gain = ptr_or_null<T>(ln_hh);
   const T* mask_data = ptr_or_null<T>(mask);
   const Lengths valid = read_lengths(lengths);
-  for_each_row_block(batch, [&](std::int64_t begin, std::int64_t end) {
+  const RowSchedule schedule(batch, w_hh);
+  schedule.run([&](std::int64_t begin, std::int64_t end) {
     const std::int64_t rows = end - begin;
     Tensor h_rows = h.narrow(0, begin, rows), hh_rows = hh.narrow(0, begin, rows);
     Tensor masked_rows = masked.defined() ? masked.narrow(0, begin, rows) : masked;
@@ -415,7 +475,7 @@ std::vector<Tensor> rnn_forward_impl(const Tensor& x_proj, const Tensor& h0, con
       const T* x_t = x_proj.data_ptr<T>() + t * batch * hidden;
       T* out_t = output.data_ptr<T>() + t * batch * hidden;
       const std::int64_t slot = save ? t : 0;
-      for (std::int64_t b = begin; b < end; ++b) [&] {
+      schedule.rows(begin, end, [&](std::int64_t b) {
         T* out_row = out_t + b * hidden;
         if (!valid.valid(b, t)) {
           for (std::int64_t j = 0; j < hidden; ++j) out_row[j] = 0;
@@ -437,7 +497,7 @@ std::vector<Tensor> rnn_forward_impl(const Tensor& x_proj, const Tensor& h0, con
           out_row[j] = h_t;
           h_row[j] = h_t;
         }
-      }();
+      });
     }
   });
   return {output, h, hh_hat, hh_rstd};
@@ -460,14 +520,15 @@ std::vector<Tensor> rnn_backward_impl(const Tensor& grad_output, const Tensor& g
   const T* mask_data = ptr_or_null<T>(mask);
   const Lengths valid = read_lengths(lengths);
   T* dh_data = dh_next.data_ptr<T>();
-  for_each_row_block(batch, [&](std::int64_t begin, std::int64_t end) {
+  const RowSchedule schedule(batch, w_hh);
+  schedule.run([&](std::int64_t begin, std::int64_t end) {
     const std::int64_t rows = end - begin;
     Tensor dh_in_rows = dh_in.narrow(0, begin, rows), dh_next_rows = dh_next.narrow(0, begin, rows);
     const T* mask_rows = mask_data == nullptr ? nullptr : mask_data + begin * hidden;
     const StepProduct<T> recurrent_back(w_hh, rows, false, steps);
     for (std::int64_t t = steps - 1; t >= 0; --t) {
       const std::int64_t offset = t * batch * hidden;
-      for (std::int64_t b = begin; b < end; ++b) [&] {
+      schedule.rows(begin, end, [&](std::int64_t b) {
         const std::int64_t row = offset + b * hidden;
         T* d_pre_row = d_pre.data_ptr<T>() + row;
         T* d_raw_row = d_raw.data_ptr<T>() + row;
@@ -487,7 +548,7 @@ std::vector<Tensor> rnn_backward_impl(const Tensor& grad_output, const Tensor& g
         if (layer_norm)
           normalise_row_backward(d_pre_row, gain, hh_hat.data_ptr<T>() + row, hh_rstd.data_ptr<T>()[t * batch + b],
                                  d_raw_row, hidden);
-      }();
+      });
       recurrent_back.run(dh_in_rows, d_raw[t].narrow(0, begin, rows));
       add_masked<T>(dh_next_rows, dh_in_rows, mask_rows);
     }
@@ -541,11 +602,12 @@ std::vector<Tensor> lstm_forward_impl(const Tensor& x_proj, const Tensor& h0, co
   const T* cell_bias = ptr_or_null<T>(ln_cell_b);
   const T* mask_data = ptr_or_null<T>(mask);
   const Lengths valid = read_lengths(lengths);
-  for_each_row_block(batch, [&](std::int64_t begin, std::int64_t end) {
+  ThreadScratch<T> x_normalised(input_norm ? gates : 0);  // LN(W_ih x_t) γ_ih + b_ih of one row
+  ThreadScratch<T> x_hat_row(input_norm ? gates : 0), c_hat_row(cell_norm ? hidden : 0);
+  ThreadScratch<T> tanh_scratch(hidden);  // LN(c_t) γ_c + β_c, then its tanh (recomputed in backward)
+  const RowSchedule schedule(batch, w_hh);
+  schedule.run([&](std::int64_t begin, std::int64_t end) {
     const std::int64_t rows = end - begin;
-    std::vector<T> x_normalised(input_norm ? gates : 0);  // LN(W_ih x_t) γ_ih + b_ih of one row
-    std::vector<T> x_hat_row(input_norm ? gates : 0), c_hat_row(cell_norm ? hidden : 0);
-    std::vector<T> tanh_scratch(hidden);  // LN(c_t) γ_c + β_c, then its tanh (recomputed in backward)
     Tensor h_rows = h.narrow(0, begin, rows), hh_rows = hh.narrow(0, begin, rows);
     Tensor masked_rows = masked.defined() ? masked.narrow(0, begin, rows) : masked;
     const T* mask_rows = mask_data == nullptr ? nullptr : mask_data + begin * hidden;
@@ -553,7 +615,7 @@ std::vector<Tensor> lstm_forward_impl(const Tensor& x_proj, const Tensor& h0, co
     for (std::int64_t t = 0; t < steps; ++t) {
       recurrent.run(hh_rows, masked_input<T>(h_rows, mask_rows, masked_rows));
       const std::int64_t slot = save ? t : 0;
-      for (std::int64_t b = begin; b < end; ++b) [&] {
+      schedule.rows(begin, end, [&](std::int64_t b) {
         T* out_row = output.data_ptr<T>() + (t * batch + b) * hidden;
         if (!valid.valid(b, t)) {
           for (std::int64_t j = 0; j < hidden; ++j) out_row[j] = 0;
@@ -568,10 +630,10 @@ std::vector<Tensor> lstm_forward_impl(const Tensor& x_proj, const Tensor& h0, co
           for (std::int64_t j = 0; j < gates; ++j) hh_row[j] = hat[j] * gain[j];
         }
         if (input_norm) {
-          T* hat = x_hat_row.data();
+          T* hat = x_hat_row.get();
           x_rstd.data_ptr<T>()[slot * batch + b] =
               normalise_row(x_row, hat, gates, x_mean.data_ptr<T>() + slot * batch + b);
-          T* normalised = x_normalised.data();
+          T* normalised = x_normalised.get();
 #pragma omp simd
           for (std::int64_t j = 0; j < gates; ++j)
             normalised[j] = hat[j] * input_gain[j] + (input_bias == nullptr ? T(0) : input_bias[j]);
@@ -579,7 +641,7 @@ std::vector<Tensor> lstm_forward_impl(const Tensor& x_proj, const Tensor& h0, co
         }
         T* gate_row = saved_gates.data_ptr<T>() + (slot * batch + b) * gates;
         T* cell_row = cells.data_ptr<T>() + (slot * batch + b) * hidden;
-        T* tanh_row = tanh_scratch.data();
+        T* tanh_row = tanh_scratch.get();
         T* h_row = h.data_ptr<T>() + b * hidden;
         T* c_row = c.data_ptr<T>() + b * hidden;
 #pragma omp simd
@@ -600,7 +662,7 @@ std::vector<Tensor> lstm_forward_impl(const Tensor& x_proj, const Tensor& h0, co
         }
         const T* shown = cell_row;  // what tanh sees: c_t, or LN(c_t) γ_c + β_c
         if (cell_norm) {
-          T* hat = c_hat_row.data();
+          T* hat = c_hat_row.get();
           c_rstd.data_ptr<T>()[slot * batch + b] =
               normalise_row(cell_row, hat, hidden, c_mean.data_ptr<T>() + slot * batch + b);
 #pragma omp simd
@@ -615,7 +677,7 @@ std::vector<Tensor> lstm_forward_impl(const Tensor& x_proj, const Tensor& h0, co
           out_row[j] = h_t;
           h_row[j] = h_t;
         }
-      }();
+      });
     }
   });
   return {output, h, c, saved_gates, cells, hh_hat, hh_rstd, c_mean, c_rstd, x_mean, x_rstd};
@@ -659,17 +721,18 @@ std::vector<Tensor> lstm_backward_impl(const Tensor& grad_output, const Tensor& 
   const T* input_gain = ptr_or_null<T>(ln_ih);
   const T* mask_data = ptr_or_null<T>(mask);
   const Lengths valid = read_lengths(lengths);
-  for_each_row_block(batch, [&](std::int64_t begin, std::int64_t end) {
+  ThreadScratch<T> x_hat_row(input_norm ? gates : 0), c_hat_row(cell_norm ? hidden : 0);  // recomputed LN(·) of one row
+  ThreadScratch<T> d_pre_scratch(d_pre_whole ? 0 : gates), tanh_scratch(hidden);
+  const RowSchedule schedule(batch, w_hh);
+  schedule.run([&](std::int64_t begin, std::int64_t end) {
     const std::int64_t rows = end - begin;
     Tensor dh_in_rows = dh_in.narrow(0, begin, rows), dh_next_rows = dh_next.narrow(0, begin, rows);
     const T* mask_rows = mask_data == nullptr ? nullptr : mask_data + begin * hidden;
     const StepProduct<T> recurrent_back(w_hh, rows, false, steps);
-    std::vector<T> x_hat_row(input_norm ? gates : 0), c_hat_row(cell_norm ? hidden : 0);  // recomputed LN(·) of one row
-    std::vector<T> d_pre_scratch(d_pre_whole ? 0 : gates), tanh_scratch(hidden);
     for (std::int64_t t = steps - 1; t >= 0; --t) {
-      for (std::int64_t b = begin; b < end; ++b) [&] {
+      schedule.rows(begin, end, [&](std::int64_t b) {
         const std::int64_t gate_offset = (t * batch + b) * gates, state_offset = (t * batch + b) * hidden;
-        T* d_pre_row = d_pre_whole ? d_pre.data_ptr<T>() + gate_offset : d_pre_scratch.data();
+        T* d_pre_row = d_pre_whole ? d_pre.data_ptr<T>() + gate_offset : d_pre_scratch.get();
         T* d_raw_row = d_raw.data_ptr<T>() + gate_offset;
         T* d_x_row = d_x.data_ptr<T>() + gate_offset;
         if (!valid.valid(b, t)) {
@@ -680,9 +743,9 @@ std::vector<Tensor> lstm_backward_impl(const Tensor& grad_output, const Tensor& 
         const T* gate_row = saved_gates.data_ptr<T>() + gate_offset;
         // tanh of what the forward step showed it, LN(c_t) γ_c + β_c or c_t: recomputed, one tanh per
         // element, rather than saved (H more per step and row through memory)
-        T* tanh_row = tanh_scratch.data();
+        T* tanh_row = tanh_scratch.get();
         if (cell_norm) {
-          T* hat = c_hat_row.data();
+          T* hat = c_hat_row.get();
           centre_row(cells.data_ptr<T>() + state_offset, c_mean.data_ptr<T>()[t * batch + b],
                      c_rstd.data_ptr<T>()[t * batch + b], hat, hidden);
 #pragma omp simd
@@ -708,7 +771,7 @@ std::vector<Tensor> lstm_backward_impl(const Tensor& grad_output, const Tensor& 
           dh_row[j] = 0;  // refilled below by the GEMM: the LSTM's h_{t-1} acts only through W_hh
         }
         if (cell_norm) {
-          const T* hat = c_hat_row.data();  // recomputed above
+          const T* hat = c_hat_row.get();  // recomputed above
           double* cell_w_sum = sum_cell_w.data() + thread * hidden;
           double* cell_b_sum = sum_cell_b.data() + thread * hidden;
           for (std::int64_t j = 0; j < hidden; ++j) {
@@ -740,7 +803,7 @@ std::vector<Tensor> lstm_backward_impl(const Tensor& grad_output, const Tensor& 
           normalise_row_backward(d_pre_row, gain, hat, hh_rstd.data_ptr<T>()[t * batch + b], d_raw_row, gates);
         }
         if (input_norm) {
-          T* hat = x_hat_row.data();
+          T* hat = x_hat_row.get();
           centre_row(x_proj.data_ptr<T>() + gate_offset, x_mean.data_ptr<T>()[t * batch + b],
                      x_rstd.data_ptr<T>()[t * batch + b], hat, gates);
           double* gain_sum = sum_input_gain.data() + thread * gates;
@@ -748,7 +811,7 @@ std::vector<Tensor> lstm_backward_impl(const Tensor& grad_output, const Tensor& 
             gain_sum[j] += static_cast<double>(d_pre_row[j]) * static_cast<double>(hat[j]);
           normalise_row_backward(d_pre_row, input_gain, hat, x_rstd.data_ptr<T>()[t * batch + b], d_x_row, gates);
         }
-      }();
+      });
       recurrent_back.run(dh_in_rows, d_raw[t].narrow(0, begin, rows));
       add_masked<T>(dh_next_rows, dh_in_rows, mask_rows);
     }
@@ -791,7 +854,8 @@ std::vector<Tensor> gru_forward_impl(const Tensor& x_proj, const Tensor& h0, con
   const T* gain = ptr_or_null<T>(ln_hh);
   const T* mask_data = ptr_or_null<T>(mask);
   const Lengths valid = read_lengths(lengths);
-  for_each_row_block(batch, [&](std::int64_t begin, std::int64_t end) {
+  const RowSchedule schedule(batch, w_hh);
+  schedule.run([&](std::int64_t begin, std::int64_t end) {
     const std::int64_t rows = end - begin;
     Tensor h_rows = h.narrow(0, begin, rows), hh_rows = hh.narrow(0, begin, rows);
     Tensor masked_rows = masked.defined() ? masked.narrow(0, begin, rows) : masked;
@@ -800,7 +864,7 @@ std::vector<Tensor> gru_forward_impl(const Tensor& x_proj, const Tensor& h0, con
     for (std::int64_t t = 0; t < steps; ++t) {
       recurrent.run(hh_rows, masked_input<T>(h_rows, mask_rows, masked_rows));
       const std::int64_t slot = save ? t : 0;
-      for (std::int64_t b = begin; b < end; ++b) [&] {
+      schedule.rows(begin, end, [&](std::int64_t b) {
         T* out_row = output.data_ptr<T>() + (t * batch + b) * hidden;
         if (!valid.valid(b, t)) {
           for (std::int64_t j = 0; j < hidden; ++j) out_row[j] = 0;
@@ -830,7 +894,7 @@ std::vector<Tensor> gru_forward_impl(const Tensor& x_proj, const Tensor& h0, con
           out_row[j] = h_t;
           h_row[j] = h_t;
         }
-      }();
+      });
     }
   });
   return {output, h, saved_gates, hh_hat, hh_rstd};
@@ -853,13 +917,14 @@ std::vector<Tensor> gru_backward_impl(const Tensor& grad_output, const Tensor& g
   const T* gain = ptr_or_null<T>(ln_hh);
   const T* mask_data = ptr_or_null<T>(mask);
   const Lengths valid = read_lengths(lengths);
-  for_each_row_block(batch, [&](std::int64_t begin, std::int64_t end) {
+  const RowSchedule schedule(batch, w_hh);
+  schedule.run([&](std::int64_t begin, std::int64_t end) {
     const std::int64_t rows = end - begin;
     Tensor dh_in_rows = dh_in.narrow(0, begin, rows), dh_next_rows = dh_next.narrow(0, begin, rows);
     const T* mask_rows = mask_data == nullptr ? nullptr : mask_data + begin * hidden;
     const StepProduct<T> recurrent_back(w_hh, rows, false, steps);
     for (std::int64_t t = steps - 1; t >= 0; --t) {
-      for (std::int64_t b = begin; b < end; ++b) [&] {
+      schedule.rows(begin, end, [&](std::int64_t b) {
         const std::int64_t gate_offset = (t * batch + b) * gates, state_offset = (t * batch + b) * hidden;
         T* d_x_row = d_x.data_ptr<T>() + gate_offset;
         T* d_hh_row = d_hh.data_ptr<T>() + gate_offset;
@@ -889,7 +954,7 @@ std::vector<Tensor> gru_backward_impl(const Tensor& grad_output, const Tensor& g
         if (layer_norm)
           normalise_row_backward(d_hh_row, gain, hh_hat.data_ptr<T>() + gate_offset, hh_rstd.data_ptr<T>()[t * batch + b],
                                  d_raw_row, gates);
-      }();
+      });
       recurrent_back.run(dh_in_rows, d_raw[t].narrow(0, begin, rows));
       add_masked<T>(dh_next_rows, dh_in_rows, mask_rows);
     }
@@ -926,7 +991,8 @@ std::vector<Tensor> gru_cho_forward_impl(const Tensor& x_proj, const Tensor& h0,
   const T* gain = ptr_or_null<T>(ln_hh);
   const T* mask_data = ptr_or_null<T>(mask);
   const Lengths valid = read_lengths(lengths);
-  for_each_row_block(batch, [&](std::int64_t begin, std::int64_t end) {
+  const RowSchedule schedule(batch, w_hh);
+  schedule.run([&](std::int64_t begin, std::int64_t end) {
     const std::int64_t rows = end - begin;
     Tensor h_rows = h.narrow(0, begin, rows), hh_rz_rows = hh_rz.narrow(0, begin, rows);
     Tensor hh_n_rows = hh_n.narrow(0, begin, rows), reset_rows = reset_input.narrow(0, begin, rows);
@@ -939,7 +1005,7 @@ std::vector<Tensor> gru_cho_forward_impl(const Tensor& x_proj, const Tensor& h0,
       const T* h_in_data = h_in.data_ptr<T>() - begin * hidden;  // indexed by the global row b
       product_rz.run(hh_rz_rows, h_in);
       const std::int64_t slot = save ? t : 0;
-      for (std::int64_t b = begin; b < end; ++b) [&] {
+      schedule.rows(begin, end, [&](std::int64_t b) {
         T* reset_row = reset_input.data_ptr<T>() + b * hidden;
         if (!valid.valid(b, t)) {
           for (std::int64_t j = 0; j < hidden; ++j) reset_row[j] = 0;
@@ -963,9 +1029,9 @@ std::vector<Tensor> gru_cho_forward_impl(const Tensor& x_proj, const Tensor& h0,
           gate_row[hidden + j] = z_t;
           reset_row[j] = r_t * h_in_row[j];
         }
-      }();
+      });
       product_n.run(hh_n_rows, reset_rows);
-      for (std::int64_t b = begin; b < end; ++b) [&] {
+      schedule.rows(begin, end, [&](std::int64_t b) {
         T* out_row = output.data_ptr<T>() + (t * batch + b) * hidden;
         if (!valid.valid(b, t)) {
           for (std::int64_t j = 0; j < hidden; ++j) out_row[j] = 0;
@@ -990,7 +1056,7 @@ std::vector<Tensor> gru_cho_forward_impl(const Tensor& x_proj, const Tensor& h0,
           out_row[j] = h_t;
           h_row[j] = h_t;
         }
-      }();
+      });
     }
   });
   return {output, h, saved_gates, hh_hat, hh_rstd};
@@ -1016,14 +1082,15 @@ std::vector<Tensor> gru_cho_backward_impl(const Tensor& grad_output, const Tenso
   const Tensor w_rz = w_hh.narrow(0, 0, 2 * hidden);
   const Tensor w_n = w_hh.narrow(0, 2 * hidden, hidden);
   Tensor inputs = recurrent_inputs(output, h0, mask);  // h_in of every step
-  for_each_row_block(batch, [&](std::int64_t begin, std::int64_t end) {
+  const RowSchedule schedule(batch, w_hh);
+  schedule.run([&](std::int64_t begin, std::int64_t end) {
     const std::int64_t rows = end - begin;
     Tensor dh_in_rows = dh_in.narrow(0, begin, rows), dh_next_rows = dh_next.narrow(0, begin, rows);
     const T* mask_rows = mask_data == nullptr ? nullptr : mask_data + begin * hidden;
     Tensor d_reset_rows = d_reset_input.narrow(0, begin, rows);
     const StepProduct<T> back_rz(w_rz, rows, false, steps), back_n(w_n, rows, false, steps);
     for (std::int64_t t = steps - 1; t >= 0; --t) {
-      for (std::int64_t b = begin; b < end; ++b) [&] {
+      schedule.rows(begin, end, [&](std::int64_t b) {
         const std::int64_t gate_offset = (t * batch + b) * gates, state_offset = (t * batch + b) * hidden;
         T* d_pre_row = d_pre.data_ptr<T>() + gate_offset;
         T* d_raw_row = d_raw.data_ptr<T>() + gate_offset;
@@ -1046,11 +1113,11 @@ std::vector<Tensor> gru_cho_backward_impl(const Tensor& grad_output, const Tenso
         if (layer_norm)
           normalise_row_backward(d_pre_row + 2 * hidden, gain + 2 * hidden, hh_hat.data_ptr<T>() + gate_offset + 2 * hidden,
                                  hh_rstd.data_ptr<T>()[(t * batch + b) * 2 + 1], d_raw_row + 2 * hidden, hidden);
-      }();
+      });
       // d(r ⊙ h_in) = d(hh_n raw) W_n
       back_n.run(d_reset_rows, d_raw[t].narrow(0, begin, rows).narrow(1, 2 * hidden, hidden));
       const T* h_in_t = inputs.data_ptr<T>() + t * batch * hidden;
-      for (std::int64_t b = begin; b < end; ++b) [&] {
+      schedule.rows(begin, end, [&](std::int64_t b) {
         const std::int64_t gate_offset = (t * batch + b) * gates;
         T* d_reset_row = d_reset_input.data_ptr<T>() + b * hidden;
         if (!valid.valid(b, t)) return;  // rows of d_raw are zero there, so d(r ⊙ h_in) is too
@@ -1066,7 +1133,7 @@ std::vector<Tensor> gru_cho_backward_impl(const Tensor& grad_output, const Tenso
         if (layer_norm)
           normalise_row_backward(d_pre_row, gain, hh_hat.data_ptr<T>() + gate_offset,
                                  hh_rstd.data_ptr<T>()[(t * batch + b) * 2], d_raw.data_ptr<T>() + gate_offset, 2 * hidden);
-      }();
+      });
       dh_in_rows.copy_(d_reset_rows);
       back_rz.run(dh_in_rows, d_raw[t].narrow(0, begin, rows).narrow(1, 0, 2 * hidden), true);
       add_masked<T>(dh_next_rows, dh_in_rows, mask_rows);
@@ -2050,6 +2117,10 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {
   module.def("gru_forward", &gru_forward);
   module.def("gru_backward", &gru_backward);
   module.def("min_rnn_forward", &min_rnn_forward);
+  // W_hh size (bytes) above which the cells run the shared-steps schedule; returns the previous value
+  module.def("set_shared_schedule_above", [](std::int64_t bytes) {
+    return std::exchange(shared_schedule_above_bytes, bytes);
+  });
   module.def("min_rnn_backward", &min_rnn_backward);
   module.def("min_rnn_layer_forward", &min_rnn_layer_forward);
   module.def("min_rnn_layer_backward", &min_rnn_layer_backward);
