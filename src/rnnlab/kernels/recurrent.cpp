@@ -108,7 +108,7 @@ inline void centre_row(const T* x, T mean, T rstd, T* x_hat, std::int64_t n) {
 }
 
 template <typename T>
-inline T normalise_row(const T* x, T* x_hat, std::int64_t n, T* mean_out = nullptr) {
+inline std::pair<T, T> row_moments(const T* x, std::int64_t n) {
   double sum = 0;
 #pragma omp simd reduction(+ : sum)
   for (std::int64_t j = 0; j < n; ++j) sum += x[j];
@@ -120,21 +120,54 @@ inline T normalise_row(const T* x, T* x_hat, std::int64_t n, T* mean_out = nullp
     squares += centred * centred;
   }
   const T rstd = static_cast<T>(1.0 / std::sqrt(squares / static_cast<double>(n) + kLayerNormEps));
+  return {mean, rstd};
+}
+
+// x_hat = (x − mean) rstd of one row (see row_moments); returns rstd, and the mean into *mean_out.
+template <typename T>
+inline T normalise_row(const T* x, T* x_hat, std::int64_t n, T* mean_out = nullptr) {
+  const auto [mean, rstd] = row_moments(x, n);
   centre_row(x, mean, rstd, x_hat, n);
   if (mean_out != nullptr) *mean_out = mean;
   return rstd;
 }
 
-// Backward of y = x_hat ⊙ γ for one row, given dy: dx = rstd (dŷ − mean(dŷ) − x_hat mean(dŷ ⊙ x_hat))
-// with dŷ = dy ⊙ γ. Writes dx (may alias dy).
-template <typename T>
-inline void normalise_row_backward(const T* dy, const T* gain, const T* x_hat, T rstd, T* dx, std::int64_t n) {
+// A row's layer norm and its affine map in one last pass: y = x_hat ⊙ γ (+ β with Shift), x_hat
+// also written to x_hat with KeepHat (saved for backward; else backward recomputes it with
+// centre_row, the same expression). y may be x. Returns rstd, and the mean into *mean_out.
+template <bool KeepHat, bool Shift, typename T>
+inline T normalise_affine_row(const T* x, std::type_identity_t<T>* x_hat, const T* gain,
+                              const std::type_identity_t<T>* shift, T* y, std::int64_t n,
+                              std::type_identity_t<T>* mean_out = nullptr) {
+  const auto [mean, rstd] = row_moments(x, n);
+#pragma omp simd
+  for (std::int64_t j = 0; j < n; ++j) {
+    const T hat = (x[j] - mean) * rstd;
+    if constexpr (KeepHat) x_hat[j] = hat;
+    if constexpr (Shift) {
+      y[j] = hat * gain[j] + shift[j];
+    } else {
+      y[j] = hat * gain[j];
+    }
+  }
+  if (mean_out != nullptr) *mean_out = mean;
+  return rstd;
+}
+
+// Backward of y = x_hat ⊙ γ (+ β) for one row, given dy: dx = rstd (dŷ − mean(dŷ) − x_hat mean(dŷ ⊙ x_hat))
+// with dŷ = dy ⊙ γ. Writes dx (may alias dy). With SumGain / SumShift it also adds this row's
+// dγ = dy ⊙ x_hat into gain_sum and dβ = dy into shift_sum, in the same pass while the row is in cache.
+template <bool SumGain = false, bool SumShift = false, typename T>
+inline void normalise_row_backward(const T* dy, const T* gain, const T* x_hat, T rstd, T* dx, std::int64_t n,
+                                   double* gain_sum = nullptr, double* shift_sum = nullptr) {
   double sum_d = 0, sum_dx = 0;
 #pragma omp simd reduction(+ : sum_d, sum_dx)
   for (std::int64_t j = 0; j < n; ++j) {
     const double d = static_cast<double>(dy[j]) * static_cast<double>(gain[j]);
     sum_d += d;
     sum_dx += d * static_cast<double>(x_hat[j]);
+    if constexpr (SumGain) gain_sum[j] += static_cast<double>(dy[j]) * static_cast<double>(x_hat[j]);
+    if constexpr (SumShift) shift_sum[j] += static_cast<double>(dy[j]);
   }
   const T mean_d = static_cast<T>(sum_d / static_cast<double>(n));
   const T mean_dx = static_cast<T>(sum_dx / static_cast<double>(n));
@@ -486,9 +519,8 @@ std::vector<Tensor> rnn_forward_impl(const Tensor& x_proj, const Tensor& h0, con
         T* h_row = h_data + b * hidden;
         if (layer_norm) {
           T* hat = hh_hat.data_ptr<T>() + (slot * batch + b) * hidden;
-          hh_rstd.data_ptr<T>()[slot * batch + b] = normalise_row(hh_row, hat, hidden);
-#pragma omp simd
-          for (std::int64_t j = 0; j < hidden; ++j) hh_row[j] = hat[j] * gain[j];
+          hh_rstd.data_ptr<T>()[slot * batch + b] =
+              normalise_affine_row<true, false>(hh_row, hat, gain, nullptr, hh_row, hidden);
         }
 #pragma omp simd
         for (std::int64_t j = 0; j < hidden; ++j) {
@@ -603,7 +635,6 @@ std::vector<Tensor> lstm_forward_impl(const Tensor& x_proj, const Tensor& h0, co
   const T* mask_data = ptr_or_null<T>(mask);
   const Lengths valid = read_lengths(lengths);
   ThreadScratch<T> x_normalised(input_norm ? gates : 0);  // LN(W_ih x_t) γ_ih + b_ih of one row
-  ThreadScratch<T> x_hat_row(input_norm ? gates : 0), c_hat_row(cell_norm ? hidden : 0);
   ThreadScratch<T> tanh_scratch(hidden);  // LN(c_t) γ_c + β_c, then its tanh (recomputed in backward)
   const RowSchedule schedule(batch, w_hh);
   schedule.run([&](std::int64_t begin, std::int64_t end) {
@@ -625,18 +656,16 @@ std::vector<Tensor> lstm_forward_impl(const Tensor& x_proj, const Tensor& h0, co
         T* hh_row = hh.data_ptr<T>() + b * gates;
         if (layer_norm) {
           T* hat = hh_hat.data_ptr<T>() + (slot * batch + b) * gates;
-          hh_rstd.data_ptr<T>()[slot * batch + b] = normalise_row(hh_row, hat, gates);
-#pragma omp simd
-          for (std::int64_t j = 0; j < gates; ++j) hh_row[j] = hat[j] * gain[j];
+          hh_rstd.data_ptr<T>()[slot * batch + b] =
+              normalise_affine_row<true, false>(hh_row, hat, gain, nullptr, hh_row, gates);
         }
         if (input_norm) {
-          T* hat = x_hat_row.get();
-          x_rstd.data_ptr<T>()[slot * batch + b] =
-              normalise_row(x_row, hat, gates, x_mean.data_ptr<T>() + slot * batch + b);
           T* normalised = x_normalised.get();
-#pragma omp simd
-          for (std::int64_t j = 0; j < gates; ++j)
-            normalised[j] = hat[j] * input_gain[j] + (input_bias == nullptr ? T(0) : input_bias[j]);
+          T* mean = x_mean.data_ptr<T>() + slot * batch + b;
+          x_rstd.data_ptr<T>()[slot * batch + b] =
+              input_bias == nullptr
+                  ? normalise_affine_row<false, false>(x_row, nullptr, input_gain, nullptr, normalised, gates, mean)
+                  : normalise_affine_row<false, true>(x_row, nullptr, input_gain, input_bias, normalised, gates, mean);
           x_row = normalised;
         }
         T* gate_row = saved_gates.data_ptr<T>() + (slot * batch + b) * gates;
@@ -662,11 +691,8 @@ std::vector<Tensor> lstm_forward_impl(const Tensor& x_proj, const Tensor& h0, co
         }
         const T* shown = cell_row;  // what tanh sees: c_t, or LN(c_t) γ_c + β_c
         if (cell_norm) {
-          T* hat = c_hat_row.get();
-          c_rstd.data_ptr<T>()[slot * batch + b] =
-              normalise_row(cell_row, hat, hidden, c_mean.data_ptr<T>() + slot * batch + b);
-#pragma omp simd
-          for (std::int64_t j = 0; j < hidden; ++j) tanh_row[j] = hat[j] * cell_gain[j] + cell_bias[j];
+          c_rstd.data_ptr<T>()[slot * batch + b] = normalise_affine_row<false, true>(
+              cell_row, nullptr, cell_gain, cell_bias, tanh_row, hidden, c_mean.data_ptr<T>() + slot * batch + b);
           shown = tanh_row;
         }
 #pragma omp simd
@@ -772,14 +798,9 @@ std::vector<Tensor> lstm_backward_impl(const Tensor& grad_output, const Tensor& 
         }
         if (cell_norm) {
           const T* hat = c_hat_row.get();  // recomputed above
-          double* cell_w_sum = sum_cell_w.data() + thread * hidden;
-          double* cell_b_sum = sum_cell_b.data() + thread * hidden;
-          for (std::int64_t j = 0; j < hidden; ++j) {
-            cell_w_sum[j] += static_cast<double>(ds[j]) * static_cast<double>(hat[j]);
-            cell_b_sum[j] += static_cast<double>(ds[j]);
-          }
           T* ds_in = d_shown_in.data_ptr<T>() + b * hidden;
-          normalise_row_backward(ds, cell_gain, hat, c_rstd.data_ptr<T>()[t * batch + b], ds_in, hidden);
+          normalise_row_backward<true, true>(ds, cell_gain, hat, c_rstd.data_ptr<T>()[t * batch + b], ds_in, hidden,
+                                             sum_cell_w.data() + thread * hidden, sum_cell_b.data() + thread * hidden);
           ds = ds_in;
         }
 #pragma omp simd
@@ -791,25 +812,23 @@ std::vector<Tensor> lstm_backward_impl(const Tensor& grad_output, const Tensor& 
           d_pre_row[2 * hidden + j] = dc * i_t * (T(1) - c_tilde * c_tilde);
           dc_row[j] = dc * f_t;
         }
-        if (bias_sums) {
-          double* bias_sum = sum_bias.data() + thread * gates;
-          for (std::int64_t j = 0; j < gates; ++j) bias_sum[j] += static_cast<double>(d_pre_row[j]);
-        }
-        if (layer_norm) {
+        if (layer_norm) {  // Σ d_pre, the biases' gradient, added in the same pass when d_pre is not kept
           const T* hat = hh_hat.data_ptr<T>() + gate_offset;
+          const T rstd = hh_rstd.data_ptr<T>()[t * batch + b];
           double* gain_sum = sum_gain.data() + thread * gates;
-          for (std::int64_t j = 0; j < gates; ++j)
-            gain_sum[j] += static_cast<double>(d_pre_row[j]) * static_cast<double>(hat[j]);
-          normalise_row_backward(d_pre_row, gain, hat, hh_rstd.data_ptr<T>()[t * batch + b], d_raw_row, gates);
+          if (bias_sums) {
+            normalise_row_backward<true, true>(d_pre_row, gain, hat, rstd, d_raw_row, gates, gain_sum,
+                                               sum_bias.data() + thread * gates);
+          } else {
+            normalise_row_backward<true, false>(d_pre_row, gain, hat, rstd, d_raw_row, gates, gain_sum);
+          }
         }
         if (input_norm) {
           T* hat = x_hat_row.get();
           centre_row(x_proj.data_ptr<T>() + gate_offset, x_mean.data_ptr<T>()[t * batch + b],
                      x_rstd.data_ptr<T>()[t * batch + b], hat, gates);
-          double* gain_sum = sum_input_gain.data() + thread * gates;
-          for (std::int64_t j = 0; j < gates; ++j)
-            gain_sum[j] += static_cast<double>(d_pre_row[j]) * static_cast<double>(hat[j]);
-          normalise_row_backward(d_pre_row, input_gain, hat, x_rstd.data_ptr<T>()[t * batch + b], d_x_row, gates);
+          normalise_row_backward<true, false>(d_pre_row, input_gain, hat, x_rstd.data_ptr<T>()[t * batch + b], d_x_row,
+                                              gates, sum_input_gain.data() + thread * gates);
         }
       });
       recurrent_back.run(dh_in_rows, d_raw[t].narrow(0, begin, rows));
@@ -874,9 +893,8 @@ std::vector<Tensor> gru_forward_impl(const Tensor& x_proj, const Tensor& h0, con
         T* hh_row = hh.data_ptr<T>() + b * gates;
         if (layer_norm) {
           T* hat = hh_hat.data_ptr<T>() + (slot * batch + b) * gates;
-          hh_rstd.data_ptr<T>()[slot * batch + b] = normalise_row(hh_row, hat, gates);
-#pragma omp simd
-          for (std::int64_t j = 0; j < gates; ++j) hh_row[j] = hat[j] * gain[j];
+          hh_rstd.data_ptr<T>()[slot * batch + b] =
+              normalise_affine_row<true, false>(hh_row, hat, gain, nullptr, hh_row, gates);
         }
         T* gate_row = saved_gates.data_ptr<T>() + (slot * batch + b) * 4 * hidden;
         T* h_row = h.data_ptr<T>() + b * hidden;
@@ -1015,9 +1033,8 @@ std::vector<Tensor> gru_cho_forward_impl(const Tensor& x_proj, const Tensor& h0,
         T* rz_row = hh_rz.data_ptr<T>() + b * 2 * hidden;
         if (layer_norm) {
           T* hat = hh_hat.data_ptr<T>() + (slot * batch + b) * gates;
-          hh_rstd.data_ptr<T>()[(slot * batch + b) * 2] = normalise_row(rz_row, hat, 2 * hidden);
-#pragma omp simd
-          for (std::int64_t j = 0; j < 2 * hidden; ++j) rz_row[j] = hat[j] * gain[j];
+          hh_rstd.data_ptr<T>()[(slot * batch + b) * 2] =
+              normalise_affine_row<true, false>(rz_row, hat, gain, nullptr, rz_row, 2 * hidden);
         }
         T* gate_row = saved_gates.data_ptr<T>() + (slot * batch + b) * gates;
         const T* h_in_row = h_in_data + b * hidden;
@@ -1041,9 +1058,8 @@ std::vector<Tensor> gru_cho_forward_impl(const Tensor& x_proj, const Tensor& h0,
         T* n_row = hh_n.data_ptr<T>() + b * hidden;
         if (layer_norm) {
           T* hat = hh_hat.data_ptr<T>() + (slot * batch + b) * gates + 2 * hidden;
-          hh_rstd.data_ptr<T>()[(slot * batch + b) * 2 + 1] = normalise_row(n_row, hat, hidden);
-#pragma omp simd
-          for (std::int64_t j = 0; j < hidden; ++j) n_row[j] = hat[j] * gain[2 * hidden + j];
+          hh_rstd.data_ptr<T>()[(slot * batch + b) * 2 + 1] =
+              normalise_affine_row<true, false>(n_row, hat, gain + 2 * hidden, nullptr, n_row, hidden);
         }
         T* gate_row = saved_gates.data_ptr<T>() + (slot * batch + b) * gates;
         T* h_row = h.data_ptr<T>() + b * hidden;
