@@ -89,6 +89,30 @@ def gemm_gflop(size: tuple[int, int, int, int], gates: int) -> float:
     return 2 * (3 * rows * input_size * width + 3 * rows * hidden * width) / 1e9
 
 
+def best_gemm_rate(repeats: int = 5) -> float:
+    """GFLOP per CPU-second of the friendliest product for MKL, a 2048³ sgemm (median of ``repeats``):
+    an upper bound on the rate of the smaller per-step products the cells need."""
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    out = torch.mm(a, b)
+    seconds = []
+    for _ in range(repeats):
+        cpu = time.process_time()
+        torch.mm(a, b, out=out)
+        seconds.append(time.process_time() - cpu)
+    return 2 * 2048**3 / statistics.median(seconds) / 1e9
+
+
+# Targets whose reference is fast enough that the products alone may not fit in the time they allow:
+# (cell, gates, ours, reference, bound). "GFLOP/s needed" is the products' GFLOP over bound × the
+# reference's CPU time; above the best sgemm rate, no implementation of those products meets it.
+GEMM_BOUND_TARGETS = [
+    ("GRU", 3, "rnnlab.GRU", "torch.nn.GRU", 0.6),
+    ("RNN", 1, "rnnlab.RNN", "torch.nn.RNN", 0.7),
+    ("LSTM (layer norm)", 4, "rnnlab.LSTM(layer_norm)", "rnnlab.LSTM(layer_norm), loop over cells", 0.5),
+    ("LSTM (layer norm)", 4, "rnnlab.LSTM(layer_norm)", "torch.nn.LSTM", 1.3),
+]
+
+
 def candidates(size: tuple[int, int, int, int]) -> dict[str, Callable[[torch.Tensor], None]]:
     _, _, input_size, hidden = size
     torch.manual_seed(0)
@@ -210,6 +234,7 @@ def main() -> None:
             medians[size] = time_size(size, args.quick, progress, task)
         progress.add_task("streaming step", total=None)
         streaming = streaming_rows(args.quick)
+        gemm_rate = best_gemm_rate()
 
     with open("/proc/loadavg") as loadavg:
         load = " ".join(loadavg.read().split()[:3])
@@ -250,6 +275,21 @@ def main() -> None:
                      for name in (f"{cell} GEMMs alone (MKL)", f"torch.nn.{cell}", f"rnnlab.{cell}")}
             cells = " | ".join(f"{1e3 * t:.1f} | {gflop / t:.1f}" for t in times.values())
             console.print(f"| {cell} | {size} | {gflop:.1f} | {cells} |", highlight=False)
+    console.print(f"\nWhat each target asks of the products (this machine's best sgemm, 2048³: {gemm_rate:.1f} GFLOP "
+                  "per CPU-second; a target needing more cannot be met by any implementation of these products):\n",
+                  highlight=False)
+    console.print("| cell | (batch, length, input, hidden) | target | GFLOP | time allowed ms | GFLOP/s needed | "
+                  "ours GFLOP/s | possible |", highlight=False)
+    console.print("|---|---|---|---:|---:|---:|---:|---|", highlight=False)
+    for cell, gates, ours, reference, bound in GEMM_BOUND_TARGETS:
+        for size in sizes:
+            gflop = gemm_gflop(size, gates)
+            allowed = bound * statistics.median(t[0] for t in medians[size][reference])
+            ours_time = statistics.median(t[0] for t in medians[size][ours])
+            needed = gflop / allowed
+            console.print(f"| {cell} | {size} | ≤ {bound}× {reference} | {gflop:.1f} | {1e3 * allowed:.1f} | "
+                          f"{needed:.1f} | {gflop / ours_time:.1f} | {'yes' if needed < gemm_rate else '**no**'} |",
+                          highlight=False)
     console.print("\nOne streaming step, batch 1, input 32, hidden 128 (inference), median wall-clock time "
                   "(the verdict; the ratio of CPU times beside):\n", highlight=False)
     console.print("| rnnlab | vs | ours µs | reference µs | wall ratio | CPU ratio | target |", highlight=False)
