@@ -7,7 +7,8 @@
 //     Python, under autograd), so the loop does one small GEMM per step, h_{t-1} W_hh^T, and a
 //     single fused pass over the gates instead of a dozen separate tensor operations;
 //   * each thread carries its own block of batch rows through the whole sequence (rows never
-//     interact), so the threads never wait for each other between steps;
+//     interact), so the threads never wait for each other between steps; when W_hh outgrows a
+//     core's L2 cache, each step's GEMM is split over the threads instead (RowSchedule);
 //   * backward is back-propagation through time written out: the gates saved by the forward pass
 //     give each step's gradients in one fused pass, the recurrent gradient dh_{t-1} = dpre_t W_hh
 //     is one small GEMM per step, and the weight gradient dW_hh = Σ_t dpre_t^T h_{t-1} is a single
