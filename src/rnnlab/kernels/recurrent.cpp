@@ -182,6 +182,13 @@ const T* ptr_or_null(const OptionalTensor& tensor) {
   return tensor.has_value() && tensor->defined() ? tensor->data_ptr<T>() : nullptr;
 }
 
+// The data of a tensor that may be undefined (a buffer only some configurations use), else nullptr:
+// taken once before the loops, not per row and step.
+template <typename T>
+T* data_or_null(const Tensor& tensor) {
+  return tensor.defined() ? tensor.data_ptr<T>() : nullptr;
+}
+
 OptionalTensor contiguous_or_none(const OptionalTensor& tensor) {
   if (!tensor.has_value() || !tensor->defined()) return std::nullopt;
   return tensor->contiguous();
@@ -496,6 +503,12 @@ std::vector<Tensor> rnn_forward_impl(const Tensor& x_proj, const Tensor& h0, con
   const T* gain = ptr_or_null<T>(ln_hh);
   const T* mask_data = ptr_or_null<T>(mask);
   const Lengths valid = read_lengths(lengths);
+  T* const h_data = data_or_null<T>(h);
+  T* const x_proj_data = data_or_null<T>(x_proj);
+  T* const output_data = data_or_null<T>(output);
+  T* const hh_data = data_or_null<T>(hh);
+  T* const hh_hat_data = data_or_null<T>(hh_hat);
+  T* const hh_rstd_data = data_or_null<T>(hh_rstd);
   const RowSchedule schedule(batch, w_hh);
   schedule.run([&](std::int64_t begin, std::int64_t end) {
     const std::int64_t rows = end - begin;
@@ -503,11 +516,10 @@ std::vector<Tensor> rnn_forward_impl(const Tensor& x_proj, const Tensor& h0, con
     Tensor masked_rows = masked.defined() ? masked.narrow(0, begin, rows) : masked;
     const T* mask_rows = mask_data == nullptr ? nullptr : mask_data + begin * hidden;
     const StepProduct<T> recurrent(w_hh, rows, true, steps);
-    T* h_data = h.data_ptr<T>();
     for (std::int64_t t = 0; t < steps; ++t) {
       recurrent.run(hh_rows, masked_input<T>(h_rows, mask_rows, masked_rows));
-      const T* x_t = x_proj.data_ptr<T>() + t * batch * hidden;
-      T* out_t = output.data_ptr<T>() + t * batch * hidden;
+      const T* x_t = x_proj_data + t * batch * hidden;
+      T* out_t = output_data + t * batch * hidden;
       const std::int64_t slot = save ? t : 0;
       schedule.rows(begin, end, [&](std::int64_t b) {
         T* out_row = out_t + b * hidden;
@@ -516,11 +528,11 @@ std::vector<Tensor> rnn_forward_impl(const Tensor& x_proj, const Tensor& h0, con
           return;
         }
         const T* x_row = x_t + b * hidden;
-        T* hh_row = hh.data_ptr<T>() + b * hidden;
+        T* hh_row = hh_data + b * hidden;
         T* h_row = h_data + b * hidden;
         if (layer_norm) {
-          T* hat = hh_hat.data_ptr<T>() + (slot * batch + b) * hidden;
-          hh_rstd.data_ptr<T>()[slot * batch + b] =
+          T* hat = hh_hat_data + (slot * batch + b) * hidden;
+          hh_rstd_data[slot * batch + b] =
               normalise_affine_row<true, false>(hh_row, hat, gain, nullptr, hh_row, hidden);
         }
 #pragma omp simd
@@ -553,6 +565,12 @@ std::vector<Tensor> rnn_backward_impl(const Tensor& grad_output, const Tensor& g
   const T* mask_data = ptr_or_null<T>(mask);
   const Lengths valid = read_lengths(lengths);
   T* dh_data = dh_next.data_ptr<T>();
+  T* const d_pre_data = data_or_null<T>(d_pre);
+  T* const d_raw_data = data_or_null<T>(d_raw);
+  T* const grad_output_data = data_or_null<T>(grad_output);
+  T* const output_data = data_or_null<T>(output);
+  T* const hh_hat_data = data_or_null<T>(hh_hat);
+  T* const hh_rstd_data = data_or_null<T>(hh_rstd);
   const RowSchedule schedule(batch, w_hh);
   schedule.run([&](std::int64_t begin, std::int64_t end) {
     const std::int64_t rows = end - begin;
@@ -563,14 +581,14 @@ std::vector<Tensor> rnn_backward_impl(const Tensor& grad_output, const Tensor& g
       const std::int64_t offset = t * batch * hidden;
       schedule.rows(begin, end, [&](std::int64_t b) {
         const std::int64_t row = offset + b * hidden;
-        T* d_pre_row = d_pre.data_ptr<T>() + row;
-        T* d_raw_row = d_raw.data_ptr<T>() + row;
+        T* d_pre_row = d_pre_data + row;
+        T* d_raw_row = d_raw_data + row;
         if (!valid.valid(b, t)) {  // the state passed through: its gradient stays in dh_next
           for (std::int64_t j = 0; j < hidden; ++j) d_pre_row[j] = d_raw_row[j] = 0;
           return;
         }
-        const T* g_row = grad_output.data_ptr<T>() + row;
-        const T* h_row = output.data_ptr<T>() + row;
+        const T* g_row = grad_output_data + row;
+        const T* h_row = output_data + row;
         T* dh_row = dh_data + b * hidden;
 #pragma omp simd
         for (std::int64_t j = 0; j < hidden; ++j) {
@@ -579,7 +597,7 @@ std::vector<Tensor> rnn_backward_impl(const Tensor& grad_output, const Tensor& g
           dh_row[j] = 0;  // the vanilla cell has no direct path from h_t to h_{t-1}
         }
         if (layer_norm)
-          normalise_row_backward(d_pre_row, gain, hh_hat.data_ptr<T>() + row, hh_rstd.data_ptr<T>()[t * batch + b],
+          normalise_row_backward(d_pre_row, gain, hh_hat_data + row, hh_rstd_data[t * batch + b],
                                  d_raw_row, hidden);
       });
       recurrent_back.run(dh_in_rows, d_raw[t].narrow(0, begin, rows));
@@ -637,6 +655,19 @@ std::vector<Tensor> lstm_forward_impl(const Tensor& x_proj, const Tensor& h0, co
   const Lengths valid = read_lengths(lengths);
   ThreadScratch<T> x_normalised(input_norm ? gates : 0);  // LN(W_ih x_t) γ_ih + b_ih of one row
   ThreadScratch<T> tanh_scratch(hidden);  // LN(c_t) γ_c + β_c, then its tanh (recomputed in backward)
+  T* const output_data = data_or_null<T>(output);
+  T* const x_proj_data = data_or_null<T>(x_proj);
+  T* const hh_data = data_or_null<T>(hh);
+  T* const hh_hat_data = data_or_null<T>(hh_hat);
+  T* const hh_rstd_data = data_or_null<T>(hh_rstd);
+  T* const x_mean_data = data_or_null<T>(x_mean);
+  T* const x_rstd_data = data_or_null<T>(x_rstd);
+  T* const saved_gates_data = data_or_null<T>(saved_gates);
+  T* const cells_data = data_or_null<T>(cells);
+  T* const h_data = data_or_null<T>(h);
+  T* const c_data = data_or_null<T>(c);
+  T* const c_rstd_data = data_or_null<T>(c_rstd);
+  T* const c_mean_data = data_or_null<T>(c_mean);
   const RowSchedule schedule(batch, w_hh);
   schedule.run([&](std::int64_t begin, std::int64_t end) {
     const std::int64_t rows = end - begin;
@@ -648,32 +679,32 @@ std::vector<Tensor> lstm_forward_impl(const Tensor& x_proj, const Tensor& h0, co
       recurrent.run(hh_rows, masked_input<T>(h_rows, mask_rows, masked_rows));
       const std::int64_t slot = save ? t : 0;
       schedule.rows(begin, end, [&](std::int64_t b) {
-        T* out_row = output.data_ptr<T>() + (t * batch + b) * hidden;
+        T* out_row = output_data + (t * batch + b) * hidden;
         if (!valid.valid(b, t)) {
           for (std::int64_t j = 0; j < hidden; ++j) out_row[j] = 0;
           return;
         }
-        const T* x_row = x_proj.data_ptr<T>() + (t * batch + b) * gates;
-        T* hh_row = hh.data_ptr<T>() + b * gates;
+        const T* x_row = x_proj_data + (t * batch + b) * gates;
+        T* hh_row = hh_data + b * gates;
         if (layer_norm) {
-          T* hat = hh_hat.data_ptr<T>() + (slot * batch + b) * gates;
-          hh_rstd.data_ptr<T>()[slot * batch + b] =
+          T* hat = hh_hat_data + (slot * batch + b) * gates;
+          hh_rstd_data[slot * batch + b] =
               normalise_affine_row<true, false>(hh_row, hat, gain, nullptr, hh_row, gates);
         }
         if (input_norm) {
           T* normalised = x_normalised.get();
-          T* mean = x_mean.data_ptr<T>() + slot * batch + b;
-          x_rstd.data_ptr<T>()[slot * batch + b] =
+          T* mean = x_mean_data + slot * batch + b;
+          x_rstd_data[slot * batch + b] =
               input_bias == nullptr
                   ? normalise_affine_row<false, false>(x_row, nullptr, input_gain, nullptr, normalised, gates, mean)
                   : normalise_affine_row<false, true>(x_row, nullptr, input_gain, input_bias, normalised, gates, mean);
           x_row = normalised;
         }
-        T* gate_row = saved_gates.data_ptr<T>() + (slot * batch + b) * gates;
-        T* cell_row = cells.data_ptr<T>() + (slot * batch + b) * hidden;
+        T* gate_row = saved_gates_data + (slot * batch + b) * gates;
+        T* cell_row = cells_data + (slot * batch + b) * hidden;
         T* tanh_row = tanh_scratch.get();
-        T* h_row = h.data_ptr<T>() + b * hidden;
-        T* c_row = c.data_ptr<T>() + b * hidden;
+        T* h_row = h_data + b * hidden;
+        T* c_row = c_data + b * hidden;
 #pragma omp simd
         for (std::int64_t j = 0; j < hidden; ++j) {
           const T i_t = Math<T>::sigmoid(x_row[j] + hh_row[j] + bias[j]);
@@ -692,8 +723,8 @@ std::vector<Tensor> lstm_forward_impl(const Tensor& x_proj, const Tensor& h0, co
         }
         const T* shown = cell_row;  // what tanh sees: c_t, or LN(c_t) γ_c + β_c
         if (cell_norm) {
-          c_rstd.data_ptr<T>()[slot * batch + b] = normalise_affine_row<false, true>(
-              cell_row, nullptr, cell_gain, cell_bias, tanh_row, hidden, c_mean.data_ptr<T>() + slot * batch + b);
+          c_rstd_data[slot * batch + b] = normalise_affine_row<false, true>(
+              cell_row, nullptr, cell_gain, cell_bias, tanh_row, hidden, c_mean_data + slot * batch + b);
           shown = tanh_row;
         }
 #pragma omp simd
@@ -750,6 +781,23 @@ std::vector<Tensor> lstm_backward_impl(const Tensor& grad_output, const Tensor& 
   const Lengths valid = read_lengths(lengths);
   ThreadScratch<T> x_hat_row(input_norm ? gates : 0), c_hat_row(cell_norm ? hidden : 0);  // recomputed LN(·) of one row
   ThreadScratch<T> d_pre_scratch(d_pre_whole ? 0 : gates), tanh_scratch(hidden);
+  T* const d_pre_data = data_or_null<T>(d_pre);
+  T* const d_raw_data = data_or_null<T>(d_raw);
+  T* const d_x_data = data_or_null<T>(d_x);
+  T* const grad_output_data = data_or_null<T>(grad_output);
+  T* const saved_gates_data = data_or_null<T>(saved_gates);
+  T* const cells_data = data_or_null<T>(cells);
+  T* const c_mean_data = data_or_null<T>(c_mean);
+  T* const c_rstd_data = data_or_null<T>(c_rstd);
+  T* const dh_next_data = data_or_null<T>(dh_next);
+  T* const dc_next_data = data_or_null<T>(dc_next);
+  T* const d_shown_data = data_or_null<T>(d_shown);
+  T* const d_shown_in_data = data_or_null<T>(d_shown_in);
+  T* const hh_hat_data = data_or_null<T>(hh_hat);
+  T* const hh_rstd_data = data_or_null<T>(hh_rstd);
+  T* const x_proj_data = data_or_null<T>(x_proj);
+  T* const x_mean_data = data_or_null<T>(x_mean);
+  T* const x_rstd_data = data_or_null<T>(x_rstd);
   const RowSchedule schedule(batch, w_hh);
   schedule.run([&](std::int64_t begin, std::int64_t end) {
     const std::int64_t rows = end - begin;
@@ -759,33 +807,33 @@ std::vector<Tensor> lstm_backward_impl(const Tensor& grad_output, const Tensor& 
     for (std::int64_t t = steps - 1; t >= 0; --t) {
       schedule.rows(begin, end, [&](std::int64_t b) {
         const std::int64_t gate_offset = (t * batch + b) * gates, state_offset = (t * batch + b) * hidden;
-        T* d_pre_row = d_pre_whole ? d_pre.data_ptr<T>() + gate_offset : d_pre_scratch.get();
-        T* d_raw_row = d_raw.data_ptr<T>() + gate_offset;
-        T* d_x_row = d_x.data_ptr<T>() + gate_offset;
+        T* d_pre_row = d_pre_whole ? d_pre_data + gate_offset : d_pre_scratch.get();
+        T* d_raw_row = d_raw_data + gate_offset;
+        T* d_x_row = d_x_data + gate_offset;
         if (!valid.valid(b, t)) {
           for (std::int64_t j = 0; j < gates; ++j) d_pre_row[j] = d_raw_row[j] = d_x_row[j] = 0;
           return;
         }
-        const T* g_row = grad_output.data_ptr<T>() + state_offset;
-        const T* gate_row = saved_gates.data_ptr<T>() + gate_offset;
+        const T* g_row = grad_output_data + state_offset;
+        const T* gate_row = saved_gates_data + gate_offset;
         // tanh of what the forward step showed it, LN(c_t) γ_c + β_c or c_t: recomputed, one tanh per
         // element, rather than saved (H more per step and row through memory)
         T* tanh_row = tanh_scratch.get();
         if (cell_norm) {
           T* hat = c_hat_row.get();
-          centre_row(cells.data_ptr<T>() + state_offset, c_mean.data_ptr<T>()[t * batch + b],
-                     c_rstd.data_ptr<T>()[t * batch + b], hat, hidden);
+          centre_row(cells_data + state_offset, c_mean_data[t * batch + b],
+                     c_rstd_data[t * batch + b], hat, hidden);
 #pragma omp simd
           for (std::int64_t j = 0; j < hidden; ++j) tanh_row[j] = Math<T>::tanh(hat[j] * cell_gain[j] + cell_bias[j]);
         } else {
-          const T* cell_row = cells.data_ptr<T>() + state_offset;
+          const T* cell_row = cells_data + state_offset;
 #pragma omp simd
           for (std::int64_t j = 0; j < hidden; ++j) tanh_row[j] = Math<T>::tanh(cell_row[j]);
         }
-        const T* c_prev = t > 0 ? cells.data_ptr<T>() + state_offset - batch * hidden : c0.data_ptr<T>() + b * hidden;
-        T* dh_row = dh_next.data_ptr<T>() + b * hidden;
-        T* dc_row = dc_next.data_ptr<T>() + b * hidden;
-        T* ds = d_shown.data_ptr<T>() + b * hidden;
+        const T* c_prev = t > 0 ? cells_data + state_offset - batch * hidden : c0.data_ptr<T>() + b * hidden;
+        T* dh_row = dh_next_data + b * hidden;
+        T* dc_row = dc_next_data + b * hidden;
+        T* ds = d_shown_data + b * hidden;
         const std::int64_t thread = at::get_thread_num();
         // dh → d(tanh shown) → d(shown); d o_t stored in d_pre's o block for now.
 #pragma omp simd
@@ -799,8 +847,8 @@ std::vector<Tensor> lstm_backward_impl(const Tensor& grad_output, const Tensor& 
         }
         if (cell_norm) {
           const T* hat = c_hat_row.get();  // recomputed above
-          T* ds_in = d_shown_in.data_ptr<T>() + b * hidden;
-          normalise_row_backward<true, true>(ds, cell_gain, hat, c_rstd.data_ptr<T>()[t * batch + b], ds_in, hidden,
+          T* ds_in = d_shown_in_data + b * hidden;
+          normalise_row_backward<true, true>(ds, cell_gain, hat, c_rstd_data[t * batch + b], ds_in, hidden,
                                              sum_cell_w.data() + thread * hidden, sum_cell_b.data() + thread * hidden);
           ds = ds_in;
         }
@@ -814,8 +862,8 @@ std::vector<Tensor> lstm_backward_impl(const Tensor& grad_output, const Tensor& 
           dc_row[j] = dc * f_t;
         }
         if (layer_norm) {  // Σ d_pre, the biases' gradient, added in the same pass when d_pre is not kept
-          const T* hat = hh_hat.data_ptr<T>() + gate_offset;
-          const T rstd = hh_rstd.data_ptr<T>()[t * batch + b];
+          const T* hat = hh_hat_data + gate_offset;
+          const T rstd = hh_rstd_data[t * batch + b];
           double* gain_sum = sum_gain.data() + thread * gates;
           if (bias_sums) {
             normalise_row_backward<true, true>(d_pre_row, gain, hat, rstd, d_raw_row, gates, gain_sum,
@@ -826,9 +874,9 @@ std::vector<Tensor> lstm_backward_impl(const Tensor& grad_output, const Tensor& 
         }
         if (input_norm) {
           T* hat = x_hat_row.get();
-          centre_row(x_proj.data_ptr<T>() + gate_offset, x_mean.data_ptr<T>()[t * batch + b],
-                     x_rstd.data_ptr<T>()[t * batch + b], hat, gates);
-          normalise_row_backward<true, false>(d_pre_row, input_gain, hat, x_rstd.data_ptr<T>()[t * batch + b], d_x_row,
+          centre_row(x_proj_data + gate_offset, x_mean_data[t * batch + b],
+                     x_rstd_data[t * batch + b], hat, gates);
+          normalise_row_backward<true, false>(d_pre_row, input_gain, hat, x_rstd_data[t * batch + b], d_x_row,
                                               gates, sum_input_gain.data() + thread * gates);
         }
       });
@@ -874,6 +922,13 @@ std::vector<Tensor> gru_forward_impl(const Tensor& x_proj, const Tensor& h0, con
   const T* gain = ptr_or_null<T>(ln_hh);
   const T* mask_data = ptr_or_null<T>(mask);
   const Lengths valid = read_lengths(lengths);
+  T* const output_data = data_or_null<T>(output);
+  T* const x_proj_data = data_or_null<T>(x_proj);
+  T* const hh_data = data_or_null<T>(hh);
+  T* const hh_hat_data = data_or_null<T>(hh_hat);
+  T* const hh_rstd_data = data_or_null<T>(hh_rstd);
+  T* const saved_gates_data = data_or_null<T>(saved_gates);
+  T* const h_data = data_or_null<T>(h);
   const RowSchedule schedule(batch, w_hh);
   schedule.run([&](std::int64_t begin, std::int64_t end) {
     const std::int64_t rows = end - begin;
@@ -885,20 +940,20 @@ std::vector<Tensor> gru_forward_impl(const Tensor& x_proj, const Tensor& h0, con
       recurrent.run(hh_rows, masked_input<T>(h_rows, mask_rows, masked_rows));
       const std::int64_t slot = save ? t : 0;
       schedule.rows(begin, end, [&](std::int64_t b) {
-        T* out_row = output.data_ptr<T>() + (t * batch + b) * hidden;
+        T* out_row = output_data + (t * batch + b) * hidden;
         if (!valid.valid(b, t)) {
           for (std::int64_t j = 0; j < hidden; ++j) out_row[j] = 0;
           return;
         }
-        const T* x_row = x_proj.data_ptr<T>() + (t * batch + b) * gates;
-        T* hh_row = hh.data_ptr<T>() + b * gates;
+        const T* x_row = x_proj_data + (t * batch + b) * gates;
+        T* hh_row = hh_data + b * gates;
         if (layer_norm) {
-          T* hat = hh_hat.data_ptr<T>() + (slot * batch + b) * gates;
-          hh_rstd.data_ptr<T>()[slot * batch + b] =
+          T* hat = hh_hat_data + (slot * batch + b) * gates;
+          hh_rstd_data[slot * batch + b] =
               normalise_affine_row<true, false>(hh_row, hat, gain, nullptr, hh_row, gates);
         }
-        T* gate_row = saved_gates.data_ptr<T>() + (slot * batch + b) * 4 * hidden;
-        T* h_row = h.data_ptr<T>() + b * hidden;
+        T* gate_row = saved_gates_data + (slot * batch + b) * 4 * hidden;
+        T* h_row = h_data + b * hidden;
 #pragma omp simd
         for (std::int64_t j = 0; j < hidden; ++j) {
           const T r_t = Math<T>::sigmoid(x_row[j] + hh_row[j] + bias[j]);
@@ -936,6 +991,15 @@ std::vector<Tensor> gru_backward_impl(const Tensor& grad_output, const Tensor& g
   const T* gain = ptr_or_null<T>(ln_hh);
   const T* mask_data = ptr_or_null<T>(mask);
   const Lengths valid = read_lengths(lengths);
+  T* const d_x_data = data_or_null<T>(d_x);
+  T* const d_hh_data = data_or_null<T>(d_hh);
+  T* const d_raw_data = data_or_null<T>(d_raw);
+  T* const grad_output_data = data_or_null<T>(grad_output);
+  T* const saved_gates_data = data_or_null<T>(saved_gates);
+  T* const output_data = data_or_null<T>(output);
+  T* const dh_next_data = data_or_null<T>(dh_next);
+  T* const hh_hat_data = data_or_null<T>(hh_hat);
+  T* const hh_rstd_data = data_or_null<T>(hh_rstd);
   const RowSchedule schedule(batch, w_hh);
   schedule.run([&](std::int64_t begin, std::int64_t end) {
     const std::int64_t rows = end - begin;
@@ -945,17 +1009,17 @@ std::vector<Tensor> gru_backward_impl(const Tensor& grad_output, const Tensor& g
     for (std::int64_t t = steps - 1; t >= 0; --t) {
       schedule.rows(begin, end, [&](std::int64_t b) {
         const std::int64_t gate_offset = (t * batch + b) * gates, state_offset = (t * batch + b) * hidden;
-        T* d_x_row = d_x.data_ptr<T>() + gate_offset;
-        T* d_hh_row = d_hh.data_ptr<T>() + gate_offset;
-        T* d_raw_row = d_raw.data_ptr<T>() + gate_offset;
+        T* d_x_row = d_x_data + gate_offset;
+        T* d_hh_row = d_hh_data + gate_offset;
+        T* d_raw_row = d_raw_data + gate_offset;
         if (!valid.valid(b, t)) {
           for (std::int64_t j = 0; j < gates; ++j) d_x_row[j] = d_hh_row[j] = d_raw_row[j] = 0;
           return;
         }
-        const T* g_row = grad_output.data_ptr<T>() + state_offset;
-        const T* gate_row = saved_gates.data_ptr<T>() + (t * batch + b) * 4 * hidden;
-        const T* h_prev = t > 0 ? output.data_ptr<T>() + state_offset - batch * hidden : h0.data_ptr<T>() + b * hidden;
-        T* dh_row = dh_next.data_ptr<T>() + b * hidden;
+        const T* g_row = grad_output_data + state_offset;
+        const T* gate_row = saved_gates_data + (t * batch + b) * 4 * hidden;
+        const T* h_prev = t > 0 ? output_data + state_offset - batch * hidden : h0.data_ptr<T>() + b * hidden;
+        T* dh_row = dh_next_data + b * hidden;
 #pragma omp simd
         for (std::int64_t j = 0; j < hidden; ++j) {
           const T r_t = gate_row[j], z_t = gate_row[hidden + j], n_t = gate_row[2 * hidden + j];
@@ -971,7 +1035,7 @@ std::vector<Tensor> gru_backward_impl(const Tensor& grad_output, const Tensor& g
           dh_row[j] = dh * z_t;  // the direct path h_t ← z_t h_{t-1}; the GEMM adds the rest
         }
         if (layer_norm)
-          normalise_row_backward(d_hh_row, gain, hh_hat.data_ptr<T>() + gate_offset, hh_rstd.data_ptr<T>()[t * batch + b],
+          normalise_row_backward(d_hh_row, gain, hh_hat_data + gate_offset, hh_rstd_data[t * batch + b],
                                  d_raw_row, gates);
       });
       recurrent_back.run(dh_in_rows, d_raw[t].narrow(0, begin, rows));
@@ -1010,6 +1074,15 @@ std::vector<Tensor> gru_cho_forward_impl(const Tensor& x_proj, const Tensor& h0,
   const T* gain = ptr_or_null<T>(ln_hh);
   const T* mask_data = ptr_or_null<T>(mask);
   const Lengths valid = read_lengths(lengths);
+  T* const reset_input_data = data_or_null<T>(reset_input);
+  T* const x_proj_data = data_or_null<T>(x_proj);
+  T* const hh_rz_data = data_or_null<T>(hh_rz);
+  T* const hh_hat_data = data_or_null<T>(hh_hat);
+  T* const hh_rstd_data = data_or_null<T>(hh_rstd);
+  T* const saved_gates_data = data_or_null<T>(saved_gates);
+  T* const output_data = data_or_null<T>(output);
+  T* const hh_n_data = data_or_null<T>(hh_n);
+  T* const h_data = data_or_null<T>(h);
   const RowSchedule schedule(batch, w_hh);
   schedule.run([&](std::int64_t begin, std::int64_t end) {
     const std::int64_t rows = end - begin;
@@ -1025,19 +1098,19 @@ std::vector<Tensor> gru_cho_forward_impl(const Tensor& x_proj, const Tensor& h0,
       product_rz.run(hh_rz_rows, h_in);
       const std::int64_t slot = save ? t : 0;
       schedule.rows(begin, end, [&](std::int64_t b) {
-        T* reset_row = reset_input.data_ptr<T>() + b * hidden;
+        T* reset_row = reset_input_data + b * hidden;
         if (!valid.valid(b, t)) {
           for (std::int64_t j = 0; j < hidden; ++j) reset_row[j] = 0;
           return;
         }
-        const T* x_row = x_proj.data_ptr<T>() + (t * batch + b) * gates;
-        T* rz_row = hh_rz.data_ptr<T>() + b * 2 * hidden;
+        const T* x_row = x_proj_data + (t * batch + b) * gates;
+        T* rz_row = hh_rz_data + b * 2 * hidden;
         if (layer_norm) {
-          T* hat = hh_hat.data_ptr<T>() + (slot * batch + b) * gates;
-          hh_rstd.data_ptr<T>()[(slot * batch + b) * 2] =
+          T* hat = hh_hat_data + (slot * batch + b) * gates;
+          hh_rstd_data[(slot * batch + b) * 2] =
               normalise_affine_row<true, false>(rz_row, hat, gain, nullptr, rz_row, 2 * hidden);
         }
-        T* gate_row = saved_gates.data_ptr<T>() + (slot * batch + b) * gates;
+        T* gate_row = saved_gates_data + (slot * batch + b) * gates;
         const T* h_in_row = h_in_data + b * hidden;
 #pragma omp simd
         for (std::int64_t j = 0; j < hidden; ++j) {
@@ -1050,20 +1123,20 @@ std::vector<Tensor> gru_cho_forward_impl(const Tensor& x_proj, const Tensor& h0,
       });
       product_n.run(hh_n_rows, reset_rows);
       schedule.rows(begin, end, [&](std::int64_t b) {
-        T* out_row = output.data_ptr<T>() + (t * batch + b) * hidden;
+        T* out_row = output_data + (t * batch + b) * hidden;
         if (!valid.valid(b, t)) {
           for (std::int64_t j = 0; j < hidden; ++j) out_row[j] = 0;
           return;
         }
-        const T* x_row = x_proj.data_ptr<T>() + (t * batch + b) * gates;
-        T* n_row = hh_n.data_ptr<T>() + b * hidden;
+        const T* x_row = x_proj_data + (t * batch + b) * gates;
+        T* n_row = hh_n_data + b * hidden;
         if (layer_norm) {
-          T* hat = hh_hat.data_ptr<T>() + (slot * batch + b) * gates + 2 * hidden;
-          hh_rstd.data_ptr<T>()[(slot * batch + b) * 2 + 1] =
+          T* hat = hh_hat_data + (slot * batch + b) * gates + 2 * hidden;
+          hh_rstd_data[(slot * batch + b) * 2 + 1] =
               normalise_affine_row<true, false>(n_row, hat, gain + 2 * hidden, nullptr, n_row, hidden);
         }
-        T* gate_row = saved_gates.data_ptr<T>() + (slot * batch + b) * gates;
-        T* h_row = h.data_ptr<T>() + b * hidden;
+        T* gate_row = saved_gates_data + (slot * batch + b) * gates;
+        T* h_row = h_data + b * hidden;
 #pragma omp simd
         for (std::int64_t j = 0; j < hidden; ++j) {
           const T h_tilde = Math<T>::tanh(x_row[2 * hidden + j] + n_row[j] + bias[2 * hidden + j]);
@@ -1099,6 +1172,16 @@ std::vector<Tensor> gru_cho_backward_impl(const Tensor& grad_output, const Tenso
   const Tensor w_rz = w_hh.narrow(0, 0, 2 * hidden);
   const Tensor w_n = w_hh.narrow(0, 2 * hidden, hidden);
   Tensor inputs = recurrent_inputs(output, h0, mask);  // h_in of every step
+  T* const d_pre_data = data_or_null<T>(d_pre);
+  T* const d_raw_data = data_or_null<T>(d_raw);
+  T* const grad_output_data = data_or_null<T>(grad_output);
+  T* const saved_gates_data = data_or_null<T>(saved_gates);
+  T* const output_data = data_or_null<T>(output);
+  T* const dh_next_data = data_or_null<T>(dh_next);
+  T* const hh_hat_data = data_or_null<T>(hh_hat);
+  T* const hh_rstd_data = data_or_null<T>(hh_rstd);
+  T* const inputs_data = data_or_null<T>(inputs);
+  T* const d_reset_input_data = data_or_null<T>(d_reset_input);
   const RowSchedule schedule(batch, w_hh);
   schedule.run([&](std::int64_t begin, std::int64_t end) {
     const std::int64_t rows = end - begin;
@@ -1109,16 +1192,16 @@ std::vector<Tensor> gru_cho_backward_impl(const Tensor& grad_output, const Tenso
     for (std::int64_t t = steps - 1; t >= 0; --t) {
       schedule.rows(begin, end, [&](std::int64_t b) {
         const std::int64_t gate_offset = (t * batch + b) * gates, state_offset = (t * batch + b) * hidden;
-        T* d_pre_row = d_pre.data_ptr<T>() + gate_offset;
-        T* d_raw_row = d_raw.data_ptr<T>() + gate_offset;
+        T* d_pre_row = d_pre_data + gate_offset;
+        T* d_raw_row = d_raw_data + gate_offset;
         if (!valid.valid(b, t)) {
           for (std::int64_t j = 0; j < gates; ++j) d_pre_row[j] = d_raw_row[j] = 0;
           return;
         }
-        const T* g_row = grad_output.data_ptr<T>() + state_offset;
-        const T* gate_row = saved_gates.data_ptr<T>() + gate_offset;
-        const T* h_prev = t > 0 ? output.data_ptr<T>() + state_offset - batch * hidden : h0.data_ptr<T>() + b * hidden;
-        T* dh_row = dh_next.data_ptr<T>() + b * hidden;
+        const T* g_row = grad_output_data + state_offset;
+        const T* gate_row = saved_gates_data + gate_offset;
+        const T* h_prev = t > 0 ? output_data + state_offset - batch * hidden : h0.data_ptr<T>() + b * hidden;
+        T* dh_row = dh_next_data + b * hidden;
 #pragma omp simd
         for (std::int64_t j = 0; j < hidden; ++j) {
           const T z_t = gate_row[hidden + j], h_tilde = gate_row[2 * hidden + j];
@@ -1128,18 +1211,18 @@ std::vector<Tensor> gru_cho_backward_impl(const Tensor& grad_output, const Tenso
           dh_row[j] = dh * (T(1) - z_t);  // the direct path h_t ← (1 − z_t) h_{t-1}
         }
         if (layer_norm)
-          normalise_row_backward(d_pre_row + 2 * hidden, gain + 2 * hidden, hh_hat.data_ptr<T>() + gate_offset + 2 * hidden,
-                                 hh_rstd.data_ptr<T>()[(t * batch + b) * 2 + 1], d_raw_row + 2 * hidden, hidden);
+          normalise_row_backward(d_pre_row + 2 * hidden, gain + 2 * hidden, hh_hat_data + gate_offset + 2 * hidden,
+                                 hh_rstd_data[(t * batch + b) * 2 + 1], d_raw_row + 2 * hidden, hidden);
       });
       // d(r ⊙ h_in) = d(hh_n raw) W_n
       back_n.run(d_reset_rows, d_raw[t].narrow(0, begin, rows).narrow(1, 2 * hidden, hidden));
-      const T* h_in_t = inputs.data_ptr<T>() + t * batch * hidden;
+      const T* h_in_t = inputs_data + t * batch * hidden;
       schedule.rows(begin, end, [&](std::int64_t b) {
         const std::int64_t gate_offset = (t * batch + b) * gates;
-        T* d_reset_row = d_reset_input.data_ptr<T>() + b * hidden;
+        T* d_reset_row = d_reset_input_data + b * hidden;
         if (!valid.valid(b, t)) return;  // rows of d_raw are zero there, so d(r ⊙ h_in) is too
-        T* d_pre_row = d_pre.data_ptr<T>() + gate_offset;
-        const T* gate_row = saved_gates.data_ptr<T>() + gate_offset;
+        T* d_pre_row = d_pre_data + gate_offset;
+        const T* gate_row = saved_gates_data + gate_offset;
         const T* h_in_row = h_in_t + b * hidden;
 #pragma omp simd
         for (std::int64_t j = 0; j < hidden; ++j) {
@@ -1148,8 +1231,8 @@ std::vector<Tensor> gru_cho_backward_impl(const Tensor& grad_output, const Tenso
           d_reset_row[j] = d_reset_row[j] * r_t;  // now the part of dh_in through r ⊙ h_in
         }
         if (layer_norm)
-          normalise_row_backward(d_pre_row, gain, hh_hat.data_ptr<T>() + gate_offset,
-                                 hh_rstd.data_ptr<T>()[(t * batch + b) * 2], d_raw.data_ptr<T>() + gate_offset, 2 * hidden);
+          normalise_row_backward(d_pre_row, gain, hh_hat_data + gate_offset,
+                                 hh_rstd_data[(t * batch + b) * 2], d_raw_data + gate_offset, 2 * hidden);
       });
       dh_in_rows.copy_(d_reset_rows);
       back_rz.run(dh_in_rows, d_raw[t].narrow(0, begin, rows).narrow(1, 0, 2 * hidden), true);
