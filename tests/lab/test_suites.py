@@ -90,12 +90,15 @@ def test_a_miss_no_longer_falling_names_the_best_epoch():
 
 def test_the_closing_note_lists_each_missed_row_with_its_diagnosis():
     rows = [{"title": "Copy memory", "length": 1000, "model": "lstm", "verdict": "misses", "criterion": "bound b",
-             "reason": "bound b. Reached 0.0205, the trivial baseline"},
+             "reason": "bound b. Reached 0.0205, the trivial baseline", "diagnosis": "Reached 0.0205, the trivial baseline"},
             {"title": "Adding problem", "length": 600, "model": "tcn", "verdict": "meets", "criterion": "c",
-             "reason": "c"}]
+             "reason": "c", "diagnosis": None}]
     note = suites.closing_note({"rows": rows})
     assert note == "Rows that miss their bound: Copy memory T=1000, lstm: Reached 0.0205, the trivial baseline."
     assert suites.closing_note({"rows": rows[1:]}) == ""
+    # a results file written before the diagnosis field: the whole reason
+    old_row = {key: value for key, value in rows[0].items() if key != "diagnosis"}
+    assert suites.closing_note({"rows": [old_row]}).endswith("lstm: bound b. Reached 0.0205, the trivial baseline.")
 
 
 @pytest.mark.skipif(not JSB.is_file(), reason=f"the JSB Chorales file is not at {JSB}")

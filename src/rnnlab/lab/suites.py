@@ -496,10 +496,12 @@ def _row(suite_experiment: SuiteExperiment, experiment: Any, results: dict[str, 
         verdict = "meets" if ours <= bound else "misses"
         reason = sentence
     steps_per_epoch = _steps_per_epoch(experiment, cells)
+    diagnosis = None
     if verdict == "misses":
         curve = _validation_curve(cells[0], metric)
         steps = None if steps_per_epoch is None else int(round(_mean([c["epochs"] for c in cells]) * steps_per_epoch))
-        reason = f"{sentence}. {diagnose_miss(ours, bound, baseline, curve, steps, steps_per_epoch)}"
+        diagnosis = diagnose_miss(ours, bound, baseline, curve, steps, steps_per_epoch)
+        reason = f"{sentence}. {diagnosis}"
     return {
         "experiment": suite_experiment.name, "task": suite_experiment.task, "title": suite_experiment.title,
         "model": model, "length": experiment.lengths[0], "paper_row": paper_key, "paper": paper,
@@ -511,7 +513,7 @@ def _row(suite_experiment: SuiteExperiment, experiment: Any, results: dict[str, 
         "steps": None if steps_per_epoch is None or not cells else int(round(
             _mean([cell["epochs"] for cell in cells]) * steps_per_epoch)),
         "stopped": sorted({str(cell.get("stopped")) for cell in cells}),
-        "bound": bound, "criterion": sentence, "verdict": verdict, "reason": reason,
+        "bound": bound, "criterion": sentence, "verdict": verdict, "reason": reason, "diagnosis": diagnosis,
         "training": _training_choices(cells[0]) if cells else None,
     }
 
@@ -740,15 +742,9 @@ def closing_note(results: dict[str, Any]) -> str:
     for row in results["rows"]:
         if row["verdict"] == "misses":
             length = "" if row["length"] is None else f" T={row['length']}"
-            sentences.append(f"{row['title']}{length}, {row['model']}: {_diagnosis(row)}.")
+            # a results file from before the diagnosis field has only the whole reason
+            sentences.append(f"{row['title']}{length}, {row['model']}: {row.get('diagnosis') or row['reason']}.")
     return ("Rows that miss their bound: " + " ".join(sentences)) if sentences else ""
-
-
-def _diagnosis(row: dict[str, Any]) -> str:
-    """The part of a missed row's reason after its criterion (what ``diagnose_miss`` wrote)."""
-    criterion_text = row.get("criterion") or ""
-    reason = row.get("reason") or ""
-    return reason[len(criterion_text) + 2:] if criterion_text and reason.startswith(criterion_text + ". ") else reason
 
 
 _VERDICT_STYLE = {"meets": "holds", "misses": "fails"}
