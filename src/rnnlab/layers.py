@@ -296,7 +296,7 @@ class _RecurrentLayer:
         if self.gradient_checkpointing and torch.is_grad_enabled():
             return False
         data = batch.packed.data if batch.packed is not None else batch.padded
-        return kernel_applies(self, batch.batch_size, data.dtype, data.device)
+        return kernel_applies(self, data.dtype, data.device)
 
     def _runs_fused(self) -> bool:
         if _FORCE_REFERENCE.get() or self._gate_recorder is not None:

@@ -10,10 +10,8 @@ What runs where, chosen by measurement (``bench/kernels.py``; the README has the
 * ``GRU`` (both conventions), ``RNN``, and every variant torch.nn lacks (layer norm, recurrent
   dropout, Cho's GRU) run the kernel: torch.nn's GRU and RNN step through a dozen ATen operations
   per time step with autograd recording each one, and the variants would otherwise run a Python
-  loop. A plain ``RNN`` with a large per-step matmul (batch × hidden above
-  ``RNN_FUSED_ABOVE``) stays on torch.nn's kernel, which is as fast there, and so does a plain
-  ``GRU`` above ``GRU_FUSED_ABOVE``: there the per-step GEMM is large enough that MKL splitting it
-  over the threads beats the kernel's one row block per thread.
+  loop. At every size measured the kernel is as fast as torch.nn's GRU or faster (at batch 256,
+  hidden 512, where the per-step GEMM dominates both, 0.96× its CPU time; the RNN 0.86×).
 * A plain ``LSTM`` stays on torch.nn's kernel (oneDNN's LSTM on the CPU, as fast as ours).
 * Zoneout, ``proj_size``, gate recording, autocast, tensors off the CPU, and tracing (ONNX export,
   TorchScript, torch.compile) keep their old paths.
@@ -30,17 +28,8 @@ import torch
 from rnnlab.kernels import build
 from rnnlab.kernels.functions import fuses_input_norm, run_min_rnn, run_min_rnn_layer, run_recurrence
 
-__all__ = ["GRU_FUSED_ABOVE", "RNN_FUSED_ABOVE", "fuses_input_norm", "kernel_applies", "kernel_paths", "min_rnn_kernel_applies",
+__all__ = ["fuses_input_norm", "kernel_applies", "kernel_paths", "min_rnn_kernel_applies",
            "run_min_rnn", "run_min_rnn_layer", "run_recurrence", "status"]
-
-# batch × hidden above which torch.nn's fused RNN is as fast as the kernel (the per-step matmul
-# then dominates both); measured by bench/kernels.py at (256, 100, 64, 512).
-RNN_FUSED_ABOVE = 32 * 512
-# The same for a plain GRU (torch's convention, no layer norm or recurrent dropout), measured
-# forward + backward against torch.nn.GRU: at batch × hidden = 4096 the kernel takes 0.38× its time
-# (two threads, quiet machine), at 128 × 256 0.96× (one thread, loaded machine), at 256 × 512 1.03×
-# (one thread) and 1.10× (two threads, quiet machine).
-GRU_FUSED_ABOVE = 64 * 1024
 
 
 def _tracing() -> bool:
@@ -54,7 +43,7 @@ def status() -> str:
     return build.status()
 
 
-def kernel_applies(layer, batch_size: int, dtype: torch.dtype, device: torch.device) -> bool:
+def kernel_applies(layer, dtype: torch.dtype, device: torch.device) -> bool:
     """Whether ``layer`` (an rnnlab RNN/LSTM/GRU) should run this call on the compiled kernel.
 
     Cheap checks first, so a configuration the kernels never serve never triggers the build.
@@ -65,13 +54,8 @@ def kernel_applies(layer, batch_size: int, dtype: torch.dtype, device: torch.dev
         return False
     needs_loop = (layer.layer_norm or layer.convention == "cho"
                   or (layer.training and layer.recurrent_dropout > 0))
-    if not needs_loop:  # torch.nn's fused kernel is the alternative: take ours only where faster
-        if layer.cell_kind == "lstm":
-            return False
-        if layer.cell_kind == "rnn" and batch_size * layer.hidden_size > RNN_FUSED_ABOVE:
-            return False
-        if layer.cell_kind == "gru" and batch_size * layer.hidden_size > GRU_FUSED_ABOVE:
-            return False
+    if not needs_loop and layer.cell_kind == "lstm":  # oneDNN's fused LSTM is as fast as ours
+        return False
     return build.load() is not None
 
 
@@ -93,8 +77,8 @@ def kernel_paths() -> dict[str, str]:
         return {"kernels": state}
     # the keys of rnnlab.layers.KERNEL_PATHS, whose entries these replace
     return {
-        "gru": f"{ours}; torch.nn fused when batch × hidden > {GRU_FUSED_ABOVE}",
-        "rnn": f"{ours}; torch.nn fused when batch × hidden > {RNN_FUSED_ABOVE}",
+        "gru": ours,
+        "rnn": ours,
         "lstm": "torch.nn fused (_VF.lstm, oneDNN)",
         "+layer_norm/zoneout/recurrent_dropout": f"{ours}; with zoneout, rnnlab loop over cells",
         "gru convention='cho'": ours,

@@ -7,8 +7,7 @@
 //     Python, under autograd), so the loop does one small GEMM per step, h_{t-1} W_hh^T, and a
 //     single fused pass over the gates instead of a dozen separate tensor operations;
 //   * each thread carries its own block of batch rows through the whole sequence (rows never
-//     interact), so the threads never wait for each other between steps; when W_hh outgrows a
-//     core's L2 cache, each step's GEMM is split over the threads instead (RowSchedule);
+//     interact), so the threads never wait for each other between steps;
 //   * backward is back-propagation through time written out: the gates saved by the forward pass
 //     give each step's gradients in one fused pass, the recurrent gradient dh_{t-1} = dpre_t W_hh
 //     is one small GEMM per step, and the weight gradient dW_hh = Σ_t dpre_t^T h_{t-1} is a single
@@ -219,63 +218,6 @@ void for_each_row_block(std::int64_t rows, const F& body) {
     body(begin, end);
   });
 }
-
-// How the rows of a batch go through the steps of a cell's loop: body(begin, end) is the loop over
-// time for rows [begin, end), and inside it rows(begin, end, row) the loop over those rows.
-//   * per-thread blocks (the default): for_each_row_block, each thread its own rows, its own small
-//     GEMM per step, no synchronisation between steps;
-//   * shared steps, when W_hh is larger than a core's L2 cache (about 512 KB on the CPUs measured):
-//     then each thread's own GEMM would stream all of W_hh from the shared cache at every step for
-//     only its few rows. Instead body runs once on the calling thread over all rows; each step's
-//     GEMM is one call that MKL splits over the threads (each reads its part of W_hh) and the row
-//     loop after it is split over the threads. Measured by bench/kernels.py (README "Performance").
-std::int64_t shared_schedule_above_bytes = 512 * 1024;  // set_shared_schedule_above() changes it (tests)
-
-class RowSchedule {
- public:
-  RowSchedule(std::int64_t rows, const Tensor& w_hh)
-      : rows_(rows),
-        shared_(at::get_num_threads() > 1 && rows > 1 &&
-                w_hh.numel() * static_cast<std::int64_t>(w_hh.element_size()) > shared_schedule_above_bytes) {}
-
-  template <typename Body>
-  void run(const Body& body) const {
-    if (!shared_) {
-      for_each_row_block(rows_, body);
-      return;
-    }
-    const c10::NoGradGuard no_grad;  // the steps' GEMMs write into out= tensors
-    body(std::int64_t{0}, rows_);
-  }
-
-  template <typename Row>
-  void rows(std::int64_t begin, std::int64_t end, const Row& row) const {
-    if (!shared_) {
-      for (std::int64_t b = begin; b < end; ++b) row(b);
-      return;
-    }
-    at::parallel_for(begin, end, 1, [&](std::int64_t first, std::int64_t last) {
-      for (std::int64_t b = first; b < last; ++b) row(b);
-    });
-  }
-
- private:
-  std::int64_t rows_;
-  bool shared_;
-};
-
-// Scratch of `width` values for each thread: a row loop of either schedule takes its thread's.
-template <typename T>
-class ThreadScratch {
- public:
-  explicit ThreadScratch(std::int64_t width)
-      : width_(width), data_(static_cast<std::size_t>(width * at::get_num_threads())) {}
-  T* get() { return data_.data() + at::get_thread_num() * width_; }
-
- private:
-  std::int64_t width_;
-  std::vector<T> data_;
-};
 
 // out = in W^T, the per-step product with a weight W [N, K] (w_t is W.t()). One or two rows (the
 // streaming case) take a dot product per weight row: a GEMM call's fixed cost would dominate.
@@ -509,8 +451,7 @@ std::vector<Tensor> rnn_forward_impl(const Tensor& x_proj, const Tensor& h0, con
   T* const hh_data = data_or_null<T>(hh);
   T* const hh_hat_data = data_or_null<T>(hh_hat);
   T* const hh_rstd_data = data_or_null<T>(hh_rstd);
-  const RowSchedule schedule(batch, w_hh);
-  schedule.run([&](std::int64_t begin, std::int64_t end) {
+  for_each_row_block(batch, [&](std::int64_t begin, std::int64_t end) {
     const std::int64_t rows = end - begin;
     Tensor h_rows = h.narrow(0, begin, rows), hh_rows = hh.narrow(0, begin, rows);
     Tensor masked_rows = masked.defined() ? masked.narrow(0, begin, rows) : masked;
@@ -521,7 +462,7 @@ std::vector<Tensor> rnn_forward_impl(const Tensor& x_proj, const Tensor& h0, con
       const T* x_t = x_proj_data + t * batch * hidden;
       T* out_t = output_data + t * batch * hidden;
       const std::int64_t slot = save ? t : 0;
-      schedule.rows(begin, end, [&](std::int64_t b) {
+      for (std::int64_t b = begin; b < end; ++b) [&] {
         T* out_row = out_t + b * hidden;
         if (!valid.valid(b, t)) {
           for (std::int64_t j = 0; j < hidden; ++j) out_row[j] = 0;
@@ -542,7 +483,7 @@ std::vector<Tensor> rnn_forward_impl(const Tensor& x_proj, const Tensor& h0, con
           out_row[j] = h_t;
           h_row[j] = h_t;
         }
-      });
+      }();
     }
   });
   return {output, h, hh_hat, hh_rstd};
@@ -571,15 +512,14 @@ std::vector<Tensor> rnn_backward_impl(const Tensor& grad_output, const Tensor& g
   T* const output_data = data_or_null<T>(output);
   T* const hh_hat_data = data_or_null<T>(hh_hat);
   T* const hh_rstd_data = data_or_null<T>(hh_rstd);
-  const RowSchedule schedule(batch, w_hh);
-  schedule.run([&](std::int64_t begin, std::int64_t end) {
+  for_each_row_block(batch, [&](std::int64_t begin, std::int64_t end) {
     const std::int64_t rows = end - begin;
     Tensor dh_in_rows = dh_in.narrow(0, begin, rows), dh_next_rows = dh_next.narrow(0, begin, rows);
     const T* mask_rows = mask_data == nullptr ? nullptr : mask_data + begin * hidden;
     const StepProduct<T> recurrent_back(w_hh, rows, false, steps);
     for (std::int64_t t = steps - 1; t >= 0; --t) {
       const std::int64_t offset = t * batch * hidden;
-      schedule.rows(begin, end, [&](std::int64_t b) {
+      for (std::int64_t b = begin; b < end; ++b) [&] {
         const std::int64_t row = offset + b * hidden;
         T* d_pre_row = d_pre_data + row;
         T* d_raw_row = d_raw_data + row;
@@ -599,7 +539,7 @@ std::vector<Tensor> rnn_backward_impl(const Tensor& grad_output, const Tensor& g
         if (layer_norm)
           normalise_row_backward(d_pre_row, gain, hh_hat_data + row, hh_rstd_data[t * batch + b],
                                  d_raw_row, hidden);
-      });
+      }();
       recurrent_back.run(dh_in_rows, d_raw[t].narrow(0, begin, rows));
       add_masked<T>(dh_next_rows, dh_in_rows, mask_rows);
     }
@@ -653,8 +593,6 @@ std::vector<Tensor> lstm_forward_impl(const Tensor& x_proj, const Tensor& h0, co
   const T* cell_bias = ptr_or_null<T>(ln_cell_b);
   const T* mask_data = ptr_or_null<T>(mask);
   const Lengths valid = read_lengths(lengths);
-  ThreadScratch<T> x_normalised(input_norm ? gates : 0);  // LN(W_ih x_t) γ_ih + b_ih of one row
-  ThreadScratch<T> tanh_scratch(hidden);  // LN(c_t) γ_c + β_c, then its tanh (recomputed in backward)
   T* const output_data = data_or_null<T>(output);
   T* const x_proj_data = data_or_null<T>(x_proj);
   T* const hh_data = data_or_null<T>(hh);
@@ -668,9 +606,10 @@ std::vector<Tensor> lstm_forward_impl(const Tensor& x_proj, const Tensor& h0, co
   T* const c_data = data_or_null<T>(c);
   T* const c_rstd_data = data_or_null<T>(c_rstd);
   T* const c_mean_data = data_or_null<T>(c_mean);
-  const RowSchedule schedule(batch, w_hh);
-  schedule.run([&](std::int64_t begin, std::int64_t end) {
+  for_each_row_block(batch, [&](std::int64_t begin, std::int64_t end) {
     const std::int64_t rows = end - begin;
+    std::vector<T> x_normalised(input_norm ? gates : 0);  // LN(W_ih x_t) γ_ih + b_ih of one row
+    std::vector<T> tanh_scratch(hidden);  // LN(c_t) γ_c + β_c, then its tanh (recomputed in backward)
     Tensor h_rows = h.narrow(0, begin, rows), hh_rows = hh.narrow(0, begin, rows);
     Tensor masked_rows = masked.defined() ? masked.narrow(0, begin, rows) : masked;
     const T* mask_rows = mask_data == nullptr ? nullptr : mask_data + begin * hidden;
@@ -678,7 +617,7 @@ std::vector<Tensor> lstm_forward_impl(const Tensor& x_proj, const Tensor& h0, co
     for (std::int64_t t = 0; t < steps; ++t) {
       recurrent.run(hh_rows, masked_input<T>(h_rows, mask_rows, masked_rows));
       const std::int64_t slot = save ? t : 0;
-      schedule.rows(begin, end, [&](std::int64_t b) {
+      for (std::int64_t b = begin; b < end; ++b) [&] {
         T* out_row = output_data + (t * batch + b) * hidden;
         if (!valid.valid(b, t)) {
           for (std::int64_t j = 0; j < hidden; ++j) out_row[j] = 0;
@@ -692,7 +631,7 @@ std::vector<Tensor> lstm_forward_impl(const Tensor& x_proj, const Tensor& h0, co
               normalise_affine_row<true, false>(hh_row, hat, gain, nullptr, hh_row, gates);
         }
         if (input_norm) {
-          T* normalised = x_normalised.get();
+          T* normalised = x_normalised.data();
           T* mean = x_mean_data + slot * batch + b;
           x_rstd_data[slot * batch + b] =
               input_bias == nullptr
@@ -702,7 +641,7 @@ std::vector<Tensor> lstm_forward_impl(const Tensor& x_proj, const Tensor& h0, co
         }
         T* gate_row = saved_gates_data + (slot * batch + b) * gates;
         T* cell_row = cells_data + (slot * batch + b) * hidden;
-        T* tanh_row = tanh_scratch.get();
+        T* tanh_row = tanh_scratch.data();
         T* h_row = h_data + b * hidden;
         T* c_row = c_data + b * hidden;
 #pragma omp simd
@@ -735,7 +674,7 @@ std::vector<Tensor> lstm_forward_impl(const Tensor& x_proj, const Tensor& h0, co
           out_row[j] = h_t;
           h_row[j] = h_t;
         }
-      });
+      }();
     }
   });
   return {output, h, c, saved_gates, cells, hh_hat, hh_rstd, c_mean, c_rstd, x_mean, x_rstd};
@@ -779,8 +718,6 @@ std::vector<Tensor> lstm_backward_impl(const Tensor& grad_output, const Tensor& 
   const T* input_gain = ptr_or_null<T>(ln_ih);
   const T* mask_data = ptr_or_null<T>(mask);
   const Lengths valid = read_lengths(lengths);
-  ThreadScratch<T> x_hat_row(input_norm ? gates : 0), c_hat_row(cell_norm ? hidden : 0);  // recomputed LN(·) of one row
-  ThreadScratch<T> d_pre_scratch(d_pre_whole ? 0 : gates), tanh_scratch(hidden);
   T* const d_pre_data = data_or_null<T>(d_pre);
   T* const d_raw_data = data_or_null<T>(d_raw);
   T* const d_x_data = data_or_null<T>(d_x);
@@ -798,16 +735,17 @@ std::vector<Tensor> lstm_backward_impl(const Tensor& grad_output, const Tensor& 
   T* const x_proj_data = data_or_null<T>(x_proj);
   T* const x_mean_data = data_or_null<T>(x_mean);
   T* const x_rstd_data = data_or_null<T>(x_rstd);
-  const RowSchedule schedule(batch, w_hh);
-  schedule.run([&](std::int64_t begin, std::int64_t end) {
+  for_each_row_block(batch, [&](std::int64_t begin, std::int64_t end) {
     const std::int64_t rows = end - begin;
+    std::vector<T> x_hat_row(input_norm ? gates : 0), c_hat_row(cell_norm ? hidden : 0);  // recomputed LN(·) of one row
+    std::vector<T> d_pre_scratch(d_pre_whole ? 0 : gates), tanh_scratch(hidden);
     Tensor dh_in_rows = dh_in.narrow(0, begin, rows), dh_next_rows = dh_next.narrow(0, begin, rows);
     const T* mask_rows = mask_data == nullptr ? nullptr : mask_data + begin * hidden;
     const StepProduct<T> recurrent_back(w_hh, rows, false, steps);
     for (std::int64_t t = steps - 1; t >= 0; --t) {
-      schedule.rows(begin, end, [&](std::int64_t b) {
+      for (std::int64_t b = begin; b < end; ++b) [&] {
         const std::int64_t gate_offset = (t * batch + b) * gates, state_offset = (t * batch + b) * hidden;
-        T* d_pre_row = d_pre_whole ? d_pre_data + gate_offset : d_pre_scratch.get();
+        T* d_pre_row = d_pre_whole ? d_pre_data + gate_offset : d_pre_scratch.data();
         T* d_raw_row = d_raw_data + gate_offset;
         T* d_x_row = d_x_data + gate_offset;
         if (!valid.valid(b, t)) {
@@ -818,9 +756,9 @@ std::vector<Tensor> lstm_backward_impl(const Tensor& grad_output, const Tensor& 
         const T* gate_row = saved_gates_data + gate_offset;
         // tanh of what the forward step showed it, LN(c_t) γ_c + β_c or c_t: recomputed, one tanh per
         // element, rather than saved (H more per step and row through memory)
-        T* tanh_row = tanh_scratch.get();
+        T* tanh_row = tanh_scratch.data();
         if (cell_norm) {
-          T* hat = c_hat_row.get();
+          T* hat = c_hat_row.data();
           centre_row(cells_data + state_offset, c_mean_data[t * batch + b],
                      c_rstd_data[t * batch + b], hat, hidden);
 #pragma omp simd
@@ -846,7 +784,7 @@ std::vector<Tensor> lstm_backward_impl(const Tensor& grad_output, const Tensor& 
           dh_row[j] = 0;  // refilled below by the GEMM: the LSTM's h_{t-1} acts only through W_hh
         }
         if (cell_norm) {
-          const T* hat = c_hat_row.get();  // recomputed above
+          const T* hat = c_hat_row.data();  // recomputed above
           T* ds_in = d_shown_in_data + b * hidden;
           normalise_row_backward<true, true>(ds, cell_gain, hat, c_rstd_data[t * batch + b], ds_in, hidden,
                                              sum_cell_w.data() + thread * hidden, sum_cell_b.data() + thread * hidden);
@@ -873,13 +811,13 @@ std::vector<Tensor> lstm_backward_impl(const Tensor& grad_output, const Tensor& 
           }
         }
         if (input_norm) {
-          T* hat = x_hat_row.get();
+          T* hat = x_hat_row.data();
           centre_row(x_proj_data + gate_offset, x_mean_data[t * batch + b],
                      x_rstd_data[t * batch + b], hat, gates);
           normalise_row_backward<true, false>(d_pre_row, input_gain, hat, x_rstd_data[t * batch + b], d_x_row,
                                               gates, sum_input_gain.data() + thread * gates);
         }
-      });
+      }();
       recurrent_back.run(dh_in_rows, d_raw[t].narrow(0, begin, rows));
       add_masked<T>(dh_next_rows, dh_in_rows, mask_rows);
     }
@@ -929,8 +867,7 @@ std::vector<Tensor> gru_forward_impl(const Tensor& x_proj, const Tensor& h0, con
   T* const hh_rstd_data = data_or_null<T>(hh_rstd);
   T* const saved_gates_data = data_or_null<T>(saved_gates);
   T* const h_data = data_or_null<T>(h);
-  const RowSchedule schedule(batch, w_hh);
-  schedule.run([&](std::int64_t begin, std::int64_t end) {
+  for_each_row_block(batch, [&](std::int64_t begin, std::int64_t end) {
     const std::int64_t rows = end - begin;
     Tensor h_rows = h.narrow(0, begin, rows), hh_rows = hh.narrow(0, begin, rows);
     Tensor masked_rows = masked.defined() ? masked.narrow(0, begin, rows) : masked;
@@ -939,7 +876,7 @@ std::vector<Tensor> gru_forward_impl(const Tensor& x_proj, const Tensor& h0, con
     for (std::int64_t t = 0; t < steps; ++t) {
       recurrent.run(hh_rows, masked_input<T>(h_rows, mask_rows, masked_rows));
       const std::int64_t slot = save ? t : 0;
-      schedule.rows(begin, end, [&](std::int64_t b) {
+      for (std::int64_t b = begin; b < end; ++b) [&] {
         T* out_row = output_data + (t * batch + b) * hidden;
         if (!valid.valid(b, t)) {
           for (std::int64_t j = 0; j < hidden; ++j) out_row[j] = 0;
@@ -968,7 +905,7 @@ std::vector<Tensor> gru_forward_impl(const Tensor& x_proj, const Tensor& h0, con
           out_row[j] = h_t;
           h_row[j] = h_t;
         }
-      });
+      }();
     }
   });
   return {output, h, saved_gates, hh_hat, hh_rstd};
@@ -1000,14 +937,13 @@ std::vector<Tensor> gru_backward_impl(const Tensor& grad_output, const Tensor& g
   T* const dh_next_data = data_or_null<T>(dh_next);
   T* const hh_hat_data = data_or_null<T>(hh_hat);
   T* const hh_rstd_data = data_or_null<T>(hh_rstd);
-  const RowSchedule schedule(batch, w_hh);
-  schedule.run([&](std::int64_t begin, std::int64_t end) {
+  for_each_row_block(batch, [&](std::int64_t begin, std::int64_t end) {
     const std::int64_t rows = end - begin;
     Tensor dh_in_rows = dh_in.narrow(0, begin, rows), dh_next_rows = dh_next.narrow(0, begin, rows);
     const T* mask_rows = mask_data == nullptr ? nullptr : mask_data + begin * hidden;
     const StepProduct<T> recurrent_back(w_hh, rows, false, steps);
     for (std::int64_t t = steps - 1; t >= 0; --t) {
-      schedule.rows(begin, end, [&](std::int64_t b) {
+      for (std::int64_t b = begin; b < end; ++b) [&] {
         const std::int64_t gate_offset = (t * batch + b) * gates, state_offset = (t * batch + b) * hidden;
         T* d_x_row = d_x_data + gate_offset;
         T* d_hh_row = d_hh_data + gate_offset;
@@ -1037,7 +973,7 @@ std::vector<Tensor> gru_backward_impl(const Tensor& grad_output, const Tensor& g
         if (layer_norm)
           normalise_row_backward(d_hh_row, gain, hh_hat_data + gate_offset, hh_rstd_data[t * batch + b],
                                  d_raw_row, gates);
-      });
+      }();
       recurrent_back.run(dh_in_rows, d_raw[t].narrow(0, begin, rows));
       add_masked<T>(dh_next_rows, dh_in_rows, mask_rows);
     }
@@ -1083,8 +1019,7 @@ std::vector<Tensor> gru_cho_forward_impl(const Tensor& x_proj, const Tensor& h0,
   T* const output_data = data_or_null<T>(output);
   T* const hh_n_data = data_or_null<T>(hh_n);
   T* const h_data = data_or_null<T>(h);
-  const RowSchedule schedule(batch, w_hh);
-  schedule.run([&](std::int64_t begin, std::int64_t end) {
+  for_each_row_block(batch, [&](std::int64_t begin, std::int64_t end) {
     const std::int64_t rows = end - begin;
     Tensor h_rows = h.narrow(0, begin, rows), hh_rz_rows = hh_rz.narrow(0, begin, rows);
     Tensor hh_n_rows = hh_n.narrow(0, begin, rows), reset_rows = reset_input.narrow(0, begin, rows);
@@ -1097,7 +1032,7 @@ std::vector<Tensor> gru_cho_forward_impl(const Tensor& x_proj, const Tensor& h0,
       const T* h_in_data = h_in.data_ptr<T>() - begin * hidden;  // indexed by the global row b
       product_rz.run(hh_rz_rows, h_in);
       const std::int64_t slot = save ? t : 0;
-      schedule.rows(begin, end, [&](std::int64_t b) {
+      for (std::int64_t b = begin; b < end; ++b) [&] {
         T* reset_row = reset_input_data + b * hidden;
         if (!valid.valid(b, t)) {
           for (std::int64_t j = 0; j < hidden; ++j) reset_row[j] = 0;
@@ -1120,9 +1055,9 @@ std::vector<Tensor> gru_cho_forward_impl(const Tensor& x_proj, const Tensor& h0,
           gate_row[hidden + j] = z_t;
           reset_row[j] = r_t * h_in_row[j];
         }
-      });
+      }();
       product_n.run(hh_n_rows, reset_rows);
-      schedule.rows(begin, end, [&](std::int64_t b) {
+      for (std::int64_t b = begin; b < end; ++b) [&] {
         T* out_row = output_data + (t * batch + b) * hidden;
         if (!valid.valid(b, t)) {
           for (std::int64_t j = 0; j < hidden; ++j) out_row[j] = 0;
@@ -1146,7 +1081,7 @@ std::vector<Tensor> gru_cho_forward_impl(const Tensor& x_proj, const Tensor& h0,
           out_row[j] = h_t;
           h_row[j] = h_t;
         }
-      });
+      }();
     }
   });
   return {output, h, saved_gates, hh_hat, hh_rstd};
@@ -1182,15 +1117,14 @@ std::vector<Tensor> gru_cho_backward_impl(const Tensor& grad_output, const Tenso
   T* const hh_rstd_data = data_or_null<T>(hh_rstd);
   T* const inputs_data = data_or_null<T>(inputs);
   T* const d_reset_input_data = data_or_null<T>(d_reset_input);
-  const RowSchedule schedule(batch, w_hh);
-  schedule.run([&](std::int64_t begin, std::int64_t end) {
+  for_each_row_block(batch, [&](std::int64_t begin, std::int64_t end) {
     const std::int64_t rows = end - begin;
     Tensor dh_in_rows = dh_in.narrow(0, begin, rows), dh_next_rows = dh_next.narrow(0, begin, rows);
     const T* mask_rows = mask_data == nullptr ? nullptr : mask_data + begin * hidden;
     Tensor d_reset_rows = d_reset_input.narrow(0, begin, rows);
     const StepProduct<T> back_rz(w_rz, rows, false, steps), back_n(w_n, rows, false, steps);
     for (std::int64_t t = steps - 1; t >= 0; --t) {
-      schedule.rows(begin, end, [&](std::int64_t b) {
+      for (std::int64_t b = begin; b < end; ++b) [&] {
         const std::int64_t gate_offset = (t * batch + b) * gates, state_offset = (t * batch + b) * hidden;
         T* d_pre_row = d_pre_data + gate_offset;
         T* d_raw_row = d_raw_data + gate_offset;
@@ -1213,11 +1147,11 @@ std::vector<Tensor> gru_cho_backward_impl(const Tensor& grad_output, const Tenso
         if (layer_norm)
           normalise_row_backward(d_pre_row + 2 * hidden, gain + 2 * hidden, hh_hat_data + gate_offset + 2 * hidden,
                                  hh_rstd_data[(t * batch + b) * 2 + 1], d_raw_row + 2 * hidden, hidden);
-      });
+      }();
       // d(r ⊙ h_in) = d(hh_n raw) W_n
       back_n.run(d_reset_rows, d_raw[t].narrow(0, begin, rows).narrow(1, 2 * hidden, hidden));
       const T* h_in_t = inputs_data + t * batch * hidden;
-      schedule.rows(begin, end, [&](std::int64_t b) {
+      for (std::int64_t b = begin; b < end; ++b) [&] {
         const std::int64_t gate_offset = (t * batch + b) * gates;
         T* d_reset_row = d_reset_input_data + b * hidden;
         if (!valid.valid(b, t)) return;  // rows of d_raw are zero there, so d(r ⊙ h_in) is too
@@ -1233,7 +1167,7 @@ std::vector<Tensor> gru_cho_backward_impl(const Tensor& grad_output, const Tenso
         if (layer_norm)
           normalise_row_backward(d_pre_row, gain, hh_hat_data + gate_offset,
                                  hh_rstd_data[(t * batch + b) * 2], d_raw_data + gate_offset, 2 * hidden);
-      });
+      }();
       dh_in_rows.copy_(d_reset_rows);
       back_rz.run(dh_in_rows, d_raw[t].narrow(0, begin, rows).narrow(1, 0, 2 * hidden), true);
       add_masked<T>(dh_next_rows, dh_in_rows, mask_rows);
@@ -2218,9 +2152,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {
   module.def("gru_backward", &gru_backward);
   module.def("min_rnn_forward", &min_rnn_forward);
   // W_hh size (bytes) above which the cells run the shared-steps schedule; returns the previous value
-  module.def("set_shared_schedule_above", [](std::int64_t bytes) {
-    return std::exchange(shared_schedule_above_bytes, bytes);
-  });
   module.def("min_rnn_backward", &min_rnn_backward);
   module.def("min_rnn_layer_forward", &min_rnn_layer_forward);
   module.def("min_rnn_layer_backward", &min_rnn_layer_backward);
