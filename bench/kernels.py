@@ -89,9 +89,8 @@ def gemm_gflop(size: tuple[int, int, int, int], gates: int) -> float:
     return 2 * (3 * rows * input_size * width + 3 * rows * hidden * width) / 1e9
 
 
-def best_gemm_rate(repeats: int = 5) -> float:
-    """GFLOP per CPU-second of the friendliest product for MKL, a 2048³ sgemm (median of ``repeats``):
-    an upper bound on the rate of the smaller per-step products the cells need."""
+def square_gemm_rate(repeats: int = 5) -> float:
+    """GFLOP per CPU-second of the friendliest product for MKL, a 2048³ sgemm (the best of ``repeats``)."""
     a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
     out = torch.mm(a, b)
     seconds = []
@@ -99,12 +98,13 @@ def best_gemm_rate(repeats: int = 5) -> float:
         cpu = time.process_time()
         torch.mm(a, b, out=out)
         seconds.append(time.process_time() - cpu)
-    return 2 * 2048**3 / statistics.median(seconds) / 1e9
+    return 2 * 2048**3 / min(seconds) / 1e9
 
 
 # Targets whose reference is fast enough that the products alone may not fit in the time they allow:
 # (cell, gates, ours, reference, bound). "GFLOP/s needed" is the products' GFLOP over bound × the
-# reference's CPU time; above the best sgemm rate, no implementation of those products meets it.
+# reference's CPU time; above the best product rate measured in the run (the 2048³ sgemm or the
+# "GEMMs alone" of any size), no implementation doing those products through MKL meets it.
 GEMM_BOUND_TARGETS = [
     ("GRU", 3, "rnnlab.GRU", "torch.nn.GRU", 0.6),
     ("RNN", 1, "rnnlab.RNN", "torch.nn.RNN", 0.7),
@@ -234,7 +234,7 @@ def main() -> None:
             medians[size] = time_size(size, args.quick, progress, task)
         progress.add_task("streaming step", total=None)
         streaming = streaming_rows(args.quick)
-        gemm_rate = best_gemm_rate()
+        gemm_rate = square_gemm_rate()
 
     with open("/proc/loadavg") as loadavg:
         load = " ".join(loadavg.read().split()[:3])
@@ -275,9 +275,13 @@ def main() -> None:
                      for name in (f"{cell} GEMMs alone (MKL)", f"torch.nn.{cell}", f"rnnlab.{cell}")}
             cells = " | ".join(f"{1e3 * t:.1f} | {gflop / t:.1f}" for t in times.values())
             console.print(f"| {cell} | {size} | {gflop:.1f} | {cells} |", highlight=False)
-    console.print(f"\nWhat each target asks of the products (this machine's best sgemm, 2048³: {gemm_rate:.1f} GFLOP "
-                  "per CPU-second; a target needing more cannot be met by any implementation of these products):\n",
-                  highlight=False)
+    alone_rates = [gemm_gflop(size, gates) / statistics.median(t[0] for t in medians[size][f"{cell} GEMMs alone (MKL)"])
+                   for cell, gates in (("GRU", 3), ("RNN", 1)) for size in sizes]
+    best_rate = max(gemm_rate, *alone_rates)
+    console.print(f"\nWhat each target asks of the products: the best product rate measured in this run is "
+                  f"{best_rate:.1f} GFLOP per CPU-second (2048³ sgemm {gemm_rate:.1f}; the \"GEMMs alone\" above up to "
+                  f"{max(alone_rates):.1f}); a target needing more cannot be met by an implementation doing these "
+                  "products through MKL:\n", highlight=False)
     console.print("| cell | (batch, length, input, hidden) | target | GFLOP | time allowed ms | GFLOP/s needed | "
                   "ours GFLOP/s | possible |", highlight=False)
     console.print("|---|---|---|---:|---:|---:|---:|---|", highlight=False)
@@ -288,7 +292,7 @@ def main() -> None:
             ours_time = statistics.median(t[0] for t in medians[size][ours])
             needed = gflop / allowed
             console.print(f"| {cell} | {size} | ≤ {bound}× {reference} | {gflop:.1f} | {1e3 * allowed:.1f} | "
-                          f"{needed:.1f} | {gflop / ours_time:.1f} | {'yes' if needed < gemm_rate else '**no**'} |",
+                          f"{needed:.1f} | {gflop / ours_time:.1f} | {'yes' if needed < best_rate else '**no**'} |",
                           highlight=False)
     console.print("\nOne streaming step, batch 1, input 32, hidden 128 (inference), median wall-clock time "
                   "(the verdict; the ratio of CPU times beside):\n", highlight=False)
