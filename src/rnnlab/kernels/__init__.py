@@ -10,8 +10,10 @@ What runs where, chosen by measurement (``bench/kernels.py``; the README has the
 * ``GRU`` (both conventions), ``RNN``, and every variant torch.nn lacks (layer norm, recurrent
   dropout, Cho's GRU) run the kernel: torch.nn's GRU and RNN step through a dozen ATen operations
   per time step with autograd recording each one, and the variants would otherwise run a Python
-  loop. At every size measured the kernel is as fast as torch.nn's GRU or faster (at batch 256,
-  hidden 512, where the per-step GEMM dominates both, 0.96× its CPU time; the RNN 0.86×).
+  loop. At batch 256, hidden 512, where the per-step GEMM dominates both, the kernel is within a
+  tenth of torch.nn's speed (0.96–1.07× its CPU time in three runs; the RNN 0.86–1.06×); below
+  that it is 2–3× faster; and it keeps its speed on a shared machine, where torch.nn's threads
+  wait for each other at every step.
 * A plain ``LSTM`` stays on torch.nn's kernel (oneDNN's LSTM on the CPU, as fast as ours).
 * Zoneout, ``proj_size``, gate recording, autocast, tensors off the CPU, and tracing (ONNX export,
   TorchScript, torch.compile) keep their old paths.
