@@ -51,3 +51,22 @@ def test_a_charlm_run_with_a_time_budget_checkpoints_its_cosine_schedule_and_fin
     assert result.summary["epochs"] == 2
     assert result.config.schedule == "cosine"
     assert (result.dir / "model.safetensors").exists()
+
+
+def test_the_charlm_lstm_takes_its_measured_settings_and_other_models_keep_the_tasks():
+    lstm = TrainConfig(task="charlm", model="lstm").resolved()
+    assert lstm.lr == 3e-3
+    assert lstm.model_options == {"embedding_dim": 64, "recurrent_dropout": 0.1}
+    assert lstm.dropout == 0.2 and lstm.hidden_size == 256 and lstm.schedule == "cosine"
+    gru = TrainConfig(task="charlm", model="gru").resolved()
+    assert gru.lr == 2e-3 and gru.model_options == {}
+    assert TrainConfig(task="forecast", model="lstm").resolved().model_options == {}
+
+
+def test_a_users_own_lr_and_model_options_win_over_the_charlm_lstm_defaults():
+    config = TrainConfig(task="charlm", model="lstm", lr=1e-3,
+                         model_options={"recurrent_dropout": 0.0, "zoneout": 0.1}).resolved()
+    assert config.lr == 1e-3
+    assert config.model_options == {"embedding_dim": 64, "recurrent_dropout": 0.0, "zoneout": 0.1}
+    # resolving the written-out config again (a resumed run) changes nothing
+    assert config.resolved() == config
