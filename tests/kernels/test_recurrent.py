@@ -16,7 +16,6 @@ from torch.nn.utils.rnn import pack_padded_sequence
 
 import rnnlab
 import rnnlab.layers
-from rnnlab import kernels
 from rnnlab.kernels import build
 from rnnlab.kernels.streaming import LayerStepper
 from rnnlab.layers import reference_path

@@ -96,17 +96,16 @@ struct Math<double> {
 };
 
 // ------------------------------------------------------------------------------ layer norm
-// One row: x_hat = (x − mean) / sqrt(var + eps) (biased variance, as F.layer_norm); returns rstd
-// (and the mean into *mean_out). The sums run in double: a nearly constant row has a tiny variance,
-// and its rounding error is divided by it.
-// x_hat = (x − mean) rstd: normalise_row's last pass, and backward's recomputation of it from the
-// saved mean and rstd (the same expression, so the same bits).
+// x_hat = (x − mean) rstd: the last pass of normalise_row (normalise_affine_row computes the same
+// expression), and backward's recomputation of it from the saved mean and rstd (the same bits).
 template <typename T>
 inline void centre_row(const T* x, T mean, T rstd, T* x_hat, std::int64_t n) {
 #pragma omp simd
   for (std::int64_t j = 0; j < n; ++j) x_hat[j] = (x[j] - mean) * rstd;
 }
 
+// One row's mean and rstd = 1 / sqrt(var + eps) (biased variance, as F.layer_norm). The sums run in
+// double: a nearly constant row has a tiny variance, and its rounding error is divided by it.
 template <typename T>
 inline std::pair<T, T> row_moments(const T* x, std::int64_t n) {
   double sum = 0;
