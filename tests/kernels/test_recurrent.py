@@ -7,6 +7,7 @@ states and every gradient must agree: to 1e-5 in float32, and through ``gradchec
 
 from __future__ import annotations
 
+import copy as copy_module
 import subprocess
 import sys
 
@@ -98,13 +99,34 @@ def spy_on_kernel(monkeypatch) -> list[str]:
     return calls
 
 
+def run_nudged(layer, x, form, hx, generator):
+    """``run`` with every float32 element of the weights, ``x`` and ``hx`` moved one unit in the last
+    place, up or down at random: the same computation rounded otherwise."""
+    def nudge(tensor):
+        up = torch.rand(tensor.shape, generator=generator) < 0.5
+        return torch.nextafter(tensor, torch.where(up, torch.inf, -torch.inf).to(tensor.dtype))
+
+    copy = copy_module.deepcopy(layer)
+    with torch.no_grad():
+        for parameter in copy.parameters():
+            parameter.copy_(nudge(parameter))
+    return run(copy, nudge(x), form, tuple(nudge(h) for h in hx))
+
+
 @pytest.mark.parametrize("form", ["padded", "lengths", "packed"])
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_kernel_equals_reference_loop(case, form, monkeypatch):
     """Two layers, both directions, given initial states: float64 kernel = float64 loop to 1e-9, and
-    the float32 kernel within 1e-5 of that exact result (relative to each tensor's scale), or where
-    float32 itself cannot get that close (layer norm over a nearly constant row divides rounding
-    by a tiny standard deviation), no further than twice the float32 loop's own distance from it."""
+    the float32 kernel as close to that exact result as float32 allows.
+
+    How close float32 can get depends on the problem's conditioning (layer norm over a nearly
+    constant row divides rounding by a tiny standard deviation) and on the order of the roundings,
+    which differs with the CPU's vector width, FMA and the BLAS code path: no fixed multiple of one
+    float32 run's error holds on every x86-64 CPU. The bound is measured instead: the reference
+    loop's own float32 error, and that of the loop on weights, inputs and states each moved by one
+    unit in the last place (the same sums rounded otherwise), four samples. The kernel's error is one
+    more such sample; it may not exceed 1e-5 of the tensor's scale or four times the largest (over
+    8 seeds, native and baseline ISA, MKL's AVX2 and SSE4.2 paths: at most 2.2 times)."""
     layer = build_layer(case, num_layers=2, bidirectional=True, batch_first=True)
     exact = build_layer(case, num_layers=2, bidirectional=True, batch_first=True, dtype=torch.float64)
     exact.load_state_dict({name: tensor.double() for name, tensor in layer.state_dict().items()})
@@ -115,16 +137,16 @@ def test_kernel_equals_reference_loop(case, form, monkeypatch):
     fast32 = run(layer, x, form, hx)
     fast64 = run(exact, x.double(), form, tuple(h.double() for h in hx))
     assert len(calls) == 8, "every layer and direction should have run on the kernel"
+    generator = torch.Generator().manual_seed(11)
     with reference_path():
         reference64 = run(exact, x.double(), form, tuple(h.double() for h in hx))
-        reference32 = run(layer, x, form, hx)
+        float32_runs = [run(layer, x, form, hx)] + [run_nudged(layer, x, form, hx, generator) for _ in range(4)]
     assert len(calls) == 8
-    for ours32, ours64, loop32, expected in zip(fast32, fast64, reference32, reference64):
+    for i, (ours32, ours64, expected) in enumerate(zip(fast32, fast64, reference64)):
         scale = max(1.0, float(expected.abs().max()))
         torch.testing.assert_close(ours64, expected, rtol=1e-9, atol=1e-9 * scale)
-        loop_error = float((loop32.double() - expected).abs().max())
-        assert float((ours32.double() - expected).abs().max()) <= max(1e-5 * scale, 2 * loop_error)
-
+        float32_error = max(float((sample[i].double() - expected).abs().max()) for sample in float32_runs)
+        assert float((ours32.double() - expected).abs().max()) <= max(1e-5 * scale, 4 * float32_error)
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -221,6 +243,7 @@ def test_a_failed_build_falls_back_to_the_loop_and_says_why(monkeypatch, tmp_pat
         raise RuntimeError("the compiler failed (exit 1): simulated")
 
     monkeypatch.setenv("RNNLAB_KERNEL_CACHE", str(tmp_path))
+    monkeypatch.setenv("RNNLAB_REQUIRE_KERNELS", "0")  # the users' fallback, not CI's error
     monkeypatch.setattr(build, "_module", None)
     monkeypatch.setattr(build, "_failure", None)
     monkeypatch.setattr(build, "_build", failing_build)

@@ -9,7 +9,8 @@ The cache (``$RNNLAB_KERNEL_CACHE``, default ``~/.cache/rnnlab/kernels``) holds 
 per (source, torch version, Python, compiler flags); a file lock lets concurrent processes (DDP
 workers, the lab's executors) wait for a single build. Anything that goes wrong (no compiler, a
 failed compile, ``RNNLAB_KERNELS=0``) leaves :func:`load` returning ``None`` and the layers on
-their pure-PyTorch paths; :func:`status` says why.
+their pure-PyTorch paths; :func:`status` says why. ``RNNLAB_REQUIRE_KERNELS=1`` (CI) turns a failed
+build into an error instead.
 """
 
 from __future__ import annotations
@@ -43,6 +44,12 @@ def cache_dir() -> Path:
     return Path(os.environ.get("RNNLAB_KERNEL_CACHE") or Path.home() / ".cache" / "rnnlab" / "kernels")
 
 
+def required() -> bool:
+    """True when ``RNNLAB_REQUIRE_KERNELS=1``: a failed build raises instead of falling back (CI sets
+    it, so a broken kernel source fails the run rather than turning the kernel tests into skips)."""
+    return os.environ.get("RNNLAB_REQUIRE_KERNELS", "0").strip().lower() in ("1", "true", "yes", "on")
+
+
 def enabled() -> bool:
     """False when ``RNNLAB_KERNELS=0`` switches the compiled kernels off."""
     return os.environ.get("RNNLAB_KERNELS", "1").strip().lower() not in ("0", "false", "no", "off")
@@ -55,10 +62,25 @@ def _compiler() -> str | None:
     return None
 
 
+ISAS = ("native", "baseline")
+
+
+def isa() -> str:
+    """The instruction set the kernels are built for: ``RNNLAB_KERNEL_ISA=native`` (the default: AVX2 +
+    FMA where the CPU has them) or ``baseline`` (the architecture's base ISA, x86-64's SSE2: what any
+    CPU of the architecture runs; the tests run both, since rounding differs between them)."""
+    value = os.environ.get("RNNLAB_KERNEL_ISA", "native").strip().lower() or "native"
+    if value not in ISAS:
+        raise ValueError(f"RNNLAB_KERNEL_ISA must be one of {', '.join(ISAS)}, got {value!r}")
+    return value
+
+
 def _architecture_flags() -> list[str]:
     # The gate loops are written for the compiler to vectorise; AVX2 + FMA is what torch's own CPU
     # kernels use on such a machine. The flags enter the cache key, so a cache shared by machines
     # of different CPUs never hands one the other's instructions.
+    if isa() == "baseline":
+        return []
     capability = torch.backends.cpu.get_cpu_capability()
     return ["-mavx2", "-mfma"] if capability in ("AVX2", "AVX512") and platform.machine() == "x86_64" else []
 
@@ -139,6 +161,9 @@ def load(*, build: bool = True) -> ModuleType | None:
                         _build(target, module_name)
             _module = _import(target, module_name)
         except Exception as error:  # any failure means: run the pure-PyTorch path, and say why
+            if required():
+                raise RuntimeError(f"the compiled CPU kernels are required (RNNLAB_REQUIRE_KERNELS=1) and "
+                                   f"failed to build or load: {error}") from error
             _failure = f"{type(error).__name__}: {error}"
             print(f"rnnlab: the compiled CPU kernels are unavailable, running the pure-PyTorch paths "
                   f"({_failure.splitlines()[0]})", file=sys.stderr, flush=True)
@@ -161,7 +186,7 @@ def status() -> str:
     if not enabled():
         return "switched off (RNNLAB_KERNELS=0)"
     if _module is not None:
-        return "compiled, loaded"
+        return f"compiled for the {isa()} ISA ({' '.join(_architecture_flags()) or 'no -m flags'}), loaded"
     if _failure is not None:
         return f"unavailable: {_failure.splitlines()[0]}"
     if _compiler() is None:
