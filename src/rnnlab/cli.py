@@ -135,6 +135,8 @@ def train(
     seq_len: int = typer.Option(None, "--seq-len", help="Sequence length T (generated tasks, text windows)."),
     params: int = typer.Option(None, "--params", help="Size the model to about this many parameters."),
     epochs: int = typer.Option(None, "--epochs", help="Epochs (default: the task's)."),
+    steps_per_epoch: int = typer.Option(None, "--steps-per-epoch", help="Optimiser steps per epoch (one "
+                                        "validation check); default one pass, at least 32 steps on small sets."),
     max_minutes: float = typer.Option(None, "--max-minutes", help="Training time budget in minutes."),
     label: str = typer.Option(None, "--label", help="classify: label column (default label)."),
     target_column: str = typer.Option(None, "--target", help="forecast: target column(s), comma-separated."),
@@ -144,6 +146,7 @@ def train(
     horizon: int = typer.Option(None, "--horizon", help="forecast: steps forecast at once."),
     season: int = typer.Option(None, "--season", help="forecast: season in steps (seasonal naive, MASE)."),
     fill: str = typer.Option(None, "--fill", help="Missing values: none (error) | ffill | interpolate | zero."),
+    log: bool = typer.Option(None, "--log", help="forecast: model log(target) for a multiplicative series (> 0)."),
     option: list[str] = typer.Option(None, "--option", help="Further task option KEY=VALUE (repeatable)."),
     batch_size: int = typer.Option(None, "--batch-size", help="Sequences per batch (default: the task's)."),
     lr: float = typer.Option(None, "--lr", help="Learning rate (default: the task's)."),
@@ -167,6 +170,8 @@ def train(
     precision: str = typer.Option(None, "--precision", help="32 | bf16 (autocast on the CPU)."),
     patience: int = typer.Option(None, "--patience", help="Early stopping patience in epochs (0: off)."),
     stop_at: float = typer.Option(None, "--stop-at", help="Stop once the validation metric reaches this value."),
+    refit: bool = typer.Option(None, "--refit/--no-refit", help="After early stopping, retrain on train + "
+                               "validation for the best epoch count (default: when validation has < 150 samples)."),
     budget: str = typer.Option(None, "--budget", help="quick | standard | full: scales the default epochs."),
     seed: int = typer.Option(None, "--seed", help="Random seed (default 0)."),
     devices: int = typer.Option(None, "--devices", help="Processes for data-parallel training (DDP, gloo)."),
@@ -180,13 +185,13 @@ def train(
 
     given = {
         "task": task, "model": model, "data": data, "test_data": test_data, "seq_len": seq_len, "params": params,
-        "epochs": epochs, "max_minutes": max_minutes, "label": label, "target_column": target_column,
+        "epochs": epochs, "steps_per_epoch": steps_per_epoch, "max_minutes": max_minutes, "label": label, "target_column": target_column,
         "time": time, "covariates": covariates, "lookback": lookback, "horizon": horizon, "season": season,
-        "fill": fill, "batch_size": batch_size, "lr": lr, "recurrent_lr": recurrent_lr, "optimizer": optimizer,
+        "fill": fill, "log": log, "batch_size": batch_size, "lr": lr, "recurrent_lr": recurrent_lr, "optimizer": optimizer,
         "weight_decay": weight_decay, "clip": clip, "schedule": schedule, "warmup_epochs": warmup_epochs,
         "num_layers": num_layers, "hidden_size": hidden_size, "bidirectional": bidirectional,
         "layer_norm": layer_norm, "dropout": dropout, "init": init, "gradient_checkpointing": gradient_checkpointing,
-        "bucket": bucket, "precision": precision, "target": stop_at, "budget": budget, "seed": seed,
+        "bucket": bucket, "precision": precision, "target": stop_at, "refit": refit, "budget": budget, "seed": seed,
         "devices": devices,
     }
     fields = {name: value for name, value in given.items() if value is not None}

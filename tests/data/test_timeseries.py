@@ -91,10 +91,21 @@ def test_season_is_inferred_from_the_time_step(freq, season):
 
 
 def test_without_a_season_seasonal_naive_equals_naive(tmp_path):
-    frame = pd.DataFrame({"step": np.arange(90), "y": np.sin(np.arange(90) / 3)})
+    walk = np.cumsum(np.random.default_rng(0).normal(size=90))  # no cycle for the autocorrelation to find
+    frame = pd.DataFrame({"step": np.arange(90), "y": walk})
     task = load_task("forecast", write(tmp_path, frame), time="step", lookback=5, horizon=2)
     assert task.meta["season"] is None and task.meta["time_kind"] == "numeric"
     assert task.baselines["seasonal_naive_mae"] == task.baselines["naive_mae"]
+
+
+def test_a_cycle_the_step_does_not_name_is_found_in_the_autocorrelation(tmp_path):
+    # numbered steps imply no season; sin(2πt/9) repeats every 9 steps (noise added)
+    t = np.arange(120)
+    y = np.sin(2 * np.pi * t / 9) + 0.1 * np.random.default_rng(1).normal(size=120)
+    task = load_task("forecast", write(tmp_path, pd.DataFrame({"step": t, "y": y})), time="step", horizon=3)
+    assert task.meta["season"] == 9
+    assert any("season 9 steps" in note for note in task.meta["notes"])
+    assert task.meta["lookback"] == 18  # two seasons (longer than two horizons), below the cap (84 - 3) // 2
 
 
 def test_missing_values_name_line_and_column_and_fill_repairs_them(tmp_path):

@@ -241,13 +241,16 @@ TASKS: dict[str, TaskInfo] = {
                 aliases=("target_column",),
             ),
             "covariates": Option(None, "past-covariate column(s), comma-separated: inputs, not forecast"),
-            "lookback": Option(None, "input window in steps (default 48; traffic 72, sunspots 30, co2 104)", int),
+            "lookback": Option(None, "input window in steps (default: two horizons or two seasons, at most half "
+                               "the training part; traffic 72, sunspots 30, co2 104)", int),
             "horizon": Option(None, "steps forecast at once (default 24; traffic 24, sunspots 10, co2 26)", int),
             "season": Option(
                 None, "season in steps for seasonal naive and MASE (default from the step: hourly 24, daily 7, "
-                "weekly 52, monthly 12, quarterly 4; sunspots 11)", int,
+                "weekly 52, monthly 12, quarterly 4; else the autocorrelation's peak, if clear; sunspots 11)", int,
             ),
             "fill": Option("none", "missing values: none (error) | ffill | interpolate | zero"),
+            "log": Option(False, "model log(target) (multiplicative series; every value must be positive); "
+                          "forecasts and metrics stay in the original units", bool),
             **_fractions(0.15, 0.15, "the series (the end of it, by time)"),
         },
         loader="timeseries:load_forecast",

@@ -13,13 +13,15 @@ of similar length (little padding) while which sequences meet in a batch still c
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
 import numpy as np
 import torch
 from torch.nn.utils.rnn import pad_sequence
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, Sampler, SequentialSampler
+from torch.utils.data import BatchSampler, ConcatDataset, DataLoader, Dataset, RandomSampler, Sampler, SequentialSampler
 
 from rnnlab.errors import DataError
 
@@ -90,24 +92,34 @@ class SeededShuffleSampler(RandomSampler):
     ``set_epoch`` (Lightning calls it at each epoch start) picks the permutation, so resuming at
     epoch ``e`` replays exactly the order an uninterrupted run would have used. It subclasses
     ``RandomSampler`` so that Lightning recognises the loader as shuffled when it swaps in a
-    distributed sampler.
+    distributed sampler. ``num_samples`` larger than the dataset makes an epoch of several
+    permutations back to back (each a function of ``(seed, epoch, k)``), cut to that count: how a
+    small training set gets an epoch of more than a handful of optimiser steps.
     """
 
-    def __init__(self, data_source: Dataset, seed: int = 0):
+    def __init__(self, data_source: Dataset, seed: int = 0, num_samples: int | None = None):
         super().__init__(data_source)
         self.seed = int(seed)
         self.epoch = 0
         self.shuffle = True
+        self.samples = len(data_source) if num_samples is None else int(num_samples)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
     def __iter__(self) -> Iterator[int]:
-        generator = torch.Generator().manual_seed(_mix(self.seed, self.epoch))
-        return iter(torch.randperm(len(self.data_source), generator=generator).tolist())
+        size = len(self.data_source)
+        if self.samples <= size:
+            generator = torch.Generator().manual_seed(_mix(self.seed, self.epoch))
+            return iter(torch.randperm(size, generator=generator).tolist()[: self.samples])
+        indices: list[int] = []
+        for k in range(math.ceil(self.samples / size)):
+            generator = torch.Generator().manual_seed(_mix(self.seed, self.epoch, k))
+            indices += torch.randperm(size, generator=generator).tolist()
+        return iter(indices[: self.samples])
 
     def __len__(self) -> int:
-        return len(self.data_source)
+        return self.samples
 
 
 class BucketBatchSampler(BatchSampler):
@@ -168,6 +180,18 @@ class BucketBatchSampler(BatchSampler):
     def __len__(self) -> int:
         count = len(self.sampler)
         return count // self.batch_size if self.drop_last else -(-count // self.batch_size)
+
+
+class JoinedDataset(ConcatDataset):
+    """Two or more datasets read as one, with their ``lengths`` joined (for bucketing)."""
+
+    def __init__(self, datasets: Sequence[Dataset]) -> None:
+        super().__init__(datasets)
+        self.lengths = np.concatenate([dataset_lengths(dataset) for dataset in datasets])
+
+
+def join_datasets(*datasets: Dataset) -> JoinedDataset:
+    return JoinedDataset(datasets)
 
 
 def dataset_lengths(dataset: Dataset) -> np.ndarray:

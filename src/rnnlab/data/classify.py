@@ -123,7 +123,24 @@ def load_classify(data, test_data, *, seq_len, seed, format, label, id, time, te
     spec = TaskSpec(task="classify", head="classify", num_classes=len(label_names), output_shape=[], seq_len=None,
                     causal=False, **spec_inputs)
     baselines = majority_baselines(parts["train"].labels, parts["test"].labels)
+    if fmt != "text":
+        baselines.update(nearest_neighbour_baselines(parts))
     return TaskData(spec, datasets["train"], datasets["val"], datasets["test"], baselines=baselines, meta=meta)
+
+
+def nearest_neighbour_baselines(parts: dict[str, Records]) -> dict[str, float]:
+    """1-NN accuracy on the test part with Euclidean distance and with DTW (``baselines.py``), the
+    references of the UCR archive; the neighbours are every labelled series the model may learn
+    from (training and validation parts), as given in the file (no scaling changes a 1-NN's answer
+    here but per-series normalisation, which is the user's choice)."""
+    from rnnlab.data.baselines import nearest_neighbour_accuracy
+
+    references = parts["train"].inputs + parts["val"].inputs
+    labels = parts["train"].labels + parts["val"].labels
+    test = parts["test"]
+    return {f"1nn_{distance}_accuracy": nearest_neighbour_accuracy(references, labels, test.inputs, test.labels,
+                                                                   distance=distance)
+            for distance in ("euclidean", "dtw")}
 
 
 def detect_format(table: Table, columns: dict[str, str]) -> tuple[str, str]:

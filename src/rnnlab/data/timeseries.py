@@ -22,6 +22,7 @@ so a model's ``mase = mean_j MAE_j / mase_scale[j]`` (below 1: better than in-sa
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,7 +45,8 @@ from rnnlab.errors import ConfigError, DataError, unknown_name
 
 TIME_COLUMN_NAMES = ("time", "date", "datetime", "timestamp", "ds")
 FILL_METHODS = ("none", "ffill", "interpolate", "zero")
-DEFAULT_LOOKBACK, DEFAULT_HORIZON = 48, 24
+DEFAULT_HORIZON = 24
+STATISTICAL_FIT_ROWS, STATISTICAL_ORIGINS = 1000, 100
 BUILTIN_DEFAULTS: dict[str, dict[str, int]] = {
     "traffic": {"lookback": 72, "horizon": 24},
     "sunspots": {"lookback": 30, "horizon": 10, "season": 11},  # the ~11-year solar cycle
@@ -103,7 +105,7 @@ class WindowDataset(Dataset):
 
 
 def load_forecast(data, test_data, *, seq_len, seed, time, target, covariates, lookback, horizon, season, fill,
-                  val_fraction, test_fraction):
+                  val_fraction, test_fraction, log=False):
     from rnnlab.data import TaskData, TaskSpec
 
     if fill not in FILL_METHODS:
@@ -113,11 +115,11 @@ def load_forecast(data, test_data, *, seq_len, seed, time, target, covariates, l
     if seq_len is not None and lookback is not None and seq_len != lookback:
         raise ConfigError(f"seq_len and lookback both given and different ({seq_len} vs {lookback}); give one")
     if lookback is None:
-        lookback = seq_len if seq_len is not None else defaults.get("lookback", DEFAULT_LOOKBACK)
+        lookback = seq_len if seq_len is not None else defaults.get("lookback")  # None: from the series, below
     if horizon is None:
         horizon = defaults.get("horizon", DEFAULT_HORIZON)
     season = season if season is not None else defaults.get("season")
-    if lookback < 1 or horizon < 1:
+    if (lookback is not None and lookback < 1) or horizon < 1:
         raise ConfigError(f"lookback and horizon must be at least 1, got lookback {lookback}, horizon {horizon}")
     if season is not None and season < 1:
         raise ConfigError(f"season must be at least 1, got {season}")
@@ -138,19 +140,34 @@ def load_forecast(data, test_data, *, seq_len, seed, time, target, covariates, l
             raise DataError(f"{test_data}: its times are {test_series.time_kind}, the training data's are "
                             f"{series.time_kind}")
 
-    season = season if season is not None else infer_season(series.step)
+    notes = list(series.notes)
     n_rows = len(series)
-    n_test = 0 if test_series is not None else round(n_rows * test_fraction)
-    n_val = round(n_rows * val_fraction)
+    # each part holds at least one horizon of targets, so a short series still has a window in each
+    n_test = 0 if test_series is not None else max(round(n_rows * test_fraction), horizon)
+    n_val = max(round(n_rows * val_fraction), horizon)
     n_train = n_rows - n_val - n_test
+    if season is None:
+        season = infer_season(series.step)
+        if season is None and n_train > 6:
+            season = detect_season(series.values[:n_train, 0])
+            if season is not None:
+                notes.append(f"season {season} steps: the autocorrelation peak of the training part's differences")
+    if lookback is None:
+        lookback = default_lookback(n_train, horizon, season)
     _check_length(series, lookback, horizon, val_fraction, 0.0 if test_series is not None else test_fraction,
                   n_train, n_val, n_test)
+    logged = split_names(log) if isinstance(log, str) else (list(series.targets) if log else [])
+    for name in logged:
+        if name not in series.targets:
+            raise ConfigError(f"log applies to target columns; {name!r} is not one of {', '.join(series.targets)}")
+    for part in (series, test_series):
+        if part is not None:
+            take_logs(part, logged)
 
     mean = series.values[:n_train].mean(axis=0)
     std = series.values[:n_train].std(axis=0)
     constant = [name for name, s in zip(series.columns, std) if s == 0]
     std = np.where(std == 0, 1.0, std)  # a constant column is only shifted
-    notes = list(series.notes)
     if constant:
         notes.append(f"constant in the training part (only centred): {', '.join(constant)}")
     n_targets = len(series.targets)
@@ -174,8 +191,19 @@ def load_forecast(data, test_data, *, seq_len, seed, time, target, covariates, l
         test_values = scaled(test_raw)
     datasets["test"] = WindowDataset(test_values, origins["test"], lookback, horizon, n_targets)
 
-    baselines = naive_baselines(test_raw[:, :n_targets], origins["test"], horizon, season)
-    mase_scale = [_seasonal_mae(series.values[:n_train, j], season or 1) for j in range(n_targets)]
+    anchor = naive_anchor(series.values[:n_train, 0], origins["train"], horizon, season, lookback)
+    raw_targets = undo_logs(test_raw[:, :n_targets], [name in logged for name in series.targets])
+    baselines = naive_baselines(raw_targets, origins["test"], horizon, season)
+    if test_series is None:
+        statistical, baseline_notes = statistical_baselines(raw_targets, n_train + n_val, origins["test"], horizon,
+                                                            season, logged=[name in logged for name in series.targets])
+    else:
+        statistical = {"ets_mae": None, "arima_mae": None}
+        reason = "fitted only when the test part is cut from --data (a separate test file has no history to filter)"
+        baseline_notes = {"ets": reason, "arima": reason}
+    baselines.update(statistical)
+    train_targets = undo_logs(series.values[:n_train, :n_targets], [name in logged for name in series.targets])
+    mase_scale = [_seasonal_mae(train_targets[:, j], season or 1) for j in range(n_targets)]
     if not all(math.isfinite(scale) and scale > 0 for scale in mase_scale):
         notes.append(f"MASE undefined: the training part ({n_train} rows) is no longer than a season ({season}) or a "
                      f"target repeats itself exactly one season earlier")
@@ -195,12 +223,116 @@ def load_forecast(data, test_data, *, seq_len, seed, time, target, covariates, l
         "task": "forecast", "data": f"builtin:{builtin}" if builtin else path, "seed": seed,
         "time_column": series.time_column, "time_kind": series.time_kind, "step": series.step,
         "targets": series.targets, "covariates": series.covariates, "columns": series.columns,
-        "lookback": lookback, "horizon": horizon, "season": season,
-        "scaler": {"columns": series.columns, "mean": mean.tolist(), "std": std.tolist()},
+        "lookback": lookback, "horizon": horizon, "season": season, "anchor": anchor,
+        "scaler": {"columns": series.columns, "mean": mean.tolist(), "std": std.tolist(), "log": logged},
         "fill": fill, "filled": series.filled, "split": split, "mase_scale": mase_scale,
-        "last_time": series.time_text(n_rows - 1), "notes": notes,
+        "last_time": series.time_text(n_rows - 1), "notes": notes, "baseline_notes": baseline_notes,
     }
     return TaskData(spec, datasets["train"], datasets["val"], datasets["test"], baselines=baselines, meta=meta)
+
+
+def statistical_baselines(raw_targets: np.ndarray, fit_rows: int, origins: np.ndarray, horizon: int,
+                          season: int | None, *, logged: list[bool]) -> tuple[dict[str, float | None], dict[str, str]]:
+    """``ets_mae`` and ``arima_mae`` on the test windows (original units, mean over the targets), each
+    fitted on the training and validation rows (``baselines.forecast_baselines``); a method that
+    cannot be fitted on some target is ``None``, and the notes say why and which model was chosen."""
+    maes: dict[str, list[float]] = {"ets": [], "arima": []}
+    notes: dict[str, str] = {}
+    # cost bounds for long series (per-origin filtering is ~10 ms an origin): the fit sees the most
+    # recent STATISTICAL_FIT_ROWS rows (at least ten seasons), and the MAE is taken over at most
+    # STATISTICAL_ORIGINS test windows spread evenly over the test part
+    start = max(0, fit_rows - max(STATISTICAL_FIT_ROWS, 10 * (season or 1)))
+    chosen = origins
+    if len(origins) > STATISTICAL_ORIGINS:
+        chosen = origins[np.linspace(0, len(origins) - 1, STATISTICAL_ORIGINS).round().astype(int)]
+    subset = "" if len(chosen) == len(origins) else f"; over {len(chosen)} of the {len(origins)} test windows"
+    for j in range(raw_targets.shape[1]):
+        result = _cached_forecast_baselines(np.ascontiguousarray(raw_targets[start:, j]).tobytes(), fit_rows - start,
+                                            tuple(chosen - start), horizon, season, logged[j])
+        for name in maes:
+            if result.mae[name] is None:
+                notes[name] = result.reasons[name]
+            else:
+                maes[name].append(result.mae[name])
+                notes.setdefault(name, result.chosen.get(name, "") + (f", fitted on the last {fit_rows - start} rows"
+                                                                      if start else "") + subset)
+    values = {f"{name}_mae": float(np.mean(found)) if len(found) == raw_targets.shape[1] else None
+              for name, found in maes.items()}
+    return values, notes
+
+
+@functools.lru_cache(maxsize=32)
+def _cached_forecast_baselines(values: bytes, fit_rows: int, origins: tuple[int, ...], horizon: int,
+                               season: int | None, log: bool):
+    """``forecast_baselines`` once per series and split in a process (a comparison loads its data once
+    per cell; the fits are the same each time)."""
+    from rnnlab.data.baselines import forecast_baselines
+
+    return forecast_baselines(np.frombuffer(values, dtype=np.float64), fit_rows=fit_rows, origins=np.asarray(origins),
+                              horizon=horizon, season=season, log=log, methods=("ets", "arima"))
+
+
+def default_lookback(n_train: int, horizon: int, season: int | None) -> int:
+    """The input window when none is given: two horizons or two seasons, whichever is longer, but
+    no more than half of what the training part leaves beside a horizon, so that at least half of
+    its rows start a window (a 36-month series with horizon 6 gets 9 steps, not 48)."""
+    wanted = max(2 * horizon, 2 * (season or 0))
+    return max(1, min(wanted, (n_train - horizon) // 2))
+
+
+def naive_anchor(values: np.ndarray, origins: np.ndarray, horizon: int, season: int | None, lookback: int) -> int:
+    """Where a forecast should start (``anchor`` of ``models/instance_norm.py``): the season ``m`` when the
+    seasonal-naive forecast beats the naive one over the training windows (first target), else 1 (the
+    last value). Measured, not assumed: a monthly series whose trend outweighs its season gets 1."""
+    if not season or season < 2 or season > lookback or len(origins) == 0:
+        return 1
+    steps = np.arange(horizon)
+    truth = values[origins[:, None] + steps[None, :]]
+    naive = values[origins - 1][:, None]
+    seasonal = values[origins[:, None] + steps[None, :] - season * (steps[None, :] // season + 1)]
+    return season if np.abs(truth - seasonal).mean() < np.abs(truth - naive).mean() else 1
+
+
+def detect_season(values: np.ndarray) -> int | None:
+    """A season for a series whose step implies none (yearly, numbered rows): the lag of the highest
+    local peak of the autocorrelation of the first differences, lags 2..n/3, if it exceeds
+    3/√n (well above the ±2/√n band of white noise). The lynx trappings' 10-year cycle is found;
+    the Nile's level shift has no peak."""
+    from statsmodels.tsa.stattools import acf
+
+    differences = np.diff(np.asarray(values, dtype=np.float64))
+    n = len(differences)
+    if n < 8 or np.std(differences) == 0:
+        return None
+    correlation = acf(differences, nlags=max(2, n // 3), fft=True)
+    peaks = [lag for lag in range(2, len(correlation) - 1)
+             if correlation[lag] > correlation[lag - 1] and correlation[lag] >= correlation[lag + 1]]
+    if not peaks:
+        return None
+    best = max(peaks, key=lambda lag: correlation[lag])
+    return int(best) if correlation[best] > 3 / math.sqrt(n) else None
+
+
+def take_logs(series: Series, columns: list[str]) -> None:
+    """``log v`` in place for the named columns (multiplicative series: the model sees log units)."""
+    for name in columns:
+        j = series.columns.index(name)
+        bad = series.values[:, j] <= 0
+        if bad.any():
+            row = int(np.argmax(bad))
+            line = series.lines[row] if series.lines is not None else row + 1
+            raise DataError(f"{series.source}: line {line} column {name!r}: value {series.values[row, j]:g} is not "
+                            f"positive; log needs a positive series (drop log, or shift the column)")
+        series.values[:, j] = np.log(series.values[:, j])
+
+
+def undo_logs(values: np.ndarray, logged: list[bool]) -> np.ndarray:
+    """``exp`` of the logged target columns (the last axis); the others as they are."""
+    if not any(logged):
+        return values
+    values = np.array(values, dtype=np.float64, copy=True)
+    values[..., np.asarray(logged)] = np.exp(values[..., np.asarray(logged)])
+    return values
 
 
 def _join_test(series: Series, test: Series, lookback: int, horizon: int):
@@ -535,6 +667,7 @@ def forecast_windows(meta: dict[str, Any], path: str, *, count: int = 1, fill: s
             f"{path}: the series has {len(series)} rows; {count} window(s) of lookback {lookback} need at least "
             f"{lookback + count - 1}"
         )
+    take_logs(series, meta["scaler"].get("log", []))
     mean = np.asarray(meta["scaler"]["mean"])
     std = np.asarray(meta["scaler"]["std"])
     scaled = ((series.values - mean) / std).astype(np.float32)
@@ -558,7 +691,8 @@ def inverse_scale(meta: dict[str, Any], predictions) -> np.ndarray:
                          f"got shape {values.shape}")
     mean = np.asarray(meta["scaler"]["mean"][:n_targets])
     std = np.asarray(meta["scaler"]["std"][:n_targets])
-    return values * std + mean
+    logged = meta["scaler"].get("log", [])
+    return undo_logs(values * std + mean, [name in logged for name in meta["targets"]])
 
 
 # ----------------------------------------------------------------------------------------------

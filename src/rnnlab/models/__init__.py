@@ -44,10 +44,12 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
+from torch import nn
+
 from rnnlab.errors import ConfigError, unknown_name
 from rnnlab.models.attention import AttentionPooling, StepAttention
 from rnnlab.models.heads import StepHead, build_head
-from rnnlab.models.recurrent import RecurrentEncoder
+from rnnlab.models.recurrent import RECURRENT_POOLINGS, RecurrentEncoder
 from rnnlab.models.seq2seq import SEQ2SEQ_EXTRAS, build_seq2seq, check_seq2seq
 from rnnlab.models.sizing import count_built, fit_width
 from rnnlab.models.task_model import (
@@ -169,6 +171,16 @@ def build_model(
         raise ConfigError(f"num_layers must be a positive integer; got {num_layers!r}")
     if not 0.0 <= dropout < 1.0:
         raise ConfigError(f"dropout must lie in [0, 1); got {dropout}")
+    instance_norm, anchor = extras.pop("instance_norm", False), extras.pop("anchor", None)
+    if not isinstance(instance_norm, bool):
+        raise ConfigError(f"instance_norm must be true or false, got {instance_norm!r}")
+    if (instance_norm or anchor is not None) and spec.head != "forecast":
+        raise ConfigError(f"instance_norm and anchor act on forecast windows; task {spec.task!r} has head {spec.head!r}")
+    if anchor is not None:
+        if not instance_norm:
+            raise ConfigError("anchor sets where an instance-normalised forecast starts; it needs instance_norm=true")
+        if isinstance(anchor, bool) or not isinstance(anchor, int) or not 1 <= anchor <= (spec.seq_len or 0):
+            raise ConfigError(f"anchor must be a season of 1 to lookback ({spec.seq_len}) steps, got {anchor!r}")
     unknown = sorted(set(extras) - set(family.extras))
     if unknown:
         takes = ", ".join(family.extras) if family.extras else "no further options"
@@ -200,6 +212,10 @@ def build_model(
     else:
         width = _fit_to_budget(name, family, spec, options, params)
     model = family.build(name, spec, width, options)
+    model.instance_norm, model.anchor = instance_norm, anchor
+    if anchor is not None:  # the untrained model is the (seasonal) naive forecast
+        nn.init.zeros_(model.head.linear.weight)
+        nn.init.zeros_(model.head.linear.bias)
     model.options = {
         "hidden_size": width,
         "num_layers": num_layers,
@@ -208,6 +224,8 @@ def build_model(
         "layer_norm": bool(layer_norm),
         "init": init,
         **options.extras,
+        **({"instance_norm": True} if instance_norm else {}),
+        **({"anchor": anchor} if anchor is not None else {}),
     }
     return model
 
@@ -246,6 +264,8 @@ RECURRENT_EXTRAS = (
     "chrono_max_len",
     "gradient_checkpointing",
     "checkpoint_steps",
+    "pooling",
+    "patch",
 )
 
 
@@ -289,6 +309,16 @@ def _check_recurrent(name: str, spec: SimpleNamespace, options: SimpleNamespace)
     if spec.head == "seq2seq":
         check_seq2seq(name, spec, options)
         return
+    pooling, patch = options.extras.get("pooling", "last"), options.extras.get("patch", 1)
+    if pooling not in RECURRENT_POOLINGS:
+        raise unknown_name("pooling", pooling, RECURRENT_POOLINGS)
+    if isinstance(patch, bool) or not isinstance(patch, int) or patch < 1:
+        raise ConfigError(f"patch must be a positive integer (steps read as one), got {patch!r}")
+    if (pooling != "last" or patch > 1) and (spec.head in PER_STEP_HEADS or spec.head == "seq2seq" or "+" in name):
+        raise ConfigError(f"pooling and patch summarise a whole sequence for a sequence head under a plain recurrent "
+                          f"model; {name!r} on head {spec.head!r} reads every step")
+    if patch > 1 and spec.vocab_size is not None:
+        raise ConfigError("patch reads several steps of float features as one; this task's inputs are token ids")
     given = sorted(set(options.extras) & set(SEQ2SEQ_EXTRAS))
     if given:
         raise ConfigError(f"{', '.join(given)} apply to the encoder–decoder of the seq2seq head; head "

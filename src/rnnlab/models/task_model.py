@@ -26,6 +26,7 @@ from torch import nn
 
 from rnnlab.errors import ConfigError
 from rnnlab.layers import count_parameters
+from rnnlab.models.instance_norm import instance_normalise
 
 HEAD_NAMES = ("classify", "tag", "lm", "forecast", "regress", "multilabel", "seq2seq")
 PER_STEP_HEADS = frozenset({"tag", "lm", "multilabel"})
@@ -163,6 +164,8 @@ class TaskModel(nn.Module):
         self.head_dropout = nn.Dropout(dropout)
         self.head = head
         self.options = dict(options or {})
+        self.instance_norm = False  # forecast: each window scaled by its own statistics (instance_norm.py)
+        self.anchor: int | None = None  # forecast: start from the seasonal-naive path of this season
 
     # ----------------------------------------------------------------- properties
     @property
@@ -173,7 +176,8 @@ class TaskModel(nn.Module):
     def streamable(self) -> bool:
         """One step at a time with a carried state equals the whole sequence: a unidirectional
         recurrent encoder without attention (attention needs all earlier outputs, not a state)."""
-        return self.stateful and self.attention is None and not getattr(self.encoder, "bidirectional", False)
+        return (self.stateful and self.attention is None and not getattr(self.encoder, "bidirectional", False)
+                and getattr(self.encoder, "streamable", True) and not self.instance_norm)
 
     @property
     def attention_weights(self) -> torch.Tensor | None:
@@ -209,6 +213,9 @@ class TaskModel(nn.Module):
         truncated backpropagation through time."""
         if not _exporting():
             self._check_inputs(x, lengths, state)
+        undo = None
+        if self.instance_norm:
+            x, undo = instance_normalise(x, lengths, self.spec["output_shape"][-1], self.anchor)
         if self.stateful:
             encoded = self.encoder(x, lengths, state)
         else:
@@ -221,6 +228,8 @@ class TaskModel(nn.Module):
                 summary = self.attention(steps, lengths)
         features = steps if self.per_step else summary
         output = self.head(self.head_dropout(features))
+        if undo is not None:
+            output = undo(output)
         return (output, encoded.state) if return_state else output
 
     def step(self, x_t: torch.Tensor, state: Any = None):

@@ -221,6 +221,47 @@ class RunRecorder(Checkpoint):
         self._rng_to_restore = state["rng"]
 
 
+class ReplayLearningRates(L.Callback):
+    """Each epoch starts at the learning rate another run had in that epoch (a refit replays its
+    selection run's schedule, whose plateau steps needed a validation metric the refit lacks).
+    Every parameter group is scaled alike, so a separate ``recurrent_lr`` keeps its ratio."""
+
+    def __init__(self, rates: list[float]) -> None:
+        self.rates = rates
+        self._base: list[float] | None = None
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        groups = trainer.optimizers[0].param_groups
+        if self._base is None:
+            self._base = [group["lr"] for group in groups]
+        factor = self.rates[min(trainer.current_epoch, len(self.rates) - 1)] / self.rates[0]
+        for group, base in zip(groups, self._base):
+            group["lr"] = base * factor
+
+
+class StopAtSeconds(L.Callback):
+    """Counts optimiser steps and stops training once ``seconds`` (``None``: never) have passed."""
+
+    def __init__(self, seconds: float | None) -> None:
+        self.limit = seconds
+        self.steps = 0
+        self.stopped = False
+        self._started = time.perf_counter()
+
+    @property
+    def seconds(self) -> float:
+        return time.perf_counter() - self._started
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._started = time.perf_counter()
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        self.steps += 1
+        if self.limit is not None and self.seconds >= self.limit:
+            self.stopped = trainer.should_stop = True
+
+
 def get_rng_states() -> dict[str, Any]:
     """The states of the random number generators training draws from (torch, numpy, Python)."""
     return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}

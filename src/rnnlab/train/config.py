@@ -36,8 +36,15 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
     # at Bai et al.'s sizes (T=600 adding, 70K; T=1000 copy, 16K) these settings were measured for 1,500 /
     # 1,300 steps: still on the trivial plateau / at the memoryless baseline (README "Against a published table")
     "copy": {"epochs": 30, "batch_size": 32, "lr": 2e-3, "init": "chrono", "num_layers": 1, "hidden_size": 64},
-    "forecast": {"epochs": 15, "batch_size": 64, "lr": 2e-3, "init": "orthogonal", "num_layers": 2, "hidden_size": 32},
-    "classify": {"epochs": 40, "batch_size": 32, "lr": 3e-3, "init": "orthogonal", "num_layers": 2, "hidden_size": 64},
+    # forecast: each window scaled by its own statistics and the forecast started from the naive or
+    # seasonal-naive path (whichever the training windows favour), README "Real data"
+    "forecast": {"epochs": 15, "batch_size": 64, "lr": 2e-3, "init": "orthogonal", "num_layers": 2, "hidden_size": 32,
+                 "model_options": {"instance_norm": True}},
+    # classify (a user's sequences): both directions, the summary pooled over every step (mean and
+    # max), and series longer than CLASSIFY_RECURRENT_STEPS read in patches of several steps, so the
+    # recurrence stays ~100 steps long (README "Real data")
+    "classify": {"epochs": 40, "batch_size": 32, "lr": 3e-3, "init": "orthogonal", "num_layers": 2, "hidden_size": 64,
+                 "bidirectional": True, "recurrent_options": {"pooling": "mean+max"}, "recurrent_steps": 100},
     "tag": {"epochs": 30, "batch_size": 32, "lr": 3e-3, "init": "orthogonal", "num_layers": 2, "hidden_size": 64},
     # charlm trains stateful TBPTT over 32 parallel streams; dropout 0.2 holds off the overfitting a
     # plain 2×256 LSTM shows on the built-in corpus after a few minutes, and the cosine schedule
@@ -66,9 +73,18 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 GENERIC_DEFAULTS: dict[str, Any] = {"epochs": 30, "batch_size": 64, "lr": 2e-3, "init": "orthogonal",
                                     "num_layers": 2, "hidden_size": None}
+#: The batch is never more than this fraction of the training set (a 36-series set gets batches of
+#: 9, not one step per epoch), and an epoch is at least MIN_STEPS_PER_EPOCH optimiser steps.
+MAX_BATCH_FRACTION = 0.25
+MIN_STEPS_PER_EPOCH = 32
+#: A validation split this small measures a metric to no better than ±4 points (the standard error
+#: of an accuracy near 0.5 with 150 samples): too noisy to stop on. Such a run trains its whole
+#: budget under a cosine schedule and is then refit on train + validation for as many epochs.
+REFIT_BELOW = 150
 #: ``budget`` scales the epochs (and the time budget) of the standard configuration.
 BUDGET_EPOCH_FACTOR = {"quick": 0.2, "standard": 1.0, "full": 3.0}
 RECURRENT_MODELS = ("rnn", "lstm", "gru", "lstm+attn", "gru+attn")
+PLAIN_RECURRENT_MODELS = ("rnn", "lstm", "gru")  # the ones that pool and read patches
 
 #: TrainConfig fields passed to ``rnnlab.data.load_task`` as data options (field → option name).
 DATA_OPTION_FIELDS = {
@@ -83,6 +99,7 @@ DATA_OPTION_FIELDS = {
     "n_train": "n_train",
     "n_val": "n_val",
     "n_test": "n_test",
+    "log": "log",
 }
 
 
@@ -105,6 +122,7 @@ class TrainConfig:
     horizon: int | None = None
     season: int | None = None
     fill: str | None = None  # forecast: missing values: none | ffill | interpolate | zero
+    log: bool | None = None  # forecast: model log(target) (a multiplicative series; values must be > 0)
     n_train: int | None = None  # generated tasks: samples per split
     n_val: int | None = None
     n_test: int | None = None
@@ -121,6 +139,9 @@ class TrainConfig:
     model_options: dict[str, Any] = field(default_factory=dict)  # model extras (embedding_dim, kernel_size, ...)
     # the optimisation
     epochs: int | None = None
+    # optimiser steps per epoch (one validation check each); None: one pass over the training set,
+    # or MIN_STEPS_PER_EPOCH steps when a pass is shorter (a small set still gets updates enough)
+    steps_per_epoch: int | None = None
     max_minutes: float | None = None
     batch_size: int | None = None
     optimizer: str = "adam"  # "adam" | "adamw"
@@ -134,7 +155,11 @@ class TrainConfig:
     warmup_epochs: float = 0.0  # linear warm-up of the learning rate (cosine and plateau)
     precision: str = "32"  # "32" | "bf16" (autocast on the CPU)
     bucket: bool = False  # batches of similar sequence length
-    patience: int | None = 5  # early stopping on the validation metric; None: off
+    patience: int | None = 5  # early stopping: epochs (validation checks) without improvement; None: off
+    # then train a fresh model on train + validation for the epochs the run chose (its best with
+    # early stopping, else all), Darts/NeuralForecast's refit; None: when the validation split is
+    # too small to stop on (fewer than REFIT_BELOW samples: then no early stopping, a cosine schedule)
+    refit: bool | None = None
     target: float | None = None  # stop once the validation metric reaches this
     budget: str = "standard"  # "quick" | "standard" | "full": scales the default epochs
     seed: int = 0
@@ -158,7 +183,7 @@ class TrainConfig:
         _choice("budget", self.budget, BUDGETS)
         if self.init is not None and self.init != "default":
             _choice("init", self.init, INITS)
-        for name in ("epochs", "batch_size", "seq_len", "params", "hidden_size", "num_layers", "lookback",
+        for name in ("epochs", "steps_per_epoch", "batch_size", "seq_len", "params", "hidden_size", "num_layers", "lookback",
                      "horizon", "season", "n_train", "n_val", "n_test", "devices"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
@@ -193,8 +218,18 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be a mapping of option names to values, got {getattr(self, name)!r}")
         return self
 
-    def resolved(self) -> TrainConfig:
-        """A copy with every ``None`` that has a task default filled in (what ``config.json`` holds)."""
+    def resolved(self, *, train_size: int | None = None, val_size: int | None = None,
+                 median_length: int | None = None, anchor: int | None = None) -> TrainConfig:
+        """A copy with every ``None`` that has a task default filled in (what ``config.json`` holds).
+
+        ``train_size``/``val_size`` (samples: sequences or windows, known once the data is loaded)
+        size the rest by the data: the batch is at most ``MAX_BATCH_FRACTION`` of the training set,
+        an epoch at least ``MIN_STEPS_PER_EPOCH`` optimiser steps, and ``refit`` is on when the
+        validation split has fewer than ``REFIT_BELOW`` samples. ``median_length`` (steps of the
+        median training sequence) sets a task's ``recurrent_steps``: patches of
+        ``⌈median_length / recurrent_steps⌉`` steps. ``anchor`` (forecast: the data's naive or
+        seasonal-naive start) goes to instance-normalised models.
+        """
         self.validate()
         defaults = {**GENERIC_DEFAULTS, **TASK_DEFAULTS.get(self.task, {})}
         # a model's own measured settings for the task (charlm's LSTM) replace the task's
@@ -213,8 +248,33 @@ class TrainConfig:
             values["schedule"] = defaults.get("schedule", "plateau")
         if self.hidden_size is None and self.params is None and self.model in RECURRENT_MODELS:
             values["hidden_size"] = defaults["hidden_size"]
-        if defaults.get("model_options"):  # the user's own options win over the defaults'
-            values["model_options"] = {**defaults["model_options"], **self.model_options}
+        model_defaults = dict(defaults.get("model_options", {}))
+        if self.model in PLAIN_RECURRENT_MODELS:
+            model_defaults.update(defaults.get("recurrent_options", {}))
+            steps = defaults.get("recurrent_steps")
+            if steps and median_length and median_length > steps:
+                model_defaults["patch"] = math.ceil(median_length / steps)
+        if self.bidirectional is None and self.model in RECURRENT_MODELS and "bidirectional" in defaults:
+            values["bidirectional"] = defaults["bidirectional"]
+        if model_defaults:  # the user's own options win over the defaults'
+            values["model_options"] = {**model_defaults, **self.model_options}
+        merged = values.get("model_options", self.model_options)
+        if anchor is not None and merged.get("instance_norm") and "anchor" not in merged:
+            values["model_options"] = {**merged, "anchor": anchor}
+        if train_size is not None:
+            if self.batch_size is None:
+                values["batch_size"] = max(1, min(values["batch_size"], int(train_size * MAX_BATCH_FRACTION)))
+            batch_size = values.get("batch_size", self.batch_size)
+            if self.steps_per_epoch is None and math.ceil(train_size / batch_size) < MIN_STEPS_PER_EPOCH:
+                values["steps_per_epoch"] = MIN_STEPS_PER_EPOCH
+        if self.refit is None:
+            values["refit"] = val_size is not None and 0 < val_size < REFIT_BELOW
+            if values["refit"]:
+                # too few samples to tell when to stop (on the real sets the epoch they chose tested
+                # worse than the full budget's last): the whole budget, annealed, then the refit
+                values["patience"] = None
+                if self.schedule is None:
+                    values["schedule"] = "cosine"
         return replace(self, **values)
 
     # ----------------------------------------------------------------- what the stages take

@@ -61,14 +61,17 @@ class ShardSampler(Sampler[int]):
 
 
 def shard_loader(dataset: Dataset, batch_size: int, *, shuffle: bool, bucket: bool, seed: int, rank: int = 0,
-                 world_size: int = 1) -> DataLoader:
+                 world_size: int = 1, steps: int | None = None) -> DataLoader:
     """A ``DataLoader`` of ``Batch`` es over process ``rank``'s share of ``dataset``.
 
     The order is ``SeededShuffleSampler``'s (a permutation from ``(seed, epoch)``) when ``shuffle``;
     ``bucket`` groups sequences of similar length (``BucketBatchSampler``). Loading runs in the main
-    process: samples are cheap, and the cores are better spent on the model.
+    process: samples are cheap, and the cores are better spent on the model. ``steps`` (shuffled
+    loaders): an epoch of this many batches per process, drawn as back-to-back permutations.
     """
-    sampler: Sampler[int] = SeededShuffleSampler(dataset, seed) if shuffle else SequentialSampler(dataset)
+    samples = None if steps is None else steps * batch_size * world_size
+    sampler: Sampler[int] = (SeededShuffleSampler(dataset, seed, num_samples=samples) if shuffle
+                             else SequentialSampler(dataset))
     if world_size > 1:
         sampler = ShardSampler(sampler, rank, world_size, pad=shuffle)
     # An explicit generator keeps DataLoader from drawing its base seed from the global RNG, which

@@ -166,18 +166,22 @@ class LanguageModelMetrics(Metrics):
 class ForecastMetrics(Metrics):
     """``forecast``: output and y ``[B, horizon, n_targets]`` in scaled units; metrics in original units.
 
-    ``mean``/``std``: the targets' scaler (``y = y_scaled · std + mean``); ``mase_scale``: per target,
-    the in-sample seasonal-naive MAE on the training part (``None``: no MASE).
+    ``mean``/``std``: the targets' scaler (``y = y_scaled · std + mean``, then ``exp y`` for the targets
+    in ``logged``); ``mase_scale``: per target, the in-sample seasonal-naive MAE on the training part
+    (``None``: no MASE).
     """
 
-    def __init__(self, mean: list[float], std: list[float], mase_scale: list[float] | None = None) -> None:
+    def __init__(self, mean: list[float], std: list[float], mase_scale: list[float] | None = None,
+                 logged: list[bool] | None = None) -> None:
         super().__init__()
         self.mean = torch.tensor(mean, dtype=torch.float64)
         self.std = torch.tensor(std, dtype=torch.float64)
         self.mase_scale = torch.tensor(mase_scale, dtype=torch.float64) if mase_scale is not None else None
+        self.logged = torch.tensor(logged or [False] * len(mean))
 
     def unscale(self, values: torch.Tensor) -> torch.Tensor:
-        return values.detach().to(torch.float64) * self.std + self.mean
+        values = values.detach().to(torch.float64) * self.std + self.mean
+        return torch.where(self.logged, values.exp(), values) if bool(self.logged.any()) else values
 
     def update(self, output: torch.Tensor, y: torch.Tensor) -> None:
         predicted, actual = self.unscale(output.cpu()), self.unscale(y.cpu())
@@ -292,7 +296,8 @@ def metrics_for(spec: Any, meta: dict[str, Any]) -> Metrics:
         mase_scale = meta.get("mase_scale")
         if isinstance(mase_scale, dict):
             mase_scale = [mase_scale[name] for name in targets]
-        return ForecastMetrics([scaler["mean"][i] for i in index], [scaler["std"][i] for i in index], mase_scale)
+        return ForecastMetrics([scaler["mean"][i] for i in index], [scaler["std"][i] for i in index], mase_scale,
+                               [name in scaler.get("log", []) for name in targets])
     if head == "regress":
         return RegressionMetrics()
     if head == "multilabel":

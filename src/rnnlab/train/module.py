@@ -169,8 +169,8 @@ class TaskModule(L.LightningModule):
                 from rnnlab.train.callbacks import RunRecorder
 
                 recorder = next((c for c in self.trainer.callbacks if isinstance(c, RunRecorder)), None)
-                if recorder is not None:  # its clock counts the earlier sessions of a resumed run too
-                    budget_seconds, clock = config.max_minutes * 60, lambda: recorder.seconds
+                if recorder is not None and recorder.max_seconds:  # its clock counts earlier sessions too
+                    budget_seconds, clock = recorder.max_seconds, lambda: recorder.seconds
             schedule = CosineWithWarmup(warmup_steps, total_steps, budget_seconds=budget_seconds, clock=clock)
             # A plain function, not the schedule object: LambdaLR's state_dict copies a callable
             # object's attributes (here the clock), which the JSON checkpoint cannot hold; the
@@ -185,7 +185,7 @@ class TaskModule(L.LightningModule):
             return stream_loader(self.task_data.train.tokens, self.spec.seq_len, self.config.batch_size,
                                  training=True, seed=self.config.seed, rank=self.trainer.global_rank,
                                  world_size=self.trainer.world_size)
-        return self.loader(self.task_data.train, shuffle=True)
+        return self.loader(self.task_data.train, shuffle=True, steps=self.config.steps_per_epoch)
 
     def val_dataloader(self) -> DataLoader:
         if self.streams:  # the whole held-out stream as one stream (every process reads it all)
@@ -193,11 +193,12 @@ class TaskModule(L.LightningModule):
             return stream_loader(self.task_data.val.tokens, window, 1, training=False)
         return self.loader(self.task_data.val, shuffle=False)
 
-    def loader(self, dataset: Dataset, *, shuffle: bool) -> DataLoader:
-        """This process's share of ``dataset``, in an order fixed by ``(seed, epoch)``."""
+    def loader(self, dataset: Dataset, *, shuffle: bool, steps: int | None = None) -> DataLoader:
+        """This process's share of ``dataset``, in an order fixed by ``(seed, epoch)``; ``steps``: an
+        epoch of that many batches (``config.steps_per_epoch``), else one pass."""
         rank, world_size = self.trainer.global_rank, self.trainer.world_size
         return shard_loader(dataset, self.config.batch_size, shuffle=shuffle, bucket=self.config.bucket,
-                            seed=self.config.seed, rank=rank, world_size=world_size)
+                            seed=self.config.seed, rank=rank, world_size=world_size, steps=steps)
 
 
 def keep_lstm_in_float32_if_needed(model: torch.nn.Module, precision: str) -> int:

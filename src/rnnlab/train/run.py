@@ -34,20 +34,24 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 
 from rnnlab.errors import ConfigError, DataError, TrainingError
-from rnnlab.io import atomic_write, atomic_write_json
+from rnnlab.io import atomic_save_safetensors, atomic_write, atomic_write_json
 from rnnlab.train.checkpoint import CHECKPOINT_DIR, CHECKPOINT_FILE, RECORD_FILE
 from rnnlab.train.config import TrainConfig
 from rnnlab.train.loaders import shard_loader
 from rnnlab.train.metrics import metrics_for, primary_metric
+from rnnlab.train.stateful import reads_stream
 
 # Lightning is imported only when training (callbacks.py, module.py): loading, evaluating and
 # predicting with a run start quicker without it.
 
 #: Fields a resumed run may change: how long it goes on, and on how many processes.
 RESUMABLE_CHANGES = ("epochs", "max_minutes", "devices")
+#: With refit on, the selection run may use this share of ``max_minutes``; the refit the rest.
+SELECTION_SHARE = 0.5
 EVALUATION_BATCH_SIZE = 256
 
 
@@ -99,7 +103,7 @@ def train(config: TrainConfig | dict[str, Any] | None = None, *, resume: bool = 
     if resume:
         config, out = _resume_config(config)
     else:
-        config = config.resolved()
+        config.validate()
         out = Path(config.out) if config.out else _default_out(config)
         config = replace(config, out=str(out))
         _check_fresh_out(out)
@@ -110,6 +114,8 @@ def train(config: TrainConfig | dict[str, Any] | None = None, *, resume: bool = 
     L.seed_everything(config.seed, workers=False, verbose=False)
     if task_data is None:
         task_data = load_task_data(config)
+    if not resume:  # the defaults that follow from the data: its size
+        config = config.resolved(**data_sizes(task_data))
     model = _build_model(config, task_data)
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
@@ -138,6 +144,20 @@ def load_task_data(config: TrainConfig) -> Any:
 
     options = config.load_options()
     return load_task(config.task, options.pop("data"), options.pop("test_data"), **options)
+
+
+def data_sizes(task_data: Any) -> dict[str, int | None]:
+    """``TrainConfig.resolved``'s view of finite data (a file or a data set): training and validation
+    samples and the median training length. A generated task makes more data for the asking (its
+    sizes are the user's ``n_train``...) and a token stream (charlm) has defaults of its own: ``{}``."""
+    if reads_stream(task_data.train) or task_data.meta.get("data") == "generated":
+        return {}
+    from rnnlab.data.batching import dataset_lengths
+
+    lengths = dataset_lengths(task_data.train)
+    return {"train_size": len(task_data.train), "val_size": len(task_data.val),
+            "median_length": int(np.median(lengths)) if len(lengths) else None,
+            "anchor": task_data.meta.get("anchor")}
 
 
 def _build_model(config: TrainConfig, task_data: Any) -> torch.nn.Module:
@@ -184,8 +204,10 @@ def _fit_and_test(config: TrainConfig, out: Path, model: torch.nn.Module, task_d
     from rnnlab.train.module import TaskModule
 
     module = TaskModule(model, config, task_data)
+    budget = config.max_minutes * 60 if config.max_minutes else None
+    # a refit trains about as long again: the selection run gets its share of the time budget
     recorder = RunRecorder(out, module.monitor, module.mode, patience=config.patience, target=config.target,
-                           max_seconds=config.max_minutes * 60 if config.max_minutes else None)
+                           max_seconds=budget * SELECTION_SHARE if budget and config.refit else budget)
     all_callbacks = [recorder, *callbacks]
     if progress:
         all_callbacks.append(TQDMProgressBar())
@@ -224,11 +246,53 @@ def _fit_and_test(config: TrainConfig, out: Path, model: torch.nn.Module, task_d
 
     record = json.loads((checkpoint / RECORD_FILE).read_text(encoding="utf-8"))
     model.load_state_dict(load_file(out / "model.safetensors"))
+    if config.refit:
+        refitted, record["refit"] = refit(config, task_data, record, budget)
+        if refitted is not None:
+            model = refitted
+            atomic_save_safetensors(out / "model.safetensors", model.state_dict())
     test_metrics = evaluate_model(model, task_data.test, task_data.spec, task_data.meta)
     summary = _summary(config, task_data, model, record, test_metrics)
     atomic_write_json(out / "summary.json", summary)
     shutil.rmtree(checkpoint, ignore_errors=True)
     return RunResult(out, summary, model, task_data, config)
+
+
+def refit(config: TrainConfig, task_data: Any, record: dict[str, Any],
+          budget: float | None) -> tuple[torch.nn.Module | None, dict[str, Any]]:
+    """Train a fresh model on train + validation for the selection run's epoch count (its best with
+    early stopping, else every epoch it trained), at the learning rates that run used epoch by epoch (Darts' and NeuralForecast's refit: the held-out
+    part chose how long to train, then it trains too). Returns the model (``None`` when there was
+    no best epoch or the time budget ran out first: the selection run's best is kept) and what
+    ``summary.json["refit"]`` reports."""
+    import lightning as L
+
+    from rnnlab.data.batching import join_datasets
+    from rnnlab.train.callbacks import ReplayLearningRates, StopAtSeconds
+    from rnnlab.train.module import TaskModule
+
+    epochs = record["best_epoch"] if config.patience is not None else len(record["history"])
+    if not epochs:
+        return None, {"done": False, "reason": "no validation epoch finished"}
+    L.seed_everything(config.seed, workers=False, verbose=False)
+    model = _build_model(config, task_data)
+    joined = replace(task_data, train=join_datasets(task_data.train, task_data.val))
+    module = TaskModule(model, replace(config, epochs=epochs, schedule="none", patience=None, devices=1), joined)
+    remaining = None if budget is None else max(0.0, budget - record["train_seconds"])
+    replay = ReplayLearningRates([row["lr"] for row in record["history"][:epochs]])
+    clock = StopAtSeconds(remaining)
+    trainer = L.Trainer(accelerator="cpu", devices=1, max_epochs=epochs, limit_val_batches=0,
+                        gradient_clip_val=config.clip or None, gradient_clip_algorithm="norm",
+                        precision="bf16-mixed" if config.precision == "bf16" else "32-true", logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                        num_sanity_val_steps=0, use_distributed_sampler=False, callbacks=[replay, clock])
+    trainer.fit(module)
+    report = {"epochs": epochs, "steps": clock.steps, "samples": len(joined.train),
+              "seconds": round(clock.seconds, 3)}
+    if clock.stopped:
+        return None, {**report, "done": False,
+                      "reason": f"the time budget ran out after {clock.steps} steps: the selection run's best is kept"}
+    return model.eval(), {**report, "done": True}
 
 
 def _summary(config: TrainConfig, task_data: Any, model: torch.nn.Module, record: dict[str, Any],
@@ -245,6 +309,7 @@ def _summary(config: TrainConfig, task_data: Any, model: torch.nn.Module, record
         "primary_mode": mode,
         "test_metrics": {**{name: _finite_or_none(value) for name, value in test_metrics.items()}, **baselines},
         "baselines": baselines,
+        "baseline_notes": task_data.meta.get("baseline_notes", {}),
         "val_metrics": {name.removeprefix("val_"): _finite_or_none(value) for name, value in (best_row or {}).items()
                         if name.startswith("val_")},
         "num_parameters": count_parameters(model),
@@ -258,6 +323,10 @@ def _summary(config: TrainConfig, task_data: Any, model: torch.nn.Module, record
         "seconds_per_step": record["seconds_per_step"],
         "steps": record["steps"],
         "stop_reason": record["stop_reason"],
+        # how the number of epochs was chosen and what the tested model was trained on
+        "validation": "held-out split, then refit on train + validation" if record.get("refit", {}).get("done")
+        else "held-out split",
+        "refit": record.get("refit"),
         "devices": config.devices,
         "threads": torch.get_num_threads(),
         "versions": _versions(),
