@@ -81,9 +81,7 @@ def test_train_evaluate_and_predict_through_the_cli(tmp_path, number_words):
                     *TINY_MODEL)
     assert result.exit_code == 0, result.output
     summary = json.loads((run / "summary.json").read_text())
-    metrics = summary["test_metrics"]
-    assert 0.0 <= metrics["exact_match"] <= 1.0 and metrics["cer"] >= 0.0
-    assert summary["primary_metric"] == "exact_match"
+    assert set(summary["test_metrics"]) >= {"exact_match", "cer"} and summary["primary_metric"] == "exact_match"
     task = json.loads((run / "task.json").read_text())
     assert task["spec"]["head"] == "seq2seq" and task["model_options"]["bidirectional"] is True
 
@@ -100,6 +98,17 @@ def test_train_evaluate_and_predict_through_the_cli(tmp_path, number_words):
     assert [(row["line"], row["source"]) for row in rows] == [("1", "nine nine"), ("3", "zero one")]
     assert all(set(row["predicted"]) <= set("0123456789\ufffd") for row in rows)
     assert all(float(row["log_probability"]) <= 0 for row in rows)
+
+    # evaluate on a file = exact match and CER of predict's decodes, counted here against the targets
+    result = invoke("evaluate", run, "--data", number_words)
+    assert result.exit_code == 0, result.output
+    scores = json.loads((run / "evaluation.json").read_text())[str(number_words)]
+    result = invoke("predict", run, "--data", number_words, "--out", out)
+    assert result.exit_code == 0, result.output
+    decoded = [row["predicted"] for row in csv.DictReader(open(out, newline="", encoding="utf-8"))]
+    targets = [f"{n:02d}" for n in range(100)]
+    assert scores["exact_match"] == pytest.approx(sum(d == t for d, t in zip(decoded, targets)) / 100)
+    assert scores["cer"] == pytest.approx(sum(levenshtein(d, t) for d, t in zip(decoded, targets)) / 200)
 
 
 def test_bad_input_is_one_line_naming_file_and_line(tmp_path, number_words):
