@@ -4,12 +4,12 @@
 
 Lists every number in the README's Markdown tables, table by table, and the commands named in the
 table's part of its section: the text from the heading or the table before it down to the table,
-and the table's own cells (a reader meets the command before the figures it made). A command is a line of a fenced code block that starts
-with ``rnnlab``, ``python`` or ``pip`` (environment assignments such as ``OMP_NUM_THREADS=1`` may
-come first), or inline code that starts with ``rnnlab `` or ``python ``. A table with numbers whose
-part names no command fails, unless its section's heading is in ``EXCEPTIONS`` (which is empty: a
-figure without its command is fixed or removed, not excused). Exit status 0 when every table
-passes, 1 otherwise.
+and the table's own cells (a reader meets the command before the figures it made). A command is a
+line of a fenced code block that starts with ``rnnlab``, ``python`` or ``pip`` (environment
+assignments such as ``OMP_NUM_THREADS=1`` may come first), or inline code that starts with
+``rnnlab `` or ``python ``. A table with numbers whose part names no command fails, unless its
+section's heading is in ``EXCEPTIONS`` (which is empty: a figure without its command is fixed or
+removed, not excused). Exit status 0 when every table passes, 1 otherwise.
 """
 
 from __future__ import annotations

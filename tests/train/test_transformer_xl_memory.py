@@ -29,7 +29,8 @@ def bpc_by_memory(folder, *, blocks, epochs, lr=None):
     scores = {}
     for mem_len in (0, 16, 32):
         result.model.encoder.mem_len = mem_len
-        scores[mem_len] = evaluate_stream(result.model, result.task_data.test.tokens, spec, result.task_data.meta)["bpc"]
+        test = evaluate_stream(result.model, result.task_data.test.tokens, spec, result.task_data.meta)
+        scores[mem_len] = test["bpc"]
     return scores
 
 
