@@ -2,6 +2,13 @@
 
 import pytest
 import torch
+from shared_files import shared_data
+
+
+@pytest.fixture
+def jsb_chorales():
+    """The JSB Chorales file of ``../shared/data`` (skipped when absent, a failure under ``CI=true``)."""
+    return shared_data("data/JSB_Chorales.mat")
 
 
 @pytest.fixture

@@ -65,25 +65,26 @@ def test_train_classify_then_evaluate_and_predict(tmp_path):
     assert result.exit_code == 0, result.output
     assert "accuracy" in result.output and "majority" in result.output  # the baseline beside the metric
     summary = json.loads((run / "summary.json").read_text())
-    assert 0.0 <= summary["test_metrics"]["accuracy"] <= 1.0
 
     result = invoke("evaluate", run)
     assert result.exit_code == 0, result.output
     evaluations = json.loads((run / "evaluation.json").read_text())
     assert evaluations["test split"]["accuracy"] == pytest.approx(summary["test_metrics"]["accuracy"])
 
+    # evaluate on a labelled file = the share of predict's labels that match the file's, counted here
     new = shapes_csv(tmp_path / "new.csv", rows=9)
     result = invoke("evaluate", run, "--data", new)
     assert result.exit_code == 0, result.output
-    assert 0.0 <= json.loads((run / "evaluation.json").read_text())[str(new)]["accuracy"] <= 1.0
-
-    unlabelled = shapes_csv(tmp_path / "unlabelled.csv", rows=6, with_labels=False)
+    accuracy = json.loads((run / "evaluation.json").read_text())[str(new)]["accuracy"]
+    unlabelled = shapes_csv(tmp_path / "unlabelled.csv", rows=9, with_labels=False)
     result = invoke("predict", run, "--data", unlabelled, "--out", tmp_path / "predictions.csv")
     assert result.exit_code == 0, result.output
     rows = read_rows(tmp_path / "predictions.csv")
-    assert len(rows) == 6
-    assert {row["predicted"] for row in rows} <= {"up", "down", "flat"}
-    assert all(0.0 < float(row["probability"]) <= 1.0 for row in rows)
+    truth = [["up", "down", "flat"][i % 3] for i in range(9)]  # shapes_csv's labels, row by row
+    assert len(rows) == 9 and {row["predicted"] for row in rows} <= {"up", "down", "flat"}
+    assert accuracy == pytest.approx(sum(row["predicted"] == label for row, label in zip(rows, truth)) / 9)
+    # the probability given is the predicted label's, the largest of three: at least 1/3
+    assert all(1 / 3 <= float(row["probability"]) <= 1.0 for row in rows)
 
 
 def test_evaluate_on_a_file_with_an_unseen_label_is_refused(tmp_path):
@@ -127,7 +128,18 @@ def test_train_forecast_then_forecast_after_the_last_row(tmp_path):
     rows = read_rows(tmp_path / "forecast.csv")
     assert [row["step"] for row in rows] == ["1", "2", "3", "4", "5", "6"]
     assert rows[0]["origin"].startswith("2024-01-05 23:00") and rows[0]["time"].startswith("2024-01-06 00:00")
-    assert all(40 < float(row["forecast"]) < 160 for row in rows)  # original units, not scaled ones
+    # original units: the model's output on the last 12 rows, scaled and unscaled here with the run's scaler
+    import torch
+
+    from rnnlab.train import load_run
+
+    _, model, task = load_run(run)
+    mean, std = task["meta"]["scaler"]["mean"][0], task["meta"]["scaler"]["std"][0]
+    last = [100 + 20 * math.sin(h / 3.8) for h in range(108, 120)]
+    x = torch.tensor([[[(round(value, 2) - mean) / std] for value in last]], dtype=torch.float32)
+    with torch.no_grad():
+        expected = (model(x)[0, :, 0] * std + mean).tolist()
+    assert [float(row["forecast"]) for row in rows] == pytest.approx(expected, abs=1e-4)
     result = invoke("predict", run, "--data", data, "--out", tmp_path / "p.csv")
     assert result.exit_code == 2 and "use `rnnlab forecast`" in result.output
 

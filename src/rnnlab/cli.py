@@ -320,6 +320,9 @@ def compare(
                               "(Bai et al. 2018: adding T=600, copy memory T=1000, music; rnn,lstm,gru,tcn)."),
     music_data: str = typer.Option(None, "--music-data", help="--suite: the music row's data (JSB_Chorales.mat, "
                                    "or a folder of .npy rolls); without it that row is reported as missing."),
+    suite_row: str = typer.Option(None, "--suite-row", help="--suite: the published row the music data is "
+                                  "judged against (jsb | nottingham); default: known files by their sha256, "
+                                  "never by name; others have no published row."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
 ) -> None:
     """Train the family side by side on one task and write results.json and report.html (the main job)."""
@@ -338,6 +341,7 @@ def compare(
             workers=workers, params=params, epochs=epochs, max_minutes=max_minutes, batch_size=batch_size,
             num_layers=num_layers, lr=lr, clip=clip, init=init, train_samples=train_samples,
             target_metric=target_metric, data_options=data_options, suite=suite, music_data=music_data,
+            suite_row=suite_row,
         )
         if models is not None:
             config.models = parse_models(models)

@@ -10,8 +10,6 @@ from rnnlab.data import load_task
 from rnnlab.errors import ConfigError, DataError
 from .helpers import matlab_cell, random_rolls
 
-JSB = "/work/shared/data/JSB_Chorales.mat"
-
 
 def test_samples_are_a_roll_and_its_next_frame(tiny_music_mat):
     task = load_task("music", tiny_music_mat())
@@ -98,9 +96,8 @@ def test_music_needs_data():
         load_task("music")
 
 
-@pytest.mark.skipif(not os.path.exists(JSB), reason="JSB Chorales .mat not present (it lives outside the repository)")
-def test_jsb_chorales_loads_with_the_standard_split():
-    task = load_task("music", JSB)
+def test_jsb_chorales_loads_with_the_standard_split(jsb_chorales):
+    task = load_task("music", str(jsb_chorales))
     assert task.meta["sequences"] == {"train": 229, "val": 76, "test": 77}
     # the paper's LSTM scores 8.45: the baselines must leave room above it
     assert 8.45 < task.baselines["persistence_nll"] < task.baselines["marginal_nll"]

@@ -151,32 +151,3 @@ def test_onnx_export_is_refused_saying_why(tmp_path, mode):
     with pytest.raises(ConfigError, match="cannot be exported to ONNX: its state is a memory"):
         export_onnx(tiny(), tmp_path / "xl.onnx", mode=mode)
     assert not (tmp_path / "xl.onnx").exists()
-
-
-@pytest.mark.slow
-def test_bpc_improves_as_the_memory_grows_past_the_segment(tmp_path):
-    """Text where each 24-letter random string is written twice: the second copy is predictable only
-    from 24 characters back, beyond a 16-character segment. The same trained model, evaluated with
-    memory 0, 16 and 32, must score better with each: its context reaches past its segment."""
-    from rnnlab.train import TrainConfig, train
-    from rnnlab.train.stateful import evaluate_stream
-
-    generator = torch.Generator().manual_seed(0)
-    letters = "abcdefghijklmnop"
-    blocks = []
-    for _ in range(2500):
-        word = "".join(letters[i] for i in torch.randint(0, 16, (24,), generator=generator).tolist())
-        blocks.append(word + word)
-    (tmp_path / "copies.txt").write_text("".join(blocks))
-    config = TrainConfig(task="charlm", model="transformer-xl", data=str(tmp_path / "copies.txt"), seq_len=16,
-                         hidden_size=32, num_layers=2, epochs=3, batch_size=32, dropout=0.0, patience=None,
-                         out=str(tmp_path / "run"), model_options={"num_heads": 2, "mem_len": 32})
-    result = train(config)
-    spec = vars(result.model.spec) if not isinstance(result.model.spec, dict) else result.model.spec
-    scores = {}
-    for mem_len in (0, 16, 32):
-        result.model.encoder.mem_len = mem_len
-        scores[mem_len] = evaluate_stream(result.model, result.task_data.test.tokens, spec, result.task_data.meta)["bpc"]
-    # the first copy (half the text) is random: 4 bits a letter whatever the memory; the second copy
-    # costs ~4 bits without memory and ~0 bits once 24 characters back are in reach
-    assert scores[0] > scores[16] + 0.3 > scores[32] + 0.6, scores

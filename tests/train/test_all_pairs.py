@@ -1,4 +1,5 @@
-"""Every task × model pair trains for one epoch at a tiny size and writes a complete run directory."""
+"""Every task × registered model pair trains for one epoch at a tiny size and writes a complete run directory
+(or, where the model does not fit the task's head, is refused before anything runs)."""
 
 import json
 import math
@@ -7,7 +8,7 @@ import pytest
 
 from rnnlab.data import TASKS
 from rnnlab.errors import ConfigError
-from rnnlab.models import MODEL_NAMES, model_heads
+from rnnlab.models import model_heads, model_names
 from rnnlab.train import TrainConfig, load_task_data, train
 from rnnlab.train.metrics import primary_metric
 
@@ -36,8 +37,14 @@ EXPECTED_METRICS = {
 }
 
 
-def test_every_task_is_covered():
+def test_every_task_and_every_registered_model_is_covered():
     assert set(TINY) == set(TASKS)
+    # the README's models are all registered; a new one joins this test by registering
+    assert set(model_names()) >= {"rnn", "lstm", "gru", "lstm+attn", "gru+attn", "tcn", "transformer", "mingru",
+                                  "minlstm", "informer", "transformer-xl"}
+    heads = {TASKS[task].head for task in TINY}
+    for model in model_names():  # each model trains on at least one task here
+        assert model_heads(model) is None or set(model_heads(model)) & heads, model
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +68,7 @@ def config_for(task, model, files, out):
                        patience=None, out=out, **values)
 
 
-@pytest.mark.parametrize("model", MODEL_NAMES)
+@pytest.mark.parametrize("model", model_names())
 @pytest.mark.parametrize("task", list(TINY))
 def test_task_model_pair_trains_and_writes_its_run(task, model, tiny_files, task_data_of, tmp_path):
     out = tmp_path / "run"

@@ -54,12 +54,20 @@ def test_bad_input_is_refused_before_the_run_directory_exists(tmp_path, make_con
     assert not out.exists()
 
 
-def test_fill_repairs_missing_values(tmp_path):
-    series = [100 + 10 * math.sin(i / 4) for i in range(90)]
+def test_fill_repairs_missing_values_as_the_row_before(tmp_path):
+    # --fill ffill on a gap gives the run a file whose gap holds the value before it, filled here by hand
+    series = [round(100 + 10 * math.sin(i / 4), 4) for i in range(90)]
+    by_hand = list(series)
+    by_hand[30] = series[29]
     series[30] = ""
-    config = TrainConfig(task="forecast", data=write(tmp_path / "gap.csv", hourly_csv(series)), fill="ffill",
-                         lookback=8, horizon=4, epochs=1, hidden_size=8, num_layers=1, out=str(tmp_path / "run"))
-    assert train(config).summary["test_metrics"]["mae"] is not None
+    common = dict(task="forecast", lookback=8, horizon=4, epochs=1, hidden_size=8, num_layers=1)
+    filled = train(TrainConfig(data=write(tmp_path / "gap.csv", hourly_csv(series)), fill="ffill",
+                               out=str(tmp_path / "filled"), **common))
+    reference = train(TrainConfig(data=write(tmp_path / "by_hand.csv", hourly_csv(by_hand)),
+                                  out=str(tmp_path / "reference"), **common))
+    assert filled.summary["test_metrics"] == reference.summary["test_metrics"]
+    assert (tmp_path / "filled" / "model.safetensors").read_bytes() == \
+        (tmp_path / "reference" / "model.safetensors").read_bytes()
 
 
 def test_an_existing_run_is_not_overwritten(tmp_path):
@@ -107,10 +115,12 @@ def test_non_finite_loss_later_keeps_the_last_good_checkpoint_which_resumes(tmp_
         train(tiny_recall(out), callbacks=[PoisonWeights(epoch=2)])
     assert sorted(p.name for p in out.iterdir()) == ["checkpoint", "config.json", "metrics.csv", "task.json"]
     assert len((out / "metrics.csv").read_text().splitlines()) == 1 + 2  # header + 2 good epochs
-    # The kept checkpoint is good: resuming (without the poison) finishes the run.
+    # The kept checkpoint is good: resuming (without the poison) finishes the run as if never poisoned.
     summary = train(TrainConfig(out=str(out)), resume=True).summary
-    assert summary["epochs"] == 3 and math.isfinite(summary["test_metrics"]["accuracy"])
     assert json.loads((out / "summary.json").read_text()) == summary
+    uninterrupted = train(tiny_recall(tmp_path / "uninterrupted")).summary
+    assert summary["epochs"] == 3 and summary["test_metrics"] == uninterrupted["test_metrics"]
+    assert (out / "model.safetensors").read_bytes() == (tmp_path / "uninterrupted" / "model.safetensors").read_bytes()
 
 
 def test_resume_refuses_to_change_the_configuration(tmp_path):

@@ -3,7 +3,7 @@
 import pytest
 
 from rnnlab.errors import ConfigError
-from rnnlab.train import TASK_DEFAULTS, TrainConfig
+from rnnlab.train import TrainConfig
 
 
 def test_config_round_trips_through_json(tmp_path):
@@ -15,18 +15,32 @@ def test_config_round_trips_through_json(tmp_path):
 
 
 def test_resolved_fills_task_defaults_and_keeps_given_values():
+    # the adding defaults the README's acceptance run used: 6 epochs at batch 16, chrono init, hidden 64
     config = TrainConfig(task="adding", model="lstm", lr=5e-4).resolved()
     assert config.lr == 5e-4
-    assert config.epochs == TASK_DEFAULTS["adding"]["epochs"]
-    assert config.batch_size == TASK_DEFAULTS["adding"]["batch_size"]
-    assert config.init == TASK_DEFAULTS["adding"]["init"]
+    assert (config.epochs, config.batch_size, config.init, config.hidden_size, config.num_layers) == (
+        6, 16, "chrono", 64, 1)
+    assert (config.dropout, config.schedule) == (0.0, "plateau")
+
+
+def test_a_models_own_measured_settings_replace_the_tasks_and_the_users_win():
+    # README "Text generation": the charlm LSTM trains at lr 3e-3 with embedding 64 and recurrent
+    # dropout 0.1; the GRU keeps the task's lr 2e-3 and no model options
+    lstm = TrainConfig(task="charlm", model="lstm").resolved()
+    assert (lstm.lr, lstm.model_options) == (3e-3, {"embedding_dim": 64, "recurrent_dropout": 0.1})
+    gru = TrainConfig(task="charlm", model="gru").resolved()
+    assert (gru.lr, gru.model_options, gru.schedule, gru.dropout) == (2e-3, {}, "cosine", 0.2)
+    mine = TrainConfig(task="charlm", model="lstm", lr=1e-3, model_options={"embedding_dim": 32}).resolved()
+    assert (mine.lr, mine.model_options) == (1e-3, {"embedding_dim": 32, "recurrent_dropout": 0.1})
 
 
 def test_budget_scales_default_epochs_only():
-    standard = TrainConfig(task="recall").resolved()
-    quick = TrainConfig(task="recall", budget="quick").resolved()
-    assert quick.epochs < standard.epochs
+    # recall's 30 standard epochs: quick is a fifth (6), full three times (90); given epochs stay
+    epochs = {budget: TrainConfig(task="recall", budget=budget).resolved().epochs for budget in ("quick", "standard",
+                                                                                                 "full")}
+    assert epochs == {"quick": 6, "standard": 30, "full": 90}
     assert TrainConfig(task="recall", budget="quick", epochs=7).resolved().epochs == 7
+    assert TrainConfig(task="recall", budget="quick").resolved().batch_size == 64
 
 
 def test_non_recurrent_models_get_no_recurrent_init():

@@ -108,15 +108,121 @@ def test_time_budget_stops_training(tmp_path):
     assert summary["epochs"] < 1000 and summary["train_seconds"] < 1.2 * 60 * 0.02 + 5
 
 
-@pytest.mark.parametrize("changes", [{"precision": "bf16"}, {"gradient_checkpointing": True},
-                                     {"schedule": "cosine", "warmup_epochs": 1.0}, {"optimizer": "adamw",
-                                                                                    "weight_decay": 0.01},
-                                     {"bucket": True}, {"recurrent_lr": 1e-2}],
-                         ids=["bf16", "gradient-checkpointing", "cosine", "adamw", "bucket", "recurrent-lr"])
-def test_training_options_run(tmp_path, changes):
-    summary = train(tiny(tmp_path / "run", **changes)).summary
-    assert math.isfinite(summary["test_metrics"]["accuracy"])
-    assert TrainConfig.load(tmp_path / "run" / "config.json").to_dict().items() >= changes.items()
+class FirstStep(L.Callback):
+    """Each parameter before training and after the first optimiser step."""
+
+    def on_train_start(self, trainer, pl_module):
+        self.before = {name: p.detach().clone() for name, p in pl_module.model.named_parameters()}
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step == 1:
+            self.after = {name: p.detach().clone() for name, p in pl_module.model.named_parameters()}
+
+    def largest_change(self, name):
+        return float((self.after[name] - self.before[name]).abs().max())
+
+
+def test_recurrent_lr_moves_w_hh_by_its_own_rate_in_training(tmp_path):
+    # Adam's first step moves each weight by lr · g / (|g| + eps) ≈ lr wherever the gradient is not tiny,
+    # so the largest change of a matrix after one step is its group's learning rate
+    steps = FirstStep()
+    train(tiny(tmp_path / "run", n_train=16, epochs=1, lr=1e-3, recurrent_lr=1e-2), callbacks=[steps])
+    assert steps.largest_change("encoder.rnn.weight_hh_l0") == pytest.approx(1e-2, rel=1e-3)
+    for name in ("encoder.rnn.weight_ih_l0", "encoder.rnn.bias_hh_l0", "head.linear.weight"):
+        assert steps.largest_change(name) == pytest.approx(1e-3, rel=1e-3), name
+
+
+def test_adamw_decays_matrices_apart_from_the_gradient_step_and_spares_biases(tmp_path):
+    # decoupled decay (Loshchilov & Hutter): w ← w − lr·λ·w − lr·m̂/(√v̂ + ε), and |m̂/(√v̂ + ε)| ≤ 1 on
+    # the first step; Adam's coupled L2 would fold λ·w into the gradient and never move a weight by > lr
+    lr, decay = 1e-2, 10.0
+    steps = FirstStep()
+    train(tiny(tmp_path / "run", n_train=16, epochs=1, lr=lr, optimizer="adamw", weight_decay=decay),
+          callbacks=[steps])
+    for name in ("encoder.rnn.weight_ih_l0", "encoder.rnn.weight_hh_l0", "head.linear.weight"):
+        before, after = steps.before[name], steps.after[name]
+        gradient_step = after - before * (1 - lr * decay)
+        assert float(gradient_step.abs().max()) <= lr * (1 + 1e-5), name
+        assert float((after - before).abs().max()) > 2 * lr, name  # the decay moved it beyond any Adam step
+    for name in ("encoder.rnn.bias_ih_l0", "head.linear.bias"):  # 1-d: not decayed
+        assert steps.largest_change(name) <= lr * (1 + 1e-5), name
+
+
+class LearningRates(L.Callback):
+    """The learning rate each optimiser step used."""
+
+    def __init__(self):
+        self.rates = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.rates.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+
+def test_cosine_schedule_sets_the_rate_of_every_step(tmp_path):
+    # 3 epochs of 4 batches: 4 warm-up steps rising linearly to lr, then 8 steps of cosine decay from lr
+    # towards lr / 100 (README "Training"); written out from that statement, not from the code
+    lr, used = 1e-3, LearningRates()
+    train(tiny(tmp_path / "run", epochs=3, lr=lr, schedule="cosine", warmup_epochs=1.0), callbacks=[used])
+    warmup = [lr * (step + 1) / 4 for step in range(4)]
+    decay = [lr * (0.01 + 0.99 * (1 + math.cos(math.pi * step / 8)) / 2) for step in range(8)]
+    assert used.rates == pytest.approx(warmup + decay, rel=1e-6)
+
+
+class BatchLengths(L.Callback):
+    def __init__(self):
+        self.lengths = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.lengths.append(sorted(batch.lengths.tolist()))
+
+
+@pytest.mark.parametrize("bucket", [True, False])
+def test_bucketing_batches_sequences_of_similar_length(tmp_path, bucket):
+    # 96 dates of 8–71 characters fit one bucket pool (50 batches of 16): with --bucket the epoch's
+    # batches are its lengths sorted and cut into sixes of 16; without, a shuffle mixes them
+    batches = BatchLengths()
+    train(TrainConfig(task="seq2seq", model="lstm+attn", n_train=96, n_val=16, n_test=16, batch_size=16,
+                      hidden_size=8, num_layers=1, epochs=1, patience=None, bucket=bucket, out=str(tmp_path / "run")),
+          callbacks=[batches])
+    every = sorted(length for batch in batches.lengths for length in batch)
+    sorted_and_cut = [every[start:start + 16] for start in range(0, 96, 16)]
+    assert (sorted(batches.lengths) == sorted_and_cut) is bucket
+
+
+class OutputTypes(L.Callback):
+    """The dtype of each LSTM's and each Linear's output in the training steps."""
+
+    def __init__(self):
+        self.dtypes, self.recording = {}, False
+
+    def on_train_start(self, trainer, pl_module):
+        for module in pl_module.model.modules():
+            if isinstance(module, (torch.nn.LSTM, torch.nn.Linear)):
+                kind = "LSTM" if isinstance(module, torch.nn.LSTM) else "Linear"
+                module.register_forward_hook(lambda module, args, output, kind=kind: self.record(kind, output))
+
+    def record(self, kind, output):
+        if self.recording:
+            self.dtypes.setdefault(kind, set()).add((output[0] if isinstance(output, tuple) else output).dtype)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.recording = True
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.recording = False
+
+
+@pytest.mark.parametrize(("precision", "lstm", "linear"), [("bf16", torch.float32, torch.bfloat16),
+                                                            ("32", torch.float32, torch.float32)])
+def test_bf16_autocasts_the_other_layers_and_keeps_the_lstm_recurrence_in_float32(tmp_path, monkeypatch,
+                                                                                precision, lstm, linear):
+    # the CPU path without bf16 LSTM kernels (the AVX2 machines): forced, so every CPU tests it
+    from rnnlab.train import module
+
+    monkeypatch.setattr(module, "_cpu_runs_bf16_lstm", lambda: False)
+    types = OutputTypes()
+    train(tiny(tmp_path / "run", epochs=1, precision=precision), callbacks=[types])
+    assert types.dtypes == {"LSTM": {lstm}, "Linear": {linear}}
 
 
 def test_plateau_schedule_halves_the_rate_when_the_metric_stalls(tmp_path):

@@ -81,9 +81,7 @@ def test_train_evaluate_and_predict_through_the_cli(tmp_path, number_words):
                     *TINY_MODEL)
     assert result.exit_code == 0, result.output
     summary = json.loads((run / "summary.json").read_text())
-    metrics = summary["test_metrics"]
-    assert 0.0 <= metrics["exact_match"] <= 1.0 and metrics["cer"] >= 0.0
-    assert summary["primary_metric"] == "exact_match"
+    assert set(summary["test_metrics"]) >= {"exact_match", "cer"} and summary["primary_metric"] == "exact_match"
     task = json.loads((run / "task.json").read_text())
     assert task["spec"]["head"] == "seq2seq" and task["model_options"]["bidirectional"] is True
 
@@ -101,6 +99,17 @@ def test_train_evaluate_and_predict_through_the_cli(tmp_path, number_words):
     assert all(set(row["predicted"]) <= set("0123456789\ufffd") for row in rows)
     assert all(float(row["log_probability"]) <= 0 for row in rows)
 
+    # evaluate on a file = exact match and CER of predict's decodes, counted here against the targets
+    result = invoke("evaluate", run, "--data", number_words)
+    assert result.exit_code == 0, result.output
+    scores = json.loads((run / "evaluation.json").read_text())[str(number_words)]
+    result = invoke("predict", run, "--data", number_words, "--out", out)
+    assert result.exit_code == 0, result.output
+    decoded = [row["predicted"] for row in csv.DictReader(open(out, newline="", encoding="utf-8"))]
+    targets = [f"{n:02d}" for n in range(100)]
+    assert scores["exact_match"] == pytest.approx(sum(d == t for d, t in zip(decoded, targets)) / 100)
+    assert scores["cer"] == pytest.approx(sum(levenshtein(d, t) for d, t in zip(decoded, targets)) / 200)
+
 
 def test_bad_input_is_one_line_naming_file_and_line(tmp_path, number_words):
     broken = tmp_path / "broken.tsv"
@@ -117,9 +126,22 @@ def test_bad_input_is_one_line_naming_file_and_line(tmp_path, number_words):
 
 
 # ------------------------------------------------------------------------------------------ acceptance
+def test_attention_decodes_most_dates_after_200_steps(tmp_path):
+    """The fast version of the slow test below: the same model on 6,000 generated dates for 2 epochs
+    (188 steps of 64): measured 0.904 exact match; a model that learned nothing writes no date right."""
+    from rnnlab.train import TrainConfig, train
+
+    result = train(TrainConfig(task="seq2seq", model="lstm+attn", hidden_size=64, num_layers=1, epochs=2, bucket=True,
+                               patience=None, n_train=6000, n_val=200, n_test=500,
+                               model_options={"embedding_dim": 32}, out=str(tmp_path / "attn")))
+    assert result.test_metrics["exact_match"] >= 0.75 and result.test_metrics["cer"] <= 0.05
+
+
 @pytest.mark.slow
 def test_attention_reaches_98_percent_and_the_plain_encoder_decoder_falls_behind_on_long_sources(tmp_path):
-    """README "Sequence to sequence": the same budget for both (2 epochs of 20,000 generated dates)."""
+    """README "Sequence to sequence": the same budget for both (2 epochs of 20,000 generated dates). The
+    attention model reaches ≥ 0.98 exact match (measured 1.000); on the longest sources (40–71
+    characters, ≥ 50 of them) the plain encoder–decoder is more than 5 points behind it."""
     from rnnlab.data import load_task
     from rnnlab.lab.measures import exact_match_by_source_length
     from rnnlab.train import TrainConfig, train

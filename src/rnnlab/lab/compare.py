@@ -79,6 +79,8 @@ def compare(config: CompareConfig | dict[str, Any] | None = None, *, progress: b
         return run_suite(config, progress=progress, console=console)
     if config.music_data is not None:
         raise ConfigError(f"music_data feeds the music row of a suite; add --suite (got {config.music_data!r})")
+    if config.suite_row is not None:
+        raise ConfigError(f"suite_row names a suite's published music row; add --suite (got {config.suite_row!r})")
     experiment = resolve(config)
     from rnnlab.lab.executors import check_executor, make_executor
 

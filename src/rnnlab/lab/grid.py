@@ -136,6 +136,9 @@ class CompareConfig:
     suite: str | None = None
     #: the suite's polyphonic music data (a .mat or a folder of .npy rolls); None: that row is not run
     music_data: str | None = None
+    #: the published row the music data is judged against ("jsb" | "nottingham"); None: the row of a
+    #: file the suite knows by its sha256 (``suites.KNOWN_MUSIC_FILES``), else no published row
+    suite_row: str | None = None
 
 
 @dataclass(frozen=True)
