@@ -91,6 +91,9 @@ def load_classify(data, test_data, *, seq_len, seed, format, label, id, time, te
         sources = dict.fromkeys(("train", "val", "test"), path)
 
     label_names = sort_labels(set(parts["train"].labels))
+    if len(label_names) < 2:
+        raise DataError(f"{path}: the label column {label!r} holds one class only ({label_names[0]!r} in all "
+                        f"{len(parts['train'].labels)} training sequences); a classifier needs at least two")
     for name in ("val", "test"):
         _check_known_labels(parts[name], label_names, sources[name])
     label_index = {name: i for i, name in enumerate(label_names)}

@@ -163,6 +163,7 @@ def load_seq2seq(data, test_data, *, seq_len, seed, max_source_len, val_fraction
               for name in ("val", "test")}
     meta = {
         "task": "seq2seq", "data": f"builtin:{builtin}" if builtin else path, "seed": seed,
+        "generated": bool(builtin),  # the built-in dates are made for the asking (n_train)
         "source_vocab": source_vocab, "target_vocab": target_vocab, "pad_index": PAD_INDEX,
         "unk_index": UNK_INDEX, "bos_index": BOS_INDEX, "eos_index": EOS_INDEX,
         "max_source_len": max_source_len, "longest_target": longest_target,

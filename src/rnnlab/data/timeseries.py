@@ -221,6 +221,7 @@ def load_forecast(data, test_data, *, seq_len, seed, time, target, covariates, l
                      else {**part(slice(0, len(test_series)), test_series), "file": test_data})
     meta = {
         "task": "forecast", "data": f"builtin:{builtin}" if builtin else path, "seed": seed,
+        "generated": builtin == "traffic",  # the built-in traffic is simulated, of any length
         "time_column": series.time_column, "time_kind": series.time_kind, "step": series.step,
         "targets": series.targets, "covariates": series.covariates, "columns": series.columns,
         "lookback": lookback, "horizon": horizon, "season": season, "anchor": anchor,

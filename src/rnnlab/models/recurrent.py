@@ -102,10 +102,13 @@ class RecurrentEncoder(nn.Module):
 
 
 def patches(inputs: torch.Tensor, lengths: torch.Tensor | None, patch: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """``[B, T, F]`` → ``[B, ⌈T/p⌉, p·F]``: each step reads ``p`` consecutive steps (zeros past the end);
-    lengths become ``⌈length / p⌉``."""
+    """``[B, T, F]`` → ``[B, ⌈T/p⌉, p·F]``: each step reads ``p`` consecutive steps (zeros past each
+    sequence's end); lengths become ``⌈length / p⌉``."""
     batch, seq_len, features = inputs.shape
     steps = -(-seq_len // patch)
+    if lengths is not None:  # a patch that holds a sequence's end holds zeros after it, not the padding
+        valid = torch.arange(seq_len, device=inputs.device)[None, :] < lengths.to(inputs.device)[:, None]
+        inputs = inputs * valid.unsqueeze(-1).to(inputs.dtype)
     inputs = nn.functional.pad(inputs, (0, 0, 0, steps * patch - seq_len))
     inputs = inputs.reshape(batch, steps, patch * features)
     return inputs, None if lengths is None else torch.div(lengths + patch - 1, patch, rounding_mode="floor")

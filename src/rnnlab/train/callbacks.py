@@ -38,13 +38,15 @@ class RunRecorder(Checkpoint):
 
     ``monitor``/``mode``: the validation metric and whether more is better; ``patience``: epochs
     without improvement before stopping (``None``: never); ``target``: stop once the metric reaches
-    it; ``max_seconds``: training time budget (checked after every batch).
+    it; ``max_seconds``: training time budget (checked after every batch); ``stop_on_perfect``: stop
+    once the validation metric is perfect (off when the split is too small for that to mean much).
     """
 
     def __init__(self, run_dir: str | Path, monitor: str, mode: str, *, patience: int | None = None,
-                 target: float | None = None, max_seconds: float | None = None) -> None:
+                 target: float | None = None, max_seconds: float | None = None, stop_on_perfect: bool = True) -> None:
         self.run_dir = Path(run_dir)
         self.monitor, self.mode = monitor, mode
+        self.stop_on_perfect = stop_on_perfect
         self.patience, self.target, self.max_seconds = patience, target, max_seconds
         self.history: list[dict[str, float]] = []
         self.best_score: float | None = None
@@ -74,6 +76,14 @@ class RunRecorder(Checkpoint):
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.stop_reason is not None:  # resumed from the checkpoint of a run that had decided to stop
             trainer.should_stop = True
+        if not self.history and self.best_epoch is None and getattr(pl_module.model, "anchor", None) is not None:
+            # a forecast that starts at the (seasonal) naive forecast: that start is "epoch 0", and
+            # the run keeps it unless an epoch does better on validation
+            score = pl_module.untrained_score()
+            if not math.isnan(score):
+                self.best_score, self.best_epoch = score, 0
+                self.best_weights = {name: tensor.detach().cpu().clone() for name, tensor in
+                                     pl_module.model.state_dict().items()}
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self._rng_to_restore is not None:
@@ -132,7 +142,7 @@ class RunRecorder(Checkpoint):
         if self.target is not None and self.epochs_to_target is None and self._reached(score):
             self.epochs_to_target, self.seconds_to_target = epoch + 1, round(self.seconds, 3)
             self.stop_reason = "target reached"
-        if PERFECT_SCORE.get(self.monitor) == score:
+        if self.stop_on_perfect and PERFECT_SCORE.get(self.monitor) == score:
             self.stop_reason = self.stop_reason or f"perfect validation {self.monitor}"
         if self.patience is not None and self.best_epoch is not None and epoch + 1 - self.best_epoch >= self.patience:
             self.stop_reason = self.stop_reason or f"no improvement of val {self.monitor} for {self.patience} epochs"

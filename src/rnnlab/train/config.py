@@ -36,15 +36,16 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
     # at Bai et al.'s sizes (T=600 adding, 70K; T=1000 copy, 16K) these settings were measured for 1,500 /
     # 1,300 steps: still on the trivial plateau / at the memoryless baseline (README "Against a published table")
     "copy": {"epochs": 30, "batch_size": 32, "lr": 2e-3, "init": "chrono", "num_layers": 1, "hidden_size": 64},
-    # forecast: each window scaled by its own statistics and the forecast started from the naive or
-    # seasonal-naive path (whichever the training windows favour), README "Real data"
+    # forecast (a finite series): each window scaled by its own statistics and the forecast started
+    # from the naive or seasonal-naive path, whichever the training windows favour (README "Real data")
     "forecast": {"epochs": 15, "batch_size": 64, "lr": 2e-3, "init": "orthogonal", "num_layers": 2, "hidden_size": 32,
-                 "model_options": {"instance_norm": True}},
+                 "anchored": True},
     # classify (a user's sequences): both directions, the summary pooled over every step (mean and
     # max), and series longer than CLASSIFY_RECURRENT_STEPS read in patches of several steps, so the
     # recurrence stays ~100 steps long (README "Real data")
     "classify": {"epochs": 40, "batch_size": 32, "lr": 3e-3, "init": "orthogonal", "num_layers": 2, "hidden_size": 64,
-                 "bidirectional": True, "recurrent_options": {"pooling": "mean+max"}, "recurrent_steps": 100},
+                 "bidirectional": True, "recurrent_options": {"pooling": "mean+max"}, "recurrent_steps": 100,
+                 "small_validation": "full budget"},
     "tag": {"epochs": 30, "batch_size": 32, "lr": 3e-3, "init": "orthogonal", "num_layers": 2, "hidden_size": 64},
     # charlm trains stateful TBPTT over 32 parallel streams; dropout 0.2 holds off the overfitting a
     # plain 2×256 LSTM shows on the built-in corpus after a few minutes, and the cosine schedule
@@ -78,8 +79,9 @@ GENERIC_DEFAULTS: dict[str, Any] = {"epochs": 30, "batch_size": 64, "lr": 2e-3, 
 MAX_BATCH_FRACTION = 0.25
 MIN_STEPS_PER_EPOCH = 32
 #: A validation split this small measures a metric to no better than ±4 points (the standard error
-#: of an accuracy near 0.5 with 150 samples): too noisy to stop on. Such a run trains its whole
-#: budget under a cosine schedule and is then refit on train + validation for as many epochs.
+#: of an accuracy near 0.5 with 150 samples): after it has chosen the epochs (a task with
+#: ``small_validation: "full budget"`` does not stop on it at all: the whole budget under a cosine
+#: schedule), the model is refit on train + validation for as many epochs.
 REFIT_BELOW = 150
 #: ``budget`` scales the epochs (and the time budget) of the standard configuration.
 BUDGET_EPOCH_FACTOR = {"quick": 0.2, "standard": 1.0, "full": 3.0}
@@ -259,8 +261,8 @@ class TrainConfig:
         if model_defaults:  # the user's own options win over the defaults'
             values["model_options"] = {**model_defaults, **self.model_options}
         merged = values.get("model_options", self.model_options)
-        if anchor is not None and merged.get("instance_norm") and "anchor" not in merged:
-            values["model_options"] = {**merged, "anchor": anchor}
+        if defaults.get("anchored") and anchor is not None and "instance_norm" not in merged and "anchor" not in merged:
+            values["model_options"] = {**merged, "instance_norm": True, "anchor": anchor}
         if train_size is not None:
             if self.batch_size is None:
                 values["batch_size"] = max(1, min(values["batch_size"], int(train_size * MAX_BATCH_FRACTION)))
@@ -269,9 +271,11 @@ class TrainConfig:
                 values["steps_per_epoch"] = MIN_STEPS_PER_EPOCH
         if self.refit is None:
             values["refit"] = val_size is not None and 0 < val_size < REFIT_BELOW
-            if values["refit"]:
-                # too few samples to tell when to stop (on the real sets the epoch they chose tested
-                # worse than the full budget's last): the whole budget, annealed, then the refit
+            if values["refit"] and defaults.get("small_validation") == "full budget":
+                # too few sequences to tell when to stop (on the real sets the epoch they chose tested
+                # worse than the full budget's last): the whole budget, annealed, then the refit.
+                # A forecast keeps early stopping: its untrained start (the naive anchor) is a
+                # candidate that a run overfitting a few windows must beat.
                 values["patience"] = None
                 if self.schedule is None:
                     values["schedule"] = "cosine"

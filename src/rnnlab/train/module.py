@@ -134,6 +134,18 @@ class TaskModule(L.LightningModule):
         if self.plateau is not None and not self.trainer.sanity_checking and not math.isnan(score):
             self.plateau.step(score)
 
+    def untrained_score(self) -> float:
+        """The monitored validation metric of the model as it is now (before any step): a forecast
+        started from its naive anchor is a model worth keeping if no epoch beats it."""
+        metrics = metrics_for(self.spec, self.task_data.meta)
+        training = self.model.training
+        self.model.eval()
+        with torch.no_grad():
+            for batch in self.loader(self.task_data.val, shuffle=False):
+                metrics.update(self._output(batch, "val"), batch.y)
+        self.model.train(training)
+        return float(metrics.compute().get(self.monitor, float("nan")))
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self.plateau is not None:
             checkpoint["plateau_scheduler"] = self.plateau.state_dict()

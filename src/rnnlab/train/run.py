@@ -150,7 +150,7 @@ def data_sizes(task_data: Any) -> dict[str, int | None]:
     """``TrainConfig.resolved``'s view of finite data (a file or a data set): training and validation
     samples and the median training length. A generated task makes more data for the asking (its
     sizes are the user's ``n_train``...) and a token stream (charlm) has defaults of its own: ``{}``."""
-    if reads_stream(task_data.train) or task_data.meta.get("data") == "generated":
+    if reads_stream(task_data.train) or task_data.meta.get("data") == "generated" or task_data.meta.get("generated"):
         return {}
     from rnnlab.data.batching import dataset_lengths
 
@@ -207,7 +207,8 @@ def _fit_and_test(config: TrainConfig, out: Path, model: torch.nn.Module, task_d
     budget = config.max_minutes * 60 if config.max_minutes else None
     # a refit trains about as long again: the selection run gets its share of the time budget
     recorder = RunRecorder(out, module.monitor, module.mode, patience=config.patience, target=config.target,
-                           max_seconds=budget * SELECTION_SHARE if budget and config.refit else budget)
+                           max_seconds=budget * SELECTION_SHARE if budget and config.refit else budget,
+                           stop_on_perfect=not (config.refit and config.patience is None))
     all_callbacks = [recorder, *callbacks]
     if progress:
         all_callbacks.append(TQDMProgressBar())
@@ -272,6 +273,9 @@ def refit(config: TrainConfig, task_data: Any, record: dict[str, Any],
     from rnnlab.train.module import TaskModule
 
     epochs = record["best_epoch"] if config.patience is not None else len(record["history"])
+    if epochs == 0:
+        return None, {"done": False, "reason": "no epoch beat the untrained model (the naive start) on validation: "
+                                               "it is kept"}
     if not epochs:
         return None, {"done": False, "reason": "no validation epoch finished"}
     L.seed_everything(config.seed, workers=False, verbose=False)
