@@ -43,7 +43,10 @@ def test_mingru_minlstm_and_informer_are_cells_of_a_forecast_comparison(daily_cy
         assert record["gradient_flow"] is None and record["gates"] is None
         records.append(record)
     modes = {record["model"]: record["cost"]["stream_mode"] for record in records}
-    assert modes["mingru"].startswith("one step with the carried") and modes["informer"].startswith("the whole window")
+    # a finite series' forecasts are instance-normalised by default (each window scaled by its own
+    # statistics, models/instance_norm.py): no carried state can stream that, so every model is
+    # timed on the whole window (the carried-state modes are timed on generated data)
+    assert all(mode.startswith("the whole window") for mode in modes.values()), modes
     results = make_results(records, task="forecast", data=str(daily_cycle_csv))
     validate(results)
     assert {row["model"] for row in results["summary"]} == set(models)
