@@ -1,6 +1,12 @@
-"""The charlm defaults against the plain recipe issue #6 gives for scale, at equal step counts.
+"""The charlm defaults against the plain recipe issue #6 gives for scale, at equal step counts or wall time.
 
-    python bench/charlm_reference.py [--epochs 18] [--threads 2]
+    python bench/charlm_reference.py [--epochs 18] [--threads 2]            # built-in corpus, equal steps
+    python bench/charlm_reference.py --minutes 10 [--data FILE.txt]         # equal wall time, test bpc
+
+With ``--minutes M``: ``rnnlab train --task charlm --model lstm --max-minutes M`` (its defaults, on
+FILE or the built-in corpus) against the plain recipe trained for the same M minutes of wall time
+on the same split, its weights of the best validation check kept; both print the test split's bpc
+read as one stream.
 
 The plain recipe: seed 004's model applied at every step (embedding 128 → 2×256 ``nn.LSTM``,
 dropout 0.2 → linear), Adam 2e-3, clipping at 5, no schedule, no early stopping, batches of 32
@@ -60,6 +66,19 @@ def stream_bpc(model: PlainCharLSTM, tokens: torch.Tensor, chunk: int = 1000) ->
     return nats / (len(tokens) - 1) / math.log(2)
 
 
+def plain_step(model: PlainCharLSTM, optimizer: torch.optim.Optimizer, tokens: torch.Tensor,
+               generator: torch.Generator) -> None:
+    """One step of the plain recipe: BATCH random windows, each read from a zero state."""
+    starts = torch.randint(0, len(tokens) - WINDOW - 1, (BATCH,), generator=generator)
+    windows = tokens[starts[:, None] + torch.arange(WINDOW + 1)]
+    logits, _ = model(windows[:, :-1])
+    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), windows[:, 1:].reshape(-1))
+    optimizer.zero_grad()
+    loss.backward()
+    nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+    optimizer.step()
+
+
 def plain_curve(task, steps_per_epoch: int, epochs: int, seed: int = 0) -> list[float]:
     """Validation bpc of the plain recipe after each ``steps_per_epoch`` steps."""
     torch.manual_seed(seed)
@@ -67,42 +86,72 @@ def plain_curve(task, steps_per_epoch: int, epochs: int, seed: int = 0) -> list[
     train_tokens, val_tokens = task.train.tokens, task.val.tokens
     model = PlainCharLSTM(task.spec.vocab_size)
     optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
-    offsets = torch.arange(WINDOW + 1)
     curve = []
     for step in range(1, steps_per_epoch * epochs + 1):
-        windows = train_tokens[torch.randint(0, len(train_tokens) - WINDOW - 1, (BATCH,), generator=generator)[:, None]
-                               + offsets]
-        logits, _ = model(windows[:, :-1])
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), windows[:, 1:].reshape(-1))
-        optimizer.zero_grad()
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-        optimizer.step()
+        plain_step(model, optimizer, train_tokens, generator)
         if step % steps_per_epoch == 0:
             curve.append(stream_bpc(model, val_tokens))
     return curve
 
 
-def defaults_curve(epochs: int) -> list[float]:
+def defaults_curve(epochs: int, data: str | None = None) -> list[float]:
     """Validation bpc per epoch of ``rnnlab train --task charlm --model lstm --epochs N`` (no early stop)."""
     with tempfile.TemporaryDirectory() as folder:
         run = Path(folder) / "run"
-        train(TrainConfig(task="charlm", model="lstm", epochs=epochs, patience=None, out=str(run)))
+        train(TrainConfig(task="charlm", model="lstm", data=data, epochs=epochs, patience=None, out=str(run)))
         with open(run / "metrics.csv") as handle:
             return [float(row["val_bpc"]) for row in csv.DictReader(handle)]
+
+
+def defaults_for(minutes: float, data: str | None) -> float:
+    """Test bpc of ``rnnlab train --task charlm --model lstm --max-minutes M`` (its defaults otherwise)."""
+    with tempfile.TemporaryDirectory() as folder:
+        result = train(TrainConfig(task="charlm", model="lstm", data=data, max_minutes=minutes,
+                                   out=str(Path(folder) / "run")))
+        return float(result.summary["test_metrics"]["bpc"])
+
+
+def plain_for(task, minutes: float, steps_per_check: int, seed: int = 0) -> float:
+    """Test bpc of the plain recipe trained for ``minutes`` of wall time, validated every
+    ``steps_per_check`` steps, its best validation weights kept."""
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    model = PlainCharLSTM(task.spec.vocab_size)
+    optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
+    best, best_state, step = math.inf, None, 0
+    deadline = time.perf_counter() + minutes * 60
+    while time.perf_counter() < deadline:
+        plain_step(model, optimizer, task.train.tokens, generator)
+        step += 1
+        if step % steps_per_check == 0:
+            score = stream_bpc(model, task.val.tokens)
+            if score < best:
+                best, best_state = score, {name: value.clone() for name, value in model.state_dict().items()}
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return stream_bpc(model, task.test.tokens)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=18)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--data", default=None, help="a text file (default: the built-in corpus)")
+    parser.add_argument("--minutes", type=float, default=None, help="compare at equal wall time instead of steps")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    task = load_task("charlm")
+    task = load_task("charlm", data=args.data)
     steps_per_epoch = (len(task.train.tokens) - 1) // (BATCH * WINDOW)  # the stateful trainer's batches
+    if args.minutes is not None:
+        ours = defaults_for(args.minutes, args.data)
+        theirs = plain_for(task, args.minutes, steps_per_epoch)
+        print(f"{args.data or 'built-in corpus'}: test bpc after {args.minutes:g} minutes, {args.threads} thread(s)")
+        print(f"| rnnlab defaults | plain recipe | difference |\n|---:|---:|---:|\n"
+              f"| {ours:.3f} | {theirs:.3f} | {ours - theirs:+.3f} |")
+        return
 
     started = time.perf_counter()
-    defaults = defaults_curve(args.epochs)
+    defaults = defaults_curve(args.epochs, args.data)
     defaults_seconds = time.perf_counter() - started
     started = time.perf_counter()
     plain = plain_curve(task, steps_per_epoch, args.epochs)

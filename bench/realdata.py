@@ -27,6 +27,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
+TIE = 1e-3  # relative: closer than this to a reference is a tie
 
 CLASSIFY = ("ArrowHead", "OSULeaf", "ACSF1", "BasicMotions", "PLAID")
 #: file → (time column, target column, horizon): the horizons a forecaster of each series would ask for
@@ -84,6 +85,14 @@ def best_reference(row: dict) -> tuple[str, float] | None:
     return key, fitted[key]
 
 
+def compare(value: float, reference: float, higher: bool) -> str:
+    """"beats" / "loses", or "ties" within TIE of the reference (a forecast that kept its naive start
+    equals the seasonal naive up to float32 rounding)."""
+    if abs(value - reference) <= TIE * abs(reference):
+        return "ties"
+    return "beats" if (value > reference) == higher else "loses"
+
+
 def table(rows: list[dict]) -> str:
     lines = ["| set | model | metric | value | references | vs best reference | steps | seconds | stopped |",
              "|---|---|---|---|---|---|---|---|---|"]
@@ -99,9 +108,8 @@ def table(rows: list[dict]) -> str:
         if best is None:
             verdict = "no reference"
         else:
-            wins = row["value"] > best[1] if higher else row["value"] < best[1]
             verdict = f"{row['value'] / best[1]:.3f}× {best[0].removesuffix('_' + row['metric'])} " \
-                      f"({'beats' if wins else 'loses'})"
+                      f"({compare(row['value'], best[1], higher)})"
         lines.append(f"| {row['set']} | {row['model']} | {row['metric']} | {row['value']:.4g} | {references} | "
                      f"{verdict} | {row['steps']} | {row['train_seconds']:.0f} | {row['stop_reason']} |")
     return "\n".join(lines)

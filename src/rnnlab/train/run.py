@@ -155,7 +155,10 @@ def data_sizes(task_data: Any) -> dict[str, int | None]:
     from rnnlab.data.batching import dataset_lengths
 
     lengths = dataset_lengths(task_data.train)
-    return {"train_size": len(task_data.train), "val_size": len(task_data.val),
+    # a per-step head (tag, music) scores every step of a validation sequence: its few sequences
+    # hold many scores, so only whole-sequence heads count their validation samples for refit
+    per_sequence = task_data.spec.head in ("classify", "forecast", "regress")
+    return {"train_size": len(task_data.train), "val_size": len(task_data.val) if per_sequence else None,
             "median_length": int(np.median(lengths)) if len(lengths) else None,
             "anchor": task_data.meta.get("anchor")}
 
