@@ -66,8 +66,9 @@ def stream_bpc(model: PlainCharLSTM, tokens: torch.Tensor, chunk: int = 1000) ->
     return nats / (len(tokens) - 1) / math.log(2)
 
 
-def plain_step(model: PlainCharLSTM, optimizer: torch.optim.Optimizer, tokens: torch.Tensor,
-               generator: torch.Generator) -> None:
+def plain_step(
+    model: PlainCharLSTM, optimizer: torch.optim.Optimizer, tokens: torch.Tensor, generator: torch.Generator
+) -> None:
     """One step of the plain recipe: BATCH random windows, each read from a zero state."""
     starts = torch.randint(0, len(tokens) - WINDOW - 1, (BATCH,), generator=generator)
     windows = tokens[starts[:, None] + torch.arange(WINDOW + 1)]
@@ -106,8 +107,9 @@ def defaults_curve(epochs: int, data: str | None = None) -> list[float]:
 def defaults_for(minutes: float, data: str | None) -> float:
     """Test bpc of ``rnnlab train --task charlm --model lstm --max-minutes M`` (its defaults otherwise)."""
     with tempfile.TemporaryDirectory() as folder:
-        result = train(TrainConfig(task="charlm", model="lstm", data=data, max_minutes=minutes,
-                                   out=str(Path(folder) / "run")))
+        result = train(
+            TrainConfig(task="charlm", model="lstm", data=data, max_minutes=minutes, out=str(Path(folder) / "run"))
+        )
         return float(result.summary["test_metrics"]["bpc"])
 
 
@@ -146,8 +148,10 @@ def main() -> None:
         ours = defaults_for(args.minutes, args.data)
         theirs = plain_for(task, args.minutes, steps_per_epoch)
         print(f"{args.data or 'built-in corpus'}: test bpc after {args.minutes:g} minutes, {args.threads} thread(s)")
-        print(f"| rnnlab defaults | plain recipe | difference |\n|---:|---:|---:|\n"
-              f"| {ours:.3f} | {theirs:.3f} | {ours - theirs:+.3f} |")
+        print(
+            f"| rnnlab defaults | plain recipe | difference |\n|---:|---:|---:|\n"
+            f"| {ours:.3f} | {theirs:.3f} | {ours - theirs:+.3f} |"
+        )
         return
 
     started = time.perf_counter()
@@ -157,8 +161,10 @@ def main() -> None:
     plain = plain_curve(task, steps_per_epoch, args.epochs)
     plain_seconds = time.perf_counter() - started
 
-    print(f"validation bpc after each {steps_per_epoch} steps ({BATCH}×{WINDOW} characters each), "
-          f"{args.threads} thread(s); defaults {defaults_seconds:.0f} s, plain recipe {plain_seconds:.0f} s\n")
+    print(
+        f"validation bpc after each {steps_per_epoch} steps ({BATCH}×{WINDOW} characters each), "
+        f"{args.threads} thread(s); defaults {defaults_seconds:.0f} s, plain recipe {plain_seconds:.0f} s\n"
+    )
     print("| steps | rnnlab defaults | plain recipe |\n|---:|---:|---:|")
     for epoch, (ours, theirs) in enumerate(zip(defaults, plain), start=1):
         print(f"| {epoch * steps_per_epoch:,} | {ours:.3f} | {theirs:.3f} |")

@@ -38,7 +38,11 @@ def model_and_vocab(args: argparse.Namespace):
     task = load_task("charlm", seq_len=args.window)
     torch.manual_seed(0)
     model = build_model(args.model, task.spec, hidden_size=args.hidden, num_layers=args.layers).eval()
-    return model, task.meta["vocab"], f"an untrained {args.layers}×{args.hidden} {args.model} (speed does not depend on training)"
+    return (
+        model,
+        task.meta["vocab"],
+        f"an untrained {args.layers}×{args.hidden} {args.model} (speed does not depend on training)",
+    )
 
 
 def measure(model, vocab, prompt: str, chars: int, *, stateful: bool, repeats: int) -> tuple[float, float]:
@@ -46,8 +50,9 @@ def measure(model, vocab, prompt: str, chars: int, *, stateful: bool, repeats: i
     cpu, wall = [], []
     for repeat in range(repeats):
         start_cpu, start_wall = time.thread_time(), time.perf_counter()
-        text = "".join(generate_stream(model, prompt, chars, temperature=1.0, seed=repeat, vocab=vocab,
-                                       stateful=stateful))
+        text = "".join(
+            generate_stream(model, prompt, chars, temperature=1.0, seed=repeat, vocab=vocab, stateful=stateful)
+        )
         cpu.append((time.thread_time() - start_cpu) / len(text))
         wall.append((time.perf_counter() - start_wall) / len(text))
     return statistics.median(cpu), statistics.median(wall)
@@ -78,12 +83,15 @@ def main() -> None:
 
     print(f"generation at batch 1 · {what} · {args.threads} thread(s) · {args.chars} characters × {args.repeats}")
     print(f"{'method':<40}{'chars/s (CPU)':>15}{'chars/s (wall)':>16}{'ratio':>8}")
-    print(f"{'stateful: one step per character':<40}{1 / stateful[0]:>15,.0f}{1 / stateful[1]:>16,.0f}"
-          f"{window[0] / stateful[0]:>7.1f}×")
-    print(f"{f're-run a {args.window}-character window':<40}{1 / window[0]:>15,.0f}{1 / window[1]:>16,.0f}"
-          f"{1.0:>7.1f}×")
-    print(f"stateful generation is {window[0] / stateful[0]:.1f}× faster per character (CPU time; "
-          f"{window[1] / stateful[1]:.1f}× by the wall clock)")
+    print(
+        f"{'stateful: one step per character':<40}{1 / stateful[0]:>15,.0f}{1 / stateful[1]:>16,.0f}"
+        f"{window[0] / stateful[0]:>7.1f}×"
+    )
+    print(f"{f're-run a {args.window}-character window':<40}{1 / window[0]:>15,.0f}{1 / window[1]:>16,.0f}{1.0:>7.1f}×")
+    print(
+        f"stateful generation is {window[0] / stateful[0]:.1f}× faster per character (CPU time; "
+        f"{window[1] / stateful[1]:.1f}× by the wall clock)"
+    )
 
 
 if __name__ == "__main__":

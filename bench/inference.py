@@ -31,8 +31,16 @@ from rnnlab.models import build_model
 
 def spec_for(input_size: int, window: int) -> dict:
     """A forecast task: ``input_size`` features per step, 12 steps ahead of one target."""
-    return {"task": "forecast", "head": "forecast", "input_size": input_size, "vocab_size": None, "num_classes": None,
-            "output_shape": [12, 1], "seq_len": window, "causal": False}
+    return {
+        "task": "forecast",
+        "head": "forecast",
+        "input_size": input_size,
+        "vocab_size": None,
+        "num_classes": None,
+        "output_shape": [12, 1],
+        "seq_len": window,
+        "causal": False,
+    }
 
 
 # The clock: "cpu" reads this thread's CPU time (time.thread_time), which a busy machine's
@@ -70,6 +78,7 @@ def step_callers(model, onnx_float: OnnxModel, onnx_int8: OnnxModel, quantized, 
         def call():
             with torch.inference_mode():
                 module.step(x, state)
+
         return call
 
     return {
@@ -82,23 +91,31 @@ def step_callers(model, onnx_float: OnnxModel, onnx_int8: OnnxModel, quantized, 
 
 def bench_family(name: str, args, scratch: Path) -> dict:
     torch.manual_seed(0)
-    model = build_model(name, spec_for(args.features, args.window), hidden_size=args.hidden,
-                        num_layers=args.layers).eval()
+    model = build_model(
+        name, spec_for(args.features, args.window), hidden_size=args.hidden, num_layers=args.layers
+    ).eval()
     quantized, _ = quantize_model(model)
     float_path, int8_path = scratch / f"{name}-step.onnx", scratch / f"{name}-step-int8.onnx"
     check = export_onnx(model, float_path, mode="step")
     export_onnx(model, int8_path, mode="step", quantize="int8")
     onnx_float = OnnxModel(float_path, threads=args.threads)
     onnx_int8 = OnnxModel(int8_path, threads=args.threads)
-    result = {"parameters": model.num_parameters, "onnx_check_max_abs_diff": check.max_abs_diff,
-              "file_bytes": {"float": float_path.stat().st_size, "int8": int8_path.stat().st_size}}
+    result = {
+        "parameters": model.num_parameters,
+        "onnx_check_max_abs_diff": check.max_abs_diff,
+        "file_bytes": {"float": float_path.stat().st_size, "int8": int8_path.stat().st_size},
+    }
 
     for batch, key in ((1, "step_latency_ms"), (64, "step_throughput")):
         rows = {}
         for runtime, call in step_callers(model, onnx_float, onnx_int8, quantized, batch, args.features).items():
             median, low, high = timed(call, args.repeats)
-            rows[runtime] = {"median_ms": median, "q1_ms": low, "q3_ms": high,
-                             "steps_per_second": batch * 1000.0 / median}
+            rows[runtime] = {
+                "median_ms": median,
+                "q1_ms": low,
+                "q3_ms": high,
+                "steps_per_second": batch * 1000.0 / median,
+            }
         result[key] = rows
 
     # The Python API's fixed cost: predict on one window, minus the bare model on the same window.
@@ -113,9 +130,15 @@ def bench_family(name: str, args, scratch: Path) -> dict:
     bare_ms, predict_ms, fixed = paired(bare, lambda: predictor.predict(window), args.repeats)
     onnx_predictor = StreamingPredictor(float_path, threads=args.threads)
     onnx_predict_ms, _, _ = timed(lambda: onnx_predictor.predict(window), max(20, args.repeats // 5))
-    result["predict"] = {"window_steps": args.window, "predict_ms": predict_ms, "bare_model_ms": bare_ms,
-                         "fixed_cost_ms": fixed[0], "fixed_cost_q1_ms": fixed[1], "fixed_cost_q3_ms": fixed[2],
-                         "onnx_step_file_predict_ms": onnx_predict_ms}
+    result["predict"] = {
+        "window_steps": args.window,
+        "predict_ms": predict_ms,
+        "bare_model_ms": bare_ms,
+        "fixed_cost_ms": fixed[0],
+        "fixed_cost_q1_ms": fixed[1],
+        "fixed_cost_q3_ms": fixed[2],
+        "onnx_step_file_predict_ms": onnx_predict_ms,
+    }
     return result
 
 
@@ -137,29 +160,38 @@ def paired(reference, call, repeats: int) -> tuple[float, float, tuple[float, fl
         second.append(1000.0 * (end - middle))
     differences = [b - a for a, b in zip(first, second)]
     quartiles = statistics.quantiles(differences, n=4)
-    return statistics.median(first), statistics.median(second), (statistics.median(differences), quartiles[0],
-                                                                 quartiles[2])
+    return (
+        statistics.median(first),
+        statistics.median(second),
+        (statistics.median(differences), quartiles[0], quartiles[2]),
+    )
 
 
 def print_family(name: str, result: dict, args) -> None:
-    print(f"\n{name.upper()}  hidden {args.hidden}, {args.layers} layers, {args.features} features "
-          f"({result['parameters']:,} parameters); onnx check max |ORT − PyTorch| = "
-          f"{result['onnx_check_max_abs_diff']:.1e}; step file {result['file_bytes']['float'] / 1024:.0f} KiB, "
-          f"int8 {result['file_bytes']['int8'] / 1024:.0f} KiB")
+    print(
+        f"\n{name.upper()}  hidden {args.hidden}, {args.layers} layers, {args.features} features "
+        f"({result['parameters']:,} parameters); onnx check max |ORT − PyTorch| = "
+        f"{result['onnx_check_max_abs_diff']:.1e}; step file {result['file_bytes']['float'] / 1024:.0f} KiB, "
+        f"int8 {result['file_bytes']['int8'] / 1024:.0f} KiB"
+    )
     latency, throughput = result["step_latency_ms"], result["step_throughput"]
     reference_latency = latency["PyTorch eager"]["median_ms"]
     reference_throughput = throughput["PyTorch eager"]["steps_per_second"]
     print(f"  {'runtime':<18}{'step, batch 1':>22}{'× eager':>9}{'batch 64, steps/s':>22}{'× eager':>9}")
     for runtime in latency:
         one, many = latency[runtime], throughput[runtime]
-        print(f"  {runtime:<18}{one['median_ms']:>10.4f} ms [{one['q1_ms']:.3f}–{one['q3_ms']:.3f}]"
-              f"{reference_latency / one['median_ms']:>8.2f}×"
-              f"{many['steps_per_second']:>22,.0f}{many['steps_per_second'] / reference_throughput:>8.2f}×")
+        print(
+            f"  {runtime:<18}{one['median_ms']:>10.4f} ms [{one['q1_ms']:.3f}–{one['q3_ms']:.3f}]"
+            f"{reference_latency / one['median_ms']:>8.2f}×"
+            f"{many['steps_per_second']:>22,.0f}{many['steps_per_second'] / reference_throughput:>8.2f}×"
+        )
     predict = result["predict"]
-    print(f"  predict(one window of {predict['window_steps']} steps): {predict['predict_ms']:.3f} ms, bare model "
-          f"{predict['bare_model_ms']:.3f} ms → fixed cost of the API {predict['fixed_cost_ms']:.3f} ms "
-          f"[{predict['fixed_cost_q1_ms']:.3f}–{predict['fixed_cost_q3_ms']:.3f}] (goal < 5 ms); "
-          f"on the ONNX step file {predict['onnx_step_file_predict_ms']:.3f} ms")
+    print(
+        f"  predict(one window of {predict['window_steps']} steps): {predict['predict_ms']:.3f} ms, bare model "
+        f"{predict['bare_model_ms']:.3f} ms → fixed cost of the API {predict['fixed_cost_ms']:.3f} ms "
+        f"[{predict['fixed_cost_q1_ms']:.3f}–{predict['fixed_cost_q3_ms']:.3f}] (goal < 5 ms); "
+        f"on the ONNX step file {predict['onnx_step_file_predict_ms']:.3f} ms"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -171,8 +203,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--window", type=int, default=48, help="steps in the predict window")
     parser.add_argument("--threads", type=int, default=1, help="threads for torch and onnxruntime alike")
     parser.add_argument("--repeats", type=int, default=300)
-    parser.add_argument("--clock", choices=tuple(CLOCK), help="cpu: this thread's CPU time (default with one "
-                        "thread); wall: elapsed time (default with more)")
+    parser.add_argument(
+        "--clock",
+        choices=tuple(CLOCK),
+        help="cpu: this thread's CPU time (default with one thread); wall: elapsed time (default with more)",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
 
@@ -182,8 +217,10 @@ def main(argv: list[str] | None = None) -> int:
     clock = CLOCK[args.clock]
     import onnxruntime
 
-    print(f"torch {torch.__version__}, onnxruntime {onnxruntime.__version__}, {platform.machine()}, "
-          f"{args.threads} thread(s), {args.clock} clock; medians over {args.repeats} calls [quartiles]")
+    print(
+        f"torch {torch.__version__}, onnxruntime {onnxruntime.__version__}, {platform.machine()}, "
+        f"{args.threads} thread(s), {args.clock} clock; medians over {args.repeats} calls [quartiles]"
+    )
     figures = {"settings": vars(args) | {"json": str(args.json) if args.json else None}, "families": {}}
     with tempfile.TemporaryDirectory() as scratch:
         for name in args.families.split(","):

@@ -41,8 +41,12 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--horizon", type=int, default=24)
     parser.add_argument("--features", type=int, default=7, help="input features per step (the paper's ETT has 7)")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--label-len", type=int, default=None,
-                        help="the decoder's start token (default: the model's, half the lookback)")
+    parser.add_argument(
+        "--label-len",
+        type=int,
+        default=None,
+        help="the decoder's start token (default: the model's, half the lookback)",
+    )
     parser.add_argument("--json", default=None, help="write the figures here")
     parser.add_argument("--child", nargs=2, metavar=("VARIANT", "LOOKBACK"), help=argparse.SUPPRESS)
     return parser.parse_args()
@@ -53,11 +57,17 @@ def build(variant: str, lookback: int, args: argparse.Namespace):
 
     from rnnlab.models import build_model, count_parameters
 
-    spec = dict(task="forecast", head="forecast", input_size=args.features, output_shape=[args.horizon, 1],
-                seq_len=lookback)
+    spec = dict(
+        task="forecast", head="forecast", input_size=args.features, output_shape=[args.horizon, 1], seq_len=lookback
+    )
     torch.manual_seed(0)
-    informer = build_model("informer", spec, hidden_size=args.width, label_len=args.label_len,
-                           attention="full" if variant == "informer-full" else "prob")
+    informer = build_model(
+        "informer",
+        spec,
+        hidden_size=args.width,
+        label_len=args.label_len,
+        attention="full" if variant == "informer-full" else "prob",
+    )
     if variant != "transformer":
         return informer
     # the same parameter count (the informer's decoder and distilling layers count too)
@@ -90,8 +100,18 @@ def child(variant: str, lookback: int, args: argparse.Namespace) -> None:
         step()
         times.append(time.thread_time() - started)
     saved = train_memory_bytes(model, x, y, loss_fn) / 2**20
-    print(json.dumps({"variant": variant, "lookback": int(lookback), "parameters": count_parameters(model),
-                      "peak_mb": peak_added, "saved_mb": saved, "seconds": statistics.median(times)}))
+    print(
+        json.dumps(
+            {
+                "variant": variant,
+                "lookback": int(lookback),
+                "parameters": count_parameters(model),
+                "peak_mb": peak_added,
+                "saved_mb": saved,
+                "seconds": statistics.median(times),
+            }
+        )
+    )
 
 
 def _resident_mb() -> float:
@@ -103,9 +123,23 @@ def _resident_mb() -> float:
 
 
 def measure(variant: str, lookback: int, args: argparse.Namespace) -> dict:
-    command = [sys.executable, __file__, "--child", variant, str(lookback), "--batch", str(args.batch),
-               "--width", str(args.width), "--horizon", str(args.horizon), "--features", str(args.features),
-               "--repeats", str(args.repeats)] + ([] if args.label_len is None else ["--label-len", str(args.label_len)])
+    command = [
+        sys.executable,
+        __file__,
+        "--child",
+        variant,
+        str(lookback),
+        "--batch",
+        str(args.batch),
+        "--width",
+        str(args.width),
+        "--horizon",
+        str(args.horizon),
+        "--features",
+        str(args.features),
+        "--repeats",
+        str(args.repeats),
+    ] + ([] if args.label_len is None else ["--label-len", str(args.label_len)])
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"{variant} at lookback {lookback} failed:\n{done.stderr[-2000:]}")
@@ -127,14 +161,18 @@ def main() -> None:
         rows.append(row)
     parameters = {variant: rows[0][variant]["parameters"] for variant in VARIANTS}
     start = "half the lookback" if args.label_len is None else args.label_len
-    print(f"batch {args.batch}, d_model {args.width}, horizon {args.horizon}, {args.features} features, "
-          f"start token {start}; "
-          f"parameters: " + ", ".join(f"{v} {n:,}" for v, n in parameters.items()))
+    print(
+        f"batch {args.batch}, d_model {args.width}, horizon {args.horizon}, {args.features} features, "
+        f"start token {start}; "
+        f"parameters: " + ", ".join(f"{v} {n:,}" for v, n in parameters.items())
+    )
     print("one training step (forward + backward); memory in MiB; × = informer / reference")
-    header = (f"{'lookback':>8} | {'peak RSS added':^34} | {'saved for backward':^34} | {'CPU seconds':^34}")
+    header = f"{'lookback':>8} | {'peak RSS added':^34} | {'saved for backward':^34} | {'CPU seconds':^34}"
     print(header)
-    print(f"{'':>8} | " + " | ".join(f"{'informer':>8} {'full':>7} {'transf.':>7} {'×full':>5} {'×tr.':>4}"
-                                     for _ in range(3)))
+    print(
+        f"{'':>8} | "
+        + " | ".join(f"{'informer':>8} {'full':>7} {'transf.':>7} {'×full':>5} {'×tr.':>4}" for _ in range(3))
+    )
     for row in rows:
         cells = []
         for key in ("peak_mb", "saved_mb", "seconds"):
@@ -143,8 +181,9 @@ def main() -> None:
         print(f"{row['lookback']:>8} | " + " | ".join(cells))
     if args.json:
         with open(args.json, "w") as handle:
-            json.dump({"arguments": {k: v for k, v in vars(args).items() if k != "child"}, "rows": rows}, handle,
-                      indent=2)
+            json.dump(
+                {"arguments": {k: v for k, v in vars(args).items() if k != "child"}, "rows": rows}, handle, indent=2
+            )
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@
 
 Prints Markdown tables of ratios measured in the same run, interleaved (every candidate of a
 shape runs once per round, round after round); each ratio is the median over rounds of that
-round's ratio, so a load change on the machine between rounds cancels. The ms columns are medians. Times are CPU seconds of the process (``time.process_time``): on
+round's ratio, so a load change on the machine between rounds cancels. The ms columns are medians. Times are
+CPU seconds of the process (``time.process_time``): on
 a machine shared with other work, wall-clock time mostly measures waits for a core. With more
 than one thread, CPU time also counts OpenMP threads spin-waiting, so on a busy machine run with
 ``--threads 1``; the wall-clock ratio is printed beside it. The streaming step is the exception:
@@ -52,6 +53,7 @@ def forward_backward(layer: nn.Module, *, loop: bool = False, **forward_options)
             output, _ = layer(x, **forward_options)
         output.sum().backward()
         layer.zero_grad(set_to_none=True)
+
     return run
 
 
@@ -79,6 +81,7 @@ def gemms_alone(size: tuple[int, int, int, int], gates: int) -> Callable[[torch.
         torch.mm(d_all.t(), states)
         torch.mm(d_all, weight_ih)
         torch.mm(d_all.t(), inputs)
+
     return run
 
 
@@ -131,8 +134,9 @@ def candidates(size: tuple[int, int, int, int]) -> dict[str, Callable[[torch.Ten
     runs["RNN GEMMs alone (MKL)"] = gemms_alone(size, 1)
     if size == SIZES[1]:
         runs["rnnlab.MinGRU"] = forward_backward(rnnlab.MinGRU(input_size, hidden, batch_first=True))
-        runs["rnnlab.MinGRU, parallel scan"] = forward_backward(rnnlab.MinGRU(input_size, hidden, batch_first=True),
-                                                                mode="parallel")
+        runs["rnnlab.MinGRU, parallel scan"] = forward_backward(
+            rnnlab.MinGRU(input_size, hidden, batch_first=True), mode="parallel"
+        )
         runs["rnnlab.MinLSTM"] = forward_backward(rnnlab.MinLSTM(input_size, hidden, batch_first=True))
     return runs
 
@@ -205,13 +209,18 @@ def streaming_rows(quick: bool) -> list[dict]:
     reference = measured["torch.nn.LSTMCell (eager)"]
     # The verdict is wall-clock time, the latency a real-time caller sees; CPU time beside it (it
     # also counts torch.nn's worker threads, which a step at batch 1 wakes for nothing).
-    return [{"ours": name, "reference": "torch.nn.LSTMCell (eager)",
-             "ours_us": 1e6 * statistics.median(t[1] for t in measured[name]),
-             "reference_us": 1e6 * statistics.median(t[1] for t in reference),
-             "wall_ratio": statistics.median(o[1] / r[1] for o, r in zip(measured[name], reference)),
-             "cpu_ratio": statistics.median(o[0] / r[0] for o, r in zip(measured[name], reference)),
-             "bound": 0.3 if "LSTM" in name else None}
-            for name in steppers]
+    return [
+        {
+            "ours": name,
+            "reference": "torch.nn.LSTMCell (eager)",
+            "ours_us": 1e6 * statistics.median(t[1] for t in measured[name]),
+            "reference_us": 1e6 * statistics.median(t[1] for t in reference),
+            "wall_ratio": statistics.median(o[1] / r[1] for o, r in zip(measured[name], reference)),
+            "cpu_ratio": statistics.median(o[0] / r[0] for o, r in zip(measured[name], reference)),
+            "bound": 0.3 if "LSTM" in name else None,
+        }
+        for name in steppers
+    ]
 
 
 def main() -> None:
@@ -225,8 +234,13 @@ def main() -> None:
         console.print(f"[red]The compiled kernels are {build.status()}: nothing to measure.[/red]")
         raise SystemExit(1)
     sizes = SIZES[:1] if args.quick else SIZES
-    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-               TimeElapsedColumn(), TimeRemainingColumn())
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
     medians = {}
     with Progress(*columns, console=console, transient=True) as progress:
         for size in sizes:
@@ -238,11 +252,16 @@ def main() -> None:
 
     with open("/proc/loadavg") as loadavg:
         load = " ".join(loadavg.read().split()[:3])
-    console.print(f"Machine: {cpu_model()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}, "
-                  f"Python {platform.python_version()}; load average at the end {load}.\n", highlight=False)
+    console.print(
+        f"Machine: {cpu_model()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}, "
+        f"Python {platform.python_version()}; load average at the end {load}.\n",
+        highlight=False,
+    )
     console.print("Forward + backward, ratio of median CPU times (wall-clock ratio beside):\n", highlight=False)
-    console.print("| rnnlab | vs | (batch, length, input, hidden) | ours ms | reference ms | ratio | wall ratio "
-                  "| target |", highlight=False)
+    console.print(
+        "| rnnlab | vs | (batch, length, input, hidden) | ours ms | reference ms | ratio | wall ratio | target |",
+        highlight=False,
+    )
     console.print("|---|---|---|---:|---:|---:|---:|---|", highlight=False)
     for ours, reference, bound, sense in COMPARISONS:
         for size in sizes:
@@ -260,30 +279,50 @@ def main() -> None:
                 ratio, wall_ratio, shown = 1 / ratio, 1 / wall_ratio, f"{ours} (speed-up)"
             met = bound is None or (ratio <= bound if sense == "≤" else ratio >= bound)
             verdict = "" if bound is None else f"{sense} {bound}: " + ("met" if met else "**not met**")
-            console.print(f"| {shown} | {reference} | {size} | {1e3 * ours_cpu:.1f} | {1e3 * ref_cpu:.1f} | "
-                          f"{ratio:.2f}× | {wall_ratio:.2f}× | {verdict} |", highlight=False)
-    console.print("\nThe GEMMs alone: how fast this CPU runs the products of forward + backward through MKL "
-                  "(\"GEMMs alone\" rows above are the lowest ratio to torch.nn that any implementation doing "
-                  "the same products through MKL can reach):\n", highlight=False)
-    console.print("| cell | (batch, length, input, hidden) | GFLOP | GEMMs ms | GFLOP/s | torch.nn ms | torch.nn GFLOP/s "
-                  "| rnnlab ms | rnnlab GFLOP/s |", highlight=False)
+            console.print(
+                f"| {shown} | {reference} | {size} | {1e3 * ours_cpu:.1f} | {1e3 * ref_cpu:.1f} | "
+                f"{ratio:.2f}× | {wall_ratio:.2f}× | {verdict} |",
+                highlight=False,
+            )
+    console.print(
+        "\nThe GEMMs alone: how fast this CPU runs the products of forward + backward through MKL "
+        '("GEMMs alone" rows above are the lowest ratio to torch.nn that any implementation doing '
+        "the same products through MKL can reach):\n",
+        highlight=False,
+    )
+    console.print(
+        "| cell | (batch, length, input, hidden) | GFLOP | GEMMs ms | GFLOP/s | torch.nn ms | torch.nn GFLOP/s "
+        "| rnnlab ms | rnnlab GFLOP/s |",
+        highlight=False,
+    )
     console.print("|---|---|---:|---:|---:|---:|---:|---:|---:|", highlight=False)
     for cell, gates in (("GRU", 3), ("RNN", 1)):
         for size in sizes:
             gflop = gemm_gflop(size, gates)
-            times = {name: statistics.median(t[0] for t in medians[size][name])
-                     for name in (f"{cell} GEMMs alone (MKL)", f"torch.nn.{cell}", f"rnnlab.{cell}")}
+            times = {
+                name: statistics.median(t[0] for t in medians[size][name])
+                for name in (f"{cell} GEMMs alone (MKL)", f"torch.nn.{cell}", f"rnnlab.{cell}")
+            }
             cells = " | ".join(f"{1e3 * t:.1f} | {gflop / t:.1f}" for t in times.values())
             console.print(f"| {cell} | {size} | {gflop:.1f} | {cells} |", highlight=False)
-    alone_rates = [gemm_gflop(size, gates) / statistics.median(t[0] for t in medians[size][f"{cell} GEMMs alone (MKL)"])
-                   for cell, gates in (("GRU", 3), ("RNN", 1)) for size in sizes]
+    alone_rates = [
+        gemm_gflop(size, gates) / statistics.median(t[0] for t in medians[size][f"{cell} GEMMs alone (MKL)"])
+        for cell, gates in (("GRU", 3), ("RNN", 1))
+        for size in sizes
+    ]
     best_rate = max(gemm_rate, *alone_rates)
-    console.print(f"\nWhat each target asks of the products: the best product rate measured in this run is "
-                  f"{best_rate:.1f} GFLOP per CPU-second (2048³ sgemm {gemm_rate:.1f}; the \"GEMMs alone\" above up to "
-                  f"{max(alone_rates):.1f}); a target needing more cannot be met by an implementation doing these "
-                  "products through MKL:\n", highlight=False)
-    console.print("| cell | (batch, length, input, hidden) | target | GFLOP | time allowed ms | GFLOP/s needed | "
-                  "ours GFLOP/s | possible |", highlight=False)
+    console.print(
+        f"\nWhat each target asks of the products: the best product rate measured in this run is "
+        f'{best_rate:.1f} GFLOP per CPU-second (2048³ sgemm {gemm_rate:.1f}; the "GEMMs alone" above up to '
+        f"{max(alone_rates):.1f}); a target needing more cannot be met by an implementation doing these "
+        "products through MKL:\n",
+        highlight=False,
+    )
+    console.print(
+        "| cell | (batch, length, input, hidden) | target | GFLOP | time allowed ms | GFLOP/s needed | "
+        "ours GFLOP/s | possible |",
+        highlight=False,
+    )
     console.print("|---|---|---|---:|---:|---:|---:|---|", highlight=False)
     for cell, gates, ours, reference, bound in GEMM_BOUND_TARGETS:
         for size in sizes:
@@ -291,18 +330,29 @@ def main() -> None:
             allowed = bound * statistics.median(t[0] for t in medians[size][reference])
             ours_time = statistics.median(t[0] for t in medians[size][ours])
             needed = gflop / allowed
-            console.print(f"| {cell} | {size} | ≤ {bound}× {reference} | {gflop:.1f} | {1e3 * allowed:.1f} | "
-                          f"{needed:.1f} | {gflop / ours_time:.1f} | {'yes' if needed < best_rate else '**no**'} |",
-                          highlight=False)
-    console.print("\nOne streaming step, batch 1, input 32, hidden 128 (inference), median wall-clock time "
-                  "(the verdict; the ratio of CPU times beside):\n", highlight=False)
+            console.print(
+                f"| {cell} | {size} | ≤ {bound}× {reference} | {gflop:.1f} | {1e3 * allowed:.1f} | "
+                f"{needed:.1f} | {gflop / ours_time:.1f} | {'yes' if needed < best_rate else '**no**'} |",
+                highlight=False,
+            )
+    console.print(
+        "\nOne streaming step, batch 1, input 32, hidden 128 (inference), median wall-clock time "
+        "(the verdict; the ratio of CPU times beside):\n",
+        highlight=False,
+    )
     console.print("| rnnlab | vs | ours µs | reference µs | wall ratio | CPU ratio | target |", highlight=False)
     console.print("|---|---|---:|---:|---:|---:|---|", highlight=False)
     for row in streaming:
-        verdict = "" if row["bound"] is None else f"≤ {row['bound']}: " + (
-            "met" if row["wall_ratio"] <= row["bound"] else "**not met**")
-        console.print(f"| {row['ours']} | {row['reference']} | {row['ours_us']:.1f} | {row['reference_us']:.1f} | "
-                      f"{row['wall_ratio']:.2f}× | {row['cpu_ratio']:.2f}× | {verdict} |", highlight=False)
+        verdict = (
+            ""
+            if row["bound"] is None
+            else f"≤ {row['bound']}: " + ("met" if row["wall_ratio"] <= row["bound"] else "**not met**")
+        )
+        console.print(
+            f"| {row['ours']} | {row['reference']} | {row['ours_us']:.1f} | {row['reference_us']:.1f} | "
+            f"{row['wall_ratio']:.2f}× | {row['cpu_ratio']:.2f}× | {verdict} |",
+            highlight=False,
+        )
 
 
 if __name__ == "__main__":

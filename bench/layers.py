@@ -118,11 +118,18 @@ def time_rows(quick: bool, progress: Progress) -> list[dict]:
         ours_times, reference_times = interleaved_times(ours, reference, x, repeats_for(size, quick or bool(extras)))
         # the ratio within each adjacent pair, then the median: a pair shares the machine's load of its moment
         ours_cpu, reference_cpu = (statistics.median(t[0] for t in times) for times in (ours_times, reference_times))
-        rows.append({"layer": f"rnnlab.{name}" + (" (layer_norm=True)" if extras else ""),
-                     "reference": f"torch.nn.{name}", "size": size, "repeats": len(ours_times),
-                     "ours_ms": 1e3 * ours_cpu, "reference_ms": 1e3 * reference_cpu,
-                     "ratio": statistics.median(a[0] / b[0] for a, b in zip(ours_times, reference_times)),
-                     "wall_ratio": statistics.median(a[1] / b[1] for a, b in zip(ours_times, reference_times))})
+        rows.append(
+            {
+                "layer": f"rnnlab.{name}" + (" (layer_norm=True)" if extras else ""),
+                "reference": f"torch.nn.{name}",
+                "size": size,
+                "repeats": len(ours_times),
+                "ours_ms": 1e3 * ours_cpu,
+                "reference_ms": 1e3 * reference_cpu,
+                "ratio": statistics.median(a[0] / b[0] for a, b in zip(ours_times, reference_times)),
+                "wall_ratio": statistics.median(a[1] / b[1] for a, b in zip(ours_times, reference_times)),
+            }
+        )
         progress.advance(task)
     return rows
 
@@ -145,8 +152,11 @@ def memory_child(layer_name: str, checkpointing: bool) -> None:
     output.sum().backward()
     seconds = time.process_time() - start
     peak = _status_bytes("VmHWM")
-    print(json.dumps({"peak_growth_bytes": peak - resident_before, "resident_before_bytes": resident_before,
-                      "seconds": seconds}))
+    print(
+        json.dumps(
+            {"peak_growth_bytes": peak - resident_before, "resident_before_bytes": resident_before, "seconds": seconds}
+        )
+    )
 
 
 def _status_bytes(field: str) -> int:
@@ -171,19 +181,28 @@ def memory_rows(progress: Progress, threads: int | None) -> list[dict]:
             completed = subprocess.run(command, capture_output=True, text=True, check=True, env=env)
             measured[checkpointing] = json.loads(completed.stdout.strip().splitlines()[-1])
             progress.advance(task)
-        rows.append({"layer": f"rnnlab.{layer_name}", "plain_mb": measured[False]["peak_growth_bytes"] / 2**20,
-                     "checkpointed_mb": measured[True]["peak_growth_bytes"] / 2**20,
-                     "cut": measured[False]["peak_growth_bytes"] / measured[True]["peak_growth_bytes"],
-                     "time_ratio": measured[True]["seconds"] / measured[False]["seconds"]})
+        rows.append(
+            {
+                "layer": f"rnnlab.{layer_name}",
+                "plain_mb": measured[False]["peak_growth_bytes"] / 2**20,
+                "checkpointed_mb": measured[True]["peak_growth_bytes"] / 2**20,
+                "cut": measured[False]["peak_growth_bytes"] / measured[True]["peak_growth_bytes"],
+                "time_ratio": measured[True]["seconds"] / measured[False]["seconds"],
+            }
+        )
     return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="first size only, fewer repeats")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch threads (default: torch's choice); on a machine busy with other work, 1 "
-                             "avoids OpenMP threads spin-waiting for each other, which distorts every figure")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads (default: torch's choice); on a machine busy with other work, 1 "
+        "avoids OpenMP threads spin-waiting for each other, which distorts every figure",
+    )
     parser.add_argument("--memory-child", nargs=2, metavar=("LAYER", "CHECKPOINTING"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.threads:
@@ -192,8 +211,13 @@ def main() -> None:
         memory_child(args.memory_child[0], bool(int(args.memory_child[1])))
         return
 
-    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-               TimeElapsedColumn(), TimeRemainingColumn())
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, console=console, transient=True) as progress:
         timings = time_rows(args.quick, progress)
         overhead = dispatch_overhead_us()
@@ -202,28 +226,43 @@ def main() -> None:
     with open("/proc/loadavg") as loadavg:
         load = loadavg.read().split()[:3]
     # plain print: the Markdown rows must not be wrapped to the terminal's width
-    print(f"Machine: {cpu_model()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, torch "
-          f"{torch.__version__}, Python {platform.python_version()}; load average at the end {' '.join(load)}.\n")
+    print(
+        f"Machine: {cpu_model()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, torch "
+        f"{torch.__version__}, Python {platform.python_version()}; load average at the end {' '.join(load)}.\n"
+    )
     paths = "; ".join(f"{name}: {path}" for name, path in rnnlab.layers.active_kernel_paths().items())
     print(f"Paths: {paths}.\n")
-    print("Forward + backward: median CPU time of N interleaved runs each, and the median of the N pairs' "
-          "ratios (of CPU time; of wall-clock time beside it):\n")
+    print(
+        "Forward + backward: median CPU time of N interleaved runs each, and the median of the N pairs' "
+        "ratios (of CPU time; of wall-clock time beside it):\n"
+    )
     print("| layer | vs | (batch, length, input, hidden) | N | rnnlab ms | torch.nn ms | ratio | wall-clock ratio |")
     print("|---|---|---|---:|---:|---:|---:|---:|")
     for row in timings:
-        print(f"| {row['layer']} | {row['reference']} | {row['size']} | {row['repeats']} | {row['ours_ms']:.1f} | "
-              f"{row['reference_ms']:.1f} | {row['ratio']:.2f}× | {row['wall_ratio']:.2f}× |")
-    print("\nPer call on a one-step, one-sequence input (median CPU µs; what rnnlab adds around the same kernel): "
-          + "; ".join(f"{name} {ours:.0f} vs {reference:.0f} (+{ours - reference:.0f})"
-                      for name, (ours, reference) in overhead.items()) + ".")
+        print(
+            f"| {row['layer']} | {row['reference']} | {row['size']} | {row['repeats']} | {row['ours_ms']:.1f} | "
+            f"{row['reference_ms']:.1f} | {row['ratio']:.2f}× | {row['wall_ratio']:.2f}× |"
+        )
+    print(
+        "\nPer call on a one-step, one-sequence input (median CPU µs; what rnnlab adds around the same kernel): "
+        + "; ".join(
+            f"{name} {ours:.0f} vs {reference:.0f} (+{ours - reference:.0f})"
+            for name, (ours, reference) in overhead.items()
+        )
+        + "."
+    )
     batch, length, input_size, hidden = MEMORY_SIZE
-    print(f"\nPeak memory of forward + backward at (batch, length, input, hidden) = "
-          f"({batch}, {length}, {input_size}, {hidden}), growth of the peak RSS in a fresh process:\n")
+    print(
+        f"\nPeak memory of forward + backward at (batch, length, input, hidden) = "
+        f"({batch}, {length}, {input_size}, {hidden}), growth of the peak RSS in a fresh process:\n"
+    )
     print("| layer | plain MB | gradient_checkpointing MB | memory cut | CPU time with / without |")
     print("|---|---:|---:|---:|---:|")
     for row in memory:
-        print(f"| {row['layer']} | {row['plain_mb']:.0f} | {row['checkpointed_mb']:.0f} | {row['cut']:.1f}× | "
-              f"{row['time_ratio']:.2f}× |")
+        print(
+            f"| {row['layer']} | {row['plain_mb']:.0f} | {row['checkpointed_mb']:.0f} | {row['cut']:.1f}× | "
+            f"{row['time_ratio']:.2f}× |"
+        )
 
 
 if __name__ == "__main__":

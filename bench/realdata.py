@@ -47,14 +47,43 @@ REFERENCES = {
 
 
 def command(name: str, model: str, out: Path, max_minutes: float) -> list[str]:
-    base = [sys.executable, "-m", "rnnlab.cli", "train", "--model", model, "--out", str(out), "-q",
-            "--max-minutes", str(max_minutes)]
+    base = [
+        sys.executable,
+        "-m",
+        "rnnlab.cli",
+        "train",
+        "--model",
+        model,
+        "--out",
+        str(out),
+        "-q",
+        "--max-minutes",
+        str(max_minutes),
+    ]
     if name in CLASSIFY:
-        return base + ["--task", "classify", "--data", str(REAL / f"{name}_train.csv"),
-                       "--test-data", str(REAL / f"{name}_test.csv")]
+        return [
+            *base,
+            "--task",
+            "classify",
+            "--data",
+            str(REAL / f"{name}_train.csv"),
+            "--test-data",
+            str(REAL / f"{name}_test.csv"),
+        ]
     time_column, target, horizon = FORECAST[name]
-    return base + ["--task", "forecast", "--data", str(REAL / f"{name}.csv"), "--time", time_column,
-                   "--target", target, "--horizon", str(horizon)]
+    return [
+        *base,
+        "--task",
+        "forecast",
+        "--data",
+        str(REAL / f"{name}.csv"),
+        "--time",
+        time_column,
+        "--target",
+        target,
+        "--horizon",
+        str(horizon),
+    ]
 
 
 def run(name: str, model: str, out: Path, max_minutes: float) -> dict:
@@ -63,22 +92,37 @@ def run(name: str, model: str, out: Path, max_minutes: float) -> dict:
     completed = subprocess.run(command(name, model, run_dir, max_minutes), capture_output=True, text=True)
     wall = time.perf_counter() - started
     if completed.returncode != 0:
-        return {"set": name, "model": model, "error": (completed.stderr or completed.stdout).strip()[-400:],
-                "wall_seconds": round(wall, 1)}
+        return {
+            "set": name,
+            "model": model,
+            "error": (completed.stderr or completed.stdout).strip()[-400:],
+            "wall_seconds": round(wall, 1),
+        }
     summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
     task = "classify" if name in CLASSIFY else "forecast"
-    metric, higher, names = REFERENCES[task]
+    metric, _higher, names = REFERENCES[task]
     baselines = {key: summary["baselines"].get(key) for key in names}
-    return {"set": name, "model": model, "task": task, "metric": metric, "value": summary["test_metrics"][metric],
-            "baselines": baselines, "baseline_notes": summary.get("baseline_notes", {}),
-            "steps": summary["steps"], "refit": summary.get("refit"), "stop_reason": summary["stop_reason"],
-            "train_seconds": summary["train_seconds"], "wall_seconds": round(wall, 1)}
+    return {
+        "set": name,
+        "model": model,
+        "task": task,
+        "metric": metric,
+        "value": summary["test_metrics"][metric],
+        "baselines": baselines,
+        "baseline_notes": summary.get("baseline_notes", {}),
+        "steps": summary["steps"],
+        "refit": summary.get("refit"),
+        "stop_reason": summary["stop_reason"],
+        "train_seconds": summary["train_seconds"],
+        "wall_seconds": round(wall, 1),
+    }
 
 
 def best_reference(row: dict) -> tuple[str, float] | None:
     _, higher, _ = REFERENCES[row["task"]]
-    fitted = {key: value for key, value in row["baselines"].items() if value is not None
-              and not key.startswith("majority")}
+    fitted = {
+        key: value for key, value in row["baselines"].items() if value is not None and not key.startswith("majority")
+    }
     if not fitted:
         return None
     key = (max if higher else min)(fitted, key=fitted.get)
@@ -86,7 +130,7 @@ def best_reference(row: dict) -> tuple[str, float] | None:
 
 
 def compare(value: float, reference: float, higher: bool) -> str:
-    """"beats" / "loses", or "ties" within TIE of the reference (a forecast that kept its naive start
+    """ "beats" / "loses", or "ties" within TIE of the reference (a forecast that kept its naive start
     equals the seasonal naive up to float32 rounding)."""
     if abs(value - reference) <= TIE * abs(reference):
         return "ties"
@@ -94,24 +138,33 @@ def compare(value: float, reference: float, higher: bool) -> str:
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| set | model | metric | value | references | vs best reference | steps | seconds | stopped |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| set | model | metric | value | references | vs best reference | steps | seconds | stopped |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for row in rows:
         if "error" in row:
-            lines.append(f"| {row['set']} | {row['model']} | error | {row['error'][:80]} | | | | "
-                         f"{row['wall_seconds']} | |")
+            lines.append(
+                f"| {row['set']} | {row['model']} | error | {row['error'][:80]} | | | | {row['wall_seconds']} | |"
+            )
             continue
-        references = ", ".join(f"{key.removesuffix('_' + row['metric']).replace('_', ' ')} "
-                               f"{'—' if value is None else f'{value:.4g}'}" for key, value in row["baselines"].items())
+        references = ", ".join(
+            f"{key.removesuffix('_' + row['metric']).replace('_', ' ')} {'—' if value is None else f'{value:.4g}'}"
+            for key, value in row["baselines"].items()
+        )
         best = best_reference(row)
         _, higher, _ = REFERENCES[row["task"]]
         if best is None:
             verdict = "no reference"
         else:
-            verdict = f"{row['value'] / best[1]:.3f}× {best[0].removesuffix('_' + row['metric'])} " \
-                      f"({compare(row['value'], best[1], higher)})"
-        lines.append(f"| {row['set']} | {row['model']} | {row['metric']} | {row['value']:.4g} | {references} | "
-                     f"{verdict} | {row['steps']} | {row['train_seconds']:.0f} | {row['stop_reason']} |")
+            verdict = (
+                f"{row['value'] / best[1]:.3f}× {best[0].removesuffix('_' + row['metric'])} "
+                f"({compare(row['value'], best[1], higher)})"
+            )
+        lines.append(
+            f"| {row['set']} | {row['model']} | {row['metric']} | {row['value']:.4g} | {references} | "
+            f"{verdict} | {row['steps']} | {row['train_seconds']:.0f} | {row['stop_reason']} |"
+        )
     return "\n".join(lines)
 
 

@@ -22,12 +22,17 @@ from pathlib import Path
 
 from rnnlab.train import TrainConfig, train
 
-SCHEDULES = {"plateau": {"schedule": "plateau"}, "cosine": {"schedule": "cosine", "warmup_epochs": 1.0},
-             "none": {"schedule": "none"}}
+SCHEDULES = {
+    "plateau": {"schedule": "plateau"},
+    "cosine": {"schedule": "cosine", "warmup_epochs": 1.0},
+    "none": {"schedule": "none"},
+}
 TASKS = {
     "digits · gru · accuracy": (dict(task="classify", data="digits", model="gru", epochs=20), "accuracy"),
-    "adding T=50 · lstm · mse": (dict(task="adding", model="lstm", seq_len=50, n_train=4000, n_val=500, n_test=1000,
-                                      epochs=6), "mse"),
+    "adding T=50 · lstm · mse": (
+        dict(task="adding", model="lstm", seq_len=50, n_train=4000, n_val=500, n_test=1000, epochs=6),
+        "mse",
+    ),
 }
 
 
@@ -49,8 +54,16 @@ def main() -> None:
                 seconds.append(summary["train_seconds"])
                 print(f"{task_name} {schedule_name} seed {seed}: {metric} {values[-1]:.4g}", flush=True)
             spread = statistics.stdev(values) if len(values) > 1 else 0.0
-            rows.append((task_name, schedule_name, statistics.mean(values), spread, statistics.mean(best_epochs),
-                         statistics.mean(seconds)))
+            rows.append(
+                (
+                    task_name,
+                    schedule_name,
+                    statistics.mean(values),
+                    spread,
+                    statistics.mean(best_epochs),
+                    statistics.mean(seconds),
+                )
+            )
     print(f"\n| task | schedule | test metric (mean ± sd over {args.seeds} seeds) | best epoch | train s |")
     print("|---|---|---|---|---|")
     for task_name, schedule_name, mean, spread, best, secs in rows:

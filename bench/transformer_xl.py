@@ -46,13 +46,25 @@ def parse_arguments() -> argparse.Namespace:
 def train_model(model: str, args: argparse.Namespace, out: Path, model_options: dict) -> object:
     from rnnlab.train import TrainConfig, train
 
-    config = TrainConfig(task="charlm", model=model, data=args.data, seq_len=args.seq_len, params=args.params,
-                         num_layers=args.layers, epochs=args.epochs, patience=None, seed=args.seed,
-                         out=str(out / model), model_options=model_options)
+    config = TrainConfig(
+        task="charlm",
+        model=model,
+        data=args.data,
+        seq_len=args.seq_len,
+        params=args.params,
+        num_layers=args.layers,
+        epochs=args.epochs,
+        patience=None,
+        seed=args.seed,
+        out=str(out / model),
+        model_options=model_options,
+    )
     started = time.perf_counter()
     result = train(config, progress=True)
-    print(f"{model}: {result.summary['num_parameters']:,} parameters, {result.summary['epochs']} epochs, "
-          f"{time.perf_counter() - started:.0f} s wall (shared machine)")
+    print(
+        f"{model}: {result.summary['num_parameters']:,} parameters, {result.summary['epochs']} epochs, "
+        f"{time.perf_counter() - started:.0f} s wall (shared machine)"
+    )
     return result
 
 
@@ -61,8 +73,9 @@ def evaluate_with_memory(result, mem_len: int) -> float:
 
     model, task = result.model, result.task_data
     model.encoder.mem_len = mem_len
-    return evaluate_stream(model, task.test.tokens, task.spec.to_dict() if hasattr(task.spec, "to_dict")
-                           else vars(task.spec), task.meta)["bpc"]
+    return evaluate_stream(
+        model, task.test.tokens, task.spec.to_dict() if hasattr(task.spec, "to_dict") else vars(task.spec), task.meta
+    )["bpc"]
 
 
 def main() -> None:
@@ -73,24 +86,36 @@ def main() -> None:
     xl = train_model("transformer-xl", args, out, {"mem_len": train_mem, "segment_len": args.seq_len})
     rows = []
     for segments in [float(part) for part in args.mems.split(",")]:
-        mem_len = int(round(segments * args.seq_len))
+        mem_len = round(segments * args.seq_len)
         rows.append({"mem_len": mem_len, "segments": segments, "bpc": evaluate_with_memory(xl, mem_len)})
-    figures = {"params": args.params, "epochs": args.epochs, "seq_len": args.seq_len, "train_mem": train_mem,
-               "transformer_xl_parameters": xl.summary["num_parameters"], "memory": rows,
-               "baselines": xl.summary.get("baselines") or xl.task_data.baselines}
+    figures = {
+        "params": args.params,
+        "epochs": args.epochs,
+        "seq_len": args.seq_len,
+        "train_mem": train_mem,
+        "transformer_xl_parameters": xl.summary["num_parameters"],
+        "memory": rows,
+        "baselines": xl.summary.get("baselines") or xl.task_data.baselines,
+    }
     if not args.no_lstm:
         lstm = train_model("lstm", args, out, {})
         figures["lstm"] = {"parameters": lstm.summary["num_parameters"], "bpc": lstm.summary["test_metrics"]["bpc"]}
 
-    print(f"\ntransformer-xl, {xl.summary['num_parameters']:,} parameters, segment {args.seq_len}, trained with "
-          f"memory {train_mem}, {args.epochs} epochs; test bpc by evaluation memory:")
+    print(
+        f"\ntransformer-xl, {xl.summary['num_parameters']:,} parameters, segment {args.seq_len}, trained with "
+        f"memory {train_mem}, {args.epochs} epochs; test bpc by evaluation memory:"
+    )
     reference = rows[0]["bpc"]
     for row in rows:
-        print(f"  mem_len {row['mem_len']:5d} ({row['segments']:g} segments)  bpc {row['bpc']:.4f}  "
-              f"({row['bpc'] / reference:.3f}× memory 0)")
+        print(
+            f"  mem_len {row['mem_len']:5d} ({row['segments']:g} segments)  bpc {row['bpc']:.4f}  "
+            f"({row['bpc'] / reference:.3f}× memory 0)"
+        )
     if "lstm" in figures:
-        print(f"stateful lstm, {figures['lstm']['parameters']:,} parameters, same epochs: test bpc "
-              f"{figures['lstm']['bpc']:.4f}")
+        print(
+            f"stateful lstm, {figures['lstm']['parameters']:,} parameters, same epochs: test bpc "
+            f"{figures['lstm']['bpc']:.4f}"
+        )
     print(f"baselines: {figures['baselines']}")
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+
 from shared_files import shared_data
 
 

@@ -26,8 +26,9 @@ def make_twins(kind: str, *args, seed: int = 0, **kwargs):
     return reference, ours
 
 
-def random_state(kind: str, num_directions_layers: int, batch: int, hidden: int, cell: int | None = None,
-                 generator=None):
+def random_state(
+    kind: str, num_directions_layers: int, batch: int, hidden: int, cell: int | None = None, generator=None
+):
     h = torch.randn(num_directions_layers, batch, hidden, generator=generator)
     if kind == "lstm":
         return h, torch.randn(num_directions_layers, batch, cell or hidden, generator=generator)

@@ -39,8 +39,21 @@ def shapes_csv(path, labels=("up", "down", "flat"), rows=60, with_labels=True):
 def test_tasks_lists_tasks_data_formats_and_models():
     result = invoke("tasks")
     assert result.exit_code == 0, result.output
-    for word in ("recall", "adding", "copy", "forecast", "classify", "tag", "charlm", "traffic", "digits", "CoNLL",
-                 "lstm+attn", "transformer", "tcn"):
+    for word in (
+        "recall",
+        "adding",
+        "copy",
+        "forecast",
+        "classify",
+        "tag",
+        "charlm",
+        "traffic",
+        "digits",
+        "CoNLL",
+        "lstm+attn",
+        "transformer",
+        "tcn",
+    ):
         assert word in result.output
 
 
@@ -114,13 +127,15 @@ def test_train_tagger_and_predict_tags_per_token(tmp_path):
 
 
 def test_train_forecast_then_forecast_after_the_last_row(tmp_path):
-    lines = ["time,flow"] + [f"2024-01-{1 + h // 24:02d} {h % 24:02d}:00,{100 + 20 * math.sin(h / 3.8):.2f}"
-                             for h in range(120)]
+    lines = ["time,flow"] + [
+        f"2024-01-{1 + h // 24:02d} {h % 24:02d}:00,{100 + 20 * math.sin(h / 3.8):.2f}" for h in range(120)
+    ]
     data = tmp_path / "flow.csv"
     data.write_text("\n".join(lines) + "\n")
     run = tmp_path / "run"
-    result = invoke("train", "--task", "forecast", "--data", data, "--lookback", "12", "--horizon", "6",
-                    "--out", run, *TINY_MODEL)
+    result = invoke(
+        "train", "--task", "forecast", "--data", data, "--lookback", "12", "--horizon", "6", "--out", run, *TINY_MODEL
+    )
     assert result.exit_code == 0, result.output
     assert "seasonal naive" in result.output
     result = invoke("forecast", run, "--data", data, "--out", tmp_path / "forecast.csv")
@@ -146,8 +161,22 @@ def test_train_forecast_then_forecast_after_the_last_row(tmp_path):
 
 def test_resume_of_a_finished_run_says_there_is_nothing_to_do(tmp_path):
     run = tmp_path / "run"
-    args = ["train", "--task", "recall", "--seq-len", "5", "--option", "n_train=32", "--option", "n_val=16",
-            "--option", "n_test=16", "--out", run, *TINY_MODEL]
+    args = [
+        "train",
+        "--task",
+        "recall",
+        "--seq-len",
+        "5",
+        "--option",
+        "n_train=32",
+        "--option",
+        "n_val=16",
+        "--option",
+        "n_test=16",
+        "--out",
+        run,
+        *TINY_MODEL,
+    ]
     assert invoke(*args).exit_code == 0
     result = invoke("train", "--out", run, "--resume")
     assert result.exit_code == 2 and "has finished" in result.output

@@ -96,8 +96,9 @@ def test_top_p_keeps_the_smallest_set_reaching_p():
     logits = torch.log(torch.tensor([0.05, 0.5, 0.15, 0.3]))
     assert np.allclose(next_distribution(logits, top_p=0.7).numpy(), [0, 0.625, 0, 0.375], atol=1e-6)
     assert np.allclose(next_distribution(logits, top_p=0.5).numpy(), [0, 1, 0, 0], atol=1e-6)
-    assert np.allclose(next_distribution(logits, top_p=0.81).numpy(), [0, 0.5 / 0.95, 0.15 / 0.95, 0.3 / 0.95],
-                       atol=1e-6)
+    assert np.allclose(
+        next_distribution(logits, top_p=0.81).numpy(), [0, 0.5 / 0.95, 0.15 / 0.95, 0.3 / 0.95], atol=1e-6
+    )
     assert np.allclose(next_distribution(logits, top_p=1.0).numpy(), [0.05, 0.5, 0.15, 0.3], atol=1e-6)
 
 
@@ -169,17 +170,48 @@ def charlm_run(tmp_path_factory):
     text.write_text("the hat; a bat ate the hat. " * 30, encoding="utf-8")
     runner = CliRunner()
     with torch.random.fork_rng():
-        result = runner.invoke(app, ["train", "--task", "charlm", "--data", str(text), "--model", "gru",
-                                     "--hidden-size", "16", "--seq-len", "16", "--epochs", "1", "--batch-size", "4",
-                                     "--out", str(folder / "run")])
+        result = runner.invoke(
+            app,
+            [
+                "train",
+                "--task",
+                "charlm",
+                "--data",
+                str(text),
+                "--model",
+                "gru",
+                "--hidden-size",
+                "16",
+                "--seq-len",
+                "16",
+                "--epochs",
+                "1",
+                "--batch-size",
+                "4",
+                "--out",
+                str(folder / "run"),
+            ],
+        )
     assert result.exit_code == 0, result.output
     return folder / "run"
 
 
 def test_cli_generate_prints_the_prompt_and_the_characters(charlm_run):
     runner = CliRunner()
-    arguments = ["generate", str(charlm_run), "--prompt", "the ", "--length", "25", "--temperature", "0.7",
-                 "--top-k", "5", "--seed", "2"]
+    arguments = [
+        "generate",
+        str(charlm_run),
+        "--prompt",
+        "the ",
+        "--length",
+        "25",
+        "--temperature",
+        "0.7",
+        "--top-k",
+        "5",
+        "--seed",
+        "2",
+    ]
     first = runner.invoke(app, arguments)
     assert first.exit_code == 0, first.output
     assert first.output.startswith("the ") and len(first.output.rstrip("\n")) == 4 + 25

@@ -10,8 +10,8 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import rnnlab
-from rnnlab.layers import reference_path
 from layer_helpers import KINDS, flat, make_twins, random_state, weighted_sum
+from rnnlab.layers import reference_path
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -36,8 +36,9 @@ def _run(layer, form: str, x: torch.Tensor, hx, batch_first: bool):
     return pad_packed_sequence(output, batch_first=batch_first, total_length=STEPS)[0], state
 
 
-GRID = list(itertools.product(KINDS, (1, 2, 3), (False, True), (False, True), ("padded", "packed", "lengths"),
-                              (False, True)))
+GRID = list(
+    itertools.product(KINDS, (1, 2, 3), (False, True), (False, True), ("padded", "packed", "lengths"), (False, True))
+)
 
 
 # "default": whatever the layer picks (torch.nn's fused kernel, or a compiled rnnlab kernel where one
@@ -51,13 +52,15 @@ PATHS = ["default", "fused", "reference"]
 def test_matches_torch_nn(kind, num_layers, bidirectional, batch_first, form, with_state, path, monkeypatch):
     if path == "fused":
         monkeypatch.setenv("RNNLAB_KERNELS", "0")
-    reference, ours = make_twins(kind, INPUT, HIDDEN, num_layers, bidirectional=bidirectional,
-                                 batch_first=batch_first)
+    reference, ours = make_twins(kind, INPUT, HIDDEN, num_layers, bidirectional=bidirectional, batch_first=batch_first)
     generator = torch.Generator().manual_seed(7)
     shape = (BATCH, STEPS, INPUT) if batch_first else (STEPS, BATCH, INPUT)
     x = torch.randn(shape, generator=generator)
-    hx = random_state(kind, num_layers * (2 if bidirectional else 1), BATCH, HIDDEN, generator=generator) \
-        if with_state else None
+    hx = (
+        random_state(kind, num_layers * (2 if bidirectional else 1), BATCH, HIDDEN, generator=generator)
+        if with_state
+        else None
+    )
 
     results = []
     for layer in (reference, ours):

@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 import rnnlab
-from rnnlab.layers import reference_path
 from layer_helpers import KINDS, flat, weighted_sum
+from rnnlab.layers import reference_path
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -37,10 +37,14 @@ def layer_norm_lstm_sequence(x, p, suffix, reverse=False):
     h = c = x.new_zeros(x.shape[1], hidden)
     outputs = [None] * x.shape[0]
     for t in steps:
-        pre = (layer_norm(x[t] @ p[f"weight_ih{suffix}"].T, p[f"layer_norm_ih{suffix}"]) + p[f"bias_ih{suffix}"]
-               + layer_norm(h @ p[f"weight_hh{suffix}"].T, p[f"layer_norm_hh{suffix}"]) + p[f"bias_hh{suffix}"])
-        i, f = torch.sigmoid(pre[:, :hidden]), torch.sigmoid(pre[:, hidden:2 * hidden])
-        g, o = torch.tanh(pre[:, 2 * hidden:3 * hidden]), torch.sigmoid(pre[:, 3 * hidden:])
+        pre = (
+            layer_norm(x[t] @ p[f"weight_ih{suffix}"].T, p[f"layer_norm_ih{suffix}"])
+            + p[f"bias_ih{suffix}"]
+            + layer_norm(h @ p[f"weight_hh{suffix}"].T, p[f"layer_norm_hh{suffix}"])
+            + p[f"bias_hh{suffix}"]
+        )
+        i, f = torch.sigmoid(pre[:, :hidden]), torch.sigmoid(pre[:, hidden : 2 * hidden])
+        g, o = torch.tanh(pre[:, 2 * hidden : 3 * hidden]), torch.sigmoid(pre[:, 3 * hidden :])
         c = f * c + i * g
         h = o * torch.tanh(layer_norm(c, p[f"layer_norm_cell_weight{suffix}"], p[f"layer_norm_cell_bias{suffix}"]))
         outputs[t] = h
@@ -75,8 +79,8 @@ def test_layer_norm_gru_matches_a_per_equation_implementation():
         gi = layer_norm(x[t] @ p["weight_ih_l0"].T, p["layer_norm_ih_l0"]) + p["bias_ih_l0"]
         gh = layer_norm(h @ p["weight_hh_l0"].T, p["layer_norm_hh_l0"]) + p["bias_hh_l0"]
         r = torch.sigmoid(gi[:, :HIDDEN] + gh[:, :HIDDEN])
-        z = torch.sigmoid(gi[:, HIDDEN:2 * HIDDEN] + gh[:, HIDDEN:2 * HIDDEN])
-        n = torch.tanh(gi[:, 2 * HIDDEN:] + r * gh[:, 2 * HIDDEN:])
+        z = torch.sigmoid(gi[:, HIDDEN : 2 * HIDDEN] + gh[:, HIDDEN : 2 * HIDDEN])
+        n = torch.tanh(gi[:, 2 * HIDDEN :] + r * gh[:, 2 * HIDDEN :])
         h = (1 - z) * n + z * h
     torch.testing.assert_close(gru(x)[1][0], h)
 
@@ -84,9 +88,18 @@ def test_layer_norm_gru_matches_a_per_equation_implementation():
 def test_extra_parameters_have_clear_names():
     lstm = rnnlab.LSTM(INPUT, HIDDEN, bidirectional=True, layer_norm=True, weight_norm=True)
     extra = set(lstm.state_dict()) - set(nn.LSTM(INPUT, HIDDEN, bidirectional=True).state_dict())
-    assert extra == {f"{name}{suffix}" for suffix in ("_l0", "_l0_reverse") for name in (
-        "layer_norm_ih", "layer_norm_hh", "layer_norm_cell_weight", "layer_norm_cell_bias",
-        "weight_ih_scale", "weight_hh_scale")}
+    assert extra == {
+        f"{name}{suffix}"
+        for suffix in ("_l0", "_l0_reverse")
+        for name in (
+            "layer_norm_ih",
+            "layer_norm_hh",
+            "layer_norm_cell_weight",
+            "layer_norm_cell_bias",
+            "weight_ih_scale",
+            "weight_hh_scale",
+        )
+    }
 
 
 def test_recurrent_dropout_uses_one_mask_per_sequence():
@@ -165,14 +178,13 @@ def test_chrono_on_the_cho_gru_flips_the_update_gate_sign():
 
 @pytest.mark.parametrize("kind", list(KINDS))
 def test_orthogonal_init_gives_orthogonal_recurrent_blocks(kind):
-    layer = KINDS[kind][0](INPUT, HIDDEN, num_layers=2, bidirectional=True, init="orthogonal",
-                           **KINDS[kind][2])
+    layer = KINDS[kind][0](INPUT, HIDDEN, num_layers=2, bidirectional=True, init="orthogonal", **KINDS[kind][2])
     for name, weight in layer.named_parameters():
         if name.startswith("weight_hh"):
             for block in weight.chunk(layer.gate_count):
                 torch.testing.assert_close(block @ block.T, torch.eye(HIDDEN), atol=1e-5, rtol=0)
     if kind == "lstm":
-        forget = layer.bias_ih_l0[HIDDEN:2 * HIDDEN] + layer.bias_hh_l0[HIDDEN:2 * HIDDEN]
+        forget = layer.bias_ih_l0[HIDDEN : 2 * HIDDEN] + layer.bias_hh_l0[HIDDEN : 2 * HIDDEN]
         torch.testing.assert_close(forget, torch.ones(HIDDEN))
     assert layer._runs_fused(), "an init is no reason to leave the fused kernel"
 
@@ -209,9 +221,11 @@ def test_weight_norm_fused_equals_reference_in_values_and_gradients():
 def seeds_gru_sequence(x, gru):
     """The seeds' GRU over a sequence, with their concatenated matrices W_g [h, x] and single biases."""
     H = gru.hidden_size
-    W = {g: torch.cat([gru.weight_hh_l0[k * H:(k + 1) * H], gru.weight_ih_l0[k * H:(k + 1) * H]], 1)
-         for k, g in enumerate("rzh")}
-    b = {g: gru.bias_ih_l0[k * H:(k + 1) * H] + gru.bias_hh_l0[k * H:(k + 1) * H] for k, g in enumerate("rzh")}
+    W = {
+        g: torch.cat([gru.weight_hh_l0[k * H : (k + 1) * H], gru.weight_ih_l0[k * H : (k + 1) * H]], 1)
+        for k, g in enumerate("rzh")
+    }
+    b = {g: gru.bias_ih_l0[k * H : (k + 1) * H] + gru.bias_hh_l0[k * H : (k + 1) * H] for k, g in enumerate("rzh")}
     h, outputs = x.new_zeros(x.shape[1], H), []
     for x_t in x:
         z = torch.sigmoid(torch.cat([h, x_t], -1) @ W["z"].T + b["z"])
@@ -240,9 +254,14 @@ def test_cho_gru_layer_passes_gradcheck_in_float64():
 
 
 CHECKPOINT_CASES = [
-    ("lstm", {}, "padded"), ("gru", {}, "packed"), ("rnn_tanh", {}, "lengths"), ("lstm", {"proj_size": 2}, "lengths"),
-    ("lstm", {"layer_norm": True}, "padded"), ("gru", {"convention": "cho"}, "lengths"),
-    ("lstm", {"weight_norm": True}, "packed"), ("gru", {"layer_norm": True}, "packed"),
+    ("lstm", {}, "padded"),
+    ("gru", {}, "packed"),
+    ("rnn_tanh", {}, "lengths"),
+    ("lstm", {"proj_size": 2}, "lengths"),
+    ("lstm", {"layer_norm": True}, "padded"),
+    ("gru", {"convention": "cho"}, "lengths"),
+    ("lstm", {"weight_norm": True}, "packed"),
+    ("gru", {"layer_norm": True}, "packed"),
 ]
 
 
@@ -252,10 +271,19 @@ def test_gradient_checkpointing_gives_identical_outputs_and_gradients(kind, extr
     # another shape (a chunk's input projection is a smaller GEMM than the whole sequence's)
     layer_class, _, base = KINDS[kind]
     torch.manual_seed(0)
-    plain = layer_class(INPUT, HIDDEN, 2, bidirectional=True, batch_first=True, **base, **extras,
-                        dtype=torch.float64)
-    checkpointed = layer_class(INPUT, HIDDEN, 2, bidirectional=True, batch_first=True, **base, **extras,
-                               gradient_checkpointing=True, checkpoint_steps=3, dtype=torch.float64)
+    plain = layer_class(INPUT, HIDDEN, 2, bidirectional=True, batch_first=True, **base, **extras, dtype=torch.float64)
+    checkpointed = layer_class(
+        INPUT,
+        HIDDEN,
+        2,
+        bidirectional=True,
+        batch_first=True,
+        **base,
+        **extras,
+        gradient_checkpointing=True,
+        checkpoint_steps=3,
+        dtype=torch.float64,
+    )
     checkpointed.load_state_dict(plain.state_dict())
     x = torch.randn(BATCH, 11, INPUT, dtype=torch.float64)
     lengths = torch.tensor([11, 4, 7])

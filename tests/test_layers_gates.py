@@ -8,8 +8,8 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 import rnnlab
-from rnnlab.errors import ConfigError
 from layer_helpers import weighted_sum
+from rnnlab.errors import ConfigError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -57,8 +57,10 @@ def test_backward_direction_is_recorded_in_the_sequences_own_time_order():
     assert torch.equal(backward["lengths"], lengths)
     for b, length in enumerate(lengths.tolist()):  # backward: c_t = f_t c_{t+1} + i_t c~_t within the length
         c_next = torch.cat([backward["c"][b, 1:length], torch.zeros(1, HIDDEN)])
-        torch.testing.assert_close(backward["c"][b, :length],
-                                   backward["f"][b, :length] * c_next + backward["i"][b, :length] * backward["c_tilde"][b, :length])
+        torch.testing.assert_close(
+            backward["c"][b, :length],
+            backward["f"][b, :length] * c_next + backward["i"][b, :length] * backward["c_tilde"][b, :length],
+        )
         assert not backward["f"][b, length:].any(), "steps past the length are recorded as zero"
 
 
@@ -83,9 +85,11 @@ def test_records_inside_a_model_by_module_name_and_leaves_the_fast_path_after():
 
 
 def test_recording_a_model_without_rnnlab_layers_says_why_it_cannot():
-    with pytest.raises(ConfigError, match="contains no rnnlab RNN/LSTM/GRU layer"):
-        with rnnlab.record_gates(nn.LSTM(INPUT, HIDDEN)):
-            pass
+    with (
+        pytest.raises(ConfigError, match="contains no rnnlab RNN/LSTM/GRU layer"),
+        rnnlab.record_gates(nn.LSTM(INPUT, HIDDEN)),
+    ):
+        pass
 
 
 def test_recording_works_on_a_packed_batch():

@@ -31,7 +31,9 @@ def test_wrong_feature_size_in_a_packed_batch(lstm):
 
 @pytest.mark.parametrize("shape", [(32,), (2, 5, 3, 32)])
 def test_wrong_rank_names_the_expected_layout(lstm, shape):
-    with pytest.raises(ValueError, match=rf"expected input of 3 dimensions \(\[seq_len, batch, input_size\]\).*got {len(shape)}-D"):
+    with pytest.raises(
+        ValueError, match=rf"expected input of 3 dimensions \(\[seq_len, batch, input_size\]\).*got {len(shape)}-D"
+    ):
         lstm(torch.randn(shape))
 
 
@@ -52,7 +54,9 @@ def test_state_of_wrong_shape_names_expected_and_got(lstm):
 
 
 def test_lstm_state_must_be_a_pair(lstm):
-    with pytest.raises(ValueError, match=r"expected hx = \(h_0, c_0\), a pair of tensors; got a tensor of shape \[2, 3, 16\]"):
+    with pytest.raises(
+        ValueError, match=r"expected hx = \(h_0, c_0\), a pair of tensors; got a tensor of shape \[2, 3, 16\]"
+    ):
         lstm(torch.randn(5, 3, 32), torch.zeros(2, 3, 16))
 
 
@@ -72,7 +76,9 @@ def test_zero_length_sequence_in_a_packed_batch_is_refused(lstm):
     # pack_padded_sequence refuses a zero length itself; a hand-built PackedSequence can still hold one.
     good = pack_padded_sequence(torch.randn(4, 2, 32), [4, 2])
     packed = PackedSequence(good.data, good.batch_sizes, torch.tensor([0, 2, 1]), torch.tensor([0, 2, 1]))
-    with pytest.raises(ValueError, match=r"holds 3 sequences but only 2 have a first step: 1 sequence\(s\) of length 0"):
+    with pytest.raises(
+        ValueError, match=r"holds 3 sequences but only 2 have a first step: 1 sequence\(s\) of length 0"
+    ):
         lstm(packed)
 
 
@@ -103,12 +109,15 @@ def test_errors_are_also_runtime_errors_like_torch_nn(lstm):
     assert issubclass(LayerInputError, ValueError)
 
 
-@pytest.mark.parametrize(("keyword", "value", "message"), [
-    ("recurrent_dropout", 1.0, r"recurrent_dropout must be a probability in \[0, 1\); got 1.0"),
-    ("zoneout", -0.1, r"zoneout must be a probability in \[0, 1\); got -0.1"),
-    ("init", "orthogonl", r"unknown init 'orthogonl'; did you mean 'orthogonal'"),
-    ("checkpoint_steps", 0, r"checkpoint_steps must be a positive integer; got 0"),
-])
+@pytest.mark.parametrize(
+    ("keyword", "value", "message"),
+    [
+        ("recurrent_dropout", 1.0, r"recurrent_dropout must be a probability in \[0, 1\); got 1.0"),
+        ("zoneout", -0.1, r"zoneout must be a probability in \[0, 1\); got -0.1"),
+        ("init", "orthogonl", r"unknown init 'orthogonl'; did you mean 'orthogonal'"),
+        ("checkpoint_steps", 0, r"checkpoint_steps must be a positive integer; got 0"),
+    ],
+)
 def test_bad_extra_options_are_refused(keyword, value, message):
     with pytest.raises(ConfigError, match=message):
         rnnlab.LSTM(4, 6, **{keyword: value})

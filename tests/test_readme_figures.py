@@ -7,8 +7,9 @@ from shared_files import REPOSITORY
 
 
 def load_checker():
-    spec = importlib.util.spec_from_file_location("check_readme_figures",
-                                                  REPOSITORY / "tools" / "check_readme_figures.py")
+    spec = importlib.util.spec_from_file_location(
+        "check_readme_figures", REPOSITORY / "tools" / "check_readme_figures.py"
+    )
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
@@ -53,7 +54,10 @@ Measured by `python bench/memory.py`.
 """)
     tables = load_checker().read_tables(readme.read_text())
     assert [(table.heading, table.numbers, table.passes) for table in tables] == [
-        ("Speed", ["32", "100", "41.6"], True), ("Memory", ["32", "4000", "989"], False), ("Layout", [], True)]
+        ("Speed", ["32", "100", "41.6"], True),
+        ("Memory", ["32", "4000", "989"], False),
+        ("Layout", [], True),
+    ]
     assert tables[0].commands == ["python bench/speed.py --quick"]
     assert load_checker().main([str(readme)]) == 1
     assert "line 16 [Memory]" in capsys.readouterr().err

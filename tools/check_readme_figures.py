@@ -94,8 +94,11 @@ def main(argv: list[str] | None = None) -> int:
         if table.commands:
             print(f"    command: {table.commands[0]}")
     if failures:
-        print(f"{len(failures)} of {len(tables)} tables show figures without naming the command that reproduces "
-              "them: " + "; ".join(f"line {table.line} [{table.heading}]" for table in failures), file=sys.stderr)
+        print(
+            f"{len(failures)} of {len(tables)} tables show figures without naming the command that reproduces "
+            "them: " + "; ".join(f"line {table.line} [{table.heading}]" for table in failures),
+            file=sys.stderr,
+        )
         return 1
     print(f"each of the {len(tables)} tables with figures names the command that reproduces them")
     return 0

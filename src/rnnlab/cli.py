@@ -116,8 +116,7 @@ def tasks() -> None:
     for name in models.model_names():
         heads = models.model_heads(name)
         fits = "all" if heads is None else ", ".join(task for task, info in TASKS.items() if info.head in heads)
-        model_table.add_row(name, models._family(name).description, fits,
-                            ", ".join(models.model_options(name)) or "-")
+        model_table.add_row(name, models._family(name).description, fits, ", ".join(models.model_options(name)) or "-")
     console.print(model_table)
     console.print("Task options not covered by a flag: --option KEY=VALUE (e.g. --option n_train=2000).")
 
@@ -125,18 +124,32 @@ def tasks() -> None:
 @app.command()
 def train(
     out: str = typer.Option(..., "--out", "-o", help="Run directory (created; must not hold another run)."),
-    task: str = typer.Option(None, "--task", "-t", help="Task: recall, adding, copy, forecast, classify, tag, "
-                             "charlm, music, seq2seq (see `rnnlab tasks`). Default recall."),
-    model: str = typer.Option(None, "--model", "-m", help="rnn, lstm, gru, lstm+attn, gru+attn, tcn, transformer, mingru, minlstm, "
-                              "informer (forecast), transformer-xl (charlm). Default lstm."),
+    task: str = typer.Option(
+        None,
+        "--task",
+        "-t",
+        help="Task: recall, adding, copy, forecast, classify, tag, "
+        "charlm, music, seq2seq (see `rnnlab tasks`). Default recall.",
+    ),
+    model: str = typer.Option(
+        None,
+        "--model",
+        "-m",
+        help="rnn, lstm, gru, lstm+attn, gru+attn, tcn, transformer, mingru, minlstm, "
+        "informer (forecast), transformer-xl (charlm). Default lstm.",
+    ),
     data: str = typer.Option(None, "--data", help="Data file, or a built-in data set name (see `rnnlab tasks`)."),
-    test_data: str = typer.Option(None, "--test-data", help="Separate test file (else the test split is cut from "
-                                  "--data)."),
+    test_data: str = typer.Option(
+        None, "--test-data", help="Separate test file (else the test split is cut from --data)."
+    ),
     seq_len: int = typer.Option(None, "--seq-len", help="Sequence length T (generated tasks, text windows)."),
     params: int = typer.Option(None, "--params", help="Size the model to about this many parameters."),
     epochs: int = typer.Option(None, "--epochs", help="Epochs (default: the task's)."),
-    steps_per_epoch: int = typer.Option(None, "--steps-per-epoch", help="Optimiser steps per epoch (one "
-                                        "validation check); default one pass, at least 32 steps on small sets."),
+    steps_per_epoch: int = typer.Option(
+        None,
+        "--steps-per-epoch",
+        help="Optimiser steps per epoch (one validation check); default one pass, at least 32 steps on small sets.",
+    ),
     max_minutes: float = typer.Option(None, "--max-minutes", help="Training time budget in minutes."),
     label: str = typer.Option(None, "--label", help="classify: label column (default label)."),
     target_column: str = typer.Option(None, "--target", help="forecast: target column(s), comma-separated."),
@@ -154,24 +167,34 @@ def train(
     optimizer: str = typer.Option(None, "--optimizer", help="adam | adamw."),
     weight_decay: float = typer.Option(None, "--weight-decay", help="Weight decay."),
     clip: float = typer.Option(None, "--clip", help="Gradient clipping max-norm (default 1.0; 0 disables)."),
-    schedule: str = typer.Option(None, "--schedule", help="plateau | cosine | none (default: the task's; charlm cosine to the budget, else plateau)."),
+    schedule: str = typer.Option(
+        None,
+        "--schedule",
+        help="plateau | cosine | none (default: the task's; charlm cosine to the budget, else plateau).",
+    ),
     warmup_epochs: float = typer.Option(None, "--warmup-epochs", help="cosine: linear warm-up in epochs."),
     num_layers: int = typer.Option(None, "--layers", "--num-layers", help="Stacked layers."),
     hidden_size: int = typer.Option(None, "--hidden-size", help="Hidden units (width) instead of --params."),
-    bidirectional: bool = typer.Option(None, "--bidirectional/--no-bidirectional",
-                                       help="Default: the task decides (tag: bidirectional)."),
+    bidirectional: bool = typer.Option(
+        None, "--bidirectional/--no-bidirectional", help="Default: the task decides (tag: bidirectional)."
+    ),
     layer_norm: bool = typer.Option(None, "--layer-norm", help="Layer normalisation in the recurrent cells."),
     dropout: float = typer.Option(None, "--dropout", help="Dropout between layers and before the head."),
     init: str = typer.Option(None, "--init", help="orthogonal | chrono | default (torch's)."),
-    gradient_checkpointing: bool = typer.Option(None, "--gradient-checkpointing",
-                                                help="Recompute activations in backward (long sequences)."),
+    gradient_checkpointing: bool = typer.Option(
+        None, "--gradient-checkpointing", help="Recompute activations in backward (long sequences)."
+    ),
     model_option: list[str] = typer.Option(None, "--model-option", help="Model option KEY=VALUE (repeatable)."),
     bucket: bool = typer.Option(None, "--bucket", help="Batch sequences of similar length together."),
     precision: str = typer.Option(None, "--precision", help="32 | bf16 (autocast on the CPU)."),
     patience: int = typer.Option(None, "--patience", help="Early stopping patience in epochs (0: off)."),
     stop_at: float = typer.Option(None, "--stop-at", help="Stop once the validation metric reaches this value."),
-    refit: bool = typer.Option(None, "--refit/--no-refit", help="After early stopping, retrain on train + "
-                               "validation for the best epoch count (default: when validation has < 150 samples)."),
+    refit: bool = typer.Option(
+        None,
+        "--refit/--no-refit",
+        help="After early stopping, retrain on train + "
+        "validation for the best epoch count (default: when validation has < 150 samples).",
+    ),
     budget: str = typer.Option(None, "--budget", help="quick | standard | full: scales the default epochs."),
     seed: int = typer.Option(None, "--seed", help="Random seed (default 0)."),
     devices: int = typer.Option(None, "--devices", help="Processes for data-parallel training (DDP, gloo)."),
@@ -184,14 +207,45 @@ def train(
     from rnnlab.train import train as train_run
 
     given = {
-        "task": task, "model": model, "data": data, "test_data": test_data, "seq_len": seq_len, "params": params,
-        "epochs": epochs, "steps_per_epoch": steps_per_epoch, "max_minutes": max_minutes, "label": label, "target_column": target_column,
-        "time": time, "covariates": covariates, "lookback": lookback, "horizon": horizon, "season": season,
-        "fill": fill, "log": log, "batch_size": batch_size, "lr": lr, "recurrent_lr": recurrent_lr, "optimizer": optimizer,
-        "weight_decay": weight_decay, "clip": clip, "schedule": schedule, "warmup_epochs": warmup_epochs,
-        "num_layers": num_layers, "hidden_size": hidden_size, "bidirectional": bidirectional,
-        "layer_norm": layer_norm, "dropout": dropout, "init": init, "gradient_checkpointing": gradient_checkpointing,
-        "bucket": bucket, "precision": precision, "target": stop_at, "refit": refit, "budget": budget, "seed": seed,
+        "task": task,
+        "model": model,
+        "data": data,
+        "test_data": test_data,
+        "seq_len": seq_len,
+        "params": params,
+        "epochs": epochs,
+        "steps_per_epoch": steps_per_epoch,
+        "max_minutes": max_minutes,
+        "label": label,
+        "target_column": target_column,
+        "time": time,
+        "covariates": covariates,
+        "lookback": lookback,
+        "horizon": horizon,
+        "season": season,
+        "fill": fill,
+        "log": log,
+        "batch_size": batch_size,
+        "lr": lr,
+        "recurrent_lr": recurrent_lr,
+        "optimizer": optimizer,
+        "weight_decay": weight_decay,
+        "clip": clip,
+        "schedule": schedule,
+        "warmup_epochs": warmup_epochs,
+        "num_layers": num_layers,
+        "hidden_size": hidden_size,
+        "bidirectional": bidirectional,
+        "layer_norm": layer_norm,
+        "dropout": dropout,
+        "init": init,
+        "gradient_checkpointing": gradient_checkpointing,
+        "bucket": bucket,
+        "precision": precision,
+        "target": stop_at,
+        "refit": refit,
+        "budget": budget,
+        "seed": seed,
         "devices": devices,
     }
     fields = {name: value for name, value in given.items() if value is not None}
@@ -227,7 +281,7 @@ def evaluate(
         result = evaluate_run(run_dir, data)
     except RnnlabError as error:
         fail(str(error))
-    metrics = {name: value for name, value in result.items()}
+    metrics = dict(result.items())
     import json
     from pathlib import Path
 
@@ -271,7 +325,7 @@ def forecast(
     table = Table(title=f"forecast from {rows[0]['origin'] if rows else '-'}")
     for column in ("time", "target", "forecast"):
         table.add_column(column)
-    for row in rows[: 12]:
+    for row in rows[:12]:
         table.add_row(str(row["time"]), row["target"], _number(row["forecast"]))
     console.print(table)
     console.print(f"{len(rows)} forecasts written to {out}", highlight=False)
@@ -280,22 +334,36 @@ def forecast(
 # --------------------------------------------------------------------------------------------- the lab
 @app.command()
 def compare(
-    task: str = typer.Option("recall", "--task", "-t", help="Task (see `rnnlab tasks`); default: the long-range "
-                             "recall study."),
+    task: str = typer.Option(
+        "recall", "--task", "-t", help="Task (see `rnnlab tasks`); default: the long-range recall study."
+    ),
     data: str = typer.Option(None, "--data", help="Data file, or a built-in data set name (see `rnnlab tasks`)."),
-    models: str = typer.Option(None, "--models", "-m", help="Comma-separated models (default: rnn,lstm,gru,"
-                               "lstm+attn,tcn,transformer)."),
-    lengths: str = typer.Option(None, "--lengths", help="Comma-separated sequence lengths (lookback of a "
-                                "forecast); default: the budget's for generated tasks, the data's own otherwise."),
-    seeds: str = typer.Option(None, "--seeds", help="Number of seeds (3 → 0,1,2) or a list (0,4,7); default: "
-                              "the budget's."),
-    budget: str = typer.Option("standard", "--budget", "-b", help="quick (≤10 min on 2 cores) | standard "
-                               "(T=10…1000) | full (more seeds and lengths)."),
+    models: str = typer.Option(
+        None, "--models", "-m", help="Comma-separated models (default: rnn,lstm,gru,lstm+attn,tcn,transformer)."
+    ),
+    lengths: str = typer.Option(
+        None,
+        "--lengths",
+        help="Comma-separated sequence lengths (lookback of a "
+        "forecast); default: the budget's for generated tasks, the data's own otherwise.",
+    ),
+    seeds: str = typer.Option(
+        None, "--seeds", help="Number of seeds (3 → 0,1,2) or a list (0,4,7); default: the budget's."
+    ),
+    budget: str = typer.Option(
+        "standard",
+        "--budget",
+        "-b",
+        help="quick (≤10 min on 2 cores) | standard (T=10…1000) | full (more seeds and lengths).",
+    ),
     out: str = typer.Option(None, "--out", "-o", help="Output folder (default runs/compare-TASK-BUDGET)."),
     force: bool = typer.Option(False, "--force", help="Replace an output folder that holds a different experiment."),
     executor: str = typer.Option("local", "--executor", help="local (worker processes) | ray."),
-    address: str = typer.Option(None, "--address", help="Ray cluster address (host:port, ray://host:port, auto); "
-                                "default: start a local Ray instance."),
+    address: str = typer.Option(
+        None,
+        "--address",
+        help="Ray cluster address (host:port, ray://host:port, auto); default: start a local Ray instance.",
+    ),
     workers: int = typer.Option(None, "--workers", "-w", help="Cells run at once (default: min(cores, 4))."),
     params: int = typer.Option(None, "--params", help="Parameter budget every model is sized to."),
     epochs: int = typer.Option(None, "--epochs", help="Epochs per cell (at most)."),
@@ -304,11 +372,15 @@ def compare(
     num_layers: int = typer.Option(None, "--layers", "--num-layers", help="Stacked layers (default: the task's)."),
     lr: float = typer.Option(None, "--lr", help="Learning rate (default: the task's)."),
     clip: float = typer.Option(1.0, "--clip", help="Gradient clipping max-norm (0 disables)."),
-    init: str = typer.Option("auto", "--init", help="Recurrent init: auto (chrono on long-range tasks) | "
-                             "orthogonal | chrono | default."),
+    init: str = typer.Option(
+        "auto", "--init", help="Recurrent init: auto (chrono on long-range tasks) | orthogonal | chrono | default."
+    ),
     train_samples: int = typer.Option(None, "--train-samples", help="Training samples of a generated task."),
-    target_metric: float = typer.Option(None, "--target-metric", help="Validation metric level counted as "
-                                        "reached (default: skill 0.9, or the baseline for forecasts)."),
+    target_metric: float = typer.Option(
+        None,
+        "--target-metric",
+        help="Validation metric level counted as reached (default: skill 0.9, or the baseline for forecasts).",
+    ),
     target_column: str = typer.Option(None, "--target", help="forecast: target column(s), comma-separated."),
     time: str = typer.Option(None, "--time", help="Time column (forecast, long classify CSV)."),
     covariates: str = typer.Option(None, "--covariates", help="forecast: covariate columns, comma-separated."),
@@ -316,13 +388,25 @@ def compare(
     label: str = typer.Option(None, "--label", help="classify: label column."),
     fill: str = typer.Option(None, "--fill", help="Missing values: none (error) | ffill | interpolate | zero."),
     option: list[str] = typer.Option(None, "--option", help="Further task option KEY=VALUE (repeatable)."),
-    suite: str = typer.Option(None, "--suite", help="Re-run a published table instead of one task: bai2018 "
-                              "(Bai et al. 2018: adding T=600, copy memory T=1000, music; rnn,lstm,gru,tcn)."),
-    music_data: str = typer.Option(None, "--music-data", help="--suite: the music row's data (JSB_Chorales.mat, "
-                                   "or a folder of .npy rolls); without it that row is reported as missing."),
-    suite_row: str = typer.Option(None, "--suite-row", help="--suite: the published row the music data is "
-                                  "judged against (jsb | nottingham); default: known files by their sha256, "
-                                  "never by name; others have no published row."),
+    suite: str = typer.Option(
+        None,
+        "--suite",
+        help="Re-run a published table instead of one task: bai2018 "
+        "(Bai et al. 2018: adding T=600, copy memory T=1000, music; rnn,lstm,gru,tcn).",
+    ),
+    music_data: str = typer.Option(
+        None,
+        "--music-data",
+        help="--suite: the music row's data (JSB_Chorales.mat, "
+        "or a folder of .npy rolls); without it that row is reported as missing.",
+    ),
+    suite_row: str = typer.Option(
+        None,
+        "--suite-row",
+        help="--suite: the published row the music data is "
+        "judged against (jsb | nottingham); default: known files by their sha256, "
+        "never by name; others have no published row.",
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
 ) -> None:
     """Train the family side by side on one task and write results.json and report.html (the main job)."""
@@ -332,15 +416,41 @@ def compare(
     from rnnlab.lab.grid import parse_lengths, parse_models, parse_seeds
 
     try:
-        data_options = {name: value for name, value in (
-            ("target", target_column), ("time", time), ("covariates", covariates), ("horizon", horizon),
-            ("label", label), ("fill", fill)) if value is not None}
+        data_options = {
+            name: value
+            for name, value in (
+                ("target", target_column),
+                ("time", time),
+                ("covariates", covariates),
+                ("horizon", horizon),
+                ("label", label),
+                ("fill", fill),
+            )
+            if value is not None
+        }
         data_options.update(_parse_pairs(option, "--option"))
         config = CompareConfig(
-            task=task, data=data, budget=budget, out=out, force=force, executor=executor, address=address,
-            workers=workers, params=params, epochs=epochs, max_minutes=max_minutes, batch_size=batch_size,
-            num_layers=num_layers, lr=lr, clip=clip, init=init, train_samples=train_samples,
-            target_metric=target_metric, data_options=data_options, suite=suite, music_data=music_data,
+            task=task,
+            data=data,
+            budget=budget,
+            out=out,
+            force=force,
+            executor=executor,
+            address=address,
+            workers=workers,
+            params=params,
+            epochs=epochs,
+            max_minutes=max_minutes,
+            batch_size=batch_size,
+            num_layers=num_layers,
+            lr=lr,
+            clip=clip,
+            init=init,
+            train_samples=train_samples,
+            target_metric=target_metric,
+            data_options=data_options,
+            suite=suite,
+            music_data=music_data,
             suite_row=suite_row,
         )
         if models is not None:
@@ -385,8 +495,13 @@ def _print_comparison(outcome) -> None:
             table.add_column(column)
         for candidate in advice["candidates"]:
             mark = " ★" if candidate["model"] == advice["pick"] else ""
-            table.add_row(candidate["model"] + mark, f"{candidate['metric']:.4f}", f"{candidate['latency_ms']:.2f}",
-                          f"{candidate['num_parameters']:,}", "yes" if candidate["on_front"] else "")
+            table.add_row(
+                candidate["model"] + mark,
+                f"{candidate['metric']:.4f}",
+                f"{candidate['latency_ms']:.2f}",
+                f"{candidate['num_parameters']:,}",
+                "yes" if candidate["on_front"] else "",
+            )
         console.print(table)
         for reason in advice["reasons"]:
             if reason.startswith(("Recommendation", "Caution")):
@@ -402,14 +517,17 @@ def _print_comparison(outcome) -> None:
 
 @app.command()
 def advise(
-    results_file: str = typer.Argument(..., metavar="RESULTS.json", help="results.json of `rnnlab compare` (or its "
-                                       "folder)."),
-    max_latency_ms: float = typer.Option(None, "--max-latency-ms", help="Latency limit, ms (one sequence at "
-                                         "batch 1; with --streaming one step)."),
+    results_file: str = typer.Argument(
+        ..., metavar="RESULTS.json", help="results.json of `rnnlab compare` (or its folder)."
+    ),
+    max_latency_ms: float = typer.Option(
+        None, "--max-latency-ms", help="Latency limit, ms (one sequence at batch 1; with --streaming one step)."
+    ),
     max_params: int = typer.Option(None, "--max-params", help="Parameter limit."),
     min_accuracy: float = typer.Option(None, "--min-accuracy", help="Lowest acceptable accuracy (0–1)."),
-    max_error: float = typer.Option(None, "--max-error", help="Highest acceptable error (metrics where lower is "
-                                    "better, e.g. MAE)."),
+    max_error: float = typer.Option(
+        None, "--max-error", help="Highest acceptable error (metrics where lower is better, e.g. MAE)."
+    ),
     seq_len: int = typer.Option(None, "--seq-len", help="Your sequence length (default: the longest measured)."),
     memory_gb: float = typer.Option(None, "--memory-gb", help="Memory available for training, GB."),
     streaming: bool = typer.Option(False, "--streaming", help="The latency limit is per streaming step."),
@@ -423,8 +541,15 @@ def advise(
     from rnnlab.lab import advise as advise_results
 
     try:
-        limits = Limits(max_latency_ms=max_latency_ms, max_params=max_params, min_accuracy=min_accuracy,
-                        max_error=max_error, seq_len=seq_len, memory_gb=memory_gb, streaming=streaming)
+        limits = Limits(
+            max_latency_ms=max_latency_ms,
+            max_params=max_params,
+            min_accuracy=min_accuracy,
+            max_error=max_error,
+            seq_len=seq_len,
+            memory_gb=memory_gb,
+            streaming=streaming,
+        )
         advice = advise_results(results_file, limits)
     except RnnlabError as error:
         fail(str(error))
@@ -434,24 +559,34 @@ def advise(
     console.print(advice.text(), highlight=False, markup=False)
 
 
-
 @app.command("export")
 def export_command(
     run_dir: str = typer.Argument(..., help="A run directory written by rnnlab train."),
     out: str = typer.Option(..., "--out", "-o", help="The file to write, e.g. model.onnx."),
     format: str = typer.Option("onnx", "--format", help="Output format: onnx."),
-    step: bool = typer.Option(False, "--step", help="The single-step model: one input step and the state in, "
-                              "output and new state out (unidirectional recurrent models)."),
-    quantize: str = typer.Option(None, "--quantize", help="int8: dynamic quantisation of the recurrent and linear "
-                                 "weights."),
-    prune: float = typer.Option(None, "--prune", help="Zero this share of the weights, smallest magnitude first "
-                                "(0 ≤ FRACTION < 1)."),
-    prune_scope: str = typer.Option("global", "--prune-scope", help="global: one threshold over all matrices; "
-                                    "layer: the same share from each."),
-    finetune_epochs: int = typer.Option(0, "--finetune-epochs", help="Train the pruned model this many epochs "
-                                        "(pruned weights stay zero)."),
-    recurrence: str = typer.Option("auto", "--recurrence", help="Recurrent layers as ONNX operators (native), as "
-                                   "loops over the cell equations (loop), or auto."),
+    step: bool = typer.Option(
+        False,
+        "--step",
+        help="The single-step model: one input step and the state in, "
+        "output and new state out (unidirectional recurrent models).",
+    ),
+    quantize: str = typer.Option(
+        None, "--quantize", help="int8: dynamic quantisation of the recurrent and linear weights."
+    ),
+    prune: float = typer.Option(
+        None, "--prune", help="Zero this share of the weights, smallest magnitude first (0 ≤ FRACTION < 1)."
+    ),
+    prune_scope: str = typer.Option(
+        "global", "--prune-scope", help="global: one threshold over all matrices; layer: the same share from each."
+    ),
+    finetune_epochs: int = typer.Option(
+        0, "--finetune-epochs", help="Train the pruned model this many epochs (pruned weights stay zero)."
+    ),
+    recurrence: str = typer.Option(
+        "auto",
+        "--recurrence",
+        help="Recurrent layers as ONNX operators (native), as loops over the cell equations (loop), or auto.",
+    ),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing output file."),
     evaluate: bool = typer.Option(True, "--evaluate/--no-evaluate", help="Measure the test metric of each variant."),
 ) -> None:
@@ -460,17 +595,33 @@ def export_command(
     from rnnlab.export.runs import export_run
 
     try:
-        report = export_run(run_dir, out, format=format, step=step, quantize=quantize, prune=prune,
-                            prune_scope=prune_scope, finetune_epochs=finetune_epochs, recurrence=recurrence,
-                            force=force, evaluate=evaluate)
+        report = export_run(
+            run_dir,
+            out,
+            format=format,
+            step=step,
+            quantize=quantize,
+            prune=prune,
+            prune_scope=prune_scope,
+            finetune_epochs=finetune_epochs,
+            recurrence=recurrence,
+            force=force,
+            evaluate=evaluate,
+        )
     except RnnlabError as error:
         fail(str(error))
     checked = report.float_export or report.export
-    console.print(f"onnxruntime check: max |onnxruntime − PyTorch| = {checked.max_abs_diff:.2e} "
-                  f"(tolerance {checked.tolerance:.0e}) over {'; '.join(checked.checked)}", highlight=False)
+    console.print(
+        f"onnxruntime check: max |onnxruntime − PyTorch| = {checked.max_abs_diff:.2e} "
+        f"(tolerance {checked.tolerance:.0e}) over {'; '.join(checked.checked)}",
+        highlight=False,
+    )
     if report.float_export is not None:
-        console.print(f"int8 file: max |int8 − float| = {report.export.max_abs_diff:.2e} on the same inputs "
-                      "(int8 rounding; the test metric below is what it costs)", highlight=False)
+        console.print(
+            f"int8 file: max |int8 − float| = {report.export.max_abs_diff:.2e} on the same inputs "
+            "(int8 rounding; the test metric below is what it costs)",
+            highlight=False,
+        )
     rows = report.rows()
     table = Table(title=f"{report.export.mode} model · latency of {report.latency_unit} · test split")
     for column in rows[0]:
@@ -500,8 +651,9 @@ def generate(
     from rnnlab.generate import generate_stream
 
     try:
-        characters = generate_stream(run_dir, prompt, length, temperature=temperature, top_k=top_k, top_p=top_p,
-                                     seed=seed)
+        characters = generate_stream(
+            run_dir, prompt, length, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed
+        )
         sys.stdout.write(prompt)
         for character in characters:
             sys.stdout.write(character)
@@ -509,6 +661,7 @@ def generate(
         sys.stdout.write("\n")
     except RnnlabError as error:
         fail(str(error))
+
 
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -34,19 +34,40 @@ from rnnlab.errors import ConfigError, DataError
 UNK_INDEX = 0
 
 
-def generate(source: Any, prompt: str, length: int, *, temperature: float = 1.0, top_k: int | None = None,
-             top_p: float | None = None, seed: int | None = None, vocab: list[str] | None = None) -> str:
+def generate(
+    source: Any,
+    prompt: str,
+    length: int,
+    *,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    seed: int | None = None,
+    vocab: list[str] | None = None,
+) -> str:
     """``length`` characters generated after ``prompt`` (the prompt not included).
 
     ``source``: a run directory of ``rnnlab train --task charlm``, or a ``TaskModel`` with its
     ``vocab`` (``task_data.meta["vocab"]``). See ``generate_stream`` for the other arguments."""
-    return "".join(generate_stream(source, prompt, length, temperature=temperature, top_k=top_k, top_p=top_p,
-                                   seed=seed, vocab=vocab))
+    return "".join(
+        generate_stream(
+            source, prompt, length, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, vocab=vocab
+        )
+    )
 
 
-def generate_stream(source: Any, prompt: str, length: int, *, temperature: float = 1.0, top_k: int | None = None,
-                    top_p: float | None = None, seed: int | None = None, vocab: list[str] | None = None,
-                    stateful: bool = True) -> Iterator[str]:
+def generate_stream(
+    source: Any,
+    prompt: str,
+    length: int,
+    *,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    seed: int | None = None,
+    vocab: list[str] | None = None,
+    stateful: bool = True,
+) -> Iterator[str]:
     """Yield the generated characters one by one, as they are sampled.
 
     ``temperature`` ≥ 0 (0: greedy), ``top_k`` ≥ 1, ``0 < top_p ≤ 1``, ``seed``: reproducible
@@ -67,9 +88,18 @@ def generate_stream(source: Any, prompt: str, length: int, *, temperature: float
     return _produce(model, vocab, ids, length, temperature, top_k, top_p, generator, stateful, window)
 
 
-def _produce(model: torch.nn.Module, vocab: list[str], ids: list[int], length: int, temperature: float,
-             top_k: int | None, top_p: float | None, generator: torch.Generator, stateful: bool,
-             window: int) -> Iterator[str]:
+def _produce(
+    model: torch.nn.Module,
+    vocab: list[str],
+    ids: list[int],
+    length: int,
+    temperature: float,
+    top_k: int | None,
+    top_p: float | None,
+    generator: torch.Generator,
+    stateful: bool,
+    window: int,
+) -> Iterator[str]:
     was_training = model.training
     model.eval()
     sample = Sampler(len(vocab), temperature=temperature, top_k=top_k, top_p=top_p, generator=generator)
@@ -111,8 +141,14 @@ def _window_logits(model: torch.nn.Module, ids: list[int], window: int):
         ids.append((yield logits))
 
 
-def sample_next(logits: torch.Tensor, *, temperature: float = 1.0, top_k: int | None = None,
-                top_p: float | None = None, generator: torch.Generator | None = None) -> int:
+def sample_next(
+    logits: torch.Tensor,
+    *,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    generator: torch.Generator | None = None,
+) -> int:
     """One character id drawn from ``next_distribution(logits, ...)`` (greedy at temperature 0)."""
     return Sampler(logits.numel(), temperature=temperature, top_k=top_k, top_p=top_p, generator=generator)(logits)
 
@@ -130,8 +166,15 @@ class Sampler:
     operations on one reused buffer. With top-k / top-p it draws from ``next_distribution`` by the
     inverse CDF (the first ``c`` with ``Σ_{c' ≤ c} p(c') > u``, ``u ~ U[0, 1)``)."""
 
-    def __init__(self, vocab_size: int, *, temperature: float = 1.0, top_k: int | None = None,
-                 top_p: float | None = None, generator: torch.Generator | None = None) -> None:
+    def __init__(
+        self,
+        vocab_size: int,
+        *,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        generator: torch.Generator | None = None,
+    ) -> None:
         self.temperature, self.top_k, self.top_p, self.generator = temperature, top_k, top_p, generator
         self.restricted = top_k is not None or (top_p is not None and top_p < 1)
         self.log_exponential = torch.empty(vocab_size - 1)  # log E_c, redrawn in place for each character
@@ -147,15 +190,15 @@ class Sampler:
             self.log_exponential.exponential_(generator=self.generator).log_()
             return int(torch.argmax(torch.add(known, self.log_exponential, alpha=-self.temperature))) + 1
         masked = torch.cat([torch.full((1,), -math.inf), known.float()])
-        probabilities = next_distribution(masked, temperature=self.temperature, top_k=self.top_k,
-                                          top_p=self.top_p)
+        probabilities = next_distribution(masked, temperature=self.temperature, top_k=self.top_k, top_p=self.top_p)
         cumulative = torch.cumsum(probabilities, dim=0)
         u = torch.rand((), generator=self.generator) * cumulative[-1]
         return min(int(torch.searchsorted(cumulative, u, right=True)), self.last)
 
 
-def next_distribution(logits: torch.Tensor, *, temperature: float = 1.0, top_k: int | None = None,
-                      top_p: float | None = None) -> torch.Tensor:
+def next_distribution(
+    logits: torch.Tensor, *, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None
+) -> torch.Tensor:
     """The sampling distribution ``[V]`` (sums to 1) from logits ``[V]``, with ``temperature > 0``,
     then top-k, then top-p (see the module docstring)."""
     if temperature <= 0:
@@ -196,8 +239,10 @@ def encode_prompt(vocab: list[str], prompt: str) -> list[int]:
     missing = unknown_characters({"vocab": vocab}, prompt)
     if missing:
         shown = ", ".join(f"{c!r} (U+{ord(c):04X})" for c in missing)
-        raise DataError(f"the prompt has {len(missing)} character(s) the model's vocabulary lacks: {shown}; "
-                        f"the model knows {len(vocab) - 1} characters, those of its training text")
+        raise DataError(
+            f"the prompt has {len(missing)} character(s) the model's vocabulary lacks: {shown}; "
+            f"the model knows {len(vocab) - 1} characters, those of its training text"
+        )
     return encode_text(vocab, prompt).tolist()
 
 
@@ -207,12 +252,15 @@ def _model_and_vocab(source: Any, vocab: list[str] | None) -> tuple[torch.nn.Mod
 
         run = load_run(source)
         if run.task["spec"].get("head") != "lm" or "vocab" not in run.task["meta"]:
-            raise ConfigError(f"{source} is a {run.task['spec'].get('task')!r} run; text generation needs a "
-                              "charlm run (rnnlab train --task charlm)")
+            raise ConfigError(
+                f"{source} is a {run.task['spec'].get('task')!r} run; text generation needs a "
+                "charlm run (rnnlab train --task charlm)"
+            )
         return run.model, run.task["meta"]["vocab"]
     if vocab is None:
         raise ConfigError("generating from a model needs its vocabulary: vocab=task_data.meta['vocab']")
     if getattr(source, "spec", {}).get("head") != "lm":
-        raise ConfigError(f"text generation needs a language model (head 'lm'); got head "
-                          f"{getattr(source, 'spec', {}).get('head')!r}")
+        raise ConfigError(
+            f"text generation needs a language model (head 'lm'); got head {getattr(source, 'spec', {}).get('head')!r}"
+        )
     return source, list(vocab)

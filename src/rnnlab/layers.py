@@ -53,7 +53,7 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, _VF, nn
+from torch import _VF, Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 from torch.utils.checkpoint import checkpoint
 
@@ -148,10 +148,16 @@ class _RecurrentLayer:
         if init is not None and init not in INITS:
             raise unknown_name("init", init, INITS)
         if init == "chrono":
-            if chrono_max_len is None or isinstance(chrono_max_len, bool) or not isinstance(chrono_max_len, int) \
-                    or chrono_max_len < 3:
-                raise ConfigError("init='chrono' needs chrono_max_len, the longest dependency to remember in steps "
-                                  f"(an integer ≥ 3, as b_f ~ log U(1, chrono_max_len − 1)); got {chrono_max_len!r}")
+            if (
+                chrono_max_len is None
+                or isinstance(chrono_max_len, bool)
+                or not isinstance(chrono_max_len, int)
+                or chrono_max_len < 3
+            ):
+                raise ConfigError(
+                    "init='chrono' needs chrono_max_len, the longest dependency to remember in steps "
+                    f"(an integer ≥ 3, as b_f ~ log U(1, chrono_max_len − 1)); got {chrono_max_len!r}"
+                )
             if not self.bias and self.cell_kind != "rnn":
                 raise ConfigError("init='chrono' sets the gate biases, but the layer was built with bias=False")
         if convention not in CONVENTIONS:
@@ -225,7 +231,7 @@ class _RecurrentLayer:
             getattr(self, f"bias_ih{suffix}").zero_()
             getattr(self, f"bias_hh{suffix}").zero_()
             if self.cell_kind == "lstm":  # forget gate open at the start (Gers et al. 2000; Jozefowicz et al. 2015)
-                getattr(self, f"bias_ih{suffix}")[self.hidden_size:2 * self.hidden_size].fill_(1.0)
+                getattr(self, f"bias_ih{suffix}")[self.hidden_size : 2 * self.hidden_size].fill_(1.0)
 
     def _init_chrono(self, suffix: str) -> None:
         hidden_size = self.hidden_size
@@ -235,18 +241,25 @@ class _RecurrentLayer:
         log_u = torch.empty(hidden_size, device=bias_ih.device).uniform_(1.0, self.chrono_max_len - 1).log()
         log_u = log_u.to(bias_ih.dtype)
         if self.cell_kind == "lstm":
-            bias_ih[hidden_size:2 * hidden_size] = log_u  # b_f
+            bias_ih[hidden_size : 2 * hidden_size] = log_u  # b_f
             bias_ih[:hidden_size] = -log_u  # b_i = −b_f
         else:
             # torch convention: h_t = (1 − z) n + z h_{t-1}, z keeps; cho: z writes, so the sign flips.
-            bias_ih[hidden_size:2 * hidden_size] = log_u if self.convention == "torch" else -log_u
+            bias_ih[hidden_size : 2 * hidden_size] = log_u if self.convention == "torch" else -log_u
 
     def extra_repr(self) -> str:
         text = super().extra_repr()
-        for name, default in (("layer_norm", False), ("recurrent_dropout", 0.0), ("zoneout", 0.0),
-                              ("weight_norm", False), ("init", None), ("chrono_max_len", None),
-                              ("gradient_checkpointing", False), ("checkpoint_steps", None),
-                              ("convention", "torch")):
+        for name, default in (
+            ("layer_norm", False),
+            ("recurrent_dropout", 0.0),
+            ("zoneout", 0.0),
+            ("weight_norm", False),
+            ("init", None),
+            ("chrono_max_len", None),
+            ("gradient_checkpointing", False),
+            ("checkpoint_steps", None),
+            ("convention", "torch"),
+        ):
             value = getattr(self, name, default)
             if value != default:
                 text += f", {name}={value!r}"
@@ -301,8 +314,12 @@ class _RecurrentLayer:
     def _runs_fused(self) -> bool:
         if _FORCE_REFERENCE.get() or self._gate_recorder is not None:
             return False
-        needs_loop = (self.layer_norm or self.convention == "cho" or self.zoneout > 0
-                      or (self.training and self.recurrent_dropout > 0))
+        needs_loop = (
+            self.layer_norm
+            or self.convention == "cho"
+            or self.zoneout > 0
+            or (self.training and self.recurrent_dropout > 0)
+        )
         return not needs_loop
 
     @property
@@ -321,16 +338,28 @@ class _RecurrentLayer:
         return state if self.cell_kind == "lstm" else state[0]
 
     # ---- the fused kernel, whole sequence
-    def _fused_call(self, data: Tensor, batch_sizes: Tensor | None, hx: tuple[Tensor, ...], weights: Sequence[Tensor],
-                    *, num_layers: int, bidirectional: bool, dropout: float, batch_first: bool):
+    def _fused_call(
+        self,
+        data: Tensor,
+        batch_sizes: Tensor | None,
+        hx: tuple[Tensor, ...],
+        weights: Sequence[Tensor],
+        *,
+        num_layers: int,
+        bidirectional: bool,
+        dropout: float,
+        batch_first: bool,
+    ):
         kernel = _FUSED_KERNELS[self.mode]
         hx_arg = hx if self.cell_kind == "lstm" else hx[0]
         if batch_sizes is None:
-            result = kernel(data, hx_arg, weights, self.bias, num_layers, dropout, self.training, bidirectional,
-                            batch_first)
+            result = kernel(
+                data, hx_arg, weights, self.bias, num_layers, dropout, self.training, bidirectional, batch_first
+            )
         else:
-            result = kernel(data, batch_sizes, hx_arg, weights, self.bias, num_layers, dropout, self.training,
-                            bidirectional)
+            result = kernel(
+                data, batch_sizes, hx_arg, weights, self.bias, num_layers, dropout, self.training, bidirectional
+            )
         return result[0], tuple(result[1:])
 
     def _fused_packed(self, packed: PackedSequence, hx: tuple[Tensor, ...] | None, weights: Sequence[Tensor], **run):
@@ -357,9 +386,16 @@ class _RecurrentLayer:
             output, _ = pad_packed_sequence(packed_output, batch_first=self.batch_first, total_length=batch.seq_len)
         else:
             hx = batch.hx if batch.hx is not None else self._zero_state(x, batch.batch_size)
-            output, state = self._fused_call(x, None, hx, weights, num_layers=self.num_layers,
-                                             bidirectional=self.bidirectional, dropout=self.dropout,
-                                             batch_first=self.batch_first)
+            output, state = self._fused_call(
+                x,
+                None,
+                hx,
+                weights,
+                num_layers=self.num_layers,
+                bidirectional=self.bidirectional,
+                dropout=self.dropout,
+                batch_first=self.batch_first,
+            )
         if batch.unbatched:
             output = output.squeeze(0 if self.batch_first else 1)
         return output, self._public_state(state, batch.unbatched)
@@ -405,12 +441,13 @@ class _RecurrentLayer:
         # activations alive while one chunk is recomputed (Chen et al. 2016).
         return self.checkpoint_steps or max(1, math.ceil(math.sqrt(seq_len)))
 
-    def _run_direction_fused(self, sequence: Tensor, state: tuple[Tensor, ...], layer: int, direction: int,
-                             lengths: Tensor | None):
+    def _run_direction_fused(
+        self, sequence: Tensor, state: tuple[Tensor, ...], layer: int, direction: int, lengths: Tensor | None
+    ):
         """One layer and direction on the fused kernel, chunk by chunk, keeping only boundary states."""
         per_direction = len(self._all_weights[0])
         index = layer * (2 if self.bidirectional else 1) + direction
-        weights = self._fused_weights()[index * per_direction:(index + 1) * per_direction]
+        weights = self._fused_weights()[index * per_direction : (index + 1) * per_direction]
 
         def run_chunk(start: int, chunk: Tensor, state: tuple[Tensor, ...], weights: Sequence[Tensor]):
             chunk_lengths = None if lengths is None else (lengths - start).clamp(0, chunk.shape[0])
@@ -419,8 +456,14 @@ class _RecurrentLayer:
             output, *state = self._fused_chunk(chunk, chunk_lengths, weights, *state)
             return output, tuple(state)
 
-        output, *final = _ChunkCheckpoint.apply(run_chunk, self._chunk_steps(sequence.shape[0]), len(state),
-                                                sequence, *(s.unsqueeze(0) for s in state), *weights)
+        output, *final = _ChunkCheckpoint.apply(
+            run_chunk,
+            self._chunk_steps(sequence.shape[0]),
+            len(state),
+            sequence,
+            *(s.unsqueeze(0) for s in state),
+            *weights,
+        )
         return output, tuple(s.squeeze(0) for s in final)
 
     def _fused_chunk(self, chunk: Tensor, chunk_lengths: Tensor | None, weights: list[Tensor], *state: Tensor):
@@ -432,21 +475,24 @@ class _RecurrentLayer:
         # its own length and the state it leaves with is its last valid one.
         active = chunk_lengths.nonzero().squeeze(1)
         active_on_device = active.to(chunk.device)
-        packed = pack_padded_sequence(chunk.index_select(1, active_on_device), chunk_lengths[active],
-                                      enforce_sorted=False)
+        packed = pack_padded_sequence(
+            chunk.index_select(1, active_on_device), chunk_lengths[active], enforce_sorted=False
+        )
         active_state = tuple(s.index_select(1, active_on_device) for s in state)
         packed_output, new_state = self._fused_packed(packed, active_state, weights, **run)
         output, _ = pad_packed_sequence(packed_output, total_length=chunk.shape[0])
         output = chunk.new_zeros(chunk.shape[0], chunk.shape[1], output.shape[-1]).index_copy(
-            1, active_on_device, output)
+            1, active_on_device, output
+        )
         state = tuple(s.index_copy(1, active_on_device, n) for s, n in zip(state, new_state))
         return (output, *state)
 
-    def _run_direction_reference(self, sequence: Tensor, state: tuple[Tensor, ...], layer: int, direction: int,
-                                 lengths: Tensor | None):
+    def _run_direction_reference(
+        self, sequence: Tensor, state: tuple[Tensor, ...], layer: int, direction: int, lengths: Tensor | None
+    ):
         """One layer and direction as a loop over the cell (checkpointed in chunks when asked)."""
         weights = self._cell_weights(layer, direction)
-        seq_len, batch_size = sequence.shape[:2]
+        seq_len, _batch_size = sequence.shape[:2]
         valid = None
         if lengths is not None:
             steps = torch.arange(seq_len, device=sequence.device).unsqueeze(1)
@@ -457,16 +503,31 @@ class _RecurrentLayer:
             steps_per_chunk = self._chunk_steps(seq_len)
             outputs = []
             for start in range(0, seq_len, steps_per_chunk):
-                chunk_valid = None if valid is None else valid[start:start + steps_per_chunk]
-                output, *state = checkpoint(self._scan, sequence[start:start + steps_per_chunk], chunk_valid, weights,
-                                            recurrent_mask, None, *state, use_reentrant=False)
+                chunk_valid = None if valid is None else valid[start : start + steps_per_chunk]
+                output, *state = checkpoint(
+                    self._scan,
+                    sequence[start : start + steps_per_chunk],
+                    chunk_valid,
+                    weights,
+                    recurrent_mask,
+                    None,
+                    *state,
+                    use_reentrant=False,
+                )
                 outputs.append(output)
             return torch.cat(outputs), tuple(state)
         output, *state = self._scan(sequence, valid, weights, recurrent_mask, recording, *state)
         if recording is not None:
             record, module_name = self._gate_recorder
-            record._add(module_name, layer, direction, recording, valid, lengths,
-                        None if direction == 0 or lengths is None else _reverse_index(lengths, seq_len))
+            record._add(
+                module_name,
+                layer,
+                direction,
+                recording,
+                valid,
+                lengths,
+                None if direction == 0 or lengths is None else _reverse_index(lengths, seq_len),
+            )
         return output, tuple(state)
 
     def _recurrent_mask(self, sequence: Tensor) -> Tensor | None:
@@ -477,20 +538,38 @@ class _RecurrentLayer:
         keep = 1.0 - self.recurrent_dropout
         return sequence.new_empty(sequence.shape[1], self._state_sizes[0]).bernoulli_(keep) / keep
 
-    def _run_direction_kernel(self, sequence: Tensor, state: tuple[Tensor, ...], layer: int, direction: int,
-                              lengths: Tensor | None):
+    def _run_direction_kernel(
+        self, sequence: Tensor, state: tuple[Tensor, ...], layer: int, direction: int, lengths: Tensor | None
+    ):
         """One layer and direction on the compiled kernel (:mod:`rnnlab.kernels`): same equations."""
         weights = self._cell_weights(layer, direction)
         recurrent_mask = self._recurrent_mask(sequence)
         # the LSTM kernel normalises the raw projection itself, row by row in cache
-        projection = F.linear(sequence, weights.weight_ih) if fuses_input_norm(self.cell_kind, weights) \
+        projection = (
+            F.linear(sequence, weights.weight_ih)
+            if fuses_input_norm(self.cell_kind, weights)
             else project_input(sequence, weights)
-        return run_recurrence(self.cell_kind, projection, state, weights,
-                              nonlinearity=getattr(self, "nonlinearity", "tanh"), convention=self.convention,
-                              recurrent_mask=recurrent_mask, lengths=lengths)
+        )
+        return run_recurrence(
+            self.cell_kind,
+            projection,
+            state,
+            weights,
+            nonlinearity=getattr(self, "nonlinearity", "tanh"),
+            convention=self.convention,
+            recurrent_mask=recurrent_mask,
+            lengths=lengths,
+        )
 
-    def _scan(self, sequence: Tensor, valid: Tensor | None, weights: CellWeights, recurrent_mask: Tensor | None,
-              recording: list | None, *state: Tensor):
+    def _scan(
+        self,
+        sequence: Tensor,
+        valid: Tensor | None,
+        weights: CellWeights,
+        recurrent_mask: Tensor | None,
+        recording: list | None,
+        *state: Tensor,
+    ):
         """The loop: ``carry -> (carry, y)`` at every step; masks keep finished sequences' state."""
         step = self._step
         x_projection = project_input(sequence, weights)  # every step's W_ih x_t + b_ih in one matmul
@@ -537,34 +616,51 @@ class _RecurrentLayer:
             if lengths is not None:
                 raise LayerInputError(f"{name}: lengths= is for a padded input; a PackedSequence carries its own")
             if data.dim() != 2:
-                raise LayerInputError(f"{name}: a packed input's data must be 2-D [steps, input_size]; "
-                                      f"got shape {list(data.shape)}")
+                raise LayerInputError(
+                    f"{name}: a packed input's data must be 2-D [steps, input_size]; got shape {list(data.shape)}"
+                )
             self._check_values(data, name)
             if batch_sizes.numel() == 0 or bool((batch_sizes <= 0).any()):
-                raise LayerInputError(f"{name}: a packed batch needs every time step to hold at least one sequence; "
-                                      f"got batch_sizes {batch_sizes.tolist()}")
+                raise LayerInputError(
+                    f"{name}: a packed batch needs every time step to hold at least one sequence; "
+                    f"got batch_sizes {batch_sizes.tolist()}"
+                )
             batch_size = int(batch_sizes[0])
             if sorted_indices is not None and sorted_indices.numel() != batch_size:
                 empty = sorted_indices.numel() - batch_size
-                raise LayerInputError(f"{name}: the packed batch holds {sorted_indices.numel()} sequences but only "
-                                      f"{batch_size} have a first step: {empty} sequence(s) of length 0 (expected "
-                                      "every length ≥ 1)")
+                raise LayerInputError(
+                    f"{name}: the packed batch holds {sorted_indices.numel()} sequences but only "
+                    f"{batch_size} have a first step: {empty} sequence(s) of length 0 (expected "
+                    "every length ≥ 1)"
+                )
             batch = _Batch(input, None, None, None, False, batch_size, int(batch_sizes.numel()))
         elif isinstance(input, Tensor):
             if input.dim() not in (2, 3):
-                raise LayerInputError(f"{name}: expected input of 3 dimensions ({self._layout()}) or 2 (unbatched "
-                                      f"[seq_len, input_size]); got {input.dim()}-D, shape {list(input.shape)}")
+                raise LayerInputError(
+                    f"{name}: expected input of 3 dimensions ({self._layout()}) or 2 (unbatched "
+                    f"[seq_len, input_size]); got {input.dim()}-D, shape {list(input.shape)}"
+                )
             self._check_values(input, name)
             unbatched = input.dim() == 2
             if unbatched:
                 if lengths is not None:
-                    raise LayerInputError(f"{name}: lengths= needs a batched input ({self._layout()}); "
-                                          f"got an unbatched one of shape {list(input.shape)}")
+                    raise LayerInputError(
+                        f"{name}: lengths= needs a batched input ({self._layout()}); "
+                        f"got an unbatched one of shape {list(input.shape)}"
+                    )
                 input = input.unsqueeze(0 if self.batch_first else 1)
-            batch_size, seq_len = (input.shape[0], input.shape[1]) if self.batch_first else \
-                (input.shape[1], input.shape[0])
-            batch = _Batch(None, input, self._read_lengths(lengths, batch_size, seq_len, name), None, unbatched,
-                           batch_size, seq_len)
+            batch_size, seq_len = (
+                (input.shape[0], input.shape[1]) if self.batch_first else (input.shape[1], input.shape[0])
+            )
+            batch = _Batch(
+                None,
+                input,
+                self._read_lengths(lengths, batch_size, seq_len, name),
+                None,
+                unbatched,
+                batch_size,
+                seq_len,
+            )
         else:
             raise LayerInputError(f"{name}: expected a Tensor or a PackedSequence as input; got {type(input).__name__}")
         if hx is not None:
@@ -576,29 +672,38 @@ class _RecurrentLayer:
 
     def _check_values(self, data: Tensor, name: str) -> None:
         if not data.is_floating_point():
-            raise LayerInputError(f"{name}: expected a floating-point input; got {data.dtype} (token ids go through "
-                                  "an nn.Embedding first)")
+            raise LayerInputError(
+                f"{name}: expected a floating-point input; got {data.dtype} (token ids go through "
+                "an nn.Embedding first)"
+            )
         weight_dtype = self.weight_ih_l0.dtype
         if data.dtype != weight_dtype and not torch.is_autocast_enabled(data.device.type):
-            raise LayerInputError(f"{name}: input dtype {data.dtype} does not match the weights' {weight_dtype}; "
-                                  f"convert the input (input.to({weight_dtype})) or the layer (layer.to({data.dtype}))")
+            raise LayerInputError(
+                f"{name}: input dtype {data.dtype} does not match the weights' {weight_dtype}; "
+                f"convert the input (input.to({weight_dtype})) or the layer (layer.to({data.dtype}))"
+            )
         if data.size(-1) != self.input_size:
-            raise LayerInputError(f"input.size(-1) must be equal to input_size. Expected {self.input_size}, "
-                                  f"got {data.size(-1)}")
+            raise LayerInputError(
+                f"input.size(-1) must be equal to input_size. Expected {self.input_size}, got {data.size(-1)}"
+            )
 
     def _read_lengths(self, lengths, batch_size: int, seq_len: int, name: str) -> Tensor | None:
         if lengths is None:
             return None
         lengths = torch.as_tensor(lengths).detach().to("cpu")
         if lengths.dim() != 1 or lengths.numel() != batch_size or lengths.is_floating_point() or lengths.is_complex():
-            raise LayerInputError(f"{name}: lengths must be integers of shape [{batch_size}] (one per sequence); "
-                                  f"got {lengths.dtype} of shape {list(lengths.shape)}")
+            raise LayerInputError(
+                f"{name}: lengths must be integers of shape [{batch_size}] (one per sequence); "
+                f"got {lengths.dtype} of shape {list(lengths.shape)}"
+            )
         lengths = lengths.long()
         bad = ((lengths < 1) | (lengths > seq_len)).nonzero()
         if bad.numel():
             first = int(bad[0])
-            raise LayerInputError(f"{name}: lengths[{first}] is {int(lengths[first])}; expected every length in "
-                                  f"1..{seq_len} (a sequence needs at least one step, and at most the padded length)")
+            raise LayerInputError(
+                f"{name}: lengths[{first}] is {int(lengths[first])}; expected every length in "
+                f"1..{seq_len} (a sequence needs at least one step, and at most the padded length)"
+            )
         return lengths
 
     def _read_state(self, hx, batch: _Batch, name: str) -> tuple[Tensor, ...]:
@@ -615,15 +720,22 @@ class _RecurrentLayer:
         weight_dtype = self.weight_ih_l0.dtype
         checked = []
         for state_name, state, size in zip(names, hx, self._state_sizes):
-            expected = (self.num_layers * directions, size) if batch.unbatched else \
-                (self.num_layers * directions, batch.batch_size, size)
+            expected = (
+                (self.num_layers * directions, size)
+                if batch.unbatched
+                else (self.num_layers * directions, batch.batch_size, size)
+            )
             if tuple(state.shape) != expected:
-                raise LayerInputError(f"{name}: expected {state_name} of shape {list(expected)} (num_layers·directions"
-                                      f"{'' if batch.unbatched else ', batch'}, {'proj_size' if size != self.hidden_size else 'hidden_size'}); "
-                                      f"got {list(state.shape)}")
+                width = "proj_size" if size != self.hidden_size else "hidden_size"
+                raise LayerInputError(
+                    f"{name}: expected {state_name} of shape {list(expected)} (num_layers·directions"
+                    f"{'' if batch.unbatched else ', batch'}, {width}); "
+                    f"got {list(state.shape)}"
+                )
             if state.dtype != weight_dtype and not torch.is_autocast_enabled(state.device.type):
-                raise LayerInputError(f"{name}: {state_name} dtype {state.dtype} does not match the weights' "
-                                      f"{weight_dtype}")
+                raise LayerInputError(
+                    f"{name}: {state_name} dtype {state.dtype} does not match the weights' {weight_dtype}"
+                )
             checked.append(state.unsqueeze(1) if batch.unbatched else state)
         return tuple(checked)
 
@@ -646,12 +758,12 @@ class _ChunkCheckpoint(torch.autograd.Function):
         seq_len, boundaries, output = sequence.shape[0], [], None
         for start in range(0, seq_len, steps):
             boundaries.append(state)
-            chunk_output, state = run_chunk(start, sequence[start:start + steps], state, weights)
+            chunk_output, state = run_chunk(start, sequence[start : start + steps], state, weights)
             if output is None:
                 size = chunk_output.shape[-1] if chunk_output is not None else state[0].shape[-1]
                 output = sequence.new_zeros(seq_len, sequence.shape[1], size)
             if chunk_output is not None:
-                output[start:start + steps] = chunk_output
+                output[start : start + steps] = chunk_output
         ctx.run_chunk, ctx.steps, ctx.boundaries = run_chunk, steps, boundaries
         ctx.save_for_backward(sequence, *weights)
         return (output, *state)
@@ -666,16 +778,19 @@ class _ChunkCheckpoint(torch.autograd.Function):
         grad_state = tuple(grad_state)
         for start in reversed(range(0, sequence.shape[0], ctx.steps)):
             state = tuple(s.detach().requires_grad_(True) for s in ctx.boundaries[start // ctx.steps])
-            chunk = sequence[start:start + ctx.steps].detach().requires_grad_(True)
+            chunk = sequence[start : start + ctx.steps].detach().requires_grad_(True)
             with torch.enable_grad():
                 chunk_output, new_state = ctx.run_chunk(start, chunk, state, weights)
             if chunk_output is None:
                 continue  # nothing ran: the state passed through unchanged, and so does its gradient
-            grads = torch.autograd.grad((chunk_output, *new_state), (chunk, *state, *weights),
-                                        (grad_output[start:start + ctx.steps], *grad_state))
-            grad_sequence[start:start + ctx.steps] = grads[0]
-            grad_state = grads[1:1 + len(state)]
-            for total, grad in zip(grad_weights, grads[1 + len(state):]):
+            grads = torch.autograd.grad(
+                (chunk_output, *new_state),
+                (chunk, *state, *weights),
+                (grad_output[start : start + ctx.steps], *grad_state),
+            )
+            grad_sequence[start : start + ctx.steps] = grads[0]
+            grad_state = grads[1 : 1 + len(state)]
+            for total, grad in zip(grad_weights, grads[1 + len(state) :]):
                 total += grad
         del ctx.boundaries
         return (None, None, None, grad_sequence, *grad_state, *grad_weights)
@@ -734,19 +849,52 @@ class RNN(_RecurrentLayer, nn.RNN):
     cell_kind = "rnn"
     gate_count = 1
 
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, nonlinearity: str = "tanh",
-                 bias: bool = True, batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
-                 device=None, dtype=None, *, layer_norm: bool = False, recurrent_dropout: float = 0.0,
-                 zoneout: float = 0.0, weight_norm: bool = False, init: str | None = None,
-                 chrono_max_len: int | None = None, gradient_checkpointing: bool = False,
-                 checkpoint_steps: int | None = None) -> None:
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        nonlinearity: str = "tanh",
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        device=None,
+        dtype=None,
+        *,
+        layer_norm: bool = False,
+        recurrent_dropout: float = 0.0,
+        zoneout: float = 0.0,
+        weight_norm: bool = False,
+        init: str | None = None,
+        chrono_max_len: int | None = None,
+        gradient_checkpointing: bool = False,
+        checkpoint_steps: int | None = None,
+    ) -> None:
         if nonlinearity not in ("tanh", "relu"):
             raise unknown_name("nonlinearity", nonlinearity, ("tanh", "relu"))
-        super().__init__(input_size, hidden_size, num_layers, nonlinearity, bias, batch_first, dropout,
-                         bidirectional, device=device, dtype=dtype)
-        self._init_extras(layer_norm=layer_norm, recurrent_dropout=recurrent_dropout, zoneout=zoneout,
-                          weight_norm=weight_norm, init=init, chrono_max_len=chrono_max_len,
-                          gradient_checkpointing=gradient_checkpointing, checkpoint_steps=checkpoint_steps)
+        super().__init__(
+            input_size,
+            hidden_size,
+            num_layers,
+            nonlinearity,
+            bias,
+            batch_first,
+            dropout,
+            bidirectional,
+            device=device,
+            dtype=dtype,
+        )
+        self._init_extras(
+            layer_norm=layer_norm,
+            recurrent_dropout=recurrent_dropout,
+            zoneout=zoneout,
+            weight_norm=weight_norm,
+            init=init,
+            chrono_max_len=chrono_max_len,
+            gradient_checkpointing=gradient_checkpointing,
+            checkpoint_steps=checkpoint_steps,
+        )
 
 
 class LSTM(_RecurrentLayer, nn.LSTM):
@@ -758,17 +906,50 @@ class LSTM(_RecurrentLayer, nn.LSTM):
     cell_kind = "lstm"
     gate_count = 4
 
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
-                 batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False, proj_size: int = 0,
-                 device=None, dtype=None, *, layer_norm: bool = False, recurrent_dropout: float = 0.0,
-                 zoneout: float = 0.0, weight_norm: bool = False, init: str | None = None,
-                 chrono_max_len: int | None = None, gradient_checkpointing: bool = False,
-                 checkpoint_steps: int | None = None) -> None:
-        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
-                         proj_size, device=device, dtype=dtype)
-        self._init_extras(layer_norm=layer_norm, recurrent_dropout=recurrent_dropout, zoneout=zoneout,
-                          weight_norm=weight_norm, init=init, chrono_max_len=chrono_max_len,
-                          gradient_checkpointing=gradient_checkpointing, checkpoint_steps=checkpoint_steps)
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        proj_size: int = 0,
+        device=None,
+        dtype=None,
+        *,
+        layer_norm: bool = False,
+        recurrent_dropout: float = 0.0,
+        zoneout: float = 0.0,
+        weight_norm: bool = False,
+        init: str | None = None,
+        chrono_max_len: int | None = None,
+        gradient_checkpointing: bool = False,
+        checkpoint_steps: int | None = None,
+    ) -> None:
+        super().__init__(
+            input_size,
+            hidden_size,
+            num_layers,
+            bias,
+            batch_first,
+            dropout,
+            bidirectional,
+            proj_size,
+            device=device,
+            dtype=dtype,
+        )
+        self._init_extras(
+            layer_norm=layer_norm,
+            recurrent_dropout=recurrent_dropout,
+            zoneout=zoneout,
+            weight_norm=weight_norm,
+            init=init,
+            chrono_max_len=chrono_max_len,
+            gradient_checkpointing=gradient_checkpointing,
+            checkpoint_steps=checkpoint_steps,
+        )
 
 
 class GRU(_RecurrentLayer, nn.GRU):
@@ -781,18 +962,42 @@ class GRU(_RecurrentLayer, nn.GRU):
     cell_kind = "gru"
     gate_count = 3
 
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
-                 batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False, device=None,
-                 dtype=None, *, convention: str = "torch", layer_norm: bool = False, recurrent_dropout: float = 0.0,
-                 zoneout: float = 0.0, weight_norm: bool = False, init: str | None = None,
-                 chrono_max_len: int | None = None, gradient_checkpointing: bool = False,
-                 checkpoint_steps: int | None = None) -> None:
-        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
-                         device=device, dtype=dtype)
-        self._init_extras(layer_norm=layer_norm, recurrent_dropout=recurrent_dropout, zoneout=zoneout,
-                          weight_norm=weight_norm, init=init, chrono_max_len=chrono_max_len,
-                          gradient_checkpointing=gradient_checkpointing, checkpoint_steps=checkpoint_steps,
-                          convention=convention)
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        device=None,
+        dtype=None,
+        *,
+        convention: str = "torch",
+        layer_norm: bool = False,
+        recurrent_dropout: float = 0.0,
+        zoneout: float = 0.0,
+        weight_norm: bool = False,
+        init: str | None = None,
+        chrono_max_len: int | None = None,
+        gradient_checkpointing: bool = False,
+        checkpoint_steps: int | None = None,
+    ) -> None:
+        super().__init__(
+            input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, device=device, dtype=dtype
+        )
+        self._init_extras(
+            layer_norm=layer_norm,
+            recurrent_dropout=recurrent_dropout,
+            zoneout=zoneout,
+            weight_norm=weight_norm,
+            init=init,
+            chrono_max_len=chrono_max_len,
+            gradient_checkpointing=gradient_checkpointing,
+            checkpoint_steps=checkpoint_steps,
+            convention=convention,
+        )
 
 
 RECURRENT_LAYERS = (RNN, LSTM, GRU)
@@ -825,8 +1030,20 @@ class GateRecord:
     def keys(self) -> list[tuple[str, int, str]]:
         return sorted({key for call in self.calls for key in call})
 
-    def _add(self, module_name: str, layer: int, direction: int, recording: list, valid: Tensor | None,
-             lengths: Tensor | None, reverse_index: Tensor | None) -> None:
+    def __iter__(self) -> Iterator[tuple[str, int, str]]:
+        """The recorded keys, as a mapping iterates (``for key in record``)."""
+        return iter(self.keys())
+
+    def _add(
+        self,
+        module_name: str,
+        layer: int,
+        direction: int,
+        recording: list,
+        valid: Tensor | None,
+        lengths: Tensor | None,
+        reverse_index: Tensor | None,
+    ) -> None:
         key = (module_name, layer, "backward" if direction else "forward")
         if not self.calls or key in self.calls[-1]:
             self.calls.append({})  # a layer seen again: a new forward call of the model began
@@ -870,8 +1087,10 @@ def record_gates(model: nn.Module, *, detach: bool = True) -> Iterator[GateRecor
     """
     layers = [(name, module) for name, module in model.named_modules() if isinstance(module, _RecurrentLayer)]
     if not layers:
-        raise ConfigError(f"record_gates: {type(model).__name__} contains no rnnlab RNN/LSTM/GRU layer "
-                          "(torch.nn layers run a fused kernel that exposes no gates; use rnnlab.LSTM etc.)")
+        raise ConfigError(
+            f"record_gates: {type(model).__name__} contains no rnnlab RNN/LSTM/GRU layer "
+            "(torch.nn layers run a fused kernel that exposes no gates; use rnnlab.LSTM etc.)"
+        )
     record = GateRecord(detach=detach)
     previous = [module._gate_recorder for _, module in layers]
     for name, module in layers:
@@ -900,16 +1119,22 @@ def parameter_table(input_size: int, hidden_size: int, num_layers: int = 1) -> l
     rows = []
     for gates, layer_class in ((1, RNN), (4, LSTM), (3, GRU)):
         layer = layer_class(input_size, hidden_size, num_layers, device="meta")
-        rows.append({"layer": layer_class.__name__, "parameters": count_parameters(layer),
-                     "formula": _count_formula(gates, num_layers)})
+        rows.append(
+            {
+                "layer": layer_class.__name__,
+                "parameters": count_parameters(layer),
+                "formula": _count_formula(gates, num_layers),
+            }
+        )
     for row in rows:
         row["ratio_to_rnn"] = row["parameters"] / rows[0]["parameters"]
     return rows
 
 
 def _count_formula(gates: int, num_layers: int) -> str:
-    first, later = ("H·I + H·H + 2H", "(2·H·H + 2H)") if gates == 1 else \
-        (f"{gates}·(H·I + H·H + 2H)", f"{gates}·(2·H·H + 2H)")
+    first, later = (
+        ("H·I + H·H + 2H", "(2·H·H + 2H)") if gates == 1 else (f"{gates}·(H·I + H·H + 2H)", f"{gates}·(2·H·H + 2H)")
+    )
     if num_layers == 1:
         return first
     return f"{first} + {later}" if num_layers == 2 else f"{first} + {num_layers - 1}·{later}"

@@ -38,8 +38,10 @@ def test_torch_convention_matches_torch_gru_cell_values_and_gradients():
     x, h = torch.randn(4, 3), torch.randn(4, 5)
     expected, got = reference(x, h), cell(x, h)
     torch.testing.assert_close(got, expected)
-    for ref_grad, our_grad in zip(torch.autograd.grad(expected.sum(), list(reference.parameters())),
-                                  torch.autograd.grad(got.sum(), list(cell.parameters()))):
+    for ref_grad, our_grad in zip(
+        torch.autograd.grad(expected.sum(), list(reference.parameters())),
+        torch.autograd.grad(got.sum(), list(cell.parameters())),
+    ):
         torch.testing.assert_close(our_grad, ref_grad)
 
 

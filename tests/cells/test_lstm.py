@@ -19,8 +19,10 @@ def test_matches_torch_lstm_cell_values_and_gradients():
         torch.testing.assert_close(out, ref)
     loss_ref = expected[0].sum() + 2 * expected[1].sum()
     loss_ours = got[0].sum() + 2 * got[1].sum()
-    for ref_grad, our_grad in zip(torch.autograd.grad(loss_ref, list(reference.parameters())),
-                                  torch.autograd.grad(loss_ours, list(cell.parameters()))):
+    for ref_grad, our_grad in zip(
+        torch.autograd.grad(loss_ref, list(reference.parameters())),
+        torch.autograd.grad(loss_ours, list(cell.parameters())),
+    ):
         torch.testing.assert_close(our_grad, ref_grad)
 
 
@@ -50,13 +52,17 @@ def layer_norm_lstm_by_hand(x, h_prev, c_prev, p):
         variance = ((a - mean) ** 2).mean(-1, keepdim=True)
         return (a - mean) / torch.sqrt(variance + 1e-5) * gain + bias
 
-    pre = (layer_norm(x @ p["weight_ih"].T, p["layer_norm_ih"]) + p["bias_ih"]
-           + layer_norm(h_prev @ p["weight_hh"].T, p["layer_norm_hh"]) + p["bias_hh"])
+    pre = (
+        layer_norm(x @ p["weight_ih"].T, p["layer_norm_ih"])
+        + p["bias_ih"]
+        + layer_norm(h_prev @ p["weight_hh"].T, p["layer_norm_hh"])
+        + p["bias_hh"]
+    )
     hidden = h_prev.shape[-1]
     i = torch.sigmoid(pre[:, :hidden])
-    f = torch.sigmoid(pre[:, hidden:2 * hidden])
-    g = torch.tanh(pre[:, 2 * hidden:3 * hidden])
-    o = torch.sigmoid(pre[:, 3 * hidden:])
+    f = torch.sigmoid(pre[:, hidden : 2 * hidden])
+    g = torch.tanh(pre[:, 2 * hidden : 3 * hidden])
+    o = torch.sigmoid(pre[:, 3 * hidden :])
     c = f * c_prev + i * g
     h = o * torch.tanh(layer_norm(c, p["layer_norm_cell_weight"], p["layer_norm_cell_bias"]))
     return h, c

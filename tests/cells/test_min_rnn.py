@@ -19,6 +19,7 @@ LAYERS = {"mingru": MinGRU, "minlstm": MinLSTM}
 def paper_log_space_scan(kind: str, x_projection: torch.Tensor, h0: torch.Tensor) -> torch.Tensor:
     """Feng et al. 2024, appendix: the whole sequence in one log-space scan (``h0 > 0``), written
     from the paper's equations, independently of rnnlab.cells.min_rnn. Time on dim 0."""
+
     def log_g(x):
         return torch.where(x >= 0, (F.relu(x) + 0.5).log(), -F.softplus(-x))
 
@@ -101,8 +102,9 @@ def test_gradcheck_in_float64(name, mode):
     hx = torch.randn(2, 2, 5, dtype=torch.float64, requires_grad=True)
 
     def forward(x, hx, *weights):
-        return torch.func.functional_call(layer, dict(zip(names, weights)), (x, hx),
-                                          {"lengths": torch.tensor([6, 3]), "mode": mode})
+        return torch.func.functional_call(
+            layer, dict(zip(names, weights)), (x, hx), {"lengths": torch.tensor([6, 3]), "mode": mode}
+        )
 
     assert torch.autograd.gradcheck(forward, (x, hx, *layer.parameters()))
 
@@ -115,7 +117,7 @@ def test_streaming_one_step_at_a_time_equals_the_whole_sequence(name):
         whole, whole_state = layer(x)
         state, outputs = None, []
         for t in range(x.shape[1]):
-            output, state = layer(x[:, t:t + 1], state)
+            output, state = layer(x[:, t : t + 1], state)
             outputs.append(output)
     torch.testing.assert_close(torch.cat(outputs, dim=1), whole, rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(state, whole_state, rtol=1e-6, atol=1e-6)
@@ -134,7 +136,7 @@ def test_bad_input_is_refused_with_what_was_expected():
     layer = build_layer("minlstm")
     with pytest.raises(ConfigError, match="Expected 3, got 4"):
         layer(torch.randn(5, 2, 4))
-    with pytest.raises(ConfigError, match="lengths must be 2 integers in 1..5"):
+    with pytest.raises(ConfigError, match=r"lengths must be 2 integers in 1..5"):
         layer(torch.randn(5, 2, 3), lengths=torch.tensor([5, 0]))
     with pytest.raises(ConfigError, match=r"expected h_0 of shape \[1, 2, 5\]"):
         layer(torch.randn(5, 2, 3), torch.zeros(1, 3, 5))

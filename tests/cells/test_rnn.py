@@ -18,8 +18,10 @@ def test_matches_torch_rnn_cell_values_and_gradients(nonlinearity):
     x, h = torch.randn(4, 3), torch.randn(4, 5)
     expected, got = reference(x, h), cell(x, h)
     torch.testing.assert_close(got, expected)
-    for ref_grad, our_grad in zip(torch.autograd.grad(expected.sum(), list(reference.parameters())),
-                                  torch.autograd.grad(got.sum(), list(cell.parameters()))):
+    for ref_grad, our_grad in zip(
+        torch.autograd.grad(expected.sum(), list(reference.parameters())),
+        torch.autograd.grad(got.sum(), list(cell.parameters())),
+    ):
         torch.testing.assert_close(our_grad, ref_grad)
 
 
@@ -43,8 +45,12 @@ def test_layer_norm_follows_its_equation():
         variance = ((a - mean) ** 2).mean(-1, keepdim=True)
         return (a - mean) / torch.sqrt(variance + 1e-5) * gain
 
-    expected = torch.tanh(layer_norm(x @ cell.weight_ih.T, cell.layer_norm_ih) + cell.bias_ih
-                          + layer_norm(h @ cell.weight_hh.T, cell.layer_norm_hh) + cell.bias_hh)
+    expected = torch.tanh(
+        layer_norm(x @ cell.weight_ih.T, cell.layer_norm_ih)
+        + cell.bias_ih
+        + layer_norm(h @ cell.weight_hh.T, cell.layer_norm_hh)
+        + cell.bias_hh
+    )
     torch.testing.assert_close(cell(x, h), expected)
 
 

@@ -96,7 +96,7 @@ def test_pruned_search_finds_the_reference_nearest_neighbour(channels, window):
     rng = np.random.default_rng(channels * 10 + (window or 0))
     train = random_series(rng, 14, channels)
     train += [train[3].copy(), train[7] + 1e-12]  # an exact tie (index 3 first) and a near one
-    test = random_series(rng, 6, channels) + [train[3].copy(), train[7].copy()]
+    test = [*random_series(rng, 6, channels), train[3].copy(), train[7].copy()]
     reference = np.array([[dtw_reference(q, c, window=window) for c in train] for q in test])
     np.testing.assert_allclose(series_distances(test, train, window=window, threads=1), reference, rtol=1e-10)
     found = nearest_neighbours(train, test, distance="dtw", window=window, threads=1)
@@ -133,7 +133,7 @@ def test_classification_inputs_are_checked():
     bad = np.zeros((4, 2))
     bad[2, 1] = np.nan
     with pytest.raises(DataError, match=r"train_inputs\[1\] step 2 channel 1: expected a finite number, got nan"):
-        nearest_neighbours(good + [bad], good)
+        nearest_neighbours([*good, bad], good)
     with pytest.raises(ConfigError, match="did you mean 'dtw'"):
         nearest_neighbours(good, good, distance="dwt")
     with pytest.raises(ConfigError, match="window applies to distance 'dtw'"):
@@ -150,8 +150,9 @@ SEASONAL = np.array([10.0, 20.0, 30.0, 11.0, 21.0, 31.0, 12.0, 22.0])
 
 
 def test_naive_and_seasonal_naive_by_hand():
-    result = forecast_baselines(SEASONAL, fit_rows=6, origins=[4, 5], horizon=3, season=3,
-                                methods=("naive", "seasonal_naive"))
+    result = forecast_baselines(
+        SEASONAL, fit_rows=6, origins=[4, 5], horizon=3, season=3, methods=("naive", "seasonal_naive")
+    )
     # naive: origin 4 → v[3] = 11 against [21, 31, 12]; origin 5 → v[4] = 21 against [31, 12, 22]
     np.testing.assert_array_equal(result.forecasts["naive"], [[11, 11, 11], [21, 21, 21]])
     assert result.mae["naive"] == pytest.approx((10 + 20 + 1 + 10 + 9 + 1) / 6)
@@ -210,24 +211,35 @@ def test_ets_one_filter_pass_equals_a_model_per_origin(season, rows, fit_rows):
     values = seasonal_series(season, rows=rows)
     horizon = 3
     origins = np.arange(2 * season, len(values) - horizon + 1, 3)  # statsmodels needs 2 seasons per model
-    result = forecast_baselines(values, fit_rows=fit_rows, origins=origins, horizon=horizon, season=season,
-                                methods=("ets",))
+    result = forecast_baselines(
+        values, fit_rows=fit_rows, origins=origins, horizon=horizon, season=season, methods=("ets",)
+    )
     p = result.parameters["ets"]
     assert "season" in result.chosen["ets"] and "initial_seasonal.0" in p, result.chosen
-    spec = {"error": "add", "trend": "add" if "initial_trend" in p else None, "damped_trend": "damping_trend" in p,
-            "seasonal": "add", "seasonal_periods": season}
-    initial = {"initialization_method": "known", "initial_level": p["initial_level"],
-               "initial_trend": p.get("initial_trend"),
-               "initial_seasonal": np.array([p[f"initial_seasonal.{i}"] for i in range(season)])}
-    smoothing = [p[name] for name in ("smoothing_level", "smoothing_trend", "smoothing_seasonal", "damping_trend")
-                 if name in p]
+    spec = {
+        "error": "add",
+        "trend": "add" if "initial_trend" in p else None,
+        "damped_trend": "damping_trend" in p,
+        "seasonal": "add",
+        "seasonal_periods": season,
+    }
+    initial = {
+        "initialization_method": "known",
+        "initial_level": p["initial_level"],
+        "initial_trend": p.get("initial_trend"),
+        "initial_seasonal": np.array([p[f"initial_seasonal.{i}"] for i in range(season)]),
+    }
+    smoothing = [
+        p[name] for name in ("smoothing_level", "smoothing_trend", "smoothing_seasonal", "damping_trend") if name in p
+    ]
     z = (values - p["scale_mean"]) / p["scale_std"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if season <= baselines.ETS_ESTIMATED_MAX_SEASON:  # estimated states: statsmodels' own order of them
             fitted = ETSModel(z[:fit_rows], initialization_method="estimated", **spec).fit(disp=False)
-            per_origin = [ETSModel(z[:t], initialization_method="estimated", **spec).smooth(fitted.params)
-                          for t in origins]
+            per_origin = [
+                ETSModel(z[:t], initialization_method="estimated", **spec).smooth(fitted.params) for t in origins
+            ]
         else:
             per_origin = [ETSModel(z[:t], **initial, **spec).smooth(smoothing) for t in origins]
         expected = np.stack([np.asarray(r.forecast(horizon)) for r in per_origin])
@@ -264,8 +276,9 @@ def test_seasonal_difference_is_undone_on_the_forecasts():
     rng = np.random.default_rng(2)
     values = np.tile([10.0, 30.0, 20.0, 40.0], 15) + rng.normal(scale=0.01, size=60)
     origins = np.array([50, 53])
-    result = forecast_baselines(values, fit_rows=48, origins=origins, horizon=6, season=4,
-                                methods=("seasonal_naive", "arima"))
+    result = forecast_baselines(
+        values, fit_rows=48, origins=origins, horizon=6, season=4, methods=("seasonal_naive", "arima")
+    )
     assert result.parameters["arima"]["seasonal_difference"] == 4
     np.testing.assert_allclose(result.forecasts["arima"], result.forecasts["seasonal_naive"], atol=0.05)
 
@@ -280,10 +293,13 @@ def test_kpss_counts_the_differences():
 def test_too_short_for_the_season_falls_back_and_says_so():
     values = noisy_level(rows=30)
     result = forecast_baselines(values, fit_rows=20, origins=[20, 24], horizon=3, season=12)
-    assert result.chosen["ets"].endswith("(seasonal forms not tried: the fit part has 20 rows, a seasonal ETS with "
-                                         "season 12 needs at least 2 seasons + 3 rows (27))")
-    assert result.chosen["arima"].endswith("(no seasonal part: the fit part has 20 rows, seasonal ARIMA with season "
-                                           "12 needs 39)")
+    assert result.chosen["ets"].endswith(
+        "(seasonal forms not tried: the fit part has 20 rows, a seasonal ETS with "
+        "season 12 needs at least 2 seasons + 3 rows (27))"
+    )
+    assert result.chosen["arima"].endswith(
+        "(no seasonal part: the fit part has 20 rows, seasonal ARIMA with season 12 needs 39)"
+    )
     assert result.mae["ets"] is not None and result.mae["arima"] is not None
     assert json.loads(json.dumps(result.to_json()))["mae"] == result.mae
 
@@ -291,8 +307,9 @@ def test_too_short_for_the_season_falls_back_and_says_so():
 def test_unfittable_methods_are_missing_with_reasons():
     short = forecast_baselines(noisy_level(rows=6), fit_rows=4, origins=[4], horizon=2, season=12)
     assert short.mae["ets"] is None and short.forecasts["ets"] is None
-    assert short.reasons["ets"].startswith("no ETS form could be fitted: ETS(A,N,N): 3 parameters need more than 4 "
-                                           "rows, the fit part has 4")
+    assert short.reasons["ets"].startswith(
+        "no ETS form could be fitted: ETS(A,N,N): 3 parameters need more than 4 rows, the fit part has 4"
+    )
     assert short.reasons["seasonal_naive"] == "origin 4 has 4 rows of history; seasonal naive with season 12 needs 12"
     constant = forecast_baselines(np.full(30, 5.0), fit_rows=25, origins=[25, 26], horizon=3)
     assert constant.mae["naive"] == 0.0
@@ -314,7 +331,7 @@ def test_a_fit_that_does_not_converge_is_missing_with_its_warning(monkeypatch):
 
     def failing_fit(self, *args, **kwargs):
         results = original(self, *args, **kwargs)
-        warnings.warn("the optimiser gave up here", ConvergenceWarning)
+        warnings.warn("the optimiser gave up here", ConvergenceWarning, stacklevel=2)
         results.mle_retvals["converged"] = False
         return results
 
@@ -323,8 +340,10 @@ def test_a_fit_that_does_not_converge_is_missing_with_its_warning(monkeypatch):
         warnings.simplefilter("error")  # nothing may leak out of the scoped recording
         result = forecast_baselines(noisy_level(rows=30), fit_rows=25, origins=[25], horizon=3, methods=("ets",))
     assert result.mae["ets"] is None
-    assert result.reasons["ets"] == ("no ETS form could be fitted: ETS(A,N,N), ETS(A,A,N), ETS(A,Ad,N): the "
-                                     "optimiser did not converge (the optimiser gave up here)")
+    assert result.reasons["ets"] == (
+        "no ETS form could be fitted: ETS(A,N,N), ETS(A,A,N), ETS(A,Ad,N): the "
+        "optimiser did not converge (the optimiser gave up here)"
+    )
 
 
 def test_forecast_inputs_are_checked():

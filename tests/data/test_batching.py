@@ -51,7 +51,11 @@ def test_collate_rejects_a_sequence_without_steps():
 
 def test_shuffle_order_is_a_function_of_seed_and_epoch():
     dataset = variable_length_dataset(50)
-    first, again, other_seed = SeededShuffleSampler(dataset, 3), SeededShuffleSampler(dataset, 3), SeededShuffleSampler(dataset, 4)
+    first, again, other_seed = (
+        SeededShuffleSampler(dataset, 3),
+        SeededShuffleSampler(dataset, 3),
+        SeededShuffleSampler(dataset, 4),
+    )
     epoch0 = list(first)
     assert sorted(epoch0) == list(range(50))
     assert list(again) == epoch0 and list(other_seed) != epoch0

@@ -30,7 +30,8 @@ def test_wide_rows_are_sequences_of_their_filled_cells_scaled_on_training(tmp_pa
     assert task.meta["format"] == "wide" and task.spec.input_size == 1 and task.spec.num_classes == 2
     assert task.meta["label_names"] == ["down", "up"]
     assert sorted(task.train.lengths.tolist() + task.val.lengths.tolist() + task.test.lengths.tolist()) == sorted(
-        2 + i % 3 for i in range(40))
+        2 + i % 3 for i in range(40)
+    )
     train_values = np.concatenate([task.train[i][0].numpy()[:, 0] for i in range(len(task.train))])
     assert train_values.mean() == pytest.approx(0, abs=1e-5) and train_values.std() == pytest.approx(1, abs=1e-4)
     mean, std = task.meta["scaler"]["mean"][0], task.meta["scaler"]["std"][0]
@@ -83,10 +84,16 @@ def test_long_sequences_with_two_labels_or_a_repeated_time_are_refused(tmp_path)
 
 
 def test_text_rows_become_word_ids_with_a_vocabulary_from_training_only(tmp_path):
-    lines = ["text,label"] + [f'"A good film, really good",pos' if i % 2 else '"A bad film",neg' for i in range(20)]
+    lines = ["text,label"] + ['"A good film, really good",pos' if i % 2 else '"A bad film",neg' for i in range(20)]
     lines.append('"zebra film",pos')  # a word that lands in one split only
-    task = load_task("classify", write_text(tmp_path, "\n".join(lines) + "\n"), min_freq=1, val_fraction=0.2,
-                     test_fraction=0.2, seed=3)
+    task = load_task(
+        "classify",
+        write_text(tmp_path, "\n".join(lines) + "\n"),
+        min_freq=1,
+        val_fraction=0.2,
+        test_fraction=0.2,
+        seed=3,
+    )
     assert task.meta["format"] == "text" and task.spec.vocab_size == len(task.meta["vocab"])
     vocab = task.meta["vocab"]
     assert vocab[:2] == ["<pad>", "<unk>"] and {"good", "bad", "film", ",", "a"} <= set(vocab)
@@ -114,8 +121,11 @@ def test_format_detection_and_override(tmp_path):
 def test_labels_unseen_in_training_are_named_with_their_lines(tmp_path):
     train = wide_csv(tmp_path, name="train.csv")
     test = write_text(tmp_path, "label,s1,s2\nup,1,2\nsideways,3,4\ndown,1,1\nbackwards,0,1\n", "test.csv")
-    with pytest.raises(DataError, match=r"test.csv: label\(s\) 'backwards', 'sideways' never occur in the training "
-                                        r"data \(at line 3, line 5\)"):
+    with pytest.raises(
+        DataError,
+        match=r"test.csv: label\(s\) 'backwards', 'sideways' never occur in the training "
+        r"data \(at line 3, line 5\)",
+    ):
         load_task("classify", train, test)
 
 
@@ -222,3 +232,35 @@ def test_predict_inputs_refuse_a_file_of_another_width(tmp_path):
         predict_inputs(digits.meta, narrow)
     with pytest.raises(ConfigError, match="test_data applies to CSV files"):
         load_task("classify", "digits", narrow)
+
+
+def scaled_wide_csv(tmp_path, scales, name="scaled.csv"):
+    """Sine waves of 20 steps, one per scale; the label is the wave's frequency (1 or 2 cycles)."""
+    t = np.arange(20)
+    lines = ["label," + ",".join(f"t{k}" for k in t)]
+    for i, scale in enumerate(scales):
+        cycles = 1 + i % 2
+        wave = 3.0 * scale + scale * np.sin(2 * np.pi * cycles * t / 20)
+        lines.append(",".join([f"c{cycles}", *(f"{v:.6g}" for v in wave)]))
+    return write_text(tmp_path, "\n".join(lines) + "\n", name)
+
+
+def test_auto_normalisation_z_normalises_series_whose_scales_span_orders_of_magnitude(tmp_path):
+    spread = scaled_wide_csv(tmp_path, [10.0 ** (i % 5) for i in range(40)], "spread.csv")  # 1 to 10^4
+    task = load_task("classify", spread, val_fraction=0.25, test_fraction=0.25)
+    assert task.meta["scaler"]["per_series"] and task.meta["scaler"]["scale_span"] > 1000
+    for split in (task.train, task.test):
+        for i in range(len(split)):
+            x = split[i][0].numpy()[:, 0]
+            assert x.mean() == pytest.approx(0, abs=1e-5) and x.std() == pytest.approx(1, abs=1e-4)
+    # a new file is scaled the same way, whatever its own scales
+    inputs = predict_inputs(task.meta, scaled_wide_csv(tmp_path, [1e6, 1e-3], "new.csv"))
+    assert all(x.numpy().std() == pytest.approx(1, abs=1e-4) for x in inputs.x)
+
+    narrow = scaled_wide_csv(tmp_path, [1.0 + (i % 5) for i in range(40)], "narrow.csv")  # 1 to 5: one scale
+    kept = load_task("classify", narrow, val_fraction=0.25, test_fraction=0.25)
+    assert not kept.meta["scaler"]["per_series"] and kept.meta["scaler"]["scale_span"] <= 5
+    forced = load_task("classify", narrow, val_fraction=0.25, test_fraction=0.25, normalise="series")
+    assert forced.meta["scaler"]["per_series"]
+    with pytest.raises(ConfigError, match="normalise"):
+        load_task("classify", narrow, normalise="z")

@@ -61,7 +61,7 @@ def test_every_task_keeps_the_sample_contract(task, tmp_path, tiny_music_mat):
         }[spec.head]
         assert (tuple(y.shape), y.dtype) == expected
         if spec.head in ("classify", "tag", "lm", "seq2seq"):
-            assert 0 <= int(y.min()) and int(y.max()) < spec.num_classes
+            assert int(y.min()) >= 0 and int(y.max()) < spec.num_classes
         batch = collate([split[i] for i in range(min(3, len(split)))])
         assert batch.x.shape[0] == batch.y.shape[0] == batch.lengths.shape[0]
 
@@ -72,14 +72,16 @@ def test_unknown_task_suggests_the_nearest_name():
 
 
 def test_unknown_option_names_the_task_and_its_options():
-    with pytest.raises(ConfigError, match=r"unknown option for task 'forecast' 'lookbak'; did you mean 'lookback'.*horizon"):
+    with pytest.raises(
+        ConfigError, match=r"unknown option for task 'forecast' 'lookbak'; did you mean 'lookback'.*horizon"
+    ):
         load_task("forecast", lookbak=12)
 
 
 def test_options_left_none_are_not_given_and_text_values_are_coerced():
     task = load_task("recall", seq_len="9", n_train="4", n_val=2, n_test=2, num_classes=None, label=None)
     assert task.spec.seq_len == 9 and len(task.train) == 4 and task.spec.num_classes == 8
-    with pytest.raises(ConfigError, match="option 'n_train' expects an integer, got 2.5"):
+    with pytest.raises(ConfigError, match=r"option 'n_train' expects an integer, got 2.5"):
         load_task("recall", n_train=2.5)
     with pytest.raises(ConfigError, match="expects true or false"):
         load_task("classify", lowercase="maybe")
@@ -95,12 +97,14 @@ def test_target_column_is_the_trainers_name_for_target(tmp_path):
 
 
 def test_a_missing_file_that_is_no_builtin_says_both():
-    with pytest.raises(DataError, match=r"digts: no such file or folder, and not a built-in data set; did you mean 'digits'"):
+    with pytest.raises(
+        DataError, match=r"digts: no such file or folder, and not a built-in data set; did you mean 'digits'"
+    ):
         load_task("classify", "digts")
 
 
 def test_the_registry_describes_every_task():
-    for name, info in TASKS.items():
+    for info in TASKS.values():
         assert info.description and info.formats and info.seq_len
         if info.default_data is not None:
             assert info.default_data in info.builtins

@@ -8,6 +8,7 @@ import torch
 
 from rnnlab.data import load_task
 from rnnlab.errors import ConfigError, DataError
+
 from .helpers import matlab_cell, random_rolls
 
 
@@ -35,7 +36,7 @@ def test_midi_note_lists_become_rolls(tiny_music_mat):
 def test_frame_baselines_match_an_independent_bernoulli_nll(tiny_music_mat):
     task = load_task("music", tiny_music_mat())
     train = torch.cat([task.train[i][1] for i in range(len(task.train))])
-    test_x = torch.cat([task.test[i][0] for i in range(len(task.test))])
+    torch.cat([task.test[i][0] for i in range(len(task.test))])
     test_y = torch.cat([task.test[i][1] for i in range(len(task.test))])
     p = (train.sum(0) + 1) / (len(train) + 2)
     nll = torch.nn.functional.binary_cross_entropy(p.expand_as(test_y).double(), test_y.double(), reduction="sum")

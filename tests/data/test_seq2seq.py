@@ -18,15 +18,27 @@ from rnnlab.data.seq2seq import (
     decode_chars,
     generate_dates,
     ordinal,
-    read_pairs,
     year_words,
 )
 from rnnlab.errors import ConfigError, DataError
 
-PAIRS = "".join(f"{a}\t{b}\n" for a, b in [
-    ("one", "1"), ("two", "2"), ("three", "3"), ("four", "4"), ("five", "5"), ("six", "6"), ("seven", "7"),
-    ("eight", "8"), ("nine", "9"), ("ten", "10"), ("eleven", "11"), ("twelve", "12"),
-])
+PAIRS = "".join(
+    f"{a}\t{b}\n"
+    for a, b in [
+        ("one", "1"),
+        ("two", "2"),
+        ("three", "3"),
+        ("four", "4"),
+        ("five", "5"),
+        ("six", "6"),
+        ("seven", "7"),
+        ("eight", "8"),
+        ("nine", "9"),
+        ("ten", "10"),
+        ("eleven", "11"),
+        ("twelve", "12"),
+    ]
+)
 
 
 def write(tmp_path, text, name="pairs.tsv"):
@@ -57,7 +69,7 @@ def test_collate_pads_sources_with_pad_and_targets_with_minus_100(tmp_path):
     batch = collate([task.train[i] for i in range(len(task.train))])
     for row, (x, y) in enumerate(task.train[i] for i in range(len(task.train))):
         assert batch.lengths[row] == len(x)
-        assert (batch.x[row, len(x):] == PAD_INDEX).all() and (batch.y[row, len(y):] == -100).all()
+        assert (batch.x[row, len(x) :] == PAD_INDEX).all() and (batch.y[row, len(y) :] == -100).all()
 
 
 def test_characters_unseen_in_training_become_unk(tmp_path):
@@ -76,13 +88,16 @@ def test_decode_chars_stops_at_eos_and_skips_pad_and_bos():
 
 
 # ---------------------------------------------------------------------------------------- bad input
-@pytest.mark.parametrize(("text", "message"), [
-    ("one\t1\ntwo 2\n", r"pairs.tsv: line 2: expected source<TAB>target, found no TAB in 'two 2'"),
-    ("one\t1\n\t2\n", r"pairs.tsv: line 2: the source \(before the TAB\) is empty"),
-    ("one\t1\n\nthree\t\n", r"pairs.tsv: line 3: the target \(after the TAB\) is empty"),
-    ("one\t1\t2\n", r"pairs.tsv: line 1: expected one TAB between source and target, found 2"),
-    ("\n\n  \n", r"pairs.tsv: the parallel text file is empty"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("one\t1\ntwo 2\n", r"pairs.tsv: line 2: expected source<TAB>target, found no TAB in 'two 2'"),
+        ("one\t1\n\t2\n", r"pairs.tsv: line 2: the source \(before the TAB\) is empty"),
+        ("one\t1\n\nthree\t\n", r"pairs.tsv: line 3: the target \(after the TAB\) is empty"),
+        ("one\t1\t2\n", r"pairs.tsv: line 1: expected one TAB between source and target, found 2"),
+        ("\n\n  \n", r"pairs.tsv: the parallel text file is empty"),
+    ],
+)
 def test_bad_lines_are_named_by_file_and_line(tmp_path, text, message):
     with pytest.raises(DataError, match=message):
         load_task("seq2seq", write(tmp_path, text))
@@ -95,8 +110,11 @@ def test_an_empty_file_is_refused(tmp_path):
 
 def test_a_source_longer_than_max_source_len_names_line_and_length(tmp_path):
     path = write(tmp_path, PAIRS + "a very long source line\tx\n")
-    with pytest.raises(DataError, match=r"pairs.tsv: line 13: the source is 23 characters long; the model takes "
-                                        r"at most max_source_len=10"):
+    with pytest.raises(
+        DataError,
+        match=r"pairs.tsv: line 13: the source is 23 characters long; the model takes "
+        r"at most max_source_len=10",
+    ):
         load_task("seq2seq", path, max_source_len=10)
 
 
@@ -108,7 +126,7 @@ def test_text_that_is_not_utf8_names_the_byte_offset(tmp_path):
 
 
 def test_generated_sizes_are_refused_for_a_file_and_seq_len_for_any_source(tmp_path):
-    with pytest.raises(ConfigError, match="n_train.*sizes the generated data only"):
+    with pytest.raises(ConfigError, match=r"n_train.*sizes the generated data only"):
         load_task("seq2seq", write(tmp_path, PAIRS), n_train=5)
     with pytest.raises(ConfigError, match="takes no seq_len"):
         load_task("seq2seq", seq_len=20, n_train=5, n_val=5, n_test=5)
@@ -142,10 +160,24 @@ def test_every_surface_form_names_its_date_and_only_its_date():
 
 def test_number_words():
     assert [ordinal(n) for n in (1, 2, 3, 11, 12, 20, 21, 30, 31)] == [
-        "first", "second", "third", "eleventh", "twelfth", "twentieth", "twenty-first", "thirtieth", "thirty-first"]
+        "first",
+        "second",
+        "third",
+        "eleventh",
+        "twelfth",
+        "twentieth",
+        "twenty-first",
+        "thirtieth",
+        "thirty-first",
+    ]
     assert [year_words(y) for y in (1900, 1905, 1984, 2000, 2007, 2099)] == [
-        "nineteen hundred", "nineteen oh five", "nineteen eighty-four", "two thousand", "two thousand and seven",
-        "two thousand and ninety-nine"]
+        "nineteen hundred",
+        "nineteen oh five",
+        "nineteen eighty-four",
+        "two thousand",
+        "two thousand and seven",
+        "two thousand and ninety-nine",
+    ]
 
 
 def test_generated_dates_are_deterministic_disjoint_across_splits_and_of_varied_length():
@@ -156,7 +188,7 @@ def test_generated_dates_are_deterministic_disjoint_across_splits_and_of_varied_
     val = generate_dates(300, seed=4, split="val")
     assert not {s for s, _, _ in train} & {s for s, _, _ in test}
     assert not {s for s, _, _ in val} & ({s for s, _, _ in test} | {s for s, _, _ in train})
-    for source, target, _ in test[:50]:
+    for _, target, _ in test[:50]:
         assert dt.date.fromisoformat(target).isoformat() == target
     lengths = [len(s) for s, _, _ in train]
     assert min(lengths) <= 11 and max(lengths) >= 60

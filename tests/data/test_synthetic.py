@@ -83,7 +83,7 @@ def test_copy_follows_bai_et_al_layout():
 def test_copy_baseline_is_the_loss_of_the_best_memoryless_predictor():
     blank_span = 1000
     task = load_task("copy", seq_len=blank_span, **SMALL)
-    x, y = task.test[0]
+    _x, y = task.test[0]
     # memoryless: certain of the blank before the answer, uniform over the 8 symbols during it
     probabilities = torch.zeros(len(y), 10)
     probabilities[:1010, 0] = 1.0

@@ -36,7 +36,9 @@ def test_conll_reads_token_first_and_tag_last_and_skips_docstart(tmp_path):
 
 def test_a_line_without_a_tag_is_named(tmp_path):
     path = write_text(tmp_path, "EU B-ORG\nrejects\n")
-    with pytest.raises(DataError, match=r"data.conll: line 2: expected a token and a tag separated by whitespace, got 'rejects'"):
+    with pytest.raises(
+        DataError, match=r"data.conll: line 2: expected a token and a tag separated by whitespace, got 'rejects'"
+    ):
         read_conll(path)
 
 
@@ -67,7 +69,9 @@ def test_tag_task_from_conll_has_tags_and_vocabulary_from_training(tmp_path):
 def test_unseen_words_map_to_unk_and_unseen_tags_are_named(tmp_path):
     train = conll_corpus(tmp_path)
     test = write_text(tmp_path, "the DT O\ndog NN B-ANIMAL\n\nthe DT O\nbird NN B-BIRD\n", "test.conll")
-    with pytest.raises(DataError, match=r"test.conll: tag\(s\) 'B-BIRD' never occur in the training data \(at line 5\)"):
+    with pytest.raises(
+        DataError, match=r"test.conll: tag\(s\) 'B-BIRD' never occur in the training data \(at line 5\)"
+    ):
         load_task("tag", train, test)
     fine = write_text(tmp_path, "the DT O\ndog NN B-ANIMAL\n", "fine.conll")
     task = load_task("tag", train, fine)

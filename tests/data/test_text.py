@@ -1,5 +1,6 @@
 """Character-level language-model data (rnnlab/data/text.py)."""
 
+import itertools
 import math
 from collections import Counter
 
@@ -46,7 +47,7 @@ def test_chinese_text_gets_a_character_vocabulary(tmp_path):
     text = "我从小在法国长大，所以我能说一口流利的法语。" * 30
     task = load_task("charlm", write_text(tmp_path, text), seq_len=20)
     assert {"法", "国", "语", "。"} <= set(task.meta["vocab"])
-    x, y = task.train[0]
+    x, _y = task.train[0]
     assert decode_text(task.meta["vocab"], x) == text[:20]
 
 
@@ -65,9 +66,9 @@ def test_ngram_baselines_match_a_hand_count(tmp_path):
     n_train = n - 2 * round(n * 0.05)
     train, test = text[:n_train], text[n - round(n * 0.05) :]
     vocab_size = len(set(train)) + 1
-    counts, pairs, before = Counter(train), Counter(zip(train, train[1:])), Counter(train[:-1])
+    counts, pairs, before = Counter(train), Counter(itertools.pairwise(train)), Counter(train[:-1])
     unigram = [-math.log2((counts[c] + 1) / (len(train) + vocab_size)) for c in test[1:]]
-    bigram = [-math.log2((pairs[(b, c)] + 1) / (before[b] + vocab_size)) for b, c in zip(test, test[1:])]
+    bigram = [-math.log2((pairs[(b, c)] + 1) / (before[b] + vocab_size)) for b, c in itertools.pairwise(test)]
     assert task.baselines["unigram_bpc"] == pytest.approx(sum(unigram) / len(unigram))
     assert task.baselines["bigram_bpc"] == pytest.approx(sum(bigram) / len(bigram))
     assert task.baselines["bigram_bpc"] < task.baselines["unigram_bpc"]
@@ -80,20 +81,24 @@ def test_an_empty_file_is_refused_with_its_name(tmp_path):
 
 def test_undecodable_bytes_are_named_with_their_byte_offset(tmp_path):
     path = tmp_path / "latin.txt"
-    path.write_bytes("héllo wörld\n".encode("utf-8") + b"caf\xe9 au lait\n" * 5)
+    path.write_bytes("héllo wörld\n".encode() + b"caf\xe9 au lait\n" * 5)
     with pytest.raises(DataError, match=r"latin.txt: not UTF-8 text: byte offset 17 \(line 2\) holds b'\\xe9'"):
         load_task("charlm", str(path))
 
 
 def test_a_text_shorter_than_one_window_says_how_long_it_is(tmp_path):
-    with pytest.raises(DataError, match=r"the text has 60 characters; its training part \(54\) is shorter than one "
-                                        r"training window of seq_len \+ 1 = 101"):
+    with pytest.raises(
+        DataError,
+        match=r"the text has 60 characters; its training part \(54\) is shorter than one "
+        r"training window of seq_len \+ 1 = 101",
+    ):
         load_task("charlm", write_text(tmp_path, "x" * 60))
 
 
 def test_a_separate_test_file_is_the_test_part(tmp_path):
-    task = load_task("charlm", write_text(tmp_path, ENGLISH), write_text(tmp_path, "the worst of wisdom", "test.txt"),
-                     seq_len=16)
+    task = load_task(
+        "charlm", write_text(tmp_path, ENGLISH), write_text(tmp_path, "the worst of wisdom", "test.txt"), seq_len=16
+    )
     assert task.meta["split_chars"]["test"] == len("the worst of wisdom")
     assert task.meta["split_chars"]["train"] + task.meta["split_chars"]["val"] == len(ENGLISH)
 

@@ -19,11 +19,13 @@ from rnnlab.errors import ConfigError, DataError
 
 def hourly_frame(rows=100, start="2024-03-04 00:00"):
     steps = np.arange(rows)
-    return pd.DataFrame({
-        "time": pd.date_range(start, periods=rows, freq="h").strftime("%Y-%m-%d %H:%M"),
-        "load": np.round(10 + 3 * np.sin(steps * 2 * np.pi / 24) + 0.05 * steps + (steps * 7919 % 13) / 10, 3),
-        "temp": np.round(15 + (steps % 11) * 0.7, 2),
-    })
+    return pd.DataFrame(
+        {
+            "time": pd.date_range(start, periods=rows, freq="h").strftime("%Y-%m-%d %H:%M"),
+            "load": np.round(10 + 3 * np.sin(steps * 2 * np.pi / 24) + 0.05 * steps + (steps * 7919 % 13) / 10, 3),
+            "temp": np.round(15 + (steps % 11) * 0.7, 2),
+        }
+    )
 
 
 def write(tmp_path, frame, name="series.csv"):
@@ -140,7 +142,7 @@ def test_a_text_column_among_default_targets_says_how_to_choose_targets(tmp_path
 
 def test_unsorted_and_duplicate_times_are_refused_with_their_lines(tmp_path):
     frame = hourly_frame(60)
-    swapped = frame.iloc[[0, 1, 3, 2] + list(range(4, 60))]
+    swapped = frame.iloc[[0, 1, 3, 2, *list(range(4, 60))]]
     with pytest.raises(DataError, match=r"times are not sorted: line 5 \('2024-03-04 02:00'\) comes after line 4"):
         load_task("forecast", write(tmp_path, swapped), lookback=4, horizon=2)
     doubled = pd.concat([frame.iloc[:3], frame.iloc[2:]])
@@ -156,7 +158,9 @@ def test_a_bad_time_is_named(tmp_path):
 
 
 def test_a_short_series_says_how_many_rows_it_has_and_needs(tmp_path):
-    with pytest.raises(DataError, match=r"has 20 rows, too short for lookback 24 \+ horizon 6.*at least (\d+) rows") as error:
+    with pytest.raises(
+        DataError, match=r"has 20 rows, too short for lookback 24 \+ horizon 6.*at least (\d+) rows"
+    ) as error:
         load_task("forecast", write(tmp_path, hourly_frame(20)), lookback=24, horizon=6)
     needed = int(error.value.args[0].split("at least ")[-1].split(" rows")[0])
     load_task("forecast", write(tmp_path, hourly_frame(needed)), lookback=24, horizon=6)  # enough
@@ -166,7 +170,10 @@ def test_a_short_series_says_how_many_rows_it_has_and_needs(tmp_path):
 
 def test_an_unknown_column_lists_the_columns_present(tmp_path):
     path = write(tmp_path, hourly_frame(60))
-    with pytest.raises(DataError, match=r"no column 'lod' \(option target\); did you mean 'load'\? \(columns present: time, load, temp\)"):
+    with pytest.raises(
+        DataError,
+        match=r"no column 'lod' \(option target\); did you mean 'load'\? \(columns present: time, load, temp\)",
+    ):
         load_task("forecast", path, target="lod")
     with pytest.raises(DataError, match=r"no column 'rain' \(option covariates\)"):
         load_task("forecast", path, covariates="rain")
@@ -175,11 +182,15 @@ def test_an_unknown_column_lists_the_columns_present(tmp_path):
 def test_missing_time_steps_are_named_or_inserted_and_filled(tmp_path):
     frame = hourly_frame(80).drop(index=[30, 31])
     path = write(tmp_path, frame)
-    with pytest.raises(DataError, match=r"2 time step\(s\) missing, first between line 31 \(2024-03-05 05:00:00\) and line 32"):
+    with pytest.raises(
+        DataError, match=r"2 time step\(s\) missing, first between line 31 \(2024-03-05 05:00:00\) and line 32"
+    ):
         load_task("forecast", path, lookback=4, horizon=2)
     series = read_series(path, time=None, target="load", covariates=None, fill="interpolate")
     assert len(series) == 80 and series.times[30] == pd.Timestamp("2024-03-05 06:00")
-    assert series.values[31, 0] == pytest.approx(frame.loc[29, "load"] + 2 * (frame.loc[32, "load"] - frame.loc[29, "load"]) / 3)
+    assert series.values[31, 0] == pytest.approx(
+        frame.loc[29, "load"] + 2 * (frame.loc[32, "load"] - frame.loc[29, "load"]) / 3
+    )
     assert "2 missing time step(s) inserted" in " ".join(series.notes)
 
 
@@ -197,13 +208,16 @@ def test_forecast_windows_rebuild_the_latest_input_and_the_future_times(tmp_path
     with pytest.raises(DataError, match=r"has 4 rows; 1 window\(s\) of lookback 6 need at least 6"):
         forecast_windows(task.meta, write(tmp_path, new.iloc[:4], "tiny.csv"))
     daily = new.assign(time=pd.date_range("2024-01-01", periods=130, freq="D").strftime("%Y-%m-%d"))
-    with pytest.raises(DataError, match=r"daily.csv: its time step is 1 day, the model was trained on a step of 1 hour"):
+    with pytest.raises(
+        DataError, match=r"daily.csv: its time step is 1 day, the model was trained on a step of 1 hour"
+    ):
         forecast_windows(task.meta, write(tmp_path, daily, "daily.csv"))
 
 
 def test_month_end_series_forecast_month_ends(tmp_path):
-    frame = pd.DataFrame({"date": pd.date_range("2010-01-31", periods=60, freq="ME").strftime("%Y-%m-%d"),
-                          "sales": np.arange(60.0) % 12})
+    frame = pd.DataFrame(
+        {"date": pd.date_range("2010-01-31", periods=60, freq="ME").strftime("%Y-%m-%d"), "sales": np.arange(60.0) % 12}
+    )
     task = load_task("forecast", write(tmp_path, frame), lookback=12, horizon=2)
     assert task.meta["season"] == 12 and task.meta["step"]["anchor"] == "end"
     windows = forecast_windows(task.meta, write(tmp_path, frame, "again.csv"))
@@ -218,8 +232,12 @@ def test_a_test_file_that_continues_the_series_looks_back_into_it(tmp_path):
     assert len(task.test) == 40 - 3 + 1  # the first window forecasts the test file's first row
     mean, std = task.meta["scaler"]["mean"][0], task.meta["scaler"]["std"][0]
     x, y = task.test[0]
-    assert torch.allclose(x[:, 0], torch.tensor((frame["load"].iloc[94:100].to_numpy() - mean) / std, dtype=torch.float32), atol=1e-5)
-    assert torch.allclose(y[:, 0], torch.tensor((frame["load"].iloc[100:103].to_numpy() - mean) / std, dtype=torch.float32), atol=1e-5)
+    assert torch.allclose(
+        x[:, 0], torch.tensor((frame["load"].iloc[94:100].to_numpy() - mean) / std, dtype=torch.float32), atol=1e-5
+    )
+    assert torch.allclose(
+        y[:, 0], torch.tensor((frame["load"].iloc[100:103].to_numpy() - mean) / std, dtype=torch.float32), atol=1e-5
+    )
     assert task.meta["split"]["val"]["rows"] == 15 and task.meta["split"]["train"]["rows"] == 85
 
 
@@ -272,8 +290,11 @@ def test_bad_options_are_refused(tmp_path):
     "edit, options, message",
     [
         (lambda f: f.assign(time=f["time"].where(f.index != 5, "")), {}, r"line 7: the time column 'time' is empty"),
-        (lambda f: f.assign(time=f["time"].where(f.index != 10, "2024-03-04 09:30")), {},
-         r"line 12: time 2024-03-04 09:30:00 is off the series' step \(1 hour"),
+        (
+            lambda f: f.assign(time=f["time"].where(f.index != 10, "2024-03-04 09:30")),
+            {},
+            r"line 12: time 2024-03-04 09:30:00 is off the series' step \(1 hour",
+        ),
         (lambda f: f.assign(temp=""), {"covariates": "temp"}, r"column\(s\) 'temp' have no values at all"),
         (lambda f: f, {"seq_len": 8, "lookback": 6}, r"seq_len and lookback both given and different \(8 vs 6\)"),
         (lambda f: f, {"lookback": 0}, r"lookback and horizon must be at least 1"),
@@ -290,7 +311,9 @@ def test_more_bad_series_are_refused_with_the_reason(tmp_path, edit, options, me
 def test_a_standalone_test_file_must_hold_a_window_and_match_the_time_kind(tmp_path):
     train_path = write(tmp_path, hourly_frame(100), "train.csv")
     later = hourly_frame(5, start="2025-01-01")
-    with pytest.raises(DataError, match=r"test.csv: the test series has 5 rows; lookback 6 \+ horizon 3 needs at least 9"):
+    with pytest.raises(
+        DataError, match=r"test.csv: the test series has 5 rows; lookback 6 \+ horizon 3 needs at least 9"
+    ):
         load_task("forecast", train_path, write(tmp_path, later, "test.csv"), lookback=6, horizon=3)
     numbered = pd.DataFrame({"time": np.arange(30), "load": np.ones(30), "temp": np.ones(30)})
     with pytest.raises(DataError, match=r"numbers.csv: its times are numeric, the training data's are datetime"):
@@ -310,6 +333,7 @@ def test_mase_scale_is_none_when_a_season_is_longer_than_training(tmp_path):
     frame = pd.DataFrame({"step": np.arange(60), "y": np.arange(60) % 7 * 1.0})
     task = load_task("forecast", write(tmp_path, frame), time="step", lookback=5, horizon=2, season=50)
     assert task.meta["mase_scale"] is None and "MASE undefined" in task.meta["notes"][-1]
-    constant_weekly = load_task("forecast", write(tmp_path, frame, "weekly.csv"), time="step", lookback=5, horizon=2,
-                                season=7)
+    constant_weekly = load_task(
+        "forecast", write(tmp_path, frame, "weekly.csv"), time="step", lookback=5, horizon=2, season=7
+    )
     assert constant_weekly.meta["mase_scale"] is None

@@ -14,8 +14,20 @@ def recall_run(tmp_path_factory):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("runs") / "recall-gru"
-    train(TrainConfig(task="recall", model="gru", seq_len=10, n_train=256, n_val=64, n_test=128, epochs=1,
-                      hidden_size=16, num_layers=1, out=str(out)))
+    train(
+        TrainConfig(
+            task="recall",
+            model="gru",
+            seq_len=10,
+            n_train=256,
+            n_val=64,
+            n_test=128,
+            epochs=1,
+            hidden_size=16,
+            num_layers=1,
+            out=str(out),
+        )
+    )
     torch.set_num_threads(threads)
     return out
 

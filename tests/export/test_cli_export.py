@@ -39,8 +39,9 @@ def test_export_reports_the_check_and_the_metric(run_dir, tmp_path):
 
 
 def test_step_int8_and_pruned_variants_side_by_side(run_dir, tmp_path):
-    code, output = export(run_dir, "--out", tmp_path / "step.onnx", "--step", "--quantize", "int8",
-                          "--prune", "0.3", "--no-evaluate")
+    code, output = export(
+        run_dir, "--out", tmp_path / "step.onnx", "--step", "--quantize", "int8", "--prune", "0.3", "--no-evaluate"
+    )
     assert code == 0, output
     assert "step mode" in output and "pruned 30%" in output and "int8" in output
     ops = {node.op_type for node in onnx.load(str(tmp_path / "step.onnx")).graph.node}
@@ -58,14 +59,17 @@ def test_existing_output_is_refused_unless_forced(run_dir, tmp_path):
     assert code == 0, output
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--format", "tflite"], "unknown export format 'tflite'"),
-    (["--prune", "1.0"], r"prune fraction must lie in \[0, 1\)"),
-    (["--prune", "-0.2"], r"prune fraction must lie in \[0, 1\)"),
-    (["--finetune-epochs", "2"], "give a prune fraction too"),
-    (["--quantize", "int4"], "unknown quantisation 'int4'"),
-    (["--prune-scope", "layers", "--prune", "0.5"], "unknown prune scope 'layers'; did you mean 'layer'"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--format", "tflite"], "unknown export format 'tflite'"),
+        (["--prune", "1.0"], r"prune fraction must lie in \[0, 1\)"),
+        (["--prune", "-0.2"], r"prune fraction must lie in \[0, 1\)"),
+        (["--finetune-epochs", "2"], "give a prune fraction too"),
+        (["--quantize", "int4"], "unknown quantisation 'int4'"),
+        (["--prune-scope", "layers", "--prune", "0.5"], "unknown prune scope 'layers'; did you mean 'layer'"),
+    ],
+)
 def test_bad_options_are_named_and_write_nothing(run_dir, tmp_path, args, message):
     code, output = export(run_dir, "--out", tmp_path / "model.onnx", "--no-evaluate", *args)
     assert code == 2
@@ -88,8 +92,19 @@ def test_step_mode_of_a_model_that_cannot_stream_says_why(tmp_path):
     from rnnlab.train import TrainConfig, train
 
     run = tmp_path / "tcn"
-    train(TrainConfig(task="recall", model="tcn", seq_len=8, n_train=64, n_val=32, n_test=32, epochs=1,
-                      hidden_size=8, out=str(run)))
+    train(
+        TrainConfig(
+            task="recall",
+            model="tcn",
+            seq_len=8,
+            n_train=64,
+            n_val=32,
+            n_test=32,
+            epochs=1,
+            hidden_size=8,
+            out=str(run),
+        )
+    )
     code, output = export(run, "--out", tmp_path / "step.onnx", "--step")
     text = " ".join(output.split())
     assert code == 2 and "tcn model" in text and "cannot be exported with --step" in text

@@ -14,10 +14,10 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from export_helpers import inputs, tiny
 
 from rnnlab.export import ExportCheckError, OnnxModel, export_onnx
 from rnnlab.export.onnx import EXPORT_LENGTH, METADATA_KEY
-from export_helpers import inputs, tiny
 
 # (model name, task, build options): every family, with layers, both directions and layer norm.
 SEQUENCE_MATRIX = [
@@ -51,8 +51,9 @@ FRESH_SHAPES = ((4, 9), (1, 17), (6, 2))  # (batch, length): none traced, none u
 
 
 @pytest.mark.filterwarnings("ignore:TCN receptive field")  # length 17 reaches past a TCN built for 12
-@pytest.mark.parametrize("name,task,options", SEQUENCE_MATRIX,
-                         ids=[f"{n}-{t}-{'-'.join(o)}" for n, t, o in SEQUENCE_MATRIX])
+@pytest.mark.parametrize(
+    "name,task,options", SEQUENCE_MATRIX, ids=[f"{n}-{t}-{'-'.join(o)}" for n, t, o in SEQUENCE_MATRIX]
+)
 def test_sequence_export_matches_pytorch_on_unseen_lengths(tmp_path, name, task, options):
     model = tiny(name, task, options)
     path = tmp_path / "model.onnx"
@@ -81,8 +82,10 @@ def test_native_and_loop_recurrences_give_the_same_file_outputs(tmp_path):
     model = tiny("gru", "tag", {"num_layers": 2, "bidirectional": True})
     native = export_onnx(model, tmp_path / "native.onnx", recurrence="native")
     loop = export_onnx(model, tmp_path / "loop.onnx", recurrence="loop")
-    ops = {kind: {node.op_type for node in onnx.load(str(tmp_path / f"{kind}.onnx")).graph.node}
-           for kind in ("native", "loop")}
+    ops = {
+        kind: {node.op_type for node in onnx.load(str(tmp_path / f"{kind}.onnx")).graph.node}
+        for kind in ("native", "loop")
+    }
     assert "GRU" in ops["native"] and "Loop" not in ops["native"]
     assert "Loop" in ops["loop"] and "GRU" not in ops["loop"]
     assert max(native.max_abs_diff, loop.max_abs_diff) <= 1e-4
@@ -142,7 +145,7 @@ def test_existing_file_is_refused_unless_forced(tmp_path):
     model = tiny("gru", "regress", {"num_layers": 1})
     path = tmp_path / "model.onnx"
     path.write_text("keep me")
-    with pytest.raises(ValueError, match="exists.*force"):
+    with pytest.raises(ValueError, match=r"exists.*force"):
         export_onnx(model, path)
     assert path.read_text() == "keep me"
     export_onnx(model, path, force=True)
@@ -156,7 +159,7 @@ def test_failed_check_leaves_no_file(tmp_path, monkeypatch):
     monkeypatch.setattr(onnx_module, "check_onnx", lambda *args, **kwargs: (0.5, ["batch 1 × length 1"]))
     model = tiny("lstm", "classify", {"num_layers": 1})
     path = tmp_path / "model.onnx"
-    with pytest.raises(ExportCheckError, match="differs from PyTorch by 5.000e-01"):
+    with pytest.raises(ExportCheckError, match=r"differs from PyTorch by 5.000e-01"):
         export_onnx(model, path)
     assert list(tmp_path.iterdir()) == []
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from export_helpers import tiny
 
 from rnnlab.export import finetune, prune_model
 from rnnlab.export.prune import compressed_bytes, prunable_parameters
-
-from export_helpers import tiny
 
 
 def test_global_pruning_zeroes_the_smallest_weights_across_all_matrices():
@@ -16,8 +15,13 @@ def test_global_pruning_zeroes_the_smallest_weights_across_all_matrices():
     result = prune_model(model, 0.6, scope="global")
     before = prunable_parameters(model)
     after = prunable_parameters(result.model)
-    assert set(before) == {"encoder.rnn.weight_ih_l0", "encoder.rnn.weight_hh_l0", "encoder.rnn.weight_ih_l1",
-                           "encoder.rnn.weight_hh_l1", "head.linear.weight"}
+    assert set(before) == {
+        "encoder.rnn.weight_ih_l0",
+        "encoder.rnn.weight_hh_l0",
+        "encoder.rnn.weight_ih_l1",
+        "encoder.rnn.weight_hh_l1",
+        "head.linear.weight",
+    }
     magnitudes = torch.cat([p.detach().abs().flatten() for p in before.values()])
     # Independent reference: sort every magnitude; the 60% smallest are the ones to go.
     cut = magnitudes.sort().values[int(0.6 * magnitudes.numel()) - 1]

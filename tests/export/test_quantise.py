@@ -6,12 +6,11 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from export_helpers import inputs, tiny
 
 from rnnlab.export import OnnxModel, export_onnx, quantize_model
 from rnnlab.export.onnx import _all_graphs, weight_bytes
 from rnnlab.export.quantise import QuantizedRecurrent, QuantizedRNN, recurrent_weight_bytes
-
-from export_helpers import inputs, tiny
 
 
 @pytest.mark.parametrize("name,bidirectional", [("lstm", False), ("gru", True), ("rnn", False)])
@@ -73,13 +72,16 @@ def test_quantised_model_streams_close_to_its_whole_sequence():
     assert difference < 0.05 * whole.abs().max()  # the size of int8 rounding, as for the whole sequence
 
 
-@pytest.mark.parametrize("name,mode,recurrence,operator", [
-    ("lstm", "sequence", "auto", "DynamicQuantizeLSTM"),  # onnxruntime's integer LSTM
-    ("gru", "sequence", "auto", "DequantizeLinear"),  # int8 weights in front of the GRU operator
-    ("rnn", "sequence", "auto", "DequantizeLinear"),
-    ("gru", "sequence", "loop", "MatMulInteger"),  # integer matmuls inside the loop
-    ("gru", "step", "auto", "MatMulInteger"),
-])
+@pytest.mark.parametrize(
+    "name,mode,recurrence,operator",
+    [
+        ("lstm", "sequence", "auto", "DynamicQuantizeLSTM"),  # onnxruntime's integer LSTM
+        ("gru", "sequence", "auto", "DequantizeLinear"),  # int8 weights in front of the GRU operator
+        ("rnn", "sequence", "auto", "DequantizeLinear"),
+        ("gru", "sequence", "loop", "MatMulInteger"),  # integer matmuls inside the loop
+        ("gru", "step", "auto", "MatMulInteger"),
+    ],
+)
 def test_onnx_int8_quantises_every_recurrent_family(tmp_path, name, mode, recurrence, operator):
     model = tiny(name, "forecast", {"num_layers": 2}, hidden_size=64)
     float_report = export_onnx(model, tmp_path / "float.onnx", mode=mode, recurrence=recurrence)
@@ -111,5 +113,5 @@ def test_onnx_int8_quantises_every_recurrent_family(tmp_path, name, mode, recurr
 
 
 def test_unknown_quantisation_is_named(tmp_path):
-    with pytest.raises(ValueError, match="unknown quantisation 'int4'.*int8"):
+    with pytest.raises(ValueError, match=r"unknown quantisation 'int4'.*int8"):
         export_onnx(tiny("gru", "forecast", {"num_layers": 1}), tmp_path / "m.onnx", quantize="int4")

@@ -5,17 +5,25 @@ from __future__ import annotations
 
 import pytest
 import torch
+from export_helpers import tiny
 
 from rnnlab.export import export_onnx
 from rnnlab.export.recurrence import ExportRecurrent, native_refusal, replace_recurrent_layers
 from rnnlab.layers import GRU, LSTM, RNN, reference_path
 
-from export_helpers import tiny
-
 VARIANTS = [
-    (RNN, {}), (RNN, {"nonlinearity": "relu"}), (LSTM, {}), (GRU, {}), (GRU, {"convention": "cho"}),
-    (LSTM, {"layer_norm": True}), (GRU, {"layer_norm": True}), (GRU, {"layer_norm": True, "convention": "cho"}),
-    (RNN, {"layer_norm": True}), (LSTM, {"zoneout": 0.25}), (GRU, {"weight_norm": True}), (LSTM, {"bias": False}),
+    (RNN, {}),
+    (RNN, {"nonlinearity": "relu"}),
+    (LSTM, {}),
+    (GRU, {}),
+    (GRU, {"convention": "cho"}),
+    (LSTM, {"layer_norm": True}),
+    (GRU, {"layer_norm": True}),
+    (GRU, {"layer_norm": True, "convention": "cho"}),
+    (RNN, {"layer_norm": True}),
+    (LSTM, {"zoneout": 0.25}),
+    (GRU, {"weight_norm": True}),
+    (LSTM, {"bias": False}),
 ]
 
 
@@ -56,8 +64,10 @@ def test_operators_refuse_what_they_cannot_express():
 def test_auto_picks_the_operator_unless_an_extra_needs_the_loop():
     model = tiny("lstm", "forecast", {"num_layers": 1, "zoneout": 0.2})
     notes = replace_recurrent_layers(model)
-    assert notes == ["encoder.rnn: lstm → ONNX Loop over the cell equations (zoneout has no place in the ONNX "
-                     "LSTM/GRU/RNN operators)"]
+    assert notes == [
+        "encoder.rnn: lstm → ONNX Loop over the cell equations (zoneout has no place in the ONNX "
+        "LSTM/GRU/RNN operators)"
+    ]
     plain = tiny("gru", "forecast", {"num_layers": 1})
     assert replace_recurrent_layers(plain) == ["encoder.rnn: gru → ONNX operator with sequence_lens"]
 

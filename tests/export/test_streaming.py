@@ -5,10 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from export_helpers import inputs, tiny
 
 from rnnlab.export import StreamingPredictor, export_onnx
-
-from export_helpers import inputs, tiny
 
 # Every recurrent family that can stream, under a per-step head and a sequence head.
 FAMILIES = [
@@ -96,11 +95,11 @@ def test_predict_runs_a_window_without_touching_streams():
 
 
 def test_models_and_files_that_cannot_stream_are_refused(tmp_path):
-    with pytest.raises(ValueError, match="cannot stream.*bidirectional"):
+    with pytest.raises(ValueError, match=r"cannot stream.*bidirectional"):
         StreamingPredictor(tiny("lstm", "tag", {"bidirectional": True}))
-    with pytest.raises(ValueError, match="cannot stream.*attention"):
+    with pytest.raises(ValueError, match=r"cannot stream.*attention"):
         StreamingPredictor(tiny("gru+attn", "classify", {}))
-    with pytest.raises(ValueError, match="cannot stream.*no recurrent state"):
+    with pytest.raises(ValueError, match=r"cannot stream.*no recurrent state"):
         StreamingPredictor(tiny("tcn", "forecast", {}))
     sequence_file = tmp_path / "whole.onnx"
     export_onnx(tiny("gru", "forecast", {"num_layers": 1}), sequence_file)

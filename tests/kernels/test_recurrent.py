@@ -75,8 +75,9 @@ def run(layer, x, form: str, hx=None):
     layer_hx = None if hx is None else (hx if isinstance(layer, rnnlab.LSTM) else hx[0])
     torch.manual_seed(7)  # the same recurrent-dropout masks on both paths
     if form == "packed":
-        output, state = layer(pack_padded_sequence(x, LENGTHS, batch_first=layer.batch_first, enforce_sorted=False),
-                              layer_hx)
+        output, state = layer(
+            pack_padded_sequence(x, LENGTHS, batch_first=layer.batch_first, enforce_sorted=False), layer_hx
+        )
         output = output.data
     else:
         output, state = layer(x, layer_hx, lengths=LENGTHS if form == "lengths" else None)
@@ -102,6 +103,7 @@ def spy_on_kernel(monkeypatch) -> list[str]:
 def run_nudged(layer, x, form, hx, generator):
     """``run`` with every float32 element of the weights, ``x`` and ``hx`` moved one unit in the last
     place, up or down at random: the same computation rounded otherwise."""
+
     def nudge(tensor):
         up = torch.rand(tensor.shape, generator=generator) < 0.5
         return torch.nextafter(tensor, torch.where(up, torch.inf, -torch.inf).to(tensor.dtype))
@@ -164,6 +166,7 @@ def test_rows_split_over_threads_equal_the_reference_loop(case, monkeypatch):
     for a, b in zip(ours, expected):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9 * max(1.0, float(b.abs().max())))
 
+
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_kernel_passes_gradcheck_in_float64(case):
     layer_class, options = CASES[case]
@@ -174,8 +177,9 @@ def test_kernel_passes_gradcheck_in_float64(case):
 
     def forward(x, *weights):
         torch.manual_seed(3)  # gradcheck calls forward many times: the same dropout mask each time
-        output, state = torch.func.functional_call(layer, dict(zip(names, weights)), (x,),
-                                                   {"lengths": torch.tensor([4, 2, 1])})
+        output, state = torch.func.functional_call(
+            layer, dict(zip(names, weights)), (x,), {"lengths": torch.tensor([4, 2, 1])}
+        )
         return output, *(state if isinstance(state, tuple) else (state,))
 
     assert torch.autograd.gradcheck(forward, (x, *layer.parameters()))
@@ -228,8 +232,9 @@ def test_stepper_equals_the_whole_sequence(case, batch):
         outputs.append(h_t)
     torch.testing.assert_close(torch.stack(outputs), whole, rtol=1e-5, atol=1e-5)
     final_state = stepper.to_layer_state(state)
-    for ours, expected in zip(final_state if isinstance(final, tuple) else (final_state,),
-                              final if isinstance(final, tuple) else (final,)):
+    for ours, expected in zip(
+        final_state if isinstance(final, tuple) else (final_state,), final if isinstance(final, tuple) else (final,)
+    ):
         torch.testing.assert_close(ours, expected, rtol=1e-5, atol=1e-5)
 
 

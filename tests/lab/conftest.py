@@ -7,8 +7,17 @@ from lab_fixtures import long_range_study
 
 #: A real comparison small enough for the default test run: 2 models × 2 lengths × 1 seed, tiny models,
 #: a few epochs (the time cap is far away, so the epochs decide and the runs are reproducible).
-TINY = {"models": ["rnn", "lstm"], "lengths": [6, 12], "seeds": [0], "budget": "quick", "params": 1500,
-        "epochs": 3, "max_minutes": 10.0, "train_samples": 256, "workers": 2}
+TINY = {
+    "models": ["rnn", "lstm"],
+    "lengths": [6, 12],
+    "seeds": [0],
+    "budget": "quick",
+    "params": 1500,
+    "epochs": 3,
+    "max_minutes": 10.0,
+    "train_samples": 256,
+    "workers": 2,
+}
 #: The layer probe at a size that takes a moment.
 TINY_PROBE = {"input_size": 8, "hidden_size": 16, "seq_len": 20, "batch_size": 8, "repeats": 3}
 

@@ -12,17 +12,34 @@ from typing import Any
 from rnnlab.lab.results import assemble
 
 
-def make_cell(model: str, length: int | None, seed: int = 0, *, value: float = 0.9, metric: str = "accuracy",
-              higher: bool = True, epochs_to_target: int | None = 3, epochs: int = 10,
-              train_ms: float = 10.0, latency_ms: float = 1.0, step_ms: float | None = 0.1,
-              params: int = 1000, memory_mb: float = 5.0, flow_ratio: float | None = None,
-              cell_ratio: float | None = None, retention: float | None = None, attention: bool = False,
-              baselines: dict[str, float] | None = None, num_classes: int | None = 8) -> dict[str, Any]:
+def make_cell(
+    model: str,
+    length: int | None,
+    seed: int = 0,
+    *,
+    value: float = 0.9,
+    metric: str = "accuracy",
+    higher: bool = True,
+    epochs_to_target: int | None = 3,
+    epochs: int = 10,
+    train_ms: float = 10.0,
+    latency_ms: float = 1.0,
+    step_ms: float | None = 0.1,
+    params: int = 1000,
+    memory_mb: float = 5.0,
+    flow_ratio: float | None = None,
+    cell_ratio: float | None = None,
+    retention: float | None = None,
+    attention: bool = False,
+    baselines: dict[str, float] | None = None,
+    num_classes: int | None = 8,
+) -> dict[str, Any]:
     """One finished cell; ``flow_ratio`` (and ``cell_ratio``) make ‖∂L/∂h_1‖/‖∂L/∂h_T‖ equal to it."""
     t = length or 20
     steps = list(range(1, t + 1)) if t <= 128 else [1, t // 2, t]
     gradient_flow = None
     if flow_ratio is not None:
+
         def curve(ratio: float) -> list[float]:
             # geometric from ratio·g_T at t=1 up to g_T = 0.01 at t=T
             return [0.01 * ratio ** ((t - step) / max(1, t - 1)) for step in steps]
@@ -34,12 +51,21 @@ def make_cell(model: str, length: int | None, seed: int = 0, *, value: float = 0
     gates = None
     if retention is not None:
         stat = {"mean": retention, "saturated_low": 0.05, "saturated_high": 0.3}
-        gates = {"gates": {"f": stat}, "retention_gate": "f (LSTM forget gate)", "retention": stat,
-                 "over_time": {"steps": steps, "mean": [retention] * len(steps)}}
+        gates = {
+            "gates": {"f": stat},
+            "retention_gate": "f (LSTM forget gate)",
+            "retention": stat,
+            "over_time": {"steps": steps, "mean": [retention] * len(steps)},
+        }
     attention_record = None
     if attention:
         weights = [[1.0 / len(steps)] * len(steps) for _ in range(4)]
-        attention_record = {"kind": "attention pooling α_t", "steps": steps, "weights": weights, "targets": [0, 1, 2, 3]}
+        attention_record = {
+            "kind": "attention pooling α_t",
+            "steps": steps,
+            "weights": weights,
+            "targets": [0, 1, 2, 3],
+        }
     reached = epochs_to_target is not None
     return {
         "key": f"{model.replace('+', '-')}__T{'native' if length is None else length}__s{seed}",
@@ -62,8 +88,10 @@ def make_cell(model: str, length: int | None, seed: int = 0, *, value: float = 0
         "epochs_to_target": epochs_to_target,
         "seconds_to_target": 2.0 * epochs_to_target if reached else None,
         "train_seconds": 20.0,
-        "history": [{"epoch": e, "seconds": 2.0 * e, "val_metric": min(value, value * e / 3), "train_loss": 1.0 / e}
-                    for e in range(1, epochs + 1)],
+        "history": [
+            {"epoch": e, "seconds": 2.0 * e, "val_metric": min(value, value * e / 3), "train_loss": 1.0 / e}
+            for e in range(1, epochs + 1)
+        ],
         "cost": {
             "train_ms_per_step": train_ms,
             "latency_ms_sequence": latency_ms,
@@ -78,43 +106,91 @@ def make_cell(model: str, length: int | None, seed: int = 0, *, value: float = 0
         "gradient_flow": gradient_flow,
         "gates": gates,
         "attention": attention_record,
-        "timing": {"started": "2026-01-01T00:00:00+00:00", "finished": "2026-01-01T00:00:20+00:00",
-                   "wall_seconds": 20.0},
+        "timing": {
+            "started": "2026-01-01T00:00:00+00:00",
+            "finished": "2026-01-01T00:00:20+00:00",
+            "wall_seconds": 20.0,
+        },
     }
 
 
-def make_probe(rnn_ms: float = 10.0, lstm_ms: float = 14.0, gru_ms: float = 11.0,
-               rnn_infer: float = 3.0, lstm_infer: float = 4.0, gru_infer: float = 3.3) -> dict[str, Any]:
+def make_probe(
+    rnn_ms: float = 10.0,
+    lstm_ms: float = 14.0,
+    gru_ms: float = 11.0,
+    rnn_infer: float = 3.0,
+    lstm_infer: float = 4.0,
+    gru_infer: float = 3.3,
+) -> dict[str, Any]:
     return {
-        "input_size": 32, "hidden_size": 128, "seq_len": 100, "batch_size": 32, "repeats": 15, "threads": 1,
+        "input_size": 32,
+        "hidden_size": 128,
+        "seq_len": 100,
+        "batch_size": 32,
+        "repeats": 15,
+        "threads": 1,
         "parameters": {"rnn": 20736, "lstm": 82944, "gru": 62208},
-        "layers": {"rnn": {"train_ms": rnn_ms, "infer_ms": rnn_infer},
-                   "lstm": {"train_ms": lstm_ms, "infer_ms": lstm_infer},
-                   "gru": {"train_ms": gru_ms, "infer_ms": gru_infer}},
+        "layers": {
+            "rnn": {"train_ms": rnn_ms, "infer_ms": rnn_infer},
+            "lstm": {"train_ms": lstm_ms, "infer_ms": lstm_infer},
+            "gru": {"train_ms": gru_ms, "infer_ms": gru_infer},
+        },
     }
 
 
-def make_results(cells: list[dict[str, Any]], *, task: str = "recall", probe: dict[str, Any] | None = None,
-                 models: list[str] | None = None, lengths: list[int | None] | None = None,
-                 seeds: list[int] | None = None, expected: int | None = None, data: str | None = None) -> dict:
+def make_results(
+    cells: list[dict[str, Any]],
+    *,
+    task: str = "recall",
+    probe: dict[str, Any] | None = None,
+    models: list[str] | None = None,
+    lengths: list[int | None] | None = None,
+    seeds: list[int] | None = None,
+    expected: int | None = None,
+    data: str | None = None,
+) -> dict:
     """A results document assembled (by the product's own ``assemble``) from constructed cells."""
     models = models or list(dict.fromkeys(cell["model"] for cell in cells))
     lengths = lengths or sorted({cell["length"] for cell in cells}, key=lambda v: math.inf if v is None else v)
     seeds = seeds or sorted({cell["seed"] for cell in cells})
     experiment = {
-        "task": task, "data": data, "data_sha256": None, "data_options": {}, "budget": "quick", "params": 1000,
-        "epochs": 10, "max_minutes": 1.0, "batch_size": 64, "train_samples": 2000, "patience": None,
-        "schedule": "none", "stop_at_perfect": True, "timing_seconds": 0.5, "target_metric": None, "num_layers": None, "lr": None, "clip": 1.0, "init": "auto",
-        "models": models, "lengths": lengths, "seeds": seeds,
+        "task": task,
+        "data": data,
+        "data_sha256": None,
+        "data_options": {},
+        "budget": "quick",
+        "params": 1000,
+        "epochs": 10,
+        "max_minutes": 1.0,
+        "batch_size": 64,
+        "train_samples": 2000,
+        "patience": None,
+        "schedule": "none",
+        "stop_at_perfect": True,
+        "timing_seconds": 0.5,
+        "target_metric": None,
+        "num_layers": None,
+        "lr": None,
+        "clip": 1.0,
+        "init": "auto",
+        "models": models,
+        "lengths": lengths,
+        "seeds": seeds,
     }
     return assemble(
-        experiment, cells,
+        experiment,
+        cells,
         expected=expected if expected is not None else len(models) * len(lengths) * len(seeds),
         probe=probe,
-        machine={"executor": "local", "workers": 2, "threads_per_worker": 1, "platform": "test", "cpu_cores": 2,
-                 "torch": "test"},
-        timing={"started": "2026-01-01T00:00:00+00:00", "finished": "2026-01-01T00:10:00+00:00",
-                "wall_seconds": 600.0},
+        machine={
+            "executor": "local",
+            "workers": 2,
+            "threads_per_worker": 1,
+            "platform": "test",
+            "cpu_cores": 2,
+            "torch": "test",
+        },
+        timing={"started": "2026-01-01T00:00:00+00:00", "finished": "2026-01-01T00:10:00+00:00", "wall_seconds": 600.0},
     )
 
 
@@ -134,13 +210,19 @@ def long_range_study(*, rnn_long: float = 0.13, lstm_long: float = 0.97, with_pr
         for length, value in by_length.items():
             for seed in (0, 1):
                 recurrent = model in ("rnn", "lstm", "gru", "lstm+attn")
-                cells.append(make_cell(
-                    model, length, seed, value=value - 0.002 * seed,
-                    epochs_to_target=None if value < 0.91 else (2 if model != "rnn" else 6),
-                    train_ms=speed[model] * length / 10, latency_ms=speed[model] * length / 100,
-                    flow_ratio=(1e-12 if model == "rnn" else 0.05) if recurrent else None,
-                    cell_ratio=0.3 if model in ("lstm", "lstm+attn") else None,
-                    retention=0.9 if model in ("lstm", "gru", "lstm+attn") else None,
-                    attention=model in ("lstm+attn", "transformer"),
-                ))
+                cells.append(
+                    make_cell(
+                        model,
+                        length,
+                        seed,
+                        value=value - 0.002 * seed,
+                        epochs_to_target=None if value < 0.91 else (2 if model != "rnn" else 6),
+                        train_ms=speed[model] * length / 10,
+                        latency_ms=speed[model] * length / 100,
+                        flow_ratio=(1e-12 if model == "rnn" else 0.05) if recurrent else None,
+                        cell_ratio=0.3 if model in ("lstm", "lstm+attn") else None,
+                        retention=0.9 if model in ("lstm", "gru", "lstm+attn") else None,
+                        attention=model in ("lstm+attn", "transformer"),
+                    )
+                )
     return make_results(cells, probe=make_probe() if with_probe else None)

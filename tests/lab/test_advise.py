@@ -10,18 +10,28 @@ from typer.testing import CliRunner
 
 from rnnlab.cli import app
 from rnnlab.errors import ConfigError
-from rnnlab.lab.advise import Limits, advise, guide_rules
 from rnnlab.io import atomic_write_json
+from rnnlab.lab.advise import Limits, advise, guide_rules
 
 
 def results_at(length: int, rows: list[tuple[str, float, float, int]], **kwargs) -> dict:
     """Cells (model, accuracy, latency ms, parameters) at one length."""
-    return make_results([make_cell(model, length, value=value, latency_ms=latency, params=params, **kwargs)
-                         for model, value, latency, params in rows])
+    return make_results(
+        [
+            make_cell(model, length, value=value, latency_ms=latency, params=params, **kwargs)
+            for model, value, latency, params in rows
+        ]
+    )
 
 
-ROWS = [("rnn", 0.60, 0.5, 900), ("lstm", 0.95, 2.0, 1000), ("gru", 0.94, 1.5, 1000),
-        ("lstm+attn", 0.99, 3.0, 1100), ("tcn", 0.97, 4.0, 1000), ("transformer", 0.96, 5.0, 1200)]
+ROWS = [
+    ("rnn", 0.60, 0.5, 900),
+    ("lstm", 0.95, 2.0, 1000),
+    ("gru", 0.94, 1.5, 1000),
+    ("lstm+attn", 0.99, 3.0, 1100),
+    ("tcn", 0.97, 4.0, 1000),
+    ("transformer", 0.96, 5.0, 1200),
+]
 
 
 def brute_force_front(rows):
@@ -30,7 +40,8 @@ def brute_force_front(rows):
     for model, value, latency, params in rows:
         dominated = any(
             v >= value and lat <= latency and p <= params and (v, lat, p) != (value, latency, params)
-            for m, v, lat, p in rows if m != model
+            for m, v, lat, p in rows
+            if m != model
         )
         if not dominated:
             front.add(model)
@@ -49,8 +60,10 @@ def test_front_matches_its_definition_on_random_rows(seed):
     import random
 
     rng = random.Random(seed)
-    rows = [(m, round(rng.random(), 2), round(rng.uniform(0.1, 5), 1), rng.choice([900, 1000, 1100]))
-            for m in ("rnn", "lstm", "gru", "lstm+attn", "tcn", "transformer")]
+    rows = [
+        (m, round(rng.random(), 2), round(rng.uniform(0.1, 5), 1), rng.choice([900, 1000, 1100]))
+        for m in ("rnn", "lstm", "gru", "lstm+attn", "tcn", "transformer")
+    ]
     assert set(advise(results_at(100, rows)).front) == brute_force_front(rows)
 
 
@@ -71,9 +84,16 @@ def test_equally_accurate_models_go_to_the_faster():
     assert any("within noise" in r for r in advice.reasons)
 
 
-@pytest.mark.parametrize("seq_len, applies", [
-    (19, {"short"}), (20, {"medium"}), (100, {"medium"}), (101, {"long"}), (1000, {"long"}),
-])
+@pytest.mark.parametrize(
+    "seq_len, applies",
+    [
+        (19, {"short"}),
+        (20, {"medium"}),
+        (100, {"medium"}),
+        (101, {"long"}),
+        (1000, {"long"}),
+    ],
+)
 def test_length_rules_follow_the_guide(seq_len, applies):
     rules = guide_rules(seq_len, Limits())
     assert {rule.id for rule in rules if rule.applies} == applies
@@ -110,8 +130,9 @@ def test_nearest_measured_length_is_used():
 
 
 def test_accuracy_limit_on_an_error_metric_is_refused():
-    results = make_results([make_cell("lstm", None, value=1.8, metric="mae", higher=False,
-                                      baselines={"naive_mae": 3.0})], task="forecast")
+    results = make_results(
+        [make_cell("lstm", None, value=1.8, metric="mae", higher=False, baselines={"naive_mae": 3.0})], task="forecast"
+    )
     with pytest.raises(ConfigError, match="use --max-error"):
         advise(results, Limits(min_accuracy=0.9))
     assert advise(results, Limits(max_error=2.0)).pick == "lstm"

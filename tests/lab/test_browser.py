@@ -12,8 +12,16 @@ import pytest
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = Path(__file__).parent / "_artifacts"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 # Appended to a copy of the page: after the load event, record which images did not decode.
 CHECK = """<script>
@@ -27,8 +35,9 @@ window.addEventListener("load", () => {
 
 
 def run_chromium(arguments: list[str], profile: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", *arguments],
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", *arguments], capture_output=True, text=True, timeout=120
+    )
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install -y chromium)")
@@ -38,8 +47,10 @@ def test_report_loads_in_chromium_without_errors(tiny_comparison, tmp_path):
     checked = report.with_name("report.checked.html")
     checked.write_text(page.replace("</body>", CHECK + "</body>"), encoding="utf-8")
     try:
-        result = run_chromium(["--enable-logging=stderr", "--v=0", "--virtual-time-budget=5000", "--dump-dom",
-                               checked.as_uri()], tmp_path / "profile")
+        result = run_chromium(
+            ["--enable-logging=stderr", "--v=0", "--virtual-time-budget=5000", "--dump-dom", checked.as_uri()],
+            tmp_path / "profile",
+        )
     finally:
         checked.unlink()
     assert result.returncode == 0, result.stderr[-2000:]
@@ -48,13 +59,18 @@ def test_report_loads_in_chromium_without_errors(tiny_comparison, tmp_path):
     broken = json.loads(re.search(r'data-broken="([^"]*)"', body).group(1).replace("&quot;", '"'))
     assert images == page.count("<img ") >= 5 and broken == []
     # the page has no script of its own: any console line is an error it caused
-    console = [line for line in result.stderr.splitlines() if ":CONSOLE" in line or "Uncaught" in line
-               or "Failed to load resource" in line]
+    console = [
+        line
+        for line in result.stderr.splitlines()
+        if ":CONSOLE" in line or "Uncaught" in line or "Failed to load resource" in line
+    ]
     assert console == []
 
     ARTIFACTS.mkdir(exist_ok=True)
     screenshot = ARTIFACTS / "report_first_screen.png"
-    shot = run_chromium(["--window-size=1280,900", "--hide-scrollbars", f"--screenshot={screenshot}",
-                         report.as_uri()], tmp_path / "profile2")
+    shot = run_chromium(
+        ["--window-size=1280,900", "--hide-scrollbars", f"--screenshot={screenshot}", report.as_uri()],
+        tmp_path / "profile2",
+    )
     assert shot.returncode == 0 and screenshot.stat().st_size > 10_000
     print(f"\nscreenshot of the report's first screen: {screenshot}")

@@ -5,12 +5,11 @@ from __future__ import annotations
 import math
 
 import pytest
+from lab_fixtures import make_results
 
 from rnnlab.lab.cell import default_target, first_reaching, run_cell, train_config
 from rnnlab.lab.grid import CompareConfig, resolve
 from rnnlab.lab.results import validate
-
-from lab_fixtures import make_results  # noqa: E402  (tests/lab is on the path)
 
 
 @pytest.fixture
@@ -24,11 +23,24 @@ def series_csv(tmp_path):
 
 
 def test_a_cell_forecasts_a_users_csv_with_the_length_as_lookback(series_csv, tmp_path):
-    experiment = resolve(CompareConfig(task="forecast", data=str(series_csv), models=["gru"], lengths=[12],
-                                       budget="quick", params=800, epochs=2, data_options={"horizon": 3}))
+    experiment = resolve(
+        CompareConfig(
+            task="forecast",
+            data=str(series_csv),
+            models=["gru"],
+            lengths=[12],
+            budget="quick",
+            params=800,
+            epochs=2,
+            data_options={"horizon": 3},
+        )
+    )
     cell = experiment.cells[0]
-    record = run_cell({"key": cell.key, "model": cell.model, "length": cell.length, "seed": cell.seed},
-                      experiment.recipe, str(tmp_path / "run"))
+    record = run_cell(
+        {"key": cell.key, "model": cell.model, "length": cell.length, "seed": cell.seed},
+        experiment.recipe,
+        str(tmp_path / "run"),
+    )
     assert record["status"] == "done", record.get("traceback")
     assert record["metric"]["name"] == "mae" and record["metric"]["higher_is_better"] is False
     assert record["spec"]["output_shape"] == [3, 1] and record["spec"]["seq_len"] == 12  # lookback 12, horizon 3
@@ -65,8 +77,12 @@ def test_default_target_is_skill_nine_tenths():
 
 
 def test_first_epoch_reaching_the_target():
-    history = [{"epoch": 1, "seconds": 2.0, "val_metric": 0.3}, {"epoch": 2, "seconds": 4.1, "val_metric": None},
-               {"epoch": 3, "seconds": 6.0, "val_metric": 0.95}, {"epoch": 4, "seconds": 8.0, "val_metric": 0.99}]
+    history = [
+        {"epoch": 1, "seconds": 2.0, "val_metric": 0.3},
+        {"epoch": 2, "seconds": 4.1, "val_metric": None},
+        {"epoch": 3, "seconds": 6.0, "val_metric": 0.95},
+        {"epoch": 4, "seconds": 8.0, "val_metric": 0.99},
+    ]
     assert first_reaching(history, {"value": 0.9, "higher_is_better": True}) == (3, 6.0)
     assert first_reaching(history, {"value": 0.999, "higher_is_better": True}) == (None, None)
     assert first_reaching(history, {"value": 0.5, "higher_is_better": False}) == (1, 2.0)

@@ -15,9 +15,18 @@ def verdicts(results: dict) -> dict[str, dict]:
 def test_every_claim_of_the_spec_is_checked(study):
     ids = set(verdicts(study))
     assert ids == {
-        "rnn-short-memory", "long-sequence-1000", "vanishing-gradient", "parameter-count", "lstm-step-cost",
-        "gru-train-speed", "gru-inference-speed", "lstm-converges-faster", "traffic-forecast",
-        "challengers-train-faster", "challengers-long-sequences", "small-data-small-machines",
+        "rnn-short-memory",
+        "long-sequence-1000",
+        "vanishing-gradient",
+        "parameter-count",
+        "lstm-step-cost",
+        "gru-train-speed",
+        "gru-inference-speed",
+        "lstm-converges-faster",
+        "traffic-forecast",
+        "challengers-train-faster",
+        "challengers-long-sequences",
+        "small-data-small-machines",
     }
 
 
@@ -41,8 +50,10 @@ def test_collapse_claim_fails_when_the_rnn_does_not_collapse():
 
 
 def test_collapse_claim_is_not_measured_below_1000_and_says_how_to_measure_it():
-    cells = [make_cell(m, t, value=v) for m, t, v in
-             [("rnn", 10, 1.0), ("rnn", 100, 0.2), ("lstm", 10, 1.0), ("lstm", 100, 0.99)]]
+    cells = [
+        make_cell(m, t, value=v)
+        for m, t, v in [("rnn", 10, 1.0), ("rnn", 100, 0.2), ("lstm", 10, 1.0), ("lstm", 100, 0.99)]
+    ]
     claim = verdicts(make_results(cells))["long-sequence-1000"]
     assert claim["verdict"] == "not measured"
     assert "longest length measured for both is 100" in claim["why"] and "standard" in claim["why"]
@@ -62,8 +73,10 @@ def test_claims_about_other_tasks_are_not_measured_with_the_command_that_would()
 
 def test_traffic_case_checks_the_ordering_of_the_maes():
     def forecast(rnn, lstm, gru):
-        cells = [make_cell(m, None, value=v, metric="mae", higher=False, baselines={"naive_mae": 3.0},
-                           epochs_to_target=None) for m, v in (("rnn", rnn), ("lstm", lstm), ("gru", gru))]
+        cells = [
+            make_cell(m, None, value=v, metric="mae", higher=False, baselines={"naive_mae": 3.0}, epochs_to_target=None)
+            for m, v in (("rnn", rnn), ("lstm", lstm), ("gru", gru))
+        ]
         return verdicts(make_results(cells, task="forecast", data="traffic"))["traffic-forecast"]
 
     assert forecast(2.3, 1.8, 1.9)["verdict"] == "holds"
@@ -73,8 +86,10 @@ def test_traffic_case_checks_the_ordering_of_the_maes():
 
 def test_vanishing_gradient_verdict_follows_the_ratios():
     def flow(rnn_ratio, cell_ratio):
-        cells = [make_cell("rnn", 100, flow_ratio=rnn_ratio), make_cell("lstm", 100, flow_ratio=0.1,
-                                                                         cell_ratio=cell_ratio)]
+        cells = [
+            make_cell("rnn", 100, flow_ratio=rnn_ratio),
+            make_cell("lstm", 100, flow_ratio=0.1, cell_ratio=cell_ratio),
+        ]
         return verdicts(make_results(cells))["vanishing-gradient"]
 
     assert flow(1e-9, 0.2)["verdict"] == "holds"
@@ -97,17 +112,25 @@ def test_cost_claims_read_the_layer_probe():
 
 
 def test_convergence_compares_epochs_to_target_per_length():
-    cells = [make_cell("rnn", 10, epochs_to_target=2), make_cell("lstm", 10, epochs_to_target=5),
-             make_cell("rnn", 50, epochs_to_target=None, value=0.3), make_cell("lstm", 50, epochs_to_target=4),
-             make_cell("rnn", 100, epochs_to_target=9), make_cell("lstm", 100, epochs_to_target=12)]
+    cells = [
+        make_cell("rnn", 10, epochs_to_target=2),
+        make_cell("lstm", 10, epochs_to_target=5),
+        make_cell("rnn", 50, epochs_to_target=None, value=0.3),
+        make_cell("lstm", 50, epochs_to_target=4),
+        make_cell("rnn", 100, epochs_to_target=9),
+        make_cell("lstm", 100, epochs_to_target=12),
+    ]
     claim = verdicts(make_results(cells))["lstm-converges-faster"]
     assert claim["verdict"] == "does not hold"  # fewer epochs at 1 of 3 lengths
     assert claim["figures"] == {"compared_lengths": 3, "lstm_fewer": 1}
 
 
 def test_challengers_must_both_match_the_lstm():
-    cells = [make_cell("lstm", 300, value=0.95), make_cell("tcn", 300, value=0.96), make_cell("transformer", 300,
-                                                                                             value=0.5)]
+    cells = [
+        make_cell("lstm", 300, value=0.95),
+        make_cell("tcn", 300, value=0.96),
+        make_cell("transformer", 300, value=0.5),
+    ]
     claim = verdicts(make_results(cells))["challengers-long-sequences"]
     assert claim["verdict"] == "does not hold" and claim["why"].startswith("tcn within")
 
@@ -118,8 +141,12 @@ def test_check_claims_runs_on_an_empty_run():
 
 
 def test_collapse_claim_says_when_the_time_cap_cut_a_rising_lstm_short():
-    cells = [make_cell("rnn", 10, value=1.0), make_cell("lstm", 10, value=1.0),
-             make_cell("rnn", 1000, value=0.12), make_cell("lstm", 1000, value=0.6, epochs=2)]
+    cells = [
+        make_cell("rnn", 10, value=1.0),
+        make_cell("lstm", 10, value=1.0),
+        make_cell("rnn", 1000, value=0.12),
+        make_cell("lstm", 1000, value=0.6, epochs=2),
+    ]
     cells[-1]["stopped"] = "time budget"  # its history rises 0.2 → 0.4 over the two epochs
     claim = verdicts(make_results(cells))["long-sequence-1000"]
     assert claim["verdict"] == "does not hold"

@@ -13,9 +13,9 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import TINY, TINY_PROBE
 from typer.testing import CliRunner
 
+from conftest import TINY, TINY_PROBE
 from rnnlab.cli import app
 from rnnlab.errors import ConfigError
 from rnnlab.lab import CompareConfig, compare, resolve
@@ -26,8 +26,7 @@ from rnnlab.lab.results import load, strip_machine_dependent, validate
 def test_results_file_is_complete_and_valid(tiny_comparison):
     results = load(tiny_comparison.out / "results.json")  # validates against the schema
     assert results["status"] == "complete" and results["cells_done"] == 4 == results["cells_expected"]
-    assert {(c["model"], c["length"]) for c in results["cells"]} == {("rnn", 6), ("rnn", 12), ("lstm", 6),
-                                                                     ("lstm", 12)}
+    assert {(c["model"], c["length"]) for c in results["cells"]} == {("rnn", 6), ("rnn", 12), ("lstm", 6), ("lstm", 12)}
     for cell in results["cells"]:
         assert cell["status"] == "done" and cell["epochs"] == 3
         assert 0 <= cell["metric"]["value"] <= 1 and cell["metric"]["name"] == "accuracy"
@@ -70,8 +69,23 @@ def test_rerun_skips_the_cells_already_done(tiny_comparison):
 def test_a_folder_holding_another_experiment_is_refused(tiny_comparison):
     with pytest.raises(ConfigError, match=r"holds a different experiment \(params: 1500 there, 2000 now\)"):
         compare(CompareConfig(out=str(tiny_comparison.out), **{**TINY, "params": 2000}), progress=False)
-    result = CliRunner().invoke(app, ["compare", "--out", str(tiny_comparison.out), "--models", "rnn,lstm",
-                                      "--lengths", "6,12", "--budget", "quick", "--epochs", "4", "-q"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "compare",
+            "--out",
+            str(tiny_comparison.out),
+            "--models",
+            "rnn,lstm",
+            "--lengths",
+            "6,12",
+            "--budget",
+            "quick",
+            "--epochs",
+            "4",
+            "-q",
+        ],
+    )
     assert result.exit_code == 2 and "--force" in " ".join(result.output.split())
 
 
@@ -90,13 +104,16 @@ def test_a_folder_that_is_not_a_comparison_is_refused(tmp_path):
         prepare_out(resolve(CompareConfig(out=str(tmp_path), **TINY)))
 
 
-@pytest.mark.parametrize("arguments, message", [
-    (["--models", "rnn,lstn"], "unknown model 'lstn'; did you mean 'lstm'"),
-    (["--task", "recal"], "unknown task 'recal'; did you mean 'recall'"),
-    (["--lengths", "10,-5"], "item 2 is '-5'"),
-    (["--lengths", "ten"], "item 1 is 'ten'"),
-    (["--seeds", "1,x"], "item 2 is 'x'"),
-])
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["--models", "rnn,lstn"], "unknown model 'lstn'; did you mean 'lstm'"),
+        (["--task", "recal"], "unknown task 'recal'; did you mean 'recall'"),
+        (["--lengths", "10,-5"], "item 2 is '-5'"),
+        (["--lengths", "ten"], "item 1 is 'ten'"),
+        (["--seeds", "1,x"], "item 2 is 'x'"),
+    ],
+)
 def test_bad_input_is_refused_before_anything_runs(tmp_path, arguments, message):
     result = CliRunner().invoke(app, ["compare", "--out", str(tmp_path / "out"), "-q", *arguments])
     assert result.exit_code == 2
@@ -113,8 +130,19 @@ def _closed_port() -> int:
 def test_a_ray_address_that_does_not_answer_fails_within_seconds(tmp_path):
     pytest.importorskip("ray")
     started = time.monotonic()
-    result = CliRunner().invoke(app, ["compare", "--executor", "ray", "--address", f"127.0.0.1:{_closed_port()}",
-                                      "--out", str(tmp_path / "out"), "-q"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "compare",
+            "--executor",
+            "ray",
+            "--address",
+            f"127.0.0.1:{_closed_port()}",
+            "--out",
+            str(tmp_path / "out"),
+            "-q",
+        ],
+    )
     elapsed = time.monotonic() - started
     text = " ".join(result.output.split())
     assert result.exit_code == 2 and "no Ray cluster answers at 127.0.0.1" in text and "ray start --head" in text
@@ -127,6 +155,7 @@ def test_ray_gives_the_same_results_as_local_processes(tiny_comparison, tmp_path
     # the module, not the function `rnnlab.lab.compare` that shadows it as an attribute; and not
     # through `conftest`, a name another test folder's conftest may hold
     import importlib
+
     compare_module = importlib.import_module("rnnlab.lab.compare")
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
@@ -182,13 +211,40 @@ def test_ctrl_c_leaves_a_valid_partial_report(tmp_path):
     hook = tmp_path / "hook"
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(HOLD_LATER_CELLS)
-    command = [sys.executable, "-m", "rnnlab.cli", "compare", "--out", str(out), "--models", "rnn,lstm",
-               "--lengths", "6,8,10,12,14,16", "--seeds", "1", "--budget", "quick", "--params", "1500",
-               "--epochs", "3", "--train-samples", "256", "--workers", "2", "-q"]
-    environment = {**os.environ, "COLUMNS": "200", "RNNLAB_TEST_GATE": str(hook),
-                   "PYTHONPATH": os.pathsep.join([str(hook), *filter(None, [os.environ.get("PYTHONPATH")])])}
-    process = subprocess.Popen(command, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               env=environment)
+    command = [
+        sys.executable,
+        "-m",
+        "rnnlab.cli",
+        "compare",
+        "--out",
+        str(out),
+        "--models",
+        "rnn,lstm",
+        "--lengths",
+        "6,8,10,12,14,16",
+        "--seeds",
+        "1",
+        "--budget",
+        "quick",
+        "--params",
+        "1500",
+        "--epochs",
+        "3",
+        "--train-samples",
+        "256",
+        "--workers",
+        "2",
+        "-q",
+    ]
+    environment = {
+        **os.environ,
+        "COLUMNS": "200",
+        "RNNLAB_TEST_GATE": str(hook),
+        "PYTHONPATH": os.pathsep.join([str(hook), *filter(None, [os.environ.get("PYTHONPATH")])]),
+    }
+    process = subprocess.Popen(
+        command, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=environment
+    )
     try:
         deadline = time.monotonic() + 240
         while not list((out / "cells").glob("*__s0.json")) if (out / "cells").is_dir() else True:
@@ -207,8 +263,11 @@ def test_ctrl_c_leaves_a_valid_partial_report(tmp_path):
     assert results["status"] == "partial" and results["cells_done"] == 1 and results["cells_expected"] == 12
     assert (out / "report.html").is_file()
     time.sleep(1)
-    alive = [pid for pid in workers if Path(f"/proc/{pid}").exists()
-             and "State:\tZ" not in Path(f"/proc/{pid}/status").read_text()]
+    alive = [
+        pid
+        for pid in workers
+        if Path(f"/proc/{pid}").exists() and "State:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+    ]
     assert not alive, f"worker processes left running: {alive}"
 
 
@@ -216,8 +275,7 @@ def test_sigterm_interrupts_a_comparison_like_ctrl_c():
     from rnnlab.lab.compare import _sigterm_interrupts
 
     before = signal.getsignal(signal.SIGTERM)
-    with pytest.raises(KeyboardInterrupt):
-        with _sigterm_interrupts():
-            os.kill(os.getpid(), signal.SIGTERM)
-            time.sleep(5)  # the handler raises at once; this is never reached
+    with pytest.raises(KeyboardInterrupt), _sigterm_interrupts():
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the handler raises at once; this is never reached
     assert signal.getsignal(signal.SIGTERM) is before

@@ -45,8 +45,10 @@ def test_unknown_budget_and_executor_are_refused():
         resolve(CompareConfig(address="127.0.0.1:6379"))
 
 
-@pytest.mark.parametrize("text, item, bad", [("10,-5", 2, "-5"), ("10,abc", 2, "abc"), ("0", 1, "0"),
-                                             ("10,2.5", 2, "2.5"), ("10,,20", 2, "")])
+@pytest.mark.parametrize(
+    "text, item, bad",
+    [("10,-5", 2, "-5"), ("10,abc", 2, "abc"), ("0", 1, "0"), ("10,2.5", 2, "2.5"), ("10,,20", 2, "")],
+)
 def test_lengths_must_be_positive_integers(text, item, bad):
     with pytest.raises(ConfigError, match=f"item {item} is {bad!r}"):
         parse_lengths(text)

@@ -59,8 +59,12 @@ def test_gradient_flow_of_the_lstm_has_the_cell_state_and_vanishes_slower(recall
     cell_flow = flow["norms"]["c"]
     # what reaches step 1 relative to step T: through the cell state far more than through tanh(W h)
     assert cell_flow[0] / cell_flow[-1] > 10 * rnn_flow[0] / rnn_flow[-1]
-    assert measures.measure_gradient_flow(build_model("tcn", recall.spec, hidden_size=8), batch.x, batch.y,
-                                          loss_function("classify")) is None
+    assert (
+        measures.measure_gradient_flow(
+            build_model("tcn", recall.spec, hidden_size=8), batch.x, batch.y, loss_function("classify")
+        )
+        is None
+    )
 
 
 def test_curve_points_keep_the_ends():
@@ -89,8 +93,14 @@ def test_lstm_forget_gate_statistics_equal_the_gate_by_hand(recall):
     # reference: the gates of nn.LSTMCell with the same weights (torch's order i, f, g, o)
     rnn = model.encoder.rnn
     cell = nn.LSTMCell(8, 8)
-    cell.load_state_dict({"weight_ih": rnn.weight_ih_l0, "weight_hh": rnn.weight_hh_l0,
-                          "bias_ih": rnn.bias_ih_l0, "bias_hh": rnn.bias_hh_l0})
+    cell.load_state_dict(
+        {
+            "weight_ih": rnn.weight_ih_l0,
+            "weight_hh": rnn.weight_hh_l0,
+            "bias_ih": rnn.bias_ih_l0,
+            "bias_hh": rnn.bias_hh_l0,
+        }
+    )
     h = c = torch.zeros(8, 8)
     forget = []
     with torch.no_grad():

@@ -7,14 +7,13 @@ from __future__ import annotations
 import math
 
 import pytest
+from lab_fixtures import make_results
 from typer.testing import CliRunner
 
 from rnnlab.errors import ConfigError
 from rnnlab.lab.cell import run_cell
 from rnnlab.lab.grid import CompareConfig, resolve
 from rnnlab.lab.results import validate
-
-from lab_fixtures import make_results  # noqa: E402  (tests/lab is on the path)
 
 
 @pytest.fixture
@@ -29,13 +28,26 @@ def daily_cycle_csv(tmp_path):
 
 def test_mingru_minlstm_and_informer_are_cells_of_a_forecast_comparison(daily_cycle_csv, tmp_path):
     models = ["mingru", "minlstm", "informer"]
-    experiment = resolve(CompareConfig(task="forecast", data=str(daily_cycle_csv), models=models, lengths=[12],
-                                       budget="quick", params=800, epochs=1, data_options={"horizon": 3}))
+    experiment = resolve(
+        CompareConfig(
+            task="forecast",
+            data=str(daily_cycle_csv),
+            models=models,
+            lengths=[12],
+            budget="quick",
+            params=800,
+            epochs=1,
+            data_options={"horizon": 3},
+        )
+    )
     experiment.recipe["timing_seconds"] = 0.05  # the timings' values are not under test here
     records = []
     for cell in experiment.cells:
-        record = run_cell({"key": cell.key, "model": cell.model, "length": cell.length, "seed": cell.seed},
-                          experiment.recipe, str(tmp_path / cell.key))
+        record = run_cell(
+            {"key": cell.key, "model": cell.model, "length": cell.length, "seed": cell.seed},
+            experiment.recipe,
+            str(tmp_path / cell.key),
+        )
         assert record["status"] == "done", record.get("traceback")
         assert abs(record["num_parameters"] - 800) <= 0.25 * 800  # tiny budgets round coarsely
         assert math.isfinite(record["metric"]["value"]) and record["metric"]["name"] == "mae"
@@ -52,7 +64,9 @@ def test_mingru_minlstm_and_informer_are_cells_of_a_forecast_comparison(daily_cy
     assert {row["model"] for row in results["summary"]} == set(models)
 
 
-@pytest.mark.parametrize(("task", "model", "head"), [("charlm", "informer", "forecast"), ("forecast", "transformer-xl", "lm")])
+@pytest.mark.parametrize(
+    ("task", "model", "head"), [("charlm", "informer", "forecast"), ("forecast", "transformer-xl", "lm")]
+)
 def test_a_model_on_a_task_it_does_not_fit_is_refused_before_any_cell_runs(task, model, head):
     with pytest.raises(ConfigError, match=rf"{model} cannot serve \({model} fits head {head}\); drop it from --models"):
         resolve(CompareConfig(task=task, models=["lstm", model], budget="quick"))

@@ -6,11 +6,10 @@ import json
 
 import jsonschema
 import pytest
+from lab_fixtures import make_cell, make_results
 
 from rnnlab.errors import DataError
 from rnnlab.lab.results import load, schema, skill, strip_machine_dependent, summarise, validate
-
-from lab_fixtures import make_cell, make_results
 
 
 def test_summary_mean_and_spread_over_seeds():

@@ -13,24 +13,44 @@ import numpy as np
 import pytest
 
 from rnnlab.errors import ConfigError, DataError
-from rnnlab.lab import CompareConfig, compare
-from rnnlab.lab import suites
+from rnnlab.lab import CompareConfig, compare, suites
 from shared_files import shared_data
 
 #: A suite small enough for the default test run: one LSTM of ~20K parameters, one epoch of single
 #: sequences at the quick lengths (64 steps on adding and copy, 229 on JSB Chorales' pieces).
-TINY_SUITE = {"suite": "bai2018", "budget": "quick", "models": ["lstm"], "params": 20_000, "epochs": 1,
-              "train_samples": 64, "batch_size": 1, "workers": 2}
+TINY_SUITE = {
+    "suite": "bai2018",
+    "budget": "quick",
+    "models": ["lstm"],
+    "params": 20_000,
+    "epochs": 1,
+    "train_samples": 64,
+    "batch_size": 1,
+    "workers": 2,
+}
 
 
 def test_the_table_holds_bai_et_al_2018_table_1():
     # the figures as printed in Table 1 of arXiv:1803.01271 (and quoted in issue 10)
-    printed = {("adding600", "lstm"): 0.164, ("adding600", "rnn"): 0.177, ("adding600", "gru"): 5.3e-5,
-               ("adding600", "tcn"): 5.8e-5, ("copy1000", "lstm"): 0.0204, ("copy1000", "gru"): 0.0197,
-               ("copy1000", "rnn"): 0.0202, ("copy1000", "tcn"): 3.5e-5, ("jsb", "lstm"): 8.45, ("jsb", "gru"): 8.43,
-               ("jsb", "rnn"): 8.91, ("jsb", "tcn"): 8.10, ("nottingham", "lstm"): 3.29, ("nottingham", "gru"): 3.46,
-               ("nottingham", "rnn"): 4.05, ("nottingham", "tcn"): 3.07}
-    assert suites.BAI2018_TABLE == printed
+    printed = {
+        ("adding600", "lstm"): 0.164,
+        ("adding600", "rnn"): 0.177,
+        ("adding600", "gru"): 5.3e-5,
+        ("adding600", "tcn"): 5.8e-5,
+        ("copy1000", "lstm"): 0.0204,
+        ("copy1000", "gru"): 0.0197,
+        ("copy1000", "rnn"): 0.0202,
+        ("copy1000", "tcn"): 3.5e-5,
+        ("jsb", "lstm"): 8.45,
+        ("jsb", "gru"): 8.43,
+        ("jsb", "rnn"): 8.91,
+        ("jsb", "tcn"): 8.10,
+        ("nottingham", "lstm"): 3.29,
+        ("nottingham", "gru"): 3.46,
+        ("nottingham", "rnn"): 4.05,
+        ("nottingham", "tcn"): 3.07,
+    }
+    assert printed == suites.BAI2018_TABLE
     assert "1803.01271" in suites.BAI2018_SOURCE["url"]
 
 
@@ -79,35 +99,70 @@ def judged_rows(folder, budget, models, measured):
     suites.prepare_suite_out(folder, config)
     per_experiment = {}
     for suite_experiment, _ in experiments:
-        cells = [{"model": model, "status": "done", "test_metrics": {suite_experiment.metric: ours},
-                  "baselines": {suite_experiment.baseline: baseline}, "num_parameters": 1_000, "train_seconds": 1.0,
-                  "epochs": 1, "stopped": "epochs", "run_dir": str(folder / "no-run")}
-                 for (name, model), (ours, baseline) in measured.items() if name == suite_experiment.name]
-        per_experiment[suite_experiment.name] = {"cells": cells, "cells_expected": len(cells),
-                                                 "cells_done": len(cells), "timing": {"cells_seconds": 1.0}}
-    results = suites.assemble_suite(config, experiments, per_experiment, missing,
-                                    machine={"platform": "test", "cpu_cores": 2, "executor": "local", "workers": 1},
-                                    started=datetime.now(timezone.utc), out=folder)
+        cells = [
+            {
+                "model": model,
+                "status": "done",
+                "test_metrics": {suite_experiment.metric: ours},
+                "baselines": {suite_experiment.baseline: baseline},
+                "num_parameters": 1_000,
+                "train_seconds": 1.0,
+                "epochs": 1,
+                "stopped": "epochs",
+                "run_dir": str(folder / "no-run"),
+            }
+            for (name, model), (ours, baseline) in measured.items()
+            if name == suite_experiment.name
+        ]
+        per_experiment[suite_experiment.name] = {
+            "cells": cells,
+            "cells_expected": len(cells),
+            "cells_done": len(cells),
+            "timing": {"cells_seconds": 1.0},
+        }
+    results = suites.assemble_suite(
+        config,
+        experiments,
+        per_experiment,
+        missing,
+        machine={"platform": "test", "cpu_cores": 2, "executor": "local", "workers": 1},
+        started=datetime.now(timezone.utc),
+        out=folder,
+    )
     suites.validate(results)
     return {(row["experiment"], row["model"]): row["verdict"] for row in results["rows"] if row["ours"] is not None}
 
 
 def test_a_full_row_at_the_trivial_baseline_misses_even_below_the_papers_figure(tmp_path):
-    verdicts = judged_rows(tmp_path, "full", ["rnn", "lstm"], {
-        ("adding", "rnn"): (0.1565, 0.1565),   # the README's RNN: the trivial baseline exactly (paper 0.177)
-        ("adding", "lstm"): (5.4e-4, 0.1565),  # solved
-        ("copy", "rnn"): (0.0201, 0.02039),    # below the paper's 0.0202, 1.4% below memoryless
-        ("copy", "lstm"): (1.5e-4, 0.02039),   # solved: below a tenth of memoryless
-    })
-    assert verdicts == {("adding", "rnn"): "misses", ("adding", "lstm"): "meets",
-                        ("copy", "rnn"): "misses", ("copy", "lstm"): "meets"}
+    verdicts = judged_rows(
+        tmp_path,
+        "full",
+        ["rnn", "lstm"],
+        {
+            ("adding", "rnn"): (0.1565, 0.1565),  # the README's RNN: the trivial baseline exactly (paper 0.177)
+            ("adding", "lstm"): (5.4e-4, 0.1565),  # solved
+            ("copy", "rnn"): (0.0201, 0.02039),  # below the paper's 0.0202, 1.4% below memoryless
+            ("copy", "lstm"): (1.5e-4, 0.02039),  # solved: below a tenth of memoryless
+        },
+    )
+    assert verdicts == {
+        ("adding", "rnn"): "misses",
+        ("adding", "lstm"): "meets",
+        ("copy", "rnn"): "misses",
+        ("copy", "lstm"): "meets",
+    }
 
 
 def test_a_quick_row_meets_only_5_percent_below_its_trivial_baseline(tmp_path):
-    verdicts = judged_rows(tmp_path, "quick", ["lstm"], {
-        ("adding", "lstm"): (0.160, 0.1667),  # 4% below predicting 1: not learned
-        ("copy", "lstm"): (0.150, 0.2079),    # 28% below memoryless
-    })
+    verdicts = judged_rows(
+        tmp_path,
+        "quick",
+        ["lstm"],
+        {
+            ("adding", "lstm"): (0.160, 0.1667),  # 4% below predicting 1: not learned
+            ("copy", "lstm"): (0.150, 0.2079),  # 28% below memoryless
+        },
+    )
     assert verdicts == {("adding", "lstm"): "misses", ("copy", "lstm"): "meets"}
 
 
@@ -139,10 +194,26 @@ def test_a_miss_no_longer_falling_names_the_best_epoch():
 
 
 def test_the_closing_note_lists_each_missed_row_with_its_diagnosis():
-    rows = [{"title": "Copy memory", "length": 1000, "model": "lstm", "verdict": "misses", "criterion": "bound b",
-             "reason": "bound b. Reached 0.0205, the trivial baseline", "diagnosis": "Reached 0.0205, the trivial baseline"},
-            {"title": "Adding problem", "length": 600, "model": "tcn", "verdict": "meets", "criterion": "c",
-             "reason": "c", "diagnosis": None}]
+    rows = [
+        {
+            "title": "Copy memory",
+            "length": 1000,
+            "model": "lstm",
+            "verdict": "misses",
+            "criterion": "bound b",
+            "reason": "bound b. Reached 0.0205, the trivial baseline",
+            "diagnosis": "Reached 0.0205, the trivial baseline",
+        },
+        {
+            "title": "Adding problem",
+            "length": 600,
+            "model": "tcn",
+            "verdict": "meets",
+            "criterion": "c",
+            "reason": "c",
+            "diagnosis": None,
+        },
+    ]
     note = suites.closing_note({"rows": rows})
     assert note == "Rows that miss their bound: Copy memory T=1000, lstm: Reached 0.0205, the trivial baseline."
     assert suites.closing_note({"rows": rows[1:]}) == ""
@@ -187,16 +258,19 @@ def test_the_music_row_comes_from_the_files_content_or_the_users_choice_never_it
     assert suites.paper_row(music, None, str(tmp_path)) is None  # a folder of rolls: no row unless named
 
 
-@pytest.mark.parametrize(("changes", "error", "message"), [
-    ({"suite": "bai2019"}, ConfigError, "did you mean 'bai2018'"),
-    ({"suite": "bai2018", "data": "x.csv"}, ConfigError, "--music-data"),
-    ({"suite": "bai2018", "lengths": [10]}, ConfigError, "paper's lengths"),
-    ({"suite": "bai2018", "music_data": "/nonexistent/JSB.mat"}, DataError, "/nonexistent/JSB.mat"),
-    ({"music_data": "JSB.mat"}, ConfigError, "add --suite"),
-    ({"suite_row": "jsb"}, ConfigError, "add --suite"),
-    ({"suite": "bai2018", "suite_row": "jsbb"}, ConfigError, "did you mean 'jsb'"),
-    ({"suite": "bai2018", "suite_row": "jsb"}, ConfigError, "--music-data"),
-])
+@pytest.mark.parametrize(
+    ("changes", "error", "message"),
+    [
+        ({"suite": "bai2019"}, ConfigError, "did you mean 'bai2018'"),
+        ({"suite": "bai2018", "data": "x.csv"}, ConfigError, "--music-data"),
+        ({"suite": "bai2018", "lengths": [10]}, ConfigError, "paper's lengths"),
+        ({"suite": "bai2018", "music_data": "/nonexistent/JSB.mat"}, DataError, "/nonexistent/JSB.mat"),
+        ({"music_data": "JSB.mat"}, ConfigError, "add --suite"),
+        ({"suite_row": "jsb"}, ConfigError, "add --suite"),
+        ({"suite": "bai2018", "suite_row": "jsbb"}, ConfigError, "did you mean 'jsb'"),
+        ({"suite": "bai2018", "suite_row": "jsb"}, ConfigError, "--music-data"),
+    ],
+)
 def test_bad_suite_input_is_refused_before_anything_runs(tmp_path, changes, error, message):
     out = tmp_path / "suite"
     with pytest.raises(error, match=message.replace("(", r"\(")):
@@ -238,15 +312,20 @@ def tiny_suite(tmp_path_factory):
 
 
 def rerun(outcome):
-    return compare(CompareConfig(out=str(outcome.out), music_data=outcome.results["experiments"][2]["data"],
-                                 **TINY_SUITE), progress=False)
+    return compare(
+        CompareConfig(out=str(outcome.out), music_data=outcome.results["experiments"][2]["data"], **TINY_SUITE),
+        progress=False,
+    )
 
 
 def test_a_tiny_suite_writes_valid_results_and_every_row(tiny_suite):
     results = json.loads((tiny_suite.out / "results.json").read_text())
     suites.validate(results)
     assert [(row["experiment"], row["model"]) for row in results["rows"]] == [
-        ("adding", "lstm"), ("copy", "lstm"), ("music", "lstm")]
+        ("adding", "lstm"),
+        ("copy", "lstm"),
+        ("music", "lstm"),
+    ]
     assert results["status"] == "complete"
     for experiment in ("adding", "copy", "music"):
         assert (tiny_suite.out / experiment / "report.html").is_file()
@@ -294,9 +373,15 @@ def test_missing_music_rows_say_why(tmp_path):
     experiments, missing = suites.resolve_suite(config)
     assert [experiment.name for experiment, _ in experiments] == ["adding", "copy"]
     suites.prepare_suite_out(tmp_path, config)
-    results = suites.assemble_suite(config, [], {}, missing, machine={"platform": "test", "cpu_cores": 2,
-                                    "executor": "local", "workers": 1}, started=datetime.now(timezone.utc),
-                                    out=tmp_path)
+    results = suites.assemble_suite(
+        config,
+        [],
+        {},
+        missing,
+        machine={"platform": "test", "cpu_cores": 2, "executor": "local", "workers": 1},
+        started=datetime.now(timezone.utc),
+        out=tmp_path,
+    )
     suites.validate(results)
     (music,) = results["rows"]
     assert music["verdict"] == "missing" and music["ours"] is None and music["paper"] == 8.45
@@ -321,12 +406,18 @@ def test_a_rerun_skips_the_finished_cells(tiny_suite):
 
 
 def test_a_snapshot_runs_nothing_and_reports_what_is_finished(tiny_suite):
-    config = CompareConfig(out=str(tiny_suite.out), music_data=tiny_suite.results["experiments"][2]["data"],
-                           **{**TINY_SUITE, "epochs": None})  # a snapshot of the suite's own recipe
+    config = CompareConfig(
+        out=str(tiny_suite.out),
+        music_data=tiny_suite.results["experiments"][2]["data"],
+        **{**TINY_SUITE, "epochs": None},
+    )  # a snapshot of the suite's own recipe
     with pytest.raises(ConfigError, match="different experiment"):
         suites.run_suite(config, progress=False, execute=False)  # epochs differ: another experiment
-    snapshot = suites.run_suite(CompareConfig(out=str(tiny_suite.out), music_data=config.music_data, **TINY_SUITE),
-                                progress=False, execute=False)
+    snapshot = suites.run_suite(
+        CompareConfig(out=str(tiny_suite.out), music_data=config.music_data, **TINY_SUITE),
+        progress=False,
+        execute=False,
+    )
     assert (snapshot.ran, snapshot.skipped) == (0, 3)
     assert [row["ours"] for row in snapshot.results["rows"]] == [row["ours"] for row in tiny_suite.results["rows"]]
 
@@ -350,12 +441,21 @@ def test_the_schema_refuses_an_unknown_verdict(tiny_suite):
 def test_the_quick_suite_runs_with_jsb_chorales(tmp_path, jsb_chorales):
     """README: the quick budget runs every row at shortened lengths (T = 50 and 20) and holds each to
     0.95 × its trivial baseline; the music rows are JSB's (by checksum)."""
-    outcome = compare(CompareConfig(suite="bai2018", budget="quick", music_data=str(jsb_chorales),
-                                    out=str(tmp_path / "quick"), workers=min(2, os.cpu_count() or 1)), progress=False)
+    outcome = compare(
+        CompareConfig(
+            suite="bai2018",
+            budget="quick",
+            music_data=str(jsb_chorales),
+            out=str(tmp_path / "quick"),
+            workers=min(2, os.cpu_count() or 1),
+        ),
+        progress=False,
+    )
     results = outcome.results
     assert results["status"] == "complete"
     assert [(row["experiment"], row["model"]) for row in results["rows"]] == [
-        (experiment, model) for experiment in ("adding", "copy", "music") for model in ("rnn", "lstm", "gru", "tcn")]
+        (experiment, model) for experiment in ("adding", "copy", "music") for model in ("rnn", "lstm", "gru", "tcn")
+    ]
     assert [row["length"] for row in results["rows"]] == [50] * 4 + [20] * 4 + [None] * 4
     music = [row for row in results["rows"] if row["experiment"] == "music"]
     assert [row["paper"] for row in music] == [8.91, 8.45, 8.43, 8.10]

@@ -32,4 +32,3 @@ def make_inputs(spec: TaskSpec, batch_size: int, seq_len: int, generator: torch.
     if spec.vocab_size is not None:
         return torch.randint(0, spec.vocab_size, (batch_size, seq_len), generator=generator)
     return torch.randn(batch_size, seq_len, spec.input_size, generator=generator)
-

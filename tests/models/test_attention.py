@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 
 import torch
-
 from model_helpers import SPECS, make_inputs
+
 from rnnlab.models import build_model
 from rnnlab.models.attention import AttentionPooling, StepAttention
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from model_helpers import SPECS, expected_shape, make_inputs
 
 from rnnlab.errors import ConfigError
 from rnnlab.models import MODEL_NAMES, build_model, count_parameters, model_names, model_options
-from model_helpers import SPECS, expected_shape, make_inputs
 
 
 @pytest.mark.parametrize("head", list(SPECS))
@@ -103,7 +103,7 @@ def test_chrono_init_spans_the_task_length() -> None:
 
 
 def test_spec_without_a_head_is_refused() -> None:
-    with pytest.raises(ConfigError, match="spec.head must be one of classify, tag, lm, forecast, regress, multilabel"):
+    with pytest.raises(ConfigError, match=r"spec.head must be one of classify, tag, lm, forecast, regress, multilabel"):
         build_model("lstm", {"task": "x", "head": "segment", "vocab_size": 3, "num_classes": 2})
 
 

@@ -112,12 +112,12 @@ def test_full_attention_in_the_same_skeleton_has_the_same_parameters():
 
 def test_informer_on_a_task_it_does_not_fit_says_which_head_it_needs():
     lm = dict(task="charlm", head="lm", vocab_size=20, num_classes=20, seq_len=10)
-    with pytest.raises(ConfigError, match="head forecast.*task 'charlm' has head 'lm'"):
+    with pytest.raises(ConfigError, match=r"head forecast.*task 'charlm' has head 'lm'"):
         build_model("informer", lm)
 
 
 def test_bad_informer_options_are_refused_with_the_value():
-    with pytest.raises(ConfigError, match="label_len.*lookback 40; got 41"):
+    with pytest.raises(ConfigError, match=r"label_len.*lookback 40; got 41"):
         build_model("informer", FORECAST, label_len=41)
     with pytest.raises(ValueError, match="attention"):
         build_model("informer", FORECAST, attention="sparse")
@@ -127,7 +127,7 @@ def test_bad_informer_options_are_refused_with_the_value():
 
 def test_padded_lookbacks_are_refused():
     model = build_model("informer", FORECAST, hidden_size=8)
-    with pytest.raises(ConfigError, match="whole lookback windows of 40 steps.*from 30 to 40"):
+    with pytest.raises(ConfigError, match=r"whole lookback windows of 40 steps.*from 30 to 40"):
         model(torch.randn(2, 40, 3), torch.tensor([40, 30]))
 
 
@@ -135,7 +135,7 @@ def test_onnx_export_is_refused_saying_why(tmp_path):
     from rnnlab.export import export_onnx
 
     model = build_model("informer", FORECAST, hidden_size=8)
-    with pytest.raises(ConfigError, match="cannot be exported to ONNX: ProbSparse attention.*random"):
+    with pytest.raises(ConfigError, match=r"cannot be exported to ONNX: ProbSparse attention.*random"):
         export_onnx(model, tmp_path / "informer.onnx")
     assert not (tmp_path / "informer.onnx").exists()
 

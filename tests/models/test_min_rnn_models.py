@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from model_helpers import SPECS, expected_shape, make_inputs
+
 from rnnlab.errors import ConfigError
 from rnnlab.models import build_model, count_parameters, model_names
 
@@ -29,8 +29,8 @@ def test_output_shape_and_padding_independence(name, head):
         batched = model(x, torch.tensor(LENGTHS))
         assert list(batched.shape) == expected_shape(spec, len(LENGTHS), max(LENGTHS))
         for b, length in enumerate(LENGTHS):  # the padding holds random values: reading it would show
-            alone = model(x[b:b + 1, :length])
-            got = batched[b:b + 1, :length] if model.per_step else batched[b:b + 1]
+            alone = model(x[b : b + 1, :length])
+            got = batched[b : b + 1, :length] if model.per_step else batched[b : b + 1]
             torch.testing.assert_close(got, alone, rtol=1e-9, atol=1e-10)
 
 

@@ -24,8 +24,13 @@ def recall_batch(batch_size: int, generator: torch.Generator) -> tuple[torch.Ten
 
 
 def test_lstm_learns_recall_at_length_20() -> None:
-    spec = {"task": "recall", "head": "classify", "vocab_size": NUM_CLASSES + NUM_DISTRACTORS + 1,
-            "num_classes": NUM_CLASSES, "seq_len": SEQ_LEN}
+    spec = {
+        "task": "recall",
+        "head": "classify",
+        "vocab_size": NUM_CLASSES + NUM_DISTRACTORS + 1,
+        "num_classes": NUM_CLASSES,
+        "seq_len": SEQ_LEN,
+    }
     torch.manual_seed(0)
     model = build_model("lstm", spec, hidden_size=32, num_layers=1, init="chrono")
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)

@@ -13,12 +13,15 @@ import numpy as np
 import onnxruntime
 import pytest
 import torch
-
 from model_helpers import SPECS, make_inputs
+
 from rnnlab.models import MODEL_NAMES, build_model
 
 
-@pytest.mark.parametrize(("name", "head"), [(name, "classify") for name in MODEL_NAMES] + [("gru+attn", "lm"), ("transformer", "lm"), ("tcn", "forecast")])
+@pytest.mark.parametrize(
+    ("name", "head"),
+    [(name, "classify") for name in MODEL_NAMES] + [("gru+attn", "lm"), ("transformer", "lm"), ("tcn", "forecast")],
+)
 def test_exported_model_matches_pytorch_at_lengths_not_traced(name: str, head: str) -> None:
     spec = SPECS[head]
     torch.manual_seed(0)
@@ -28,8 +31,13 @@ def test_exported_model_matches_pytorch_at_lengths_not_traced(name: str, head: s
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer warnings about Python values recorded as constants
         torch.onnx.export(
-            model, (make_inputs(spec, 2, 6, generator),), buffer, dynamo=False, input_names=["x"],
-            output_names=["y"], dynamic_axes={"x": {0: "batch", 1: "time"}, "y": {0: "batch"}},
+            model,
+            (make_inputs(spec, 2, 6, generator),),
+            buffer,
+            dynamo=False,
+            input_names=["x"],
+            output_names=["y"],
+            dynamic_axes={"x": {0: "batch", 1: "time"}, "y": {0: "batch"}},
         )
     session = onnxruntime.InferenceSession(buffer.getvalue())
     for batch_size, seq_len in ((3, 11), (1, 4)):

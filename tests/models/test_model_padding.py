@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from model_helpers import SPECS, make_inputs
+
 from rnnlab.models import MODEL_NAMES, build_model
 
 LENGTHS = [9, 4, 6, 1]

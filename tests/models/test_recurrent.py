@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from model_helpers import SPECS, make_inputs
+
 from rnnlab.errors import ConfigError
 from rnnlab.layers import record_gates
 from rnnlab.models import build_model
@@ -35,7 +35,10 @@ def test_carried_state_over_chunks_equals_the_whole_sequence(name: str) -> None:
         first, state = model(x[:, :4], return_state=True)
         second, state = model(x[:, 4:], state=state, return_state=True)
     torch.testing.assert_close(torch.cat([first, second], 1), whole)
-    for part, expected in zip(state if isinstance(state, tuple) else (state,), whole_state if isinstance(whole_state, tuple) else (whole_state,)):
+    for part, expected in zip(
+        state if isinstance(state, tuple) else (state,),
+        whole_state if isinstance(whole_state, tuple) else (whole_state,),
+    ):
         torch.testing.assert_close(part, expected)
 
 
@@ -75,7 +78,12 @@ def test_step_is_refused_with_the_reason(name: str, head: str, reason: str) -> N
 
 def test_layer_extras_reach_the_rnnlab_layer() -> None:
     model = build_model(
-        "gru", SPECS["classify"], hidden_size=4, layer_norm=True, init="orthogonal", recurrent_dropout=0.1,
+        "gru",
+        SPECS["classify"],
+        hidden_size=4,
+        layer_norm=True,
+        init="orthogonal",
+        recurrent_dropout=0.1,
         convention="cho",
     )
     layer = model.encoder.rnn

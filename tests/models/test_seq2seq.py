@@ -12,8 +12,16 @@ from rnnlab.errors import ConfigError
 from rnnlab.models import build_model
 from rnnlab.models.seq2seq import BOS_INDEX, EOS_INDEX, PAD_INDEX, Memory, TeacherForced, beam_search
 
-SPEC = {"task": "seq2seq", "head": "seq2seq", "input_size": 0, "vocab_size": 12, "num_classes": 9,
-        "output_shape": [6], "seq_len": None, "causal": False}
+SPEC = {
+    "task": "seq2seq",
+    "head": "seq2seq",
+    "input_size": 0,
+    "vocab_size": 12,
+    "num_classes": 9,
+    "output_shape": [6],
+    "seq_len": None,
+    "causal": False,
+}
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -83,11 +91,12 @@ def test_padding_gets_no_attention_and_changes_no_output(name, attention):
     torch.testing.assert_close(model(garbage, lengths, target=y), logits, atol=1e-6, rtol=1e-5)
     decoded = model(x, lengths)
     for row, length in enumerate(lengths.tolist()):
-        alone = x[row:row + 1, :length]
-        torch.testing.assert_close(model(alone, None, target=y[row:row + 1]), logits[row:row + 1], atol=1e-6,
-                                   rtol=1e-5)
+        alone = x[row : row + 1, :length]
+        torch.testing.assert_close(
+            model(alone, None, target=y[row : row + 1]), logits[row : row + 1], atol=1e-6, rtol=1e-5
+        )
         single = model(alone, None)
-        assert single[0].tolist() == decoded[row, :single.size(1)].tolist()
+        assert single[0].tolist() == decoded[row, : single.size(1)].tolist()
 
 
 def test_teacher_forcing_reads_only_earlier_target_tokens():
@@ -124,7 +133,7 @@ def greedy_one_by_one(model, x, lengths, max_len):
     """Reference greedy decoding: one sequence at a time, no padding, argmax until <eos>."""
     results = []
     for row, length in enumerate(lengths.tolist()):
-        memory, state = model.encode(x[row:row + 1, :length], None)
+        memory, state = model.encode(x[row : row + 1, :length], None)
         token, tokens = torch.tensor([BOS_INDEX]), []
         for _ in range(max_len):
             log_probs, state, _ = model.decode_step(token, state, memory)
@@ -154,12 +163,12 @@ def test_beam_size_one_is_greedy_decoding_batched_with_eos_handling(name, attent
     decoded = model.decode(x, lengths, beam_size=1)
     assert torch.equal(model(x, lengths), decoded)
     for row, tokens in enumerate(expected):
-        assert decoded[row, :len(tokens)].tolist() == tokens
-        assert (decoded[row, len(tokens):] == PAD_INDEX).all()  # <pad> after <eos>
+        assert decoded[row, : len(tokens)].tolist() == tokens
+        assert (decoded[row, len(tokens) :] == PAD_INDEX).all()  # <pad> after <eos>
     if attention:
         weights = model.attention_weights
         for row, tokens in enumerate(expected):
-            assert (weights[row, len(tokens):] == 0).all()
+            assert (weights[row, len(tokens) :] == 0).all()
 
 
 def table_step(table):
@@ -171,7 +180,7 @@ def table_step(table):
         rows, new_codes = [], []
         for code, token in zip(codes, tokens.tolist()):
             prefix = list(prefixes)[code]
-            extended = prefix if token in (BOS_INDEX, PAD_INDEX) else prefix + (token,)
+            extended = prefix if token in (BOS_INDEX, PAD_INDEX) else (*prefix, token)
             new_code = prefixes.get(extended, prefixes[()])
             rows.append(torch.tensor(table.get(extended, table[("end",)])).log())
             new_codes.append(new_code if extended in prefixes else prefixes[("end",)])
@@ -182,10 +191,12 @@ def table_step(table):
 
 def test_beam_search_finds_the_sequence_greedy_misses_and_matches_exhaustive_search():
     a, b = 4, 5
+
     # V = 6: <pad> <unk> <bos> <eos> a b. Greedy takes a (0.6) and then faces a flat choice
     # (best 0.4 → 0.24 after a); b (0.4) then <eos> (0.9) scores 0.36.
     def probs(eos, pa, pb):
         return [1e-9, 1e-9, 1e-9, eos, pa, pb]
+
     table = {
         (): probs(1e-9, 0.6, 0.4),
         (a,): probs(0.4, 0.3, 0.3),
@@ -207,12 +218,12 @@ def test_beam_search_finds_the_sequence_greedy_misses_and_matches_exhaustive_sea
         total, prefix = 0.0, ()
         for token in sequence:
             total += math.log(table.get(prefix, table[("end",)])[token])
-            prefix = prefix + (token,) if prefix in table else ("end",)
+            prefix = (*prefix, token) if prefix in table else ("end",)
         return total
 
-    candidates = [seq + (EOS_INDEX,) for n in range(3) for seq in itertools.product((a, b), repeat=n)]
+    candidates = [(*seq, EOS_INDEX) for n in range(3) for seq in itertools.product((a, b), repeat=n)]
     best = max(candidates, key=score)
-    assert beam[0].tolist()[:len(best)] == list(best)
+    assert beam[0].tolist()[: len(best)] == list(best)
 
 
 def test_beam_scores_are_the_log_probabilities_of_the_chosen_tokens():
@@ -236,14 +247,17 @@ def test_teacher_forced_view_gives_the_training_logits():
 
 
 # ------------------------------------------------------------------------------------------ options
-@pytest.mark.parametrize("name,options,message", [
-    ("lstm+attn", {"attention": "dot"}, r"attention must be one of bahdanau, luong; got 'dot'"),
-    ("lstm", {"attention": "luong"}, r"attention sets the attention of lstm\+attn / gru\+attn; model 'lstm' is"),
-    ("lstm+attn", {"attention_size": 4}, r"attention_size sets the additive \(Bahdanau\) score"),
-    ("gru+attn", {"beam_size": 0}, r"beam_size must be a positive integer; got 0"),
-    ("tcn", {}, r"model 'tcn' has no encoder–decoder for the seq2seq head"),
-    ("transformer", {}, r"model 'transformer' has no encoder–decoder for the seq2seq head"),
-])
+@pytest.mark.parametrize(
+    "name,options,message",
+    [
+        ("lstm+attn", {"attention": "dot"}, r"attention must be one of bahdanau, luong; got 'dot'"),
+        ("lstm", {"attention": "luong"}, r"attention sets the attention of lstm\+attn / gru\+attn; model 'lstm' is"),
+        ("lstm+attn", {"attention_size": 4}, r"attention_size sets the additive \(Bahdanau\) score"),
+        ("gru+attn", {"beam_size": 0}, r"beam_size must be a positive integer; got 0"),
+        ("tcn", {}, r"model 'tcn' has no encoder–decoder for the seq2seq head"),
+        ("transformer", {}, r"model 'transformer' has no encoder–decoder for the seq2seq head"),
+    ],
+)
 def test_options_the_encoder_decoder_cannot_honour_are_refused(name, options, message):
     with pytest.raises(ConfigError, match=message):
         build_model(name, SPEC, hidden_size=8, **options)
@@ -266,7 +280,10 @@ def test_the_model_rebuilds_from_its_options_and_sizes_to_a_budget():
 def test_onnx_export_is_refused_with_the_reason(tmp_path):
     from rnnlab.export import export_onnx
 
-    with pytest.raises(ConfigError, match=r"model 'lstm\+attn' cannot be exported to ONNX: an encoder–decoder "
-                                          r"writes its output in a loop whose length depends on the data"):
+    with pytest.raises(
+        ConfigError,
+        match=r"model 'lstm\+attn' cannot be exported to ONNX: an encoder–decoder "
+        r"writes its output in a loop whose length depends on the data",
+    ):
         export_onnx(model_of("lstm+attn"), tmp_path / "model.onnx")
     assert not (tmp_path / "model.onnx").exists()

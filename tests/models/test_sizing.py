@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from model_helpers import SPECS
+
 from rnnlab.models import MODEL_NAMES, build_model, count_parameters
 from rnnlab.models.sizing import fit_width
 
@@ -36,5 +36,7 @@ def test_width_is_the_closest_for_a_real_model() -> None:
 
 
 def test_a_budget_below_the_smallest_model_warns() -> None:
-    with pytest.warns(UserWarning, match=r"params=100: the closest transformer for task 'recall' has [\d,]+ parameters"):
+    with pytest.warns(
+        UserWarning, match=r"params=100: the closest transformer for task 'recall' has [\d,]+ parameters"
+    ):
         build_model("transformer", SPECS["classify"], params=100)

@@ -6,8 +6,8 @@ import warnings
 
 import pytest
 import torch
-
 from model_helpers import SPECS
+
 from rnnlab.errors import ConfigError
 from rnnlab.models import build_model, receptive_field
 from rnnlab.models.tcn import TCNEncoder, choose_levels
@@ -33,7 +33,10 @@ def test_receptive_field_formula_matches_measurement(kernel_size: int, levels: i
     assert measured_receptive_field(encoder, spec.input_size, expected + 10) == expected
 
 
-@pytest.mark.parametrize(("seq_len", "kernel_size", "levels"), [(1, 3, 1), (5, 3, 1), (6, 3, 2), (13, 3, 2), (14, 3, 3), (1000, 3, 8), (1000, 7, 7)])
+@pytest.mark.parametrize(
+    ("seq_len", "kernel_size", "levels"),
+    [(1, 3, 1), (5, 3, 1), (6, 3, 2), (13, 3, 2), (14, 3, 3), (1000, 3, 8), (1000, 7, 7)],
+)
 def test_levels_are_the_fewest_that_cover_the_sequence(seq_len: int, kernel_size: int, levels: int) -> None:
     spec = type("Spec", (), {"seq_len": seq_len})()
     assert choose_levels(spec, kernel_size, None) == levels
@@ -47,7 +50,9 @@ def test_model_reports_its_receptive_field_covering_the_task() -> None:
 
 
 def test_forced_levels_too_shallow_for_the_task_are_refused() -> None:
-    with pytest.raises(ConfigError, match="receptive field 5, shorter than the task's sequence length 12; use levels ≥ 2"):
+    with pytest.raises(
+        ConfigError, match="receptive field 5, shorter than the task's sequence length 12; use levels ≥ 2"
+    ):
         build_model("tcn", SPECS["classify"], hidden_size=8, levels=1)
 
 

@@ -6,9 +6,9 @@ import math
 
 import pytest
 import torch
+from model_helpers import SPECS, make_inputs
 from torch import nn
 
-from model_helpers import SPECS, make_inputs
 from rnnlab.models import build_model
 from rnnlab.models.transformer import PreNormLayer, sinusoidal_positions
 
@@ -44,9 +44,13 @@ def test_layer_equals_torch_pre_norm_transformer_layer(causal: bool) -> None:
     torch.manual_seed(0)
     d_model, heads, feedforward = 12, 3, 20
     ours = PreNormLayer(d_model, heads, feedforward, dropout=0.0).double().eval()
-    reference = nn.TransformerEncoderLayer(
-        d_model, heads, feedforward, dropout=0.0, activation="gelu", batch_first=True, norm_first=True
-    ).double().eval()
+    reference = (
+        nn.TransformerEncoderLayer(
+            d_model, heads, feedforward, dropout=0.0, activation="gelu", batch_first=True, norm_first=True
+        )
+        .double()
+        .eval()
+    )
     with torch.no_grad():
         reference.self_attn.in_proj_weight.copy_(ours.attention.qkv.weight)
         reference.self_attn.in_proj_bias.copy_(ours.attention.qkv.bias)

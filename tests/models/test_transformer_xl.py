@@ -20,8 +20,9 @@ LM = dict(task="charlm", head="lm", vocab_size=30, num_classes=30, seq_len=8)
 
 def tiny(segment_len=8, mem_len=8, seed=0):
     torch.manual_seed(seed)
-    return build_model("transformer-xl", LM, hidden_size=16, num_heads=2, segment_len=segment_len,
-                       mem_len=mem_len).eval()
+    return build_model(
+        "transformer-xl", LM, hidden_size=16, num_heads=2, segment_len=segment_len, mem_len=mem_len
+    ).eval()
 
 
 def tokens(batch, length, seed=1):
@@ -132,13 +133,16 @@ def test_params_sizes_the_model_within_ten_percent(budget):
 
 
 def test_errors_name_the_task_the_padding_and_the_memory_shape():
-    with pytest.raises(ConfigError, match="head lm.*task 'forecast' has head 'forecast'"):
-        build_model("transformer-xl", dict(task="forecast", head="forecast", input_size=1, output_shape=[2, 1],
-                                           seq_len=5))
+    with pytest.raises(ConfigError, match=r"head lm.*task 'forecast' has head 'forecast'"):
+        build_model(
+            "transformer-xl", dict(task="forecast", head="forecast", input_size=1, output_shape=[2, 1], seq_len=5)
+        )
     model = tiny()
-    with pytest.raises(ConfigError, match="contiguous text.*from 5 to 8"):
+    with pytest.raises(ConfigError, match=r"contiguous text.*from 5 to 8"):
         model(tokens(2, 8), torch.tensor([8, 5]))
-    with pytest.raises(ConfigError, match=r"memory must be \[num_layers=2, batch=2, M, d_model=16\]; got shape \[2, 3, 4, 16\]"):
+    with pytest.raises(
+        ConfigError, match=r"memory must be \[num_layers=2, batch=2, M, d_model=16\]; got shape \[2, 3, 4, 16\]"
+    ):
         model(tokens(2, 8), state=torch.zeros(2, 3, 4, 16), return_state=True)
     with pytest.raises(ConfigError, match="mem_len must be an integer ≥ 0"):
         build_model("transformer-xl", LM, mem_len=-1)

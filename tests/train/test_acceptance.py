@@ -28,8 +28,9 @@ def test_lstm_recalls_a_symbol_across_100_steps_in_one_epoch(tmp_path):
 def test_lstm_leaves_the_adding_plateau_within_1000_steps(tmp_path):
     # the defaults at T = 50, 2 epochs of 8,000 (1,000 steps of batch 16): measured MSE 0.0116 (seed 1:
     # 0.0131) against the trivial 0.158; a run still on the plateau sits at the trivial level
-    metrics = run(tmp_path, task="adding", model="lstm", seq_len=50, n_train=8000, n_val=200, n_test=500,
-                  epochs=2, patience=None)["test_metrics"]
+    metrics = run(
+        tmp_path, task="adding", model="lstm", seq_len=50, n_train=8000, n_val=200, n_test=500, epochs=2, patience=None
+    )["test_metrics"]
     assert metrics["trivial_mse"] == pytest.approx(1 / 6, abs=0.02)
     assert metrics["mse"] <= 0.15 * metrics["trivial_mse"]
 
@@ -44,8 +45,7 @@ def test_gru_classifies_the_digits_within_3_epochs(tmp_path):
 @pytest.mark.parametrize(("model", "epochs"), [("lstm", 2), ("gru", 4)])
 def test_lstm_and_gru_beat_the_seasonal_naive_forecast_of_traffic_within_a_few_epochs(tmp_path, model, epochs):
     # measured MAE 4.26 (LSTM, 2 epochs) and 3.95 (GRU, 4 epochs) against the seasonal-naive 4.66
-    metrics = run(tmp_path, task="forecast", model=model, data="traffic", epochs=epochs,
-                  patience=None)["test_metrics"]
+    metrics = run(tmp_path, task="forecast", model=model, data="traffic", epochs=epochs, patience=None)["test_metrics"]
     assert metrics["seasonal_naive_mae"] == pytest.approx(4.66, abs=0.01)
     assert metrics["mae"] <= 0.95 * metrics["seasonal_naive_mae"]
 

@@ -40,8 +40,19 @@ EXPECTED_METRICS = {
 def test_every_task_and_every_registered_model_is_covered():
     assert set(TINY) == set(TASKS)
     # the README's models are all registered; a new one joins this test by registering
-    assert set(model_names()) >= {"rnn", "lstm", "gru", "lstm+attn", "gru+attn", "tcn", "transformer", "mingru",
-                                  "minlstm", "informer", "transformer-xl"}
+    assert set(model_names()) >= {
+        "rnn",
+        "lstm",
+        "gru",
+        "lstm+attn",
+        "gru+attn",
+        "tcn",
+        "transformer",
+        "mingru",
+        "minlstm",
+        "informer",
+        "transformer-xl",
+    }
     heads = {TASKS[task].head for task in TINY}
     for model in model_names():  # each model trains on at least one task here
         assert model_heads(model) is None or set(model_heads(model)) & heads, model
@@ -64,8 +75,9 @@ def config_for(task, model, files, out):
     values = dict(TINY[task])
     if task in files:
         values["data"] = str(files[task])
-    return TrainConfig(task=task, model=model, epochs=1, batch_size=16, hidden_size=8, num_layers=1,
-                       patience=None, out=out, **values)
+    return TrainConfig(
+        task=task, model=model, epochs=1, batch_size=16, hidden_size=8, num_layers=1, patience=None, out=out, **values
+    )
 
 
 @pytest.mark.parametrize("model", model_names())
@@ -81,8 +93,13 @@ def test_task_model_pair_trains_and_writes_its_run(task, model, tiny_files, task
         return
     result = train(config, task_data=task_data_of(task))
 
-    assert sorted(p.name for p in out.iterdir()) == ["config.json", "metrics.csv", "model.safetensors",
-                                                     "summary.json", "task.json"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "config.json",
+        "metrics.csv",
+        "model.safetensors",
+        "summary.json",
+        "task.json",
+    ]
     summary = json.loads((out / "summary.json").read_text())
     assert summary == result.summary
     assert EXPECTED_METRICS[task] <= set(summary["test_metrics"])

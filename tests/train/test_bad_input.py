@@ -26,25 +26,51 @@ def hourly_csv(values):
 @pytest.mark.parametrize(
     ("make_config", "error", "message"),
     [
-        (lambda d: TrainConfig(task="forecast", data=write(d / "gap.csv", hourly_csv([1, 2, "", 4] + [5] * 60))),
-         DataError, r"gap.csv: 1 missing value\(s\): line 4 column 'flow'; .*fill"),
-        (lambda d: TrainConfig(task="forecast", data=write(d / "words.csv", hourly_csv([1, "high", 3] + [5] * 60))),
-         DataError, r"words.csv: expected numbers, found line 3 column 'flow': 'high'"),
-        (lambda d: TrainConfig(task="forecast", data=write(d / "short.csv", hourly_csv(range(20))), lookback=16,
-                               horizon=8),
-         DataError, "short.csv: the series has 20 rows, too short for lookback 16 \\+ horizon 8"),
+        (
+            lambda d: TrainConfig(task="forecast", data=write(d / "gap.csv", hourly_csv([1, 2, "", 4] + [5] * 60))),
+            DataError,
+            r"gap.csv: 1 missing value\(s\): line 4 column 'flow'; .*fill",
+        ),
+        (
+            lambda d: TrainConfig(task="forecast", data=write(d / "words.csv", hourly_csv([1, "high", 3] + [5] * 60))),
+            DataError,
+            r"words.csv: expected numbers, found line 3 column 'flow': 'high'",
+        ),
+        (
+            lambda d: TrainConfig(
+                task="forecast", data=write(d / "short.csv", hourly_csv(range(20))), lookback=16, horizon=8
+            ),
+            DataError,
+            "short.csv: the series has 20 rows, too short for lookback 16 \\+ horizon 8",
+        ),
         (lambda d: TrainConfig(task="charlm", data=write(d / "empty.txt", "")), DataError, "empty.txt"),
         (lambda d: TrainConfig(task="charlm", data=str(d / "latin1.txt")), DataError, r"latin1.txt.*byte"),
-        (lambda d: TrainConfig(task="classify", data=write(d / "train.csv", "label,a,b\n" + "x,1,2\ny,2,3\n" * 10),
-                               test_data=write(d / "test.csv", "label,a,b\nx,1,2\nz,2,3\n")),
-         DataError, "'z'"),
+        (
+            lambda d: TrainConfig(
+                task="classify",
+                data=write(d / "train.csv", "label,a,b\n" + "x,1,2\ny,2,3\n" * 10),
+                test_data=write(d / "test.csv", "label,a,b\nx,1,2\nz,2,3\n"),
+            ),
+            DataError,
+            "'z'",
+        ),
         (lambda d: TrainConfig(task="recal"), ConfigError, "unknown task 'recal'; did you mean 'recall'"),
         (lambda d: TrainConfig(model="gruu"), ConfigError, "unknown model 'gruu'; did you mean 'gru'"),
         (lambda d: TrainConfig(task="recall", lookback=5), ConfigError, "lookback"),
         (lambda d: TrainConfig(task="recall", model="tcn", model_options={"kernel": 3}), ConfigError, "kernel"),
     ],
-    ids=["missing-value", "non-numeric", "series-too-short", "empty-text", "undecodable-text", "unseen-label",
-         "unknown-task", "unknown-model", "option-of-another-task", "unknown-model-option"],
+    ids=[
+        "missing-value",
+        "non-numeric",
+        "series-too-short",
+        "empty-text",
+        "undecodable-text",
+        "unseen-label",
+        "unknown-task",
+        "unknown-model",
+        "option-of-another-task",
+        "unknown-model-option",
+    ],
 )
 def test_bad_input_is_refused_before_the_run_directory_exists(tmp_path, make_config, error, message):
     (tmp_path / "latin1.txt").write_bytes("caf\xe9 au lait".encode("latin-1"))
@@ -61,13 +87,20 @@ def test_fill_repairs_missing_values_as_the_row_before(tmp_path):
     by_hand[30] = series[29]
     series[30] = ""
     common = dict(task="forecast", lookback=8, horizon=4, epochs=1, hidden_size=8, num_layers=1)
-    filled = train(TrainConfig(data=write(tmp_path / "gap.csv", hourly_csv(series)), fill="ffill",
-                               out=str(tmp_path / "filled"), **common))
-    reference = train(TrainConfig(data=write(tmp_path / "by_hand.csv", hourly_csv(by_hand)),
-                                  out=str(tmp_path / "reference"), **common))
+    filled = train(
+        TrainConfig(
+            data=write(tmp_path / "gap.csv", hourly_csv(series)), fill="ffill", out=str(tmp_path / "filled"), **common
+        )
+    )
+    reference = train(
+        TrainConfig(
+            data=write(tmp_path / "by_hand.csv", hourly_csv(by_hand)), out=str(tmp_path / "reference"), **common
+        )
+    )
     assert filled.summary["test_metrics"] == reference.summary["test_metrics"]
-    assert (tmp_path / "filled" / "model.safetensors").read_bytes() == \
-        (tmp_path / "reference" / "model.safetensors").read_bytes()
+    assert (tmp_path / "filled" / "model.safetensors").read_bytes() == (
+        tmp_path / "reference" / "model.safetensors"
+    ).read_bytes()
 
 
 def test_an_existing_run_is_not_overwritten(tmp_path):
@@ -77,8 +110,19 @@ def test_an_existing_run_is_not_overwritten(tmp_path):
 
 
 def tiny_recall(out, **changes):
-    values = dict(task="recall", seq_len=6, n_train=64, n_val=16, n_test=16, batch_size=16, hidden_size=8,
-                  num_layers=1, epochs=3, patience=None, out=str(out))
+    values = dict(
+        task="recall",
+        seq_len=6,
+        n_train=64,
+        n_val=16,
+        n_test=16,
+        batch_size=16,
+        hidden_size=8,
+        num_layers=1,
+        epochs=3,
+        patience=None,
+        out=str(out),
+    )
     return TrainConfig(**{**values, **changes})
 
 
@@ -89,8 +133,11 @@ def test_non_finite_loss_in_the_first_epoch_names_the_step_and_keeps_no_director
     xs = [x.clone() for x in xs]
     xs[21][3, 0] = float("nan")  # sample 21: in the second batch of the (seeded) first epoch or later
     poisoned = TaskData(clean.spec, SequenceDataset(xs, ys), clean.val, clean.test, clean.baselines, clean.meta)
-    with pytest.raises(TrainingError, match=r"non-finite loss \(nan\) at epoch 0, batch \d+ \(global step \d+\).*"
-                                            "No epoch had finished, so no run directory was kept"):
+    with pytest.raises(
+        TrainingError,
+        match=r"non-finite loss \(nan\) at epoch 0, batch \d+ \(global step \d+\).*"
+        "No epoch had finished, so no run directory was kept",
+    ):
         train(config, task_data=poisoned)
     assert not (tmp_path / "run").exists()
 
@@ -110,8 +157,11 @@ class PoisonWeights(L.Callback):
 
 def test_non_finite_loss_later_keeps_the_last_good_checkpoint_which_resumes(tmp_path):
     out = tmp_path / "run"
-    with pytest.raises(TrainingError, match=r"at epoch 2, batch 0 \(global step 8\).*The last good checkpoint "
-                                            r"\(after epoch 2\) is kept in .*checkpoint.*--resume"):
+    with pytest.raises(
+        TrainingError,
+        match=r"at epoch 2, batch 0 \(global step 8\).*The last good checkpoint "
+        r"\(after epoch 2\) is kept in .*checkpoint.*--resume",
+    ):
         train(tiny_recall(out), callbacks=[PoisonWeights(epoch=2)])
     assert sorted(p.name for p in out.iterdir()) == ["checkpoint", "config.json", "metrics.csv", "task.json"]
     assert len((out / "metrics.csv").read_text().splitlines()) == 1 + 2  # header + 2 good epochs
@@ -127,7 +177,7 @@ def test_resume_refuses_to_change_the_configuration(tmp_path):
     out = tmp_path / "run"
     with pytest.raises(TrainingError):
         train(tiny_recall(out), callbacks=[PoisonWeights(epoch=1)])
-    with pytest.raises(ConfigError, match="a resumed run keeps its configuration; lr was 0.002, got 0.1"):
+    with pytest.raises(ConfigError, match=r"a resumed run keeps its configuration; lr was 0.002, got 0.1"):
         train(TrainConfig(out=str(out), lr=0.1), resume=True)
-    with pytest.raises(ConfigError, match="nothing to resume in .*nowhere"):
+    with pytest.raises(ConfigError, match=r"nothing to resume in .*nowhere"):
         train(TrainConfig(out=str(tmp_path / "nowhere")), resume=True)

@@ -41,13 +41,25 @@ def test_charlm_anneals_by_default_other_tasks_keep_plateau_and_a_given_schedule
 
 def test_a_charlm_run_with_a_time_budget_checkpoints_its_cosine_schedule_and_finishes(tmp_path):
     # The schedule reads the run's clock; the JSON checkpoint written after every epoch must not
-    # try to hold that clock (it once failed: "cannot store a builtins.function at /lr_schedulers/0/lr_lambdas/0/clock").
+    # try to hold that clock (it once failed: "cannot store a builtins.function at
+    # /lr_schedulers/0/lr_lambdas/0/clock").
     from rnnlab.train import train
 
     text = tmp_path / "t.txt"
     text.write_text("the cat sat on the mat; the dog ate the log. " * 40, encoding="utf-8")
-    result = train(TrainConfig(task="charlm", data=str(text), model="lstm", hidden_size=16, seq_len=20,
-                               epochs=2, batch_size=8, max_minutes=5, out=str(tmp_path / "run")))
+    result = train(
+        TrainConfig(
+            task="charlm",
+            data=str(text),
+            model="lstm",
+            hidden_size=16,
+            seq_len=20,
+            epochs=2,
+            batch_size=8,
+            max_minutes=5,
+            out=str(tmp_path / "run"),
+        )
+    )
     assert result.summary["epochs"] == 2
     assert result.config.schedule == "cosine"
     assert (result.dir / "model.safetensors").exists()
@@ -64,8 +76,9 @@ def test_the_charlm_lstm_takes_its_measured_settings_and_other_models_keep_the_t
 
 
 def test_a_users_own_lr_and_model_options_win_over_the_charlm_lstm_defaults():
-    config = TrainConfig(task="charlm", model="lstm", lr=1e-3,
-                         model_options={"recurrent_dropout": 0.0, "zoneout": 0.1}).resolved()
+    config = TrainConfig(
+        task="charlm", model="lstm", lr=1e-3, model_options={"recurrent_dropout": 0.0, "zoneout": 0.1}
+    ).resolved()
     assert config.lr == 1e-3
     assert config.model_options == {"embedding_dim": 64, "recurrent_dropout": 0.0, "zoneout": 0.1}
     # resolving the written-out config again (a resumed run) changes nothing

@@ -14,8 +14,10 @@ from rnnlab.train.checkpoint import decode, encode, load_checkpoint, save_checkp
 
 def test_encode_decode_keeps_types_json_lacks():
     state = {
-        "optimizer": {"state": {0: {"step": torch.tensor(3.0), "exp_avg": torch.randn(2, 3)}},
-                      "param_groups": [{"betas": (0.9, 0.999), "params": [0]}]},
+        "optimizer": {
+            "state": {0: {"step": torch.tensor(3.0), "exp_avg": torch.randn(2, 3)}},
+            "param_groups": [{"betas": (0.9, 0.999), "params": [0]}],
+        },
         "plateau": {"best": float("inf"), "mode_worse": float("-inf")},
         "numpy_rng": np.random.get_state(),
         "python_rng": random.getstate(),
@@ -36,7 +38,7 @@ def test_encode_decode_keeps_types_json_lacks():
 
 
 def test_objects_that_json_cannot_hold_are_refused_with_their_path():
-    with pytest.raises(TypeError, match="cannot store a builtins.object at /a/b"):
+    with pytest.raises(TypeError, match=r"cannot store a builtins.object at /a/b"):
         encode({"a": {"b": object()}}, {})
 
 

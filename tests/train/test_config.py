@@ -7,9 +7,19 @@ from rnnlab.train import TrainConfig
 
 
 def test_config_round_trips_through_json(tmp_path):
-    config = TrainConfig(task="forecast", model="gru", data="traffic", lookback=48, horizon=12, lr=1e-3,
-                         recurrent_lr=1e-2, data_options={"val_fraction": 0.2}, model_options={"embedding_dim": 8},
-                         bidirectional=False, target=0.5).resolved()
+    config = TrainConfig(
+        task="forecast",
+        model="gru",
+        data="traffic",
+        lookback=48,
+        horizon=12,
+        lr=1e-3,
+        recurrent_lr=1e-2,
+        data_options={"val_fraction": 0.2},
+        model_options={"embedding_dim": 8},
+        bidirectional=False,
+        target=0.5,
+    ).resolved()
     config.save(tmp_path / "config.json")
     assert TrainConfig.load(tmp_path / "config.json") == config
 
@@ -19,7 +29,12 @@ def test_resolved_fills_task_defaults_and_keeps_given_values():
     config = TrainConfig(task="adding", model="lstm", lr=5e-4).resolved()
     assert config.lr == 5e-4
     assert (config.epochs, config.batch_size, config.init, config.hidden_size, config.num_layers) == (
-        6, 16, "chrono", 64, 1)
+        6,
+        16,
+        "chrono",
+        64,
+        1,
+    )
     assert (config.dropout, config.schedule) == (0.0, "plateau")
 
 
@@ -36,8 +51,9 @@ def test_a_models_own_measured_settings_replace_the_tasks_and_the_users_win():
 
 def test_budget_scales_default_epochs_only():
     # recall's 30 standard epochs: quick is a fifth (6), full three times (90); given epochs stay
-    epochs = {budget: TrainConfig(task="recall", budget=budget).resolved().epochs for budget in ("quick", "standard",
-                                                                                                 "full")}
+    epochs = {
+        budget: TrainConfig(task="recall", budget=budget).resolved().epochs for budget in ("quick", "standard", "full")
+    }
     assert epochs == {"quick": 6, "standard": 30, "full": 90}
     assert TrainConfig(task="recall", budget="quick", epochs=7).resolved().epochs == 7
     assert TrainConfig(task="recall", budget="quick").resolved().batch_size == 64
@@ -75,8 +91,18 @@ def test_unknown_field_in_a_mapping_suggests_the_nearest():
 
 
 def test_data_options_map_to_load_task_names():
-    options = TrainConfig(task="forecast", target_column="flow", lookback=24, fill="ffill",
-                          data_options={"val_fraction": 0.1}).load_options()
+    options = TrainConfig(
+        task="forecast", target_column="flow", lookback=24, fill="ffill", data_options={"val_fraction": 0.1}
+    ).load_options()
     assert options["target"] == "flow" and options["lookback"] == 24 and options["fill"] == "ffill"
     assert options["val_fraction"] == 0.1
     assert "label" not in options  # options left None are not passed: the data decides
+
+
+def test_batches_bucket_by_length_when_padding_would_be_most_of_a_batch():
+    config = TrainConfig(task="classify", model="gru")
+    assert config.resolved(train_size=500, val_size=50, padding=0.7).bucket
+    assert not config.resolved(train_size=500, val_size=50, padding=0.0).bucket
+    assert not config.resolved().bucket  # generated data: no lengths measured
+    assert not TrainConfig(task="classify", model="gru", bucket=False).resolved(train_size=500, padding=0.7).bucket
+    assert not TrainConfig(task="music", model="gru", batch_size=1).resolved(train_size=500, padding=0.7).bucket

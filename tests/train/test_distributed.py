@@ -11,9 +11,21 @@ from rnnlab.train import TrainConfig, train
 
 def config(out, devices, batch_size):
     # No dropout: both runs must draw no random numbers that differ between one and two processes.
-    return TrainConfig(task="recall", model="lstm", seq_len=6, n_train=64, n_val=24, n_test=32, epochs=2,
-                       batch_size=batch_size, hidden_size=12, num_layers=1, patience=None, devices=devices,
-                       out=str(out))
+    return TrainConfig(
+        task="recall",
+        model="lstm",
+        seq_len=6,
+        n_train=64,
+        n_val=24,
+        n_test=32,
+        epochs=2,
+        batch_size=batch_size,
+        hidden_size=12,
+        num_layers=1,
+        patience=None,
+        devices=devices,
+        out=str(out),
+    )
 
 
 def test_two_processes_average_gradients_like_one_process_with_twice_the_batch(tmp_path):

@@ -15,8 +15,20 @@ from rnnlab.train.module import CosineWithWarmup, parameter_groups
 
 
 def tiny(out, **changes):
-    values = dict(task="recall", model="lstm", seq_len=6, n_train=64, n_val=32, n_test=32, batch_size=16,
-                  hidden_size=8, num_layers=1, epochs=2, patience=None, out=str(out))
+    values = dict(
+        task="recall",
+        model="lstm",
+        seq_len=6,
+        n_train=64,
+        n_val=32,
+        n_test=32,
+        batch_size=16,
+        hidden_size=8,
+        num_layers=1,
+        epochs=2,
+        patience=None,
+        out=str(out),
+    )
     return TrainConfig(**{**values, **changes})
 
 
@@ -69,12 +81,28 @@ def test_run_directory_holds_the_documented_files(tmp_path):
     with open(out / "metrics.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert [row["epoch"] for row in rows] == ["1", "2", "3"]
-    assert list(rows[0]) == ["epoch", "train_loss", "val_loss", "val_accuracy", "val_macro_f1",
-                             "val_cross_entropy", "lr", "seconds"]
+    assert list(rows[0]) == [
+        "epoch",
+        "train_loss",
+        "val_loss",
+        "val_accuracy",
+        "val_macro_f1",
+        "val_cross_entropy",
+        "lr",
+        "seconds",
+    ]
     assert all(math.isfinite(float(row[key])) for row in rows for key in ("train_loss", "val_loss", "lr"))
     summary = json.loads((out / "summary.json").read_text())
-    for key in ("test_metrics", "num_parameters", "train_seconds", "epochs", "best_epoch", "epochs_to_target",
-                "seconds_to_target", "seconds_per_step"):
+    for key in (
+        "test_metrics",
+        "num_parameters",
+        "train_seconds",
+        "epochs",
+        "best_epoch",
+        "epochs_to_target",
+        "seconds_to_target",
+        "seconds_per_step",
+    ):
         assert key in summary
     assert summary["test_metrics"]["chance_accuracy"] == pytest.approx(1 / 8)  # the baseline beside the metric
     # The kept weights are those of the best validation epoch.
@@ -137,8 +165,7 @@ def test_adamw_decays_matrices_apart_from_the_gradient_step_and_spares_biases(tm
     # the first step; Adam's coupled L2 would fold λ·w into the gradient and never move a weight by > lr
     lr, decay = 1e-2, 10.0
     steps = FirstStep()
-    train(tiny(tmp_path / "run", n_train=16, epochs=1, lr=lr, optimizer="adamw", weight_decay=decay),
-          callbacks=[steps])
+    train(tiny(tmp_path / "run", n_train=16, epochs=1, lr=lr, optimizer="adamw", weight_decay=decay), callbacks=[steps])
     for name in ("encoder.rnn.weight_ih_l0", "encoder.rnn.weight_hh_l0", "head.linear.weight"):
         before, after = steps.before[name], steps.after[name]
         gradient_step = after - before * (1 - lr * decay)
@@ -181,11 +208,25 @@ def test_bucketing_batches_sequences_of_similar_length(tmp_path, bucket):
     # 96 dates of 8–71 characters fit one bucket pool (50 batches of 16): with --bucket the epoch's
     # batches are its lengths sorted and cut into sixes of 16; without, a shuffle mixes them
     batches = BatchLengths()
-    train(TrainConfig(task="seq2seq", model="lstm+attn", n_train=96, n_val=16, n_test=16, batch_size=16,
-                      hidden_size=8, num_layers=1, epochs=1, patience=None, bucket=bucket, out=str(tmp_path / "run")),
-          callbacks=[batches])
+    train(
+        TrainConfig(
+            task="seq2seq",
+            model="lstm+attn",
+            n_train=96,
+            n_val=16,
+            n_test=16,
+            batch_size=16,
+            hidden_size=8,
+            num_layers=1,
+            epochs=1,
+            patience=None,
+            bucket=bucket,
+            out=str(tmp_path / "run"),
+        ),
+        callbacks=[batches],
+    )
     every = sorted(length for batch in batches.lengths for length in batch)
-    sorted_and_cut = [every[start:start + 16] for start in range(0, 96, 16)]
+    sorted_and_cut = [every[start : start + 16] for start in range(0, 96, 16)]
     assert (sorted(batches.lengths) == sorted_and_cut) is bucket
 
 
@@ -212,10 +253,12 @@ class OutputTypes(L.Callback):
         self.recording = False
 
 
-@pytest.mark.parametrize(("precision", "lstm", "linear"), [("bf16", torch.float32, torch.bfloat16),
-                                                            ("32", torch.float32, torch.float32)])
-def test_bf16_autocasts_the_other_layers_and_keeps_the_lstm_recurrence_in_float32(tmp_path, monkeypatch,
-                                                                                precision, lstm, linear):
+@pytest.mark.parametrize(
+    ("precision", "lstm", "linear"), [("bf16", torch.float32, torch.bfloat16), ("32", torch.float32, torch.float32)]
+)
+def test_bf16_autocasts_the_other_layers_and_keeps_the_lstm_recurrence_in_float32(
+    tmp_path, monkeypatch, precision, lstm, linear
+):
     # the CPU path without bf16 LSTM kernels (the AVX2 machines): forced, so every CPU tests it
     from rnnlab.train import module
 
@@ -235,7 +278,7 @@ def test_plateau_schedule_halves_the_rate_when_the_metric_stalls(tmp_path):
 def test_same_seed_gives_the_same_run_and_another_seed_does_not(tmp_path):
     first = train(tiny(tmp_path / "a", dropout=0.2))
     again = train(tiny(tmp_path / "b", dropout=0.2))
-    other = train(tiny(tmp_path / "c", dropout=0.2, seed=1))
+    train(tiny(tmp_path / "c", dropout=0.2, seed=1))
     weights = [(tmp_path / name / "model.safetensors").read_bytes() for name in ("a", "b", "c")]
     assert weights[0] == weights[1] and weights[0] != weights[2]
     assert first.summary["test_metrics"] == again.summary["test_metrics"]

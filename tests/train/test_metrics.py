@@ -55,15 +55,14 @@ def test_sums_over_batches_equal_one_pass():
     whole, parts = ClassificationMetrics(4), ClassificationMetrics(4)
     whole.update(logits, truth)
     for start in range(0, 50, 7):
-        parts.update(logits[start:start + 7], truth[start:start + 7])
+        parts.update(logits[start : start + 7], truth[start : start + 7])
     for name, value in whole.compute().items():
         assert parts.compute()[name] == pytest.approx(value)
 
 
 def test_tagging_ignores_unscored_steps():
     # 2 sentences of 3 steps; the last step of the second is padding (-100) and predicted wrong
-    probabilities = torch.tensor([[[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]],
-                                  [[0.3, 0.7], [0.7, 0.3], [0.1, 0.9]]])
+    probabilities = torch.tensor([[[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]], [[0.3, 0.7], [0.7, 0.3], [0.1, 0.9]]])
     truth = torch.tensor([[0, 1, 1], [1, 0, -100]])
     metrics = ClassificationMetrics(2)
     metrics.update(probabilities.log(), truth)
@@ -81,8 +80,7 @@ def test_copy_scores_accuracy_on_answer_steps_and_cross_entropy_on_all():
     metrics.update(probabilities.log(), truth)
     result = metrics.compute()
     assert result["accuracy"] == pytest.approx(1 / 2)
-    assert result["cross_entropy"] == pytest.approx(-(2 * math.log(0.8) + math.log(0.7) + math.log(0.1)) / 4,
-                                                    rel=1e-6)
+    assert result["cross_entropy"] == pytest.approx(-(2 * math.log(0.8) + math.log(0.7) + math.log(0.1)) / 4, rel=1e-6)
 
 
 def test_language_model_bits_per_character_and_perplexity():
@@ -142,8 +140,11 @@ def test_multilabel_nll_sums_keys_and_averages_frames():
 
 
 def test_metrics_for_reads_the_forecast_scaler_of_the_targets_only():
-    meta = {"targets": ["flow"], "scaler": {"columns": ["flow", "rain"], "mean": [100.0, 3.0], "std": [10.0, 1.0]},
-            "mase_scale": [5.0]}
+    meta = {
+        "targets": ["flow"],
+        "scaler": {"columns": ["flow", "rain"], "mean": [100.0, 3.0], "std": [10.0, 1.0]},
+        "mase_scale": [5.0],
+    }
     spec = {"task": "forecast", "head": "forecast"}
     metrics = metrics_for(spec, meta)
     metrics.update(torch.tensor([[[0.5]]]), torch.tensor([[[0.0]]]))

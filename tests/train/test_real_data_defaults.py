@@ -31,16 +31,31 @@ def wide_classes(path, count, length=30, seed=0):
 
 def test_a_twenty_series_set_gets_small_batches_and_epochs_of_many_steps(tmp_path):
     data = wide_classes(tmp_path / "train.csv", 20)
-    result = train(TrainConfig(task="classify", model="gru", data=str(data), test_data=str(data), epochs=2,
-                               hidden_size=8, num_layers=1, out=str(tmp_path / "run")))
+    result = train(
+        TrainConfig(
+            task="classify",
+            model="gru",
+            data=str(data),
+            test_data=str(data),
+            epochs=2,
+            hidden_size=8,
+            num_layers=1,
+            out=str(tmp_path / "run"),
+        )
+    )
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     train_size = result.summary["refit"]["samples"] - len(result.task_data.val)
     assert config["batch_size"] == train_size // 4  # at most a quarter of the training set
     assert config["steps_per_epoch"] == 32 and result.summary["steps"] == 2 * 32  # not one step an epoch
     # 3 validation sequences cannot tell when to stop: the whole budget, then the refit on all 20
     assert config["refit"] is True and config["patience"] is None and config["schedule"] == "cosine"
-    assert result.summary["refit"] == {**result.summary["refit"], "done": True, "epochs": 2, "samples": 20,
-                                       "steps": 2 * 32}
+    assert result.summary["refit"] == {
+        **result.summary["refit"],
+        "done": True,
+        "epochs": 2,
+        "samples": 20,
+        "steps": 2 * 32,
+    }
     assert result.summary["validation"] == "held-out split, then refit on train + validation"
     assert result.summary["stop_reason"] == "epochs done"
 
@@ -56,8 +71,16 @@ def test_a_long_classify_series_is_read_in_patches_by_both_directions_pooled():
 
 
 def test_patches_and_pooling_summarise_only_the_valid_steps():
-    spec = {"task": "classify", "head": "classify", "input_size": 1, "vocab_size": None, "num_classes": 2,
-            "output_shape": [], "seq_len": None, "causal": False}
+    spec = {
+        "task": "classify",
+        "head": "classify",
+        "input_size": 1,
+        "vocab_size": None,
+        "num_classes": 2,
+        "output_shape": [],
+        "seq_len": None,
+        "causal": False,
+    }
     model = build_model("gru", spec, hidden_size=4, num_layers=1, bidirectional=True, pooling="mean+max", patch=3)
     x = torch.randn(2, 7, 1)
     padded = torch.cat([x[:1], torch.cat([x[1:, :5], torch.full((1, 2, 1), 50.0)], dim=1)])
@@ -69,8 +92,16 @@ def test_patches_and_pooling_summarise_only_the_valid_steps():
 
 
 def forecast_spec(lookback=12, horizon=4, inputs=2, targets=1):
-    return {"task": "forecast", "head": "forecast", "input_size": inputs, "vocab_size": None, "num_classes": None,
-            "output_shape": [horizon, targets], "seq_len": lookback, "causal": False}
+    return {
+        "task": "forecast",
+        "head": "forecast",
+        "input_size": inputs,
+        "vocab_size": None,
+        "num_classes": None,
+        "output_shape": [horizon, targets],
+        "seq_len": lookback,
+        "causal": False,
+    }
 
 
 def test_an_instance_normalised_forecast_comes_back_in_the_units_of_its_window():
@@ -98,8 +129,13 @@ def test_an_anchored_forecast_starts_as_the_seasonal_naive_forecast():
 
 
 def monthly(path, values, **columns):
-    frame = pd.DataFrame({"month": pd.date_range("2001-01", periods=len(values), freq="MS").strftime("%Y-%m"),
-                          "sales": values, **columns})
+    frame = pd.DataFrame(
+        {
+            "month": pd.date_range("2001-01", periods=len(values), freq="MS").strftime("%Y-%m"),
+            "sales": values,
+            **columns,
+        }
+    )
     frame.to_csv(path, index=False)
     return path
 
@@ -108,8 +144,20 @@ def test_a_36_month_series_trains_with_only_time_target_and_horizon(tmp_path):
     rng = np.random.default_rng(3)
     values = 200 + 8 * np.arange(36) + rng.normal(scale=20, size=36)  # a trend, like the shampoo sales
     data = monthly(tmp_path / "short.csv", values)
-    result = train(TrainConfig(task="forecast", model="gru", data=str(data), time="month", target_column="sales",
-                               horizon=6, hidden_size=8, num_layers=1, epochs=3, out=str(tmp_path / "run")))
+    result = train(
+        TrainConfig(
+            task="forecast",
+            model="gru",
+            data=str(data),
+            time="month",
+            target_column="sales",
+            horizon=6,
+            hidden_size=8,
+            num_layers=1,
+            epochs=3,
+            out=str(tmp_path / "run"),
+        )
+    )
     meta = result.task_data.meta
     assert meta["split"]["test"]["rows"] == 6 and meta["split"]["val"]["rows"] == 6  # a horizon each
     assert meta["lookback"] == 9  # (24 training rows - horizon 6) // 2: half the rows start a window
@@ -140,10 +188,10 @@ def test_log_forecasts_and_metrics_stay_in_the_original_units(tmp_path):
     logged = load_task("forecast", str(data), time="month", target="sales", horizon=3, log=True)
     assert logged.meta["scaler"]["log"] == ["sales"]
     assert logged.baselines["naive_mae"] == pytest.approx(plain.baselines["naive_mae"])  # same units
-    x, y = logged.test[0]
+    _x, y = logged.test[0]
     from rnnlab.data.timeseries import inverse_scale
 
-    truth = 100 * 1.05 ** np.arange(60)[logged.test.origins[0]:][:3]
+    truth = 100 * 1.05 ** np.arange(60)[logged.test.origins[0] :][:3]
     np.testing.assert_allclose(inverse_scale(logged.meta, y)[:, 0], truth, rtol=1e-5)
 
 

@@ -40,12 +40,17 @@ def run_script(tmp_path: Path, out: Path, mode: str) -> subprocess.Popen:
     script.write_text(SCRIPT)
     # One thread per process: the same floating-point reduction order in every run.
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-    return subprocess.Popen([sys.executable, str(script), str(out), mode], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, str(script), str(out), mode],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def finish(process: subprocess.Popen) -> None:
-    stdout, stderr = process.communicate(timeout=300)
+    _stdout, stderr = process.communicate(timeout=300)
     assert process.returncode == 0, stderr[-3000:]
 
 

@@ -10,15 +10,15 @@ import torch
 
 from rnnlab.data import collate, load_task
 from rnnlab.data.seq2seq import decode_chars
-from rnnlab.lab.measures import alignment_examples, exact_match_by_source_length, measure_alignments
 from rnnlab.lab import report
+from rnnlab.lab.measures import alignment_examples, exact_match_by_source_length, measure_alignments
 from rnnlab.lab.report import render_html
 from rnnlab.lab.results import validate
 from rnnlab.models import build_model
 from rnnlab.train.metrics import levenshtein
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lab"))
-from lab_fixtures import make_cell, make_results  # noqa: E402
+from lab_fixtures import make_cell, make_results
 
 
 def tiny_task_and_model(name="lstm+attn"):
@@ -72,8 +72,10 @@ def test_alignments_hold_the_decoder_attention_as_text_and_weights():
         assert len(example["weights"]) == min(len(example["output"]) + 1, model.max_output_len)
         for weights in example["weights"]:
             assert len(weights) == length and abs(sum(weights) - 1) < 1e-3
-    assert measure_alignments(build_model("lstm", task.spec, hidden_size=8), batch.x, batch.lengths, batch.y,
-                              task.meta) is None
+    assert (
+        measure_alignments(build_model("lstm", task.spec, hidden_size=8), batch.x, batch.lengths, batch.y, task.meta)
+        is None
+    )
 
 
 def test_the_report_shows_exact_match_by_source_length_and_alignment_heatmaps():
@@ -89,8 +91,9 @@ def test_the_report_shows_exact_match_by_source_length_and_alignment_heatmaps():
     results = make_results(cells, task="seq2seq")
     validate(results)
     # the two seq2seq figures only (drawing every figure of the report is slow, and others test it)
-    figures = {figure.name: figure for figure in (report._exact_match_by_source_length(results),
-                                                  report._alignments(results))}
+    figures = {
+        figure.name: figure for figure in (report._exact_match_by_source_length(results), report._alignments(results))
+    }
     assert set(figures) == {"exact_match_vs_source_length", "alignments"}
     assert figures["alignments"].png.startswith(b"\x89PNG")
     html = render_html(results, list(figures.values()))

@@ -47,7 +47,7 @@ def test_a_decode_without_eos_counts_its_extra_characters_as_errors():
 
 
 def test_levenshtein_equals_the_recursive_definition():
-    @functools.lru_cache(maxsize=None)
+    @functools.cache
     def reference(a, b):
         if not a or not b:
             return len(a) + len(b)
@@ -77,8 +77,9 @@ def number_words(tmp_path):
 
 def test_train_evaluate_and_predict_through_the_cli(tmp_path, number_words):
     run = tmp_path / "run"
-    result = invoke("train", "--task", "seq2seq", "--data", number_words, "--model", "lstm+attn", "--out", run,
-                    *TINY_MODEL)
+    result = invoke(
+        "train", "--task", "seq2seq", "--data", number_words, "--model", "lstm+attn", "--out", run, *TINY_MODEL
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads((run / "summary.json").read_text())
     assert set(summary["test_metrics"]) >= {"exact_match", "cer"} and summary["primary_metric"] == "exact_match"
@@ -94,7 +95,7 @@ def test_train_evaluate_and_predict_through_the_cli(tmp_path, number_words):
     out = tmp_path / "predictions.csv"
     result = invoke("predict", run, "--data", new, "--out", out)
     assert result.exit_code == 0, result.output
-    rows = list(csv.DictReader(open(out, newline="", encoding="utf-8")))
+    rows = list(csv.DictReader(out.read_text(encoding="utf-8").splitlines()))
     assert [(row["line"], row["source"]) for row in rows] == [("1", "nine nine"), ("3", "zero one")]
     assert all(set(row["predicted"]) <= set("0123456789\ufffd") for row in rows)
     assert all(float(row["log_probability"]) <= 0 for row in rows)
@@ -105,7 +106,7 @@ def test_train_evaluate_and_predict_through_the_cli(tmp_path, number_words):
     scores = json.loads((run / "evaluation.json").read_text())[str(number_words)]
     result = invoke("predict", run, "--data", number_words, "--out", out)
     assert result.exit_code == 0, result.output
-    decoded = [row["predicted"] for row in csv.DictReader(open(out, newline="", encoding="utf-8"))]
+    decoded = [row["predicted"] for row in csv.DictReader(out.read_text(encoding="utf-8").splitlines())]
     targets = [f"{n:02d}" for n in range(100)]
     assert scores["exact_match"] == pytest.approx(sum(d == t for d, t in zip(decoded, targets)) / 100)
     assert scores["cer"] == pytest.approx(sum(levenshtein(d, t) for d, t in zip(decoded, targets)) / 200)
@@ -119,8 +120,9 @@ def test_bad_input_is_one_line_naming_file_and_line(tmp_path, number_words):
     message = " ".join(result.output.split())
     assert "broken.tsv: line 2: expected source<TAB>target, found no TAB in 'two 2'" in message
     assert not (tmp_path / "run").exists()
-    result = invoke("train", "--task", "seq2seq", "--data", number_words, "--model", "tcn", "--out",
-                    tmp_path / "run", *TINY_MODEL)
+    result = invoke(
+        "train", "--task", "seq2seq", "--data", number_words, "--model", "tcn", "--out", tmp_path / "run", *TINY_MODEL
+    )
     assert result.exit_code == 2
     assert "model 'tcn' has no encoder–decoder for the seq2seq head" in " ".join(result.output.split())
 
@@ -131,9 +133,22 @@ def test_attention_decodes_most_dates_after_200_steps(tmp_path):
     (188 steps of 64): measured 0.904 exact match; a model that learned nothing writes no date right."""
     from rnnlab.train import TrainConfig, train
 
-    result = train(TrainConfig(task="seq2seq", model="lstm+attn", hidden_size=64, num_layers=1, epochs=2, bucket=True,
-                               patience=None, n_train=6000, n_val=200, n_test=500,
-                               model_options={"embedding_dim": 32}, out=str(tmp_path / "attn")))
+    result = train(
+        TrainConfig(
+            task="seq2seq",
+            model="lstm+attn",
+            hidden_size=64,
+            num_layers=1,
+            epochs=2,
+            bucket=True,
+            patience=None,
+            n_train=6000,
+            n_val=200,
+            n_test=500,
+            model_options={"embedding_dim": 32},
+            out=str(tmp_path / "attn"),
+        )
+    )
     assert result.test_metrics["exact_match"] >= 0.75 and result.test_metrics["cer"] <= 0.05
 
 
@@ -147,8 +162,15 @@ def test_attention_reaches_98_percent_and_the_plain_encoder_decoder_falls_behind
     from rnnlab.train import TrainConfig, train
 
     torch.set_num_threads(1)
-    common = dict(task="seq2seq", hidden_size=64, num_layers=1, epochs=2, bucket=True, patience=None,
-                  model_options={"embedding_dim": 32})
+    common = dict(
+        task="seq2seq",
+        hidden_size=64,
+        num_layers=1,
+        epochs=2,
+        bucket=True,
+        patience=None,
+        model_options={"embedding_dim": 32},
+    )
     attention = train(TrainConfig(model="lstm+attn", out=str(tmp_path / "attn"), **common))
     plain = train(TrainConfig(model="lstm", out=str(tmp_path / "plain"), **common))
     assert attention.test_metrics["exact_match"] >= 0.98

@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from rnnlab.data import TaskSpec
-from rnnlab.models import build_model
 from rnnlab.data.text import encode_text
+from rnnlab.models import build_model
 from rnnlab.train import TrainConfig, evaluate_run, train
 from rnnlab.train.stateful import StateCarrier, StreamBatchSampler, evaluate_stream, stream_loader
 
@@ -53,7 +53,7 @@ def test_offset_is_a_function_of_seed_and_epoch():
 
 def test_processes_take_disjoint_streams():
     first = [list(StreamBatchSampler(999, 10, 4, seed=0, rank=r, world_size=2)) for r in (0, 1)]
-    starts = [set(s for batch in shard for s in batch) for shard in first]
+    starts = [{s for batch in shard for s in batch} for shard in first]
     assert not starts[0] & starts[1] and all(len(batch) == 4 for shard in first for batch in shard)
 
 
@@ -100,15 +100,27 @@ def test_stateful_evaluation_equals_one_pass_over_the_whole_stream(name):
 def test_charlm_run_trains_on_streams_and_reports_bpc_with_baselines(tmp_path):
     text = tmp_path / "t.txt"
     text.write_text("the cat sat on the mat; the dog ate the log. " * 40, encoding="utf-8")
-    result = train(TrainConfig(task="charlm", data=str(text), model="lstm", hidden_size=16, seq_len=20,
-                               epochs=1, batch_size=8, out=str(tmp_path / "run")))
+    result = train(
+        TrainConfig(
+            task="charlm",
+            data=str(text),
+            model="lstm",
+            hidden_size=16,
+            seq_len=20,
+            epochs=1,
+            batch_size=8,
+            out=str(tmp_path / "run"),
+        )
+    )
     metrics = result.summary["test_metrics"]
     train_targets = len(result.task_data.train.tokens) - 1
     # one epoch: K = S // T batches of 8 streams, S = (N − 1 − o) // 8, whatever the offset o ∈ [0, 20]
     assert result.summary["steps"] in {(train_targets - o) // 8 // 20 for o in range(21)}
     assert {"bpc", "perplexity", "unigram_bpc", "bigram_bpc"} <= set(metrics)
     # the test figure is the stateful whole-stream one
-    reference = evaluate_stream(result.model, result.task_data.test.tokens, result.task_data.spec, result.task_data.meta)
+    reference = evaluate_stream(
+        result.model, result.task_data.test.tokens, result.task_data.spec, result.task_data.meta
+    )
     assert metrics["bpc"] == pytest.approx(reference["bpc"], abs=1e-6)
     assert result.config.dropout == 0.2  # the charlm default
 

@@ -21,9 +21,21 @@ def bpc_by_memory(folder, *, blocks, epochs, lr=None):
         word = "".join(letters[i] for i in torch.randint(0, 16, (24,), generator=generator).tolist())
         words.append(word + word)
     (folder / "copies.txt").write_text("".join(words))
-    config = TrainConfig(task="charlm", model="transformer-xl", data=str(folder / "copies.txt"), seq_len=16,
-                         hidden_size=32, num_layers=2, epochs=epochs, batch_size=32, dropout=0.0, patience=None,
-                         lr=lr, out=str(folder / "run"), model_options={"num_heads": 2, "mem_len": 32})
+    config = TrainConfig(
+        task="charlm",
+        model="transformer-xl",
+        data=str(folder / "copies.txt"),
+        seq_len=16,
+        hidden_size=32,
+        num_layers=2,
+        epochs=epochs,
+        batch_size=32,
+        dropout=0.0,
+        patience=None,
+        lr=lr,
+        out=str(folder / "run"),
+        model_options={"num_heads": 2, "mem_len": 32},
+    )
     result = train(config)
     spec = vars(result.model.spec) if not isinstance(result.model.spec, dict) else result.model.spec
     scores = {}

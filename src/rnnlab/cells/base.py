@@ -136,11 +136,14 @@ class CellModule(nn.Module):
     def _batched(self, input: Tensor, hx: tuple[Tensor, ...] | None) -> tuple[Tensor, tuple[Tensor, ...], bool]:
         """Give a batch dimension to an unbatched input and check shapes, as torch.nn's cells do."""
         if input.dim() not in (1, 2):
-            raise ConfigError(f"{type(self).__name__}: expected input of shape [batch, {self.input_size}] or "
-                              f"[{self.input_size}], got {list(input.shape)}")
+            raise ConfigError(
+                f"{type(self).__name__}: expected input of shape [batch, {self.input_size}] or "
+                f"[{self.input_size}], got {list(input.shape)}"
+            )
         if input.size(-1) != self.input_size:
-            raise ConfigError(f"input.size(-1) must be equal to input_size. Expected {self.input_size}, "
-                              f"got {input.size(-1)}")
+            raise ConfigError(
+                f"input.size(-1) must be equal to input_size. Expected {self.input_size}, got {input.size(-1)}"
+            )
         unbatched = input.dim() == 1
         if unbatched:
             input = input.unsqueeze(0)

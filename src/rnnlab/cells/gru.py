@@ -95,8 +95,17 @@ class GRUCell(CellModule):
 
     gate_count = 3
 
-    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, *, convention: str = "torch",
-                 layer_norm: bool = False, device=None, dtype=None) -> None:
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        bias: bool = True,
+        *,
+        convention: str = "torch",
+        layer_norm: bool = False,
+        device=None,
+        dtype=None,
+    ) -> None:
         if convention not in CONVENTIONS:
             raise unknown_name("GRU convention", convention, CONVENTIONS)
         super().__init__(input_size, hidden_size, bias, layer_norm=layer_norm, device=device, dtype=dtype)
@@ -127,21 +136,26 @@ def convert_gru_convention(state_dict: Mapping[str, Tensor], *, exact: bool = Tr
     converted = dict(state_dict)
     for name, tensor in state_dict.items():
         if exact and "layer_norm" in name:
-            raise ConfigError(f"{name}: layer norm mixes the update gate's rows with the others, so no "
-                              "weight conversion between GRU conventions is exact; pass exact=False to convert anyway")
+            raise ConfigError(
+                f"{name}: layer norm mixes the update gate's rows with the others, so no "
+                "weight conversion between GRU conventions is exact; pass exact=False to convert anyway"
+            )
         if not _GATE_TENSOR.search(name):
             continue
         hidden_size = tensor.shape[0] // 3
         if exact and "weight_hh" in name:
-            w_hn = tensor[2 * hidden_size:]
+            w_hn = tensor[2 * hidden_size :]
             if w_hn.shape[0] != w_hn.shape[1] or not torch.equal(w_hn, torch.diag_embed(w_hn.diagonal())):
                 raise ConfigError(
                     f"{name}: the candidate block W_hn is not diagonal, so r_t ⊙ (W_hn h) ≠ W_hn (r_t ⊙ h) and "
-                    "the torch and cho GRUs are different functions; pass exact=False to convert anyway")
-        if exact and "bias_hh" in name and bool(tensor[2 * hidden_size:].ne(0).any()):
-            raise ConfigError(f"{name}: b_hn is not zero, so r_t ⊙ b_hn ≠ b_hn and the torch and cho GRUs differ; "
-                              "pass exact=False to convert anyway")
+                    "the torch and cho GRUs are different functions; pass exact=False to convert anyway"
+                )
+        if exact and "bias_hh" in name and bool(tensor[2 * hidden_size :].ne(0).any()):
+            raise ConfigError(
+                f"{name}: b_hn is not zero, so r_t ⊙ b_hn ≠ b_hn and the torch and cho GRUs differ; "
+                "pass exact=False to convert anyway"
+            )
         flipped = tensor.detach().clone()
-        flipped[hidden_size:2 * hidden_size] = -flipped[hidden_size:2 * hidden_size]
+        flipped[hidden_size : 2 * hidden_size] = -flipped[hidden_size : 2 * hidden_size]
         converted[name] = flipped
     return converted

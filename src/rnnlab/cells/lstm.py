@@ -38,8 +38,9 @@ def lstm_step(
     c_tilde = torch.tanh(g_pre)
     c_t = f_t * c_prev + i_t * c_tilde
     if weights.layer_norm_cell_weight is not None:
-        c_shown = F.layer_norm(c_t, c_t.shape[-1:], weights.layer_norm_cell_weight,
-                               weights.layer_norm_cell_bias, LAYER_NORM_EPS)
+        c_shown = F.layer_norm(
+            c_t, c_t.shape[-1:], weights.layer_norm_cell_weight, weights.layer_norm_cell_bias, LAYER_NORM_EPS
+        )
     else:
         c_shown = c_t
     h_t = o_t * torch.tanh(c_shown)

@@ -111,8 +111,15 @@ def scan_linear_recurrence(a: Tensor, b: Tensor, h0: Tensor) -> Tensor:
 MODES = ("auto", "kernel", "parallel", "sequential")
 
 
-def scan_min_rnn(kind: str, x_projection: Tensor, h0: Tensor, lengths: Tensor | None = None, *,
-                 mode: str = "auto", bias: Tensor | None = None) -> tuple[Tensor, Tensor]:
+def scan_min_rnn(
+    kind: str,
+    x_projection: Tensor,
+    h0: Tensor,
+    lengths: Tensor | None = None,
+    *,
+    mode: str = "auto",
+    bias: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
     """One direction over a whole sequence: ``x_projection`` ``[T, B, gates·H]`` → ``(h [T, B, H], h_last)``.
 
     ``x_projection + bias`` (``bias`` ``[gates·H]`` or None) is ``W x_t + b`` of every step.
@@ -189,15 +196,25 @@ class _MinRNN(nn.Module):
     ``[gates·H, I]`` and ``bias_l{k}`` (``_reverse`` for the backward direction), initialised as
     ``nn.Linear`` does (uniform ±1/√fan_in). ``mode`` picks how time is scanned (see
     :func:`scan_min_rnn`); with ``"kernel"`` (and ``"auto"`` where the kernels apply) the compiled
-    kernel also takes over the input projection, block by block in cache; feeding one step at a time (``T = 1`` with the last ``h_n``) equals
+    kernel also takes over the input projection, block by block in cache; feeding one step at a time (``T =
+    1`` with the last ``h_n``) equals
     the whole sequence, so the layer streams.
     """
 
     kind: str
 
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
-                 batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False, device=None,
-                 dtype=None) -> None:
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        device=None,
+        dtype=None,
+    ) -> None:
         super().__init__()
         for name, value in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -240,19 +257,23 @@ class _MinRNN(nn.Module):
         else:
             if not isinstance(input, Tensor) or input.dim() not in (2, 3):
                 shape = list(input.shape) if isinstance(input, Tensor) else type(input).__name__
-                raise ConfigError(f"{name}: expected input [seq_len, batch, {self.input_size}] (batch first if "
-                                  f"batch_first), [seq_len, {self.input_size}] or a PackedSequence; got {shape}")
+                raise ConfigError(
+                    f"{name}: expected input [seq_len, batch, {self.input_size}] (batch first if "
+                    f"batch_first), [seq_len, {self.input_size}] or a PackedSequence; got {shape}"
+                )
             unbatched = input.dim() == 2
             x = input.unsqueeze(1) if unbatched else (input.transpose(0, 1) if self.batch_first else input)
         if x.shape[-1] != self.input_size:
-            raise ConfigError(f"input.size(-1) must be equal to input_size. Expected {self.input_size}, "
-                              f"got {x.shape[-1]}")
+            raise ConfigError(
+                f"input.size(-1) must be equal to input_size. Expected {self.input_size}, got {x.shape[-1]}"
+            )
         batch_size = x.shape[1]
         if lengths is not None:
             lengths = torch.as_tensor(lengths).to("cpu", torch.int64)
             if lengths.shape != (batch_size,) or bool((lengths < 1).any()) or bool((lengths > x.shape[0]).any()):
-                raise ConfigError(f"{name}: lengths must be {batch_size} integers in 1..{x.shape[0]}; "
-                                  f"got {lengths.tolist()}")
+                raise ConfigError(
+                    f"{name}: lengths must be {batch_size} integers in 1..{x.shape[0]}; got {lengths.tolist()}"
+                )
             if bool((lengths == x.shape[0]).all()):
                 lengths = None
         directions = 2 if self.bidirectional else 1
@@ -262,8 +283,10 @@ class _MinRNN(nn.Module):
         elif unbatched:
             hx = hx.unsqueeze(1)
         if tuple(hx.shape) != expected_state:
-            raise ConfigError(f"{name}: expected h_0 of shape {list(expected_state)} (num_layers·directions, "
-                              f"batch, hidden_size); got {list(hx.shape)}")
+            raise ConfigError(
+                f"{name}: expected h_0 of shape {list(expected_state)} (num_layers·directions, "
+                f"batch, hidden_size); got {list(hx.shape)}"
+            )
         if mode not in MODES:
             raise ConfigError(f"min-RNN mode must be one of {', '.join(MODES)}; got {mode!r}")
         use_kernel = False
@@ -276,13 +299,17 @@ class _MinRNN(nn.Module):
             outputs = []
             for direction, suffix in enumerate(self._suffixes(layer)):
                 sequence = layer_input if direction == 0 else _reverse_within_lengths(layer_input, lengths)
-                weight, bias, h0 = getattr(self, f"weight{suffix}"), getattr(self, f"bias{suffix}"), \
-                    hx[layer * directions + direction]
+                weight, bias, h0 = (
+                    getattr(self, f"weight{suffix}"),
+                    getattr(self, f"bias{suffix}"),
+                    hx[layer * directions + direction],
+                )
                 if use_kernel:  # projection and scan fused, block by block in cache
                     output, last = run_min_rnn_layer(self.kind, sequence, weight, h0, lengths, bias)
                 else:
-                    output, last = scan_min_rnn(self.kind, _project(sequence, weight), h0, lengths, mode=mode,
-                                                bias=bias)
+                    output, last = scan_min_rnn(
+                        self.kind, _project(sequence, weight), h0, lengths, mode=mode, bias=bias
+                    )
                 outputs.append(output if direction == 0 else _reverse_within_lengths(output, lengths))
                 finals.append(last)
             layer_input = torch.cat(outputs, dim=-1) if directions == 2 else outputs[0]
@@ -293,9 +320,11 @@ class _MinRNN(nn.Module):
         if packed:
             _, batch_sizes, sorted_indices, unsorted_indices = input
             full = lengths if lengths is not None else torch.full((batch_size,), output.shape[0], dtype=torch.long)
-            data = pack_padded_sequence(output.index_select(1, sorted_indices) if sorted_indices is not None else output,
-                                        full.index_select(0, sorted_indices.cpu()) if sorted_indices is not None
-                                        else full, enforce_sorted=True).data
+            data = pack_padded_sequence(
+                output.index_select(1, sorted_indices) if sorted_indices is not None else output,
+                full.index_select(0, sorted_indices.cpu()) if sorted_indices is not None else full,
+                enforce_sorted=True,
+            ).data
             return PackedSequence(data, batch_sizes, sorted_indices, unsorted_indices), h_n
         if unbatched:
             return output.squeeze(1), h_n.squeeze(1)
@@ -303,8 +332,13 @@ class _MinRNN(nn.Module):
 
     def extra_repr(self) -> str:
         text = f"{self.input_size}, {self.hidden_size}"
-        for name, default in (("num_layers", 1), ("bias", True), ("batch_first", False), ("dropout", 0.0),
-                              ("bidirectional", False)):
+        for name, default in (
+            ("num_layers", 1),
+            ("bias", True),
+            ("batch_first", False),
+            ("dropout", 0.0),
+            ("bidirectional", False),
+        ):
             if getattr(self, name) != default:
                 text += f", {name}={getattr(self, name)!r}"
         return text

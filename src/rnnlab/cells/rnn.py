@@ -45,8 +45,17 @@ class RNNCell(CellModule):
 
     gate_count = 1
 
-    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, nonlinearity: str = "tanh",
-                 *, layer_norm: bool = False, device=None, dtype=None) -> None:
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        bias: bool = True,
+        nonlinearity: str = "tanh",
+        *,
+        layer_norm: bool = False,
+        device=None,
+        dtype=None,
+    ) -> None:
         if nonlinearity not in NONLINEARITIES:
             raise unknown_name("nonlinearity", nonlinearity, NONLINEARITIES)
         super().__init__(input_size, hidden_size, bias, layer_norm=layer_norm, device=device, dtype=dtype)

@@ -186,7 +186,7 @@ def _fractions(val: float, test: float, what: str) -> dict[str, Option]:
 TASKS: dict[str, TaskInfo] = {
     "recall": TaskInfo(
         description="recall the symbol seen at t=0 after T-1 distractor steps "
-        "(\"I grew up in France … I speak fluent ___\")",
+        '("I grew up in France … I speak fluent ___")',
         head="classify",
         formats="generated (no data file)",
         builtins={},
@@ -241,16 +241,26 @@ TASKS: dict[str, TaskInfo] = {
                 aliases=("target_column",),
             ),
             "covariates": Option(None, "past-covariate column(s), comma-separated: inputs, not forecast"),
-            "lookback": Option(None, "input window in steps (default: two horizons or two seasons, at most half "
-                               "the training part; traffic 72, sunspots 30, co2 104)", int),
+            "lookback": Option(
+                None,
+                "input window in steps (default: two horizons or two seasons, at most half "
+                "the training part; traffic 72, sunspots 30, co2 104)",
+                int,
+            ),
             "horizon": Option(None, "steps forecast at once (default 24; traffic 24, sunspots 10, co2 26)", int),
             "season": Option(
-                None, "season in steps for seasonal naive and MASE (default from the step: hourly 24, daily 7, "
-                "weekly 52, monthly 12, quarterly 4; else the autocorrelation's peak, if clear; sunspots 11)", int,
+                None,
+                "season in steps for seasonal naive and MASE (default from the step: hourly 24, daily 7, "
+                "weekly 52, monthly 12, quarterly 4; else the autocorrelation's peak, if clear; sunspots 11)",
+                int,
             ),
             "fill": Option("none", "missing values: none (error) | ffill | interpolate | zero"),
-            "log": Option(False, "model log(target) (multiplicative series; every value must be positive); "
-                          "forecasts and metrics stay in the original units", bool),
+            "log": Option(
+                False,
+                "model log(target) (multiplicative series; every value must be positive); "
+                "forecasts and metrics stay in the original units",
+                bool,
+            ),
             **_fractions(0.15, 0.15, "the series (the end of it, by time)"),
         },
         loader="timeseries:load_forecast",
@@ -272,6 +282,12 @@ TASKS: dict[str, TaskInfo] = {
             "features": Option(None, "feature columns, comma-separated (long format; default: all others)"),
             "min_freq": Option(2, "text: words seen fewer times in training become <unk>", int),
             "lowercase": Option(True, "text: lower-case before splitting into words", bool),
+            "normalise": Option(
+                "auto",
+                "numbers: channel (each feature standardised on the training part) | "
+                "series (each series z-normalised by its own mean and std, the UCR convention) | "
+                "auto (series when the training series' scales span over 1000x, else channel)",
+            ),
             **_fractions(0.1, 0.1, "the sequences (stratified by label)"),
         },
         loader="classify:load_classify",
@@ -322,8 +338,10 @@ TASKS: dict[str, TaskInfo] = {
         description="sequence to sequence (translation style): read a source string, write its target string",
         head="seq2seq",
         formats="UTF-8 text: source<TAB>target on each line (character vocabularies, <bos>/<eos>/<pad>)",
-        builtins={"dates": "generated: a date 1900-2099 in 12 surface forms (8-70 characters) -> its ISO form "
-                  "(876,588 distinct pairs)"},
+        builtins={
+            "dates": "generated: a date 1900-2099 in 12 surface forms (8-70 characters) -> its ISO form "
+            "(876,588 distinct pairs)"
+        },
         default_data="dates",
         seq_len="not used (each pair keeps its lengths; see max_source_len)",
         options={

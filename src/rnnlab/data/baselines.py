@@ -83,9 +83,18 @@ BOUND_SLACK = 1e-9
 # sequence classification: 1-nearest neighbour
 
 
-def nearest_neighbour_accuracy(train_inputs, train_labels, test_inputs, test_labels, *, distance: str = "euclidean",
-                               window: int | None = None, znormalise: bool = False, threads: int | None = None,
-                               progress: bool = False) -> float:
+def nearest_neighbour_accuracy(
+    train_inputs,
+    train_labels,
+    test_inputs,
+    test_labels,
+    *,
+    distance: str = "euclidean",
+    window: int | None = None,
+    znormalise: bool = False,
+    threads: int | None = None,
+    progress: bool = False,
+) -> float:
     """Accuracy of the 1-nearest-neighbour classifier: ``mean_i [label(nn(q_i)) == test_labels[i]]``.
 
     ``train_inputs``/``test_inputs``: lists of float arrays ``[T_i, F]`` (``[T_i]`` is one channel);
@@ -97,14 +106,29 @@ def nearest_neighbour_accuracy(train_inputs, train_labels, test_inputs, test_lab
         raise DataError(f"train_labels has {len(train_labels)} labels for {len(train_inputs)} training series")
     if len(test_labels) != len(test_inputs):
         raise DataError(f"test_labels has {len(test_labels)} labels for {len(test_inputs)} test series")
-    neighbours = nearest_neighbours(train_inputs, test_inputs, distance=distance, window=window,
-                                    znormalise=znormalise, threads=threads, progress=progress)
+    neighbours = nearest_neighbours(
+        train_inputs,
+        test_inputs,
+        distance=distance,
+        window=window,
+        znormalise=znormalise,
+        threads=threads,
+        progress=progress,
+    )
     hits = [train_labels[j] == label for j, label in zip(neighbours, test_labels)]
     return float(np.mean(hits))
 
 
-def nearest_neighbours(train_inputs, test_inputs, *, distance: str = "euclidean", window: int | None = None,
-                       znormalise: bool = False, threads: int | None = None, progress: bool = False) -> np.ndarray:
+def nearest_neighbours(
+    train_inputs,
+    test_inputs,
+    *,
+    distance: str = "euclidean",
+    window: int | None = None,
+    znormalise: bool = False,
+    threads: int | None = None,
+    progress: bool = False,
+) -> np.ndarray:
     """Index of each test series' nearest training series, ``int64[len(test_inputs)]`` (ties: the lowest index)."""
     train, test = _check_inputs(train_inputs, test_inputs, distance, window, znormalise)
     if distance == "euclidean":
@@ -113,8 +137,15 @@ def nearest_neighbours(train_inputs, test_inputs, *, distance: str = "euclidean"
         return _dtw_nearest(train, test, window, progress)
 
 
-def series_distances(queries, references, *, distance: str = "dtw", window: int | None = None,
-                     znormalise: bool = False, threads: int | None = None) -> np.ndarray:
+def series_distances(
+    queries,
+    references,
+    *,
+    distance: str = "dtw",
+    window: int | None = None,
+    znormalise: bool = False,
+    threads: int | None = None,
+) -> np.ndarray:
     """The full distance matrix ``[len(queries), len(references)]`` (no pruning), same conventions."""
     references, queries = _check_inputs(references, queries, distance, window, znormalise)
     if distance == "euclidean":
@@ -122,8 +153,9 @@ def series_distances(queries, references, *, distance: str = "dtw", window: int 
     module, series = _dtw_module(references + queries)
     n_ref = len(references)
     with threadpool_limits(threads, user_api="openmp"):
-        flat = module.distance_matrix_fast(series, block=((0, n_ref), (n_ref, len(series))), compact=True,
-                                           **_dtw_settings(window))
+        flat = module.distance_matrix_fast(
+            series, block=((0, n_ref), (n_ref, len(series))), compact=True, **_dtw_settings(window)
+        )
     return np.asarray(flat, dtype=np.float64).reshape(n_ref, len(queries)).T
 
 
@@ -200,7 +232,9 @@ def _series_list(inputs, name: str) -> list[np.ndarray]:
         try:
             array = np.asarray(x, dtype=np.float64)
         except (TypeError, ValueError) as error:
-            raise DataError(f"{name}[{i}]: expected an array of numbers [T, F], got {type(x).__name__} ({error})")
+            raise DataError(
+                f"{name}[{i}]: expected an array of numbers [T, F], got {type(x).__name__} ({error})"
+            ) from None
         if array.ndim == 1:
             array = array[:, None]
         if array.ndim != 2 or array.shape[0] == 0 or array.shape[1] == 0:
@@ -208,8 +242,9 @@ def _series_list(inputs, name: str) -> list[np.ndarray]:
         bad = np.argwhere(~np.isfinite(array))
         if len(bad):
             step, channel = bad[0]
-            raise DataError(f"{name}[{i}] step {step} channel {channel}: expected a finite number, got "
-                            f"{array[step, channel]}")
+            raise DataError(
+                f"{name}[{i}] step {step} channel {channel}: expected a finite number, got {array[step, channel]}"
+            )
         series.append(np.array(array, dtype=np.float64, order="C"))  # own, writeable copies: the C code needs them
     if not series:
         raise DataError(f"{name} is empty: expected at least one series")
@@ -223,8 +258,10 @@ def _dtw_module(series: list[np.ndarray]):
     from dtaidistance import dtw, dtw_ndim
 
     if dtw.dtw_cc is None or dtw.dtw_cc_omp is None:  # its pure-Python fallback is ~1000× slower
-        raise RuntimeError("dtaidistance's C library (dtw_cc, dtw_cc_omp) did not load; reinstall dtaidistance "
-                           "from its wheel (`python -c 'from dtaidistance import dtw; dtw.try_import_c()'` says why)")
+        raise RuntimeError(
+            "dtaidistance's C library (dtw_cc, dtw_cc_omp) did not load; reinstall dtaidistance "
+            "from its wheel (`python -c 'from dtaidistance import dtw; dtw.try_import_c()'` says why)"
+        )
     if series[0].shape[1] == 1:
         return dtw, [np.ascontiguousarray(x[:, 0]) for x in series]
     return dtw_ndim, series
@@ -257,9 +294,13 @@ def _dtw_nearest(train: list[np.ndarray], test: list[np.ndarray], window: int | 
         candidates = np.flatnonzero(envelope.lower_bounds(test[i]) <= limit * limit)
         candidates = candidates[candidates < guess] if upper == 0 else candidates[candidates != guess]
         if len(candidates):  # at distance 0 only an earlier exact (warped) match can take the tie
-            found = module.distance_matrix_fast([queries[i], *(references[j] for j in candidates)],
-                                                block=((0, 1), (1, len(candidates) + 1)), compact=True,
-                                                max_dist=limit if limit > 0 else None, **settings)
+            found = module.distance_matrix_fast(
+                [queries[i], *(references[j] for j in candidates)],
+                block=((0, 1), (1, len(candidates) + 1)),
+                compact=True,
+                max_dist=limit if limit > 0 else None,
+                **settings,
+            )
             distances[candidates] = np.asarray(found, dtype=np.float64)
         neighbours[i] = int(np.argmin(distances))  # the first of equal distances
     return neighbours
@@ -271,7 +312,7 @@ def _euclidean_guesses(train: list[np.ndarray], test: list[np.ndarray]) -> np.nd
     reference = resample_all(train, length).reshape(len(train), -1)
     queries = resample_all(test, length).reshape(len(test), -1)
     # ‖q‖² - 2 q·c + ‖c‖² in one product: only a heuristic order, so rounding does not matter here
-    squared = (reference ** 2).sum(axis=1)[None, :] - 2.0 * queries @ reference.T
+    squared = (reference**2).sum(axis=1)[None, :] - 2.0 * queries @ reference.T
     return np.argmin(squared, axis=1)
 
 
@@ -300,7 +341,7 @@ class _Envelopes:
             values = np.sort(x, axis=0).T  # [F, T]
             self.sorted[:, j, : len(x)] = values
             self.sum1[:, j, 1 : len(x) + 1] = np.cumsum(values, axis=1)
-            self.sum2[:, j, 1 : len(x) + 1] = np.cumsum(values ** 2, axis=1)
+            self.sum2[:, j, 1 : len(x) + 1] = np.cumsum(values**2, axis=1)
             self.sum1[:, j, len(x) + 1 :] = self.sum1[:, j, len(x)][:, None]
             self.sum2[:, j, len(x) + 1 :] = self.sum2[:, j, len(x)][:, None]
 
@@ -311,19 +352,21 @@ class _Envelopes:
         for f in range(query.shape[1]):
             values = np.sort(query[:, f])
             sum1 = np.concatenate([[0.0], np.cumsum(values)])
-            sum2 = np.concatenate([[0.0], np.cumsum(values ** 2)])
+            sum2 = np.concatenate([[0.0], np.cumsum(values**2)])
             below = np.searchsorted(values, self.low[:, f], side="left")
             above = np.searchsorted(values, self.high[:, f], side="right")
             query_to_train += _outside_below(self.low[:, f], below, sum1[below], sum2[below])
-            query_to_train += _outside_above(self.high[:, f], len(values) - above, sum1[-1] - sum1[above],
-                                             sum2[-1] - sum2[above])
+            query_to_train += _outside_above(
+                self.high[:, f], len(values) - above, sum1[-1] - sum1[above], sum2[-1] - sum2[above]
+            )
             low, high = values[0], values[-1]
             below = (self.sorted[f] < low).sum(axis=1)
             above = (self.sorted[f] <= high).sum(axis=1)
             total1, total2 = self.sum1[f, rows, self.lengths], self.sum2[f, rows, self.lengths]
             train_to_query += _outside_below(low, below, self.sum1[f, rows, below], self.sum2[f, rows, below])
-            train_to_query += _outside_above(high, self.lengths - above, total1 - self.sum1[f, rows, above],
-                                             total2 - self.sum2[f, rows, above])
+            train_to_query += _outside_above(
+                high, self.lengths - above, total1 - self.sum1[f, rows, above], total2 - self.sum2[f, rows, above]
+            )
         corners = ((query[0] - self.first) ** 2).sum(axis=1)
         single = (len(query) == 1) & (self.lengths == 1)  # one cell: both corners are the same cell
         corners = corners + np.where(single, 0.0, ((query[-1] - self.last) ** 2).sum(axis=1))
@@ -369,17 +412,30 @@ class ForecastBaselines:
 
     def to_json(self) -> dict[str, Any]:
         forecasts = {name: None if f is None else f.tolist() for name, f in self.forecasts.items()}
-        return {"mae": dict(self.mae), "forecasts": forecasts, "reasons": dict(self.reasons),
-                "chosen": dict(self.chosen), "parameters": {k: dict(v) for k, v in self.parameters.items()},
-                "seconds": dict(self.seconds)}
+        return {
+            "mae": dict(self.mae),
+            "forecasts": forecasts,
+            "reasons": dict(self.reasons),
+            "chosen": dict(self.chosen),
+            "parameters": {k: dict(v) for k, v in self.parameters.items()},
+            "seconds": dict(self.seconds),
+        }
 
 
 class _Missing(Exception):
     """A method cannot give forecasts; the message is the reason reported."""
 
 
-def forecast_baselines(values, *, fit_rows: int, origins, horizon: int, season: int | None = None,
-                       log: bool = False, methods: Sequence[str] = METHODS) -> ForecastBaselines:
+def forecast_baselines(
+    values,
+    *,
+    fit_rows: int,
+    origins,
+    horizon: int,
+    season: int | None = None,
+    log: bool = False,
+    methods: Sequence[str] = METHODS,
+) -> ForecastBaselines:
     """Forecasts of ``values[t : t+horizon]`` from ``values[:t]`` for every ``t`` in ``origins``, and their MAE.
 
     ``MAE = mean_{t, h} |ŷ[t+h] - v[t+h]|`` over all origins and steps. ETS and ARIMA are fitted on
@@ -396,8 +452,9 @@ def forecast_baselines(values, *, fit_rows: int, origins, horizon: int, season: 
             forecasts, chosen, parameters = _FORECASTERS[name](values, fit_rows, origins, horizon, season, log)
             if not np.all(np.isfinite(forecasts)):
                 where = np.argwhere(~np.isfinite(forecasts))[0]
-                raise _Missing(f"non-finite forecast {forecasts[tuple(where)]} at origin {origins[where[0]]} "
-                               f"step {where[1]}")
+                raise _Missing(
+                    f"non-finite forecast {forecasts[tuple(where)]} at origin {origins[where[0]]} step {where[1]}"
+                )
             result.forecasts[name] = forecasts
             result.mae[name] = float(np.abs(forecasts - truth).mean())
             if chosen:
@@ -409,8 +466,9 @@ def forecast_baselines(values, *, fit_rows: int, origins, horizon: int, season: 
             # reported, never allowed to stop the run it sits beside
             result.forecasts[name] = None
             result.mae[name] = None
-            result.reasons[name] = str(missing) if isinstance(missing, _Missing) else \
-                f"{type(missing).__name__}: {missing}"
+            result.reasons[name] = (
+                str(missing) if isinstance(missing, _Missing) else f"{type(missing).__name__}: {missing}"
+            )
         result.seconds[name] = time.perf_counter() - started
     return result
 
@@ -429,8 +487,9 @@ def _check_forecast_inputs(values, fit_rows, origins, horizon, season, log, meth
     if not isinstance(horizon, (int, np.integer)) or horizon < 1:
         raise ConfigError(f"horizon must be a whole number ≥ 1, got {horizon!r}")
     if not isinstance(fit_rows, (int, np.integer)) or not 2 <= fit_rows <= n_rows:
-        raise ConfigError(f"fit_rows must be a whole number in [2, {n_rows}] (the series has {n_rows} rows), "
-                          f"got {fit_rows!r}")
+        raise ConfigError(
+            f"fit_rows must be a whole number in [2, {n_rows}] (the series has {n_rows} rows), got {fit_rows!r}"
+        )
     if season is not None and (not isinstance(season, (int, np.integer)) or season < 1):
         raise ConfigError(f"season must be a whole number ≥ 1 or None, got {season!r}")
     origins = np.asarray(origins)
@@ -438,8 +497,10 @@ def _check_forecast_inputs(values, fit_rows, origins, horizon, season, log, meth
         raise ConfigError(f"origins: expected a non-empty list of whole numbers, got {origins.tolist()!r}")
     wrong = np.flatnonzero((origins < 1) | (origins + horizon > n_rows))
     if len(wrong):
-        raise ConfigError(f"origins[{wrong[0]}] = {origins[wrong[0]]}: an origin t forecasts values[t : t+{horizon}] "
-                          f"from values[:t], so it must lie in [1, {n_rows - horizon}] for {n_rows} rows")
+        raise ConfigError(
+            f"origins[{wrong[0]}] = {origins[wrong[0]]}: an origin t forecasts values[t : t+{horizon}] "
+            f"from values[:t], so it must lie in [1, {n_rows - horizon}] for {n_rows} rows"
+        )
     return values, origins.astype(np.int64)
 
 
@@ -454,8 +515,9 @@ def _seasonal_naive(values, fit_rows, origins, horizon, season, log):
     sources = origins[:, None] + steps[None, :] - season * (steps[None, :] // season + 1)
     if sources.min() < 0:
         first = int(origins.min())
-        raise _Missing(f"origin {first} has {first} rows of history; seasonal naive with season {season} needs "
-                       f"{season}")
+        raise _Missing(
+            f"origin {first} has {first} rows of history; seasonal naive with season {season} needs {season}"
+        )
     return values[sources], "", {}
 
 
@@ -493,8 +555,10 @@ def _standardised(values, fit_rows, origins, log) -> tuple[_Scale, np.ndarray]:
     """The scale fitted on the fit part and ``z`` up to the last origin; a constant fit part is missing."""
     scale = _Scale.fit(values, fit_rows, int(origins.max()), log)
     if np.ptp(values[:fit_rows]) == 0:
-        raise _Missing(f"the fit part is constant ({values[0]} in all {fit_rows} rows): the likelihood is degenerate "
-                       f"(σ = 0); the naive forecast is exact there")
+        raise _Missing(
+            f"the fit part is constant ({values[0]} in all {fit_rows} rows): the likelihood is degenerate "
+            f"(σ = 0); the naive forecast is exact there"
+        )
     return scale, scale.forward(values[: max(fit_rows, int(origins.max()))])
 
 
@@ -528,8 +592,10 @@ def _no_fit(method: str, failures: dict[str, str]) -> _Missing:
     grouped: dict[str, list[str]] = {}
     for label, reason in failures.items():
         grouped.setdefault(reason, []).append(label)
-    return _Missing(f"no {method} form could be fitted: "
-                    + "; ".join(f"{', '.join(labels)}: {reason}" for reason, labels in grouped.items()))
+    return _Missing(
+        f"no {method} form could be fitted: "
+        + "; ".join(f"{', '.join(labels)}: {reason}" for reason, labels in grouped.items())
+    )
 
 
 # Above this season, the seasonal ETS forms start from the heuristic initial states (FPP3 §8.6,
@@ -546,8 +612,10 @@ def _ets(values, fit_rows, origins, horizon, season, log):
     scale, z = _standardised(values, fit_rows, origins, log)
     seasonal = season is not None and season >= 2
     if seasonal and fit_rows < 2 * season + SEASONAL_EXTRA_ROWS:
-        seasonal_note = (f"the fit part has {fit_rows} rows, a seasonal ETS with season {season} needs at least 2 "
-                         f"seasons + {SEASONAL_EXTRA_ROWS} rows ({2 * season + SEASONAL_EXTRA_ROWS})")
+        seasonal_note = (
+            f"the fit part has {fit_rows} rows, a seasonal ETS with season {season} needs at least 2 "
+            f"seasons + {SEASONAL_EXTRA_ROWS} rows ({2 * season + SEASONAL_EXTRA_ROWS})"
+        )
         seasonal = False
     else:
         seasonal_note = ""
@@ -555,9 +623,13 @@ def _ets(values, fit_rows, origins, horizon, season, log):
     forms = []
     for trend_name, trend, damped in (("N", None, False), ("A", "add", False), ("Ad", "add", True)):
         for season_name in ("N", "A") if seasonal else ("N",):
-            spec = {"error": "add", "trend": trend, "damped_trend": damped,
-                    "seasonal": "add" if season_name == "A" else None,
-                    "seasonal_periods": season if season_name == "A" else None}
+            spec = {
+                "error": "add",
+                "trend": trend,
+                "damped_trend": damped,
+                "seasonal": "add" if season_name == "A" else None,
+                "seasonal_periods": season if season_name == "A" else None,
+            }
             forms.append((f"ETS(A,{trend_name},{season_name})", spec))
     # AICc needs n > k + 1 (k: smoothing parameters, initial states, σ²)
     usable, failures = [], {}
@@ -571,7 +643,8 @@ def _ets(values, fit_rows, origins, horizon, season, log):
         raise _Missing(f"the heuristic initial states need 10 rows, the fit part has {fit_rows}")
     with threadpool_limits(1, user_api="blas"):
         fits, fit_failures = _fit_candidates(
-            usable, lambda spec: ETSModel(z[:fit_rows], initialization_method=initialization, **spec).fit(disp=False))
+            usable, lambda spec: ETSModel(z[:fit_rows], initialization_method=initialization, **spec).fit(disp=False)
+        )
         failures.update(fit_failures)
         if not fits:
             if seasonal_note:
@@ -582,8 +655,12 @@ def _ets(values, fit_rows, origins, horizon, season, log):
         params = np.asarray(results.params, dtype=np.float64)
         if initialization == "heuristic":  # keep the fit part's initial states, not ones recomputed from z[:t]
             model = results.model
-            filtering.update(initialization_method="known", initial_level=model.initial_level,
-                             initial_trend=model.initial_trend, initial_seasonal=model.initial_seasonal)
+            filtering.update(
+                initialization_method="known",
+                initial_level=model.initial_level,
+                initial_trend=model.initial_trend,
+                initial_seasonal=model.initial_seasonal,
+            )
         # One filter pass over z (to the last origin or the fit cut) with the fitted parameters, then per
         # origin a simulation without errors from the states after z[:t]: statsmodels' anchor t - 1 (not
         # t, as its docstring reads; a test pins this against a model per origin). A model per origin
@@ -592,9 +669,14 @@ def _ets(values, fit_rows, origins, horizon, season, log):
             warnings.simplefilter("ignore")
             filtered = ETSModel(z, **filtering).smooth(params)
             no_errors = np.zeros((horizon, 1))
-            forecasts = np.stack([np.asarray(filtered.simulate(horizon, anchor=int(t) - 1, repetitions=1,
-                                                               random_errors=no_errors)).reshape(horizon)
-                                  for t in origins])
+            forecasts = np.stack(
+                [
+                    np.asarray(
+                        filtered.simulate(horizon, anchor=int(t) - 1, repetitions=1, random_errors=no_errors)
+                    ).reshape(horizon)
+                    for t in origins
+                ]
+            )
     parameters = dict(zip(results.model.param_names, map(float, params)))
     if initialization == "heuristic":
         parameters["initial_level"] = float(results.model.initial_level)
@@ -643,15 +725,19 @@ def _arima(values, fit_rows, origins, horizon, season, log):
     seasonal = differencing and season <= ARIMA_MAX_SEASON  # seasonal AR/MA terms too
     notes = []
     if season is not None and season >= 2 and not differencing:
-        notes.append(f"no seasonal part: the fit part has {fit_rows} rows, seasonal ARIMA with season {season} needs "
-                     f"{3 * season + SEASONAL_EXTRA_ROWS}")
+        notes.append(
+            f"no seasonal part: the fit part has {fit_rows} rows, seasonal ARIMA with season {season} needs "
+            f"{3 * season + SEASONAL_EXTRA_ROWS}"
+        )
     elif differencing and not seasonal:
         notes.append(f"no seasonal AR/MA terms: season {season} > {ARIMA_MAX_SEASON}")
     seasonal_d = int(differencing and seasonal_strength(z[:fit_rows], season) > SEASONAL_STRENGTH_THRESHOLD)
     lag = season if seasonal_d else 0
     if seasonal_d and origins.min() <= lag:
-        raise _Missing(f"origin {origins.min()} has {origins.min()} rows of history; the seasonal difference at "
-                       f"lag {lag} needs more than {lag}")
+        raise _Missing(
+            f"origin {origins.min()} has {origins.min()} rows of history; the seasonal difference at "
+            f"lag {lag} needs more than {lag}"
+        )
     w = z[lag:] - z[:-lag] if lag else z
     d = kpss_differences(w[: fit_rows - lag])
     # fitted on w / fit_scale, the differenced series at unit spread: after a seasonal difference a
@@ -703,7 +789,7 @@ def _arima(values, fit_rows, origins, horizon, season, log):
             failures.update(more_failures)
         if not fits:
             raise _no_fit("ARIMA", failures)
-        aicc, chosen, candidate, results = fits[0]
+        aicc, chosen, _candidate, results = fits[0]
         forecasts = np.empty((len(origins), horizon))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -713,8 +799,9 @@ def _arima(values, fit_rows, origins, horizon, season, log):
     if lag:
         for h in range(horizon):  # undo w[s] = z[s] - z[s-m], step by step
             source = origins + h - lag
-            forecasts[:, h] += np.where(source < origins, z[np.minimum(source, len(z) - 1)],
-                                        forecasts[:, max(h - lag, 0)])
+            forecasts[:, h] += np.where(
+                source < origins, z[np.minimum(source, len(z) - 1)], forecasts[:, max(h - lag, 0)]
+            )
     parameters = dict(zip(results.model.param_names, map(float, np.asarray(results.params))))
     parameters.update(scale.describe(), aicc=aicc, seasonal_difference=float(lag), fit_scale=fit_scale)
     if notes:

@@ -14,7 +14,6 @@ of similar length (little padding) while which sequences meet in a batch still c
 from __future__ import annotations
 
 import math
-
 from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 

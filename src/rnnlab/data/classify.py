@@ -9,9 +9,19 @@
 
 The layout is detected (``id`` and ``time`` columns → long; a ``text`` column, or a single
 non-numeric column beside the label → text; else wide) and can be forced with ``format``. Numeric
-features are standard-scaled per feature with statistics of the training part:
-``x' = (x - mean_f) / std_f``. ``y`` is the index of the label in ``meta["label_names"]`` (sorted,
-numerically when all labels are numbers).
+features are scaled by ``normalise``:
+
+* ``channel``: standard-scaled per feature with statistics of the training part,
+  ``x' = (x - mean_f) / std_f``;
+* ``series``: each series z-normalised per feature by its own statistics over time,
+  ``x'_t = (x_t - mean_t x) / std_t x`` (the UCR convention; a constant feature is only centred);
+* ``auto`` (the default): ``series`` when the training series' scales span more than
+  ``SERIES_SCALE_SPAN`` (the 90th over the 10th percentile of the per-series standard deviations,
+  in any feature): one global ``std_f`` then leaves most series as flat lines near zero; else
+  ``channel``, which keeps each series' level and amplitude as information.
+
+What was applied is ``meta["scaler"]``. ``y`` is the index of the label in ``meta["label_names"]``
+(sorted, numerically when all labels are numbers).
 """
 
 from __future__ import annotations
@@ -23,6 +33,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from rnnlab.data.baselines import znormalise_series
 from rnnlab.data.batching import SequenceDataset
 from rnnlab.data.files import (
     Table,
@@ -40,6 +51,10 @@ from rnnlab.errors import ConfigError, DataError, unknown_name
 
 FORMATS = ("wide", "long", "text")
 BUILTINS = ("digits",)
+NORMALISATIONS = ("auto", "channel", "series")
+#: ``normalise="auto"`` z-normalises each series when the training series' standard deviations span
+#: more than this factor (90th over 10th percentile): three orders of magnitude.
+SERIES_SCALE_SPAN = 1000.0
 
 
 @dataclass
@@ -57,14 +72,32 @@ class Records:
         return f"sequence {key['id']!r} (lines {key['lines'][0]}-{key['lines'][1]})"
 
 
-def load_classify(data, test_data, *, seq_len, seed, format, label, id, time, text, features, min_freq, lowercase,
-                  val_fraction, test_fraction):
+def load_classify(
+    data,
+    test_data,
+    *,
+    seq_len,
+    seed,
+    format,
+    label,
+    id,
+    time,
+    text,
+    features,
+    min_freq,
+    lowercase,
+    normalise,
+    val_fraction,
+    test_fraction,
+):
     from rnnlab.data import TaskData, TaskSpec
 
     if seq_len is not None:
         raise ConfigError("task 'classify' takes no seq_len: each sequence keeps its own length")
     if format != "auto" and format not in FORMATS:
         raise unknown_name("classify format", format, ("auto", *FORMATS))
+    if normalise not in NORMALISATIONS:
+        raise unknown_name("classify normalise", normalise, NORMALISATIONS)
     builtin, path = resolve_source(data, BUILTINS, "digits", "classify")
     if builtin:
         if test_data is not None:
@@ -80,55 +113,111 @@ def load_classify(data, test_data, *, seq_len, seed, format, label, id, time, te
     records = read_records(table, fmt, columns, lowercase=lowercase, require_label=True)
     if test_data is not None:
         test_records = read_records(read_table(test_data), fmt, columns, lowercase=lowercase, require_label=True)
-        train_rows, val_rows, _ = split_indices(len(records.inputs), val_fraction, 0.0, seed=seed,
-                                                strata=records.labels, what="sequences", source=path)
+        train_rows, val_rows, _ = split_indices(
+            len(records.inputs), val_fraction, 0.0, seed=seed, strata=records.labels, what="sequences", source=path
+        )
         parts = {"train": _subset(records, train_rows), "val": _subset(records, val_rows), "test": test_records}
         sources = {"train": path, "val": path, "test": test_data}
     else:
-        rows = split_indices(len(records.inputs), val_fraction, test_fraction, seed=seed, strata=records.labels,
-                             what="sequences", source=path)
+        rows = split_indices(
+            len(records.inputs),
+            val_fraction,
+            test_fraction,
+            seed=seed,
+            strata=records.labels,
+            what="sequences",
+            source=path,
+        )
         parts = {name: _subset(records, r) for name, r in zip(("train", "val", "test"), rows)}
         sources = dict.fromkeys(("train", "val", "test"), path)
 
     label_names = sort_labels(set(parts["train"].labels))
     if len(label_names) < 2:
-        raise DataError(f"{path}: the label column {label!r} holds one class only ({label_names[0]!r} in all "
-                        f"{len(parts['train'].labels)} training sequences); a classifier needs at least two")
+        raise DataError(
+            f"{path}: the label column {label!r} holds one class only ({label_names[0]!r} in all "
+            f"{len(parts['train'].labels)} training sequences); a classifier needs at least two"
+        )
     for name in ("val", "test"):
         _check_known_labels(parts[name], label_names, sources[name])
     label_index = {name: i for i, name in enumerate(label_names)}
 
-    meta: dict[str, Any] = {"task": "classify", "data": path, "seed": seed, "format": fmt, "label_column": label,
-                            "label_names": label_names}
+    meta: dict[str, Any] = {
+        "task": "classify",
+        "data": path,
+        "seed": seed,
+        "format": fmt,
+        "label_column": label,
+        "label_names": label_names,
+    }
     if fmt == "text":
         vocab = build_vocab(parts["train"].inputs, min_freq)
         word_index = {word: i for i, word in enumerate(vocab)}
         xs = {name: [encode(tokens, word_index) for tokens in part.inputs] for name, part in parts.items()}
-        meta.update(text_column=text, vocab=vocab, lowercase=lowercase, min_freq=min_freq, pad_index=PAD_INDEX,
-                    unk_index=UNK_INDEX)
+        meta.update(
+            text_column=text,
+            vocab=vocab,
+            lowercase=lowercase,
+            min_freq=min_freq,
+            pad_index=PAD_INDEX,
+            unk_index=UNK_INDEX,
+        )
         spec_inputs = {"input_size": 0, "vocab_size": len(vocab)}
     else:
-        stacked = np.concatenate(parts["train"].inputs)
-        mean, std = stacked.mean(axis=0), stacked.std(axis=0)
-        std = np.where(std == 0, 1.0, std)
-        xs = {name: [torch.from_numpy(((x - mean) / std).astype(np.float32)) for x in part.inputs]
-              for name, part in parts.items()}
         feature_names = ["value"] if fmt == "wide" else _feature_columns(table, columns)
-        meta.update(scaler={"columns": feature_names, "mean": mean.tolist(), "std": std.tolist()})
+        scaler = fit_scaler(parts["train"].inputs, normalise, feature_names)
+        xs = {name: [torch.from_numpy(apply_scaler(scaler, x)) for x in part.inputs] for name, part in parts.items()}
+        meta.update(scaler=scaler)
         if fmt == "wide":
             meta.update(value_columns=[c for c in table.columns if c != label])
         else:
             meta.update(id_column=id, time_column=time, features=feature_names)
-        spec_inputs = {"input_size": stacked.shape[1], "vocab_size": None}
+        spec_inputs = {"input_size": len(feature_names), "vocab_size": None}
     ys = {name: [torch.tensor(label_index[lab]) for lab in part.labels] for name, part in parts.items()}
     datasets = {name: SequenceDataset(xs[name], ys[name]) for name in parts}
     meta["sizes"] = {name: len(dataset) for name, dataset in datasets.items()}
-    spec = TaskSpec(task="classify", head="classify", num_classes=len(label_names), output_shape=[], seq_len=None,
-                    causal=False, **spec_inputs)
+    spec = TaskSpec(
+        task="classify",
+        head="classify",
+        num_classes=len(label_names),
+        output_shape=[],
+        seq_len=None,
+        causal=False,
+        **spec_inputs,
+    )
     baselines = majority_baselines(parts["train"].labels, parts["test"].labels)
     if fmt != "text":
         baselines.update(nearest_neighbour_baselines(parts))
     return TaskData(spec, datasets["train"], datasets["val"], datasets["test"], baselines=baselines, meta=meta)
+
+
+def fit_scaler(inputs: list[np.ndarray], normalise: str, columns: list[str]) -> dict[str, Any]:
+    """The scaling of numeric sequences ``inputs`` (the training part, ``[T_i, F]`` each) that
+    ``normalise`` names (module docstring), as ``meta["scaler"]``: ``{"columns", "per_series",
+    "scale_span", "mean", "std"}`` (``mean``/``std``: the training part's per feature, used when
+    ``per_series`` is false)."""
+    stds = np.stack([x.std(axis=0) for x in inputs])  # [N, F]
+    low, high = np.quantile(stds, 0.1, axis=0), np.quantile(stds, 0.9, axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        span = float(np.max(np.where(high > 0, high / low, 1.0)))  # a zero 10th percentile: inf
+    per_series = normalise == "series" or (normalise == "auto" and span > SERIES_SCALE_SPAN)
+    stacked = np.concatenate(inputs)
+    mean, std = stacked.mean(axis=0), stacked.std(axis=0)
+    std = np.where(std == 0, 1.0, std)
+    return {
+        "columns": columns,
+        "normalise": normalise,
+        "per_series": bool(per_series),
+        "scale_span": span if np.isfinite(span) else None,
+        "mean": mean.tolist(),
+        "std": std.tolist(),
+    }
+
+
+def apply_scaler(scaler: dict[str, Any], x: np.ndarray) -> np.ndarray:
+    """``x[T, F]`` scaled as ``scaler`` (``fit_scaler``) says, as float32."""
+    if scaler.get("per_series"):
+        return znormalise_series(x).astype(np.float32)
+    return ((x - np.asarray(scaler["mean"])) / np.asarray(scaler["std"])).astype(np.float32)
 
 
 def nearest_neighbour_baselines(parts: dict[str, Records]) -> dict[str, float]:
@@ -141,9 +230,12 @@ def nearest_neighbour_baselines(parts: dict[str, Records]) -> dict[str, float]:
     references = parts["train"].inputs + parts["val"].inputs
     labels = parts["train"].labels + parts["val"].labels
     test = parts["test"]
-    return {f"1nn_{distance}_accuracy": nearest_neighbour_accuracy(references, labels, test.inputs, test.labels,
-                                                                   distance=distance)
-            for distance in ("euclidean", "dtw")}
+    return {
+        f"1nn_{distance}_accuracy": nearest_neighbour_accuracy(
+            references, labels, test.inputs, test.labels, distance=distance
+        )
+        for distance in ("euclidean", "dtw")
+    }
 
 
 def detect_format(table: Table, columns: dict[str, str]) -> tuple[str, str]:
@@ -233,8 +325,10 @@ def _read_long(table: Table, columns: dict[str, str], labels: list[str] | None) 
     missing = np.isnan(values)
     if missing.any():
         row, col = np.argwhere(missing)[0]
-        raise DataError(f"{table.path}: line {table.lines[row]} column {features[col]!r}: missing value "
-                        f"({int(missing.sum())} missing in all)")
+        raise DataError(
+            f"{table.path}: line {table.lines[row]} column {features[col]!r}: missing value "
+            f"({int(missing.sum())} missing in all)"
+        )
     ids = table.frame[id_column]
     if missing_mask(ids).any():
         line = table.lines[missing_mask(ids).argmax()]
@@ -247,14 +341,17 @@ def _read_long(table: Table, columns: dict[str, str], labels: list[str] | None) 
         if len(repeated):
             first, second = table.lines[rows[repeated[0]]], table.lines[rows[repeated[0] + 1]]
             time_text = table.frame[time_column].iat[rows[repeated[0]]]
-            raise DataError(f"{table.path}: sequence {sequence_id!r} has time {time_text!r} twice "
-                            f"(lines {first} and {second})")
+            raise DataError(
+                f"{table.path}: sequence {sequence_id!r} has time {time_text!r} twice (lines {first} and {second})"
+            )
         if labels is not None:
             sequence_labels = {labels[r] for r in rows}
             if len(sequence_labels) > 1:
                 lines = ", ".join(f"line {table.lines[r]}: {labels[r]!r}" for r in rows[:6])
-                raise DataError(f"{table.path}: sequence {sequence_id!r} has more than one label ({lines}); "
-                                f"a sequence has one label")
+                raise DataError(
+                    f"{table.path}: sequence {sequence_id!r} has more than one label ({lines}); "
+                    f"a sequence has one label"
+                )
             out_labels.append(labels[rows[0]])
         inputs.append(values[rows])
         keys.append({"id": sequence_id, "lines": [int(table.lines[rows].min()), int(table.lines[rows].max())]})
@@ -282,13 +379,16 @@ def _check_known_labels(records: Records, label_names: list[str], source: str) -
         names = sort_labels({records.labels[i] for i in unseen})
         more = f" and {len(unseen) - 5} more" if len(unseen) > 5 else ""
         where = ", ".join(records.where(i) for i in unseen[:5]) + more
-        raise DataError(f"{source}: label(s) {', '.join(map(repr, names))} never occur in the training data "
-                        f"(at {where}); training labels: {', '.join(label_names)}")
+        raise DataError(
+            f"{source}: label(s) {', '.join(map(repr, names))} never occur in the training data "
+            f"(at {where}); training labels: {', '.join(label_names)}"
+        )
 
 
 def _subset(records: Records, rows: np.ndarray) -> Records:
-    return Records([records.inputs[i] for i in rows], [records.labels[i] for i in rows],
-                   [records.keys[i] for i in rows])
+    return Records(
+        [records.inputs[i] for i in rows], [records.labels[i] for i in rows], [records.keys[i] for i in rows]
+    )
 
 
 def macro_f1(truth, predicted) -> float:
@@ -323,15 +423,31 @@ def load_digits(*, seed: int, val_fraction: float, test_fraction: float):
     digits = sklearn_digits()
     images = torch.from_numpy((digits.images / 16.0).astype(np.float32))
     targets = digits.target.astype(np.int64)
-    rows = split_indices(len(targets), val_fraction, test_fraction, seed=seed, strata=targets, what="images",
-                         source="builtin:digits")
+    rows = split_indices(
+        len(targets), val_fraction, test_fraction, seed=seed, strata=targets, what="images", source="builtin:digits"
+    )
     datasets = [SequenceDataset(list(images[r]), [torch.tensor(t) for t in targets[r]]) for r in rows]
-    spec = TaskSpec(task="classify", head="classify", input_size=8, vocab_size=None, num_classes=10, output_shape=[],
-                    seq_len=8, causal=False)
+    spec = TaskSpec(
+        task="classify",
+        head="classify",
+        input_size=8,
+        vocab_size=None,
+        num_classes=10,
+        output_shape=[],
+        seq_len=8,
+        causal=False,
+    )
     label_names = [str(d) for d in range(10)]
-    meta = {"task": "classify", "data": "builtin:digits", "seed": seed, "format": "digits", "label_column": None,
-            "label_names": label_names, "scaler": None,
-            "sizes": {name: len(d) for name, d in zip(("train", "val", "test"), datasets)}}
+    meta = {
+        "task": "classify",
+        "data": "builtin:digits",
+        "seed": seed,
+        "format": "digits",
+        "label_column": None,
+        "label_names": label_names,
+        "scaler": None,
+        "sizes": {name: len(d) for name, d in zip(("train", "val", "test"), datasets)},
+    }
     baselines = majority_baselines([str(t) for t in targets[rows[0]]], [str(t) for t in targets[rows[2]]])
     return TaskData(spec, *datasets, baselines=baselines, meta=meta)
 
@@ -342,23 +458,30 @@ def classify_inputs(meta: dict[str, Any], path: str):
 
     fmt = meta["format"]
     if fmt == "digits":
-        raise ConfigError("a run on the built-in digits predicts from a CSV in the wide or long format only "
-                          "when trained on one; train on a CSV to predict on CSVs")
+        raise ConfigError(
+            "a run on the built-in digits predicts from a CSV in the wide or long format only "
+            "when trained on one; train on a CSV to predict on CSVs"
+        )
     label = meta["label_column"]
-    columns = {"label": label, "id": meta.get("id_column"), "time": meta.get("time_column"),
-               "text": meta.get("text_column"), "features": ",".join(meta.get("features", [])) or None}
+    columns = {
+        "label": label,
+        "id": meta.get("id_column"),
+        "time": meta.get("time_column"),
+        "text": meta.get("text_column"),
+        "features": ",".join(meta.get("features", [])) or None,
+    }
     table = read_table(path)
     records = read_records(table, fmt, columns, lowercase=meta.get("lowercase", True), require_label=False)
     if fmt == "text":
         word_index = {word: i for i, word in enumerate(meta["vocab"])}
         xs = [encode(tokens, word_index) for tokens in records.inputs]
     else:
-        mean, std = np.asarray(meta["scaler"]["mean"]), np.asarray(meta["scaler"]["std"])
-        width = len(mean)
+        width = len(meta["scaler"]["columns"])
         for i, x in enumerate(records.inputs):
             if x.shape[1] != width:
-                raise DataError(f"{path}: {records.where(i)} has {x.shape[1]} features per step, the model was "
-                                f"trained on {width}")
-        xs = [torch.from_numpy(((x - mean) / std).astype(np.float32)) for x in records.inputs]
+                raise DataError(
+                    f"{path}: {records.where(i)} has {x.shape[1]} features per step, the model was trained on {width}"
+                )
+        xs = [torch.from_numpy(apply_scaler(meta["scaler"], x)) for x in records.inputs]
     has_labels = label in table.columns
     return PredictInputs(xs, records.keys, list(records.labels) if has_labels else None)

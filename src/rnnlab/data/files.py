@@ -68,7 +68,8 @@ def read_text_file(path: str, *, what: str = "file") -> str:
         raise DataError(f"{path}: no such {what}")
     if os.path.isdir(path):
         raise DataError(f"{path}: is a folder, expected a {what}")
-    raw = open(path, "rb").read()
+    with open(path, "rb") as file:
+        raw = file.read()
     if not raw.strip():
         raise DataError(f"{path}: the {what} is empty")
     try:
@@ -77,7 +78,7 @@ def read_text_file(path: str, *, what: str = "file") -> str:
         line = raw.count(b"\n", 0, error.start) + 1
         raise DataError(
             f"{path}: not UTF-8 text: byte offset {error.start} (line {line}) holds "
-            f"{raw[error.start:error.end]!r} ({error.reason}); save the file as UTF-8"
+            f"{raw[error.start : error.end]!r} ({error.reason}); save the file as UTF-8"
         ) from None
     return text.removeprefix("\ufeff")
 

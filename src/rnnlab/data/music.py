@@ -43,8 +43,9 @@ def load_music(data, test_data, *, seq_len, seed, val_fraction, test_fraction):
     if seq_len is not None:
         raise ConfigError("task 'music' takes no seq_len: each piece is one sequence")
     if data is None:
-        raise ConfigError("task 'music' needs data: a .mat file (traindata/validdata/testdata) or a folder of "
-                          ".npy rolls")
+        raise ConfigError(
+            "task 'music' needs data: a .mat file (traindata/validdata/testdata) or a folder of .npy rolls"
+        )
     _, path = resolve_source(data, (), None, "music")
     if os.path.isdir(path):
         pieces, layout = read_roll_folder(path, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction)
@@ -54,12 +55,27 @@ def load_music(data, test_data, *, seq_len, seed, val_fraction, test_fraction):
         pieces["test"] = read_mat(test_data)["test"] if not os.path.isdir(test_data) else _read_npy_files(test_data)
     datasets = {}
     for name, rolls in pieces.items():
-        datasets[name] = SequenceDataset([torch.from_numpy(r[:-1].astype(np.float32)) for r in rolls],
-                                         [torch.from_numpy(r[1:].astype(np.float32)) for r in rolls])
-    spec = TaskSpec(task="music", head="multilabel", input_size=N_KEYS, vocab_size=None, num_classes=N_KEYS,
-                    output_shape=[], seq_len=None, causal=True)
+        datasets[name] = SequenceDataset(
+            [torch.from_numpy(r[:-1].astype(np.float32)) for r in rolls],
+            [torch.from_numpy(r[1:].astype(np.float32)) for r in rolls],
+        )
+    spec = TaskSpec(
+        task="music",
+        head="multilabel",
+        input_size=N_KEYS,
+        vocab_size=None,
+        num_classes=N_KEYS,
+        output_shape=[],
+        seq_len=None,
+        causal=True,
+    )
     meta: dict[str, Any] = {
-        "task": "music", "data": path, "seed": seed, "layout": layout, "n_keys": N_KEYS, "lowest_note": LOWEST_NOTE,
+        "task": "music",
+        "data": path,
+        "seed": seed,
+        "layout": layout,
+        "n_keys": N_KEYS,
+        "lowest_note": LOWEST_NOTE,
         "sequences": {name: len(rolls) for name, rolls in pieces.items()},
         "frames": {name: int(sum(len(r) - 1 for r in rolls)) for name, rolls in pieces.items()},
         "test_file": test_data,
@@ -80,8 +96,10 @@ def read_mat(path: str) -> dict[str, list[np.ndarray]]:
     present = [key for key in contents if not key.startswith("__")]
     missing = [key for key in MAT_KEYS.values() if key not in contents]
     if missing:
-        raise DataError(f"{path}: missing key(s) {', '.join(missing)}; a music .mat holds traindata, validdata and "
-                        f"testdata (keys present: {', '.join(present) or 'none'})")
+        raise DataError(
+            f"{path}: missing key(s) {', '.join(missing)}; a music .mat holds traindata, validdata and "
+            f"testdata (keys present: {', '.join(present) or 'none'})"
+        )
     pieces = {}
     for split, key in MAT_KEYS.items():
         cell = contents[key]
@@ -106,8 +124,10 @@ def to_roll(piece: Any, where: str) -> np.ndarray:
             roll[t, notes.astype(np.int64) - LOWEST_NOTE] = 1
         piece = roll
     if piece.ndim != 2 or piece.shape[1] != N_KEYS:
-        raise DataError(f"{where} has shape {'x'.join(map(str, piece.shape))}; expected time x {N_KEYS} (one column "
-                        f"per piano key, A0 to C8)")
+        raise DataError(
+            f"{where} has shape {'x'.join(map(str, piece.shape))}; expected time x {N_KEYS} (one column "
+            f"per piano key, A0 to C8)"
+        )
     if not np.isin(piece, (0, 1)).all():
         t, k = np.argwhere(~np.isin(piece, (0, 1)))[0]
         raise DataError(f"{where}: frame {t}, key {k} holds {float(piece[t, k]):g}; a piano roll holds only 0 and 1")
@@ -126,9 +146,11 @@ def read_roll_folder(path: str, *, seed: int, val_fraction: float, test_fraction
     if subfolders:
         absent = [FOLDER_NAMES[s][0] for s in FOLDER_NAMES if s not in subfolders]
         if absent:
-            raise DataError(f"{path}: has subfolder(s) {', '.join(os.path.basename(p) for p in subfolders.values())} "
-                            f"but not {', '.join(absent)}; give train/, valid/ and test/, or put all rolls in one "
-                            f"folder")
+            raise DataError(
+                f"{path}: has subfolder(s) {', '.join(os.path.basename(p) for p in subfolders.values())} "
+                f"but not {', '.join(absent)}; give train/, valid/ and test/, or put all rolls in one "
+                f"folder"
+            )
         return {split: _read_npy_files(folder) for split, folder in subfolders.items()}, "npy folders"
     rolls = _read_npy_files(path)
     rows = split_indices(len(rolls), val_fraction, test_fraction, seed=seed, what="pieces", source=path)
@@ -140,8 +162,10 @@ def _read_npy_files(folder: str) -> list[np.ndarray]:
         raise DataError(f"{folder}: no such folder")
     names = sorted(n for n in os.listdir(folder) if n.endswith(".npy"))
     if not names:
-        raise DataError(f"{folder}: no .npy piano rolls in this folder (expected files like piece001.npy, "
-                        f"each a time x {N_KEYS} array of 0 and 1)")
+        raise DataError(
+            f"{folder}: no .npy piano rolls in this folder (expected files like piece001.npy, "
+            f"each a time x {N_KEYS} array of 0 and 1)"
+        )
     rolls = []
     for name in names:
         file = os.path.join(folder, name)
@@ -154,7 +178,8 @@ def _read_npy_files(folder: str) -> list[np.ndarray]:
 
 
 def key_rates(train: list[np.ndarray]) -> np.ndarray:
-    """``q_k = (n_k + 1) / (frames + 2)``: how often key ``k`` is on in the training targets (frames 1..), add-one smoothed."""
+    """``q_k = (n_k + 1) / (frames + 2)``: how often key ``k`` is on in the training targets (frames 1..),
+    add-one smoothed."""
     train_next = np.concatenate([r[1:] for r in train]).astype(np.float64)
     return (train_next.sum(axis=0) + 1) / (len(train_next) + 2)
 
@@ -169,8 +194,10 @@ def frame_baselines(train: list[np.ndarray], test: list[np.ndarray]) -> dict[str
     on_after_on = ((train_previous * train_next).sum(axis=0) + 1) / (train_previous.sum(axis=0) + 2)
     on_after_off = (((1 - train_previous) * train_next).sum(axis=0) + 1) / ((1 - train_previous).sum(axis=0) + 2)
     p_persistence = np.where(test_previous == 1, on_after_on, on_after_off)
-    return {"marginal_nll": _frame_nll(np.broadcast_to(p_marginal, test_next.shape), test_next),
-            "persistence_nll": _frame_nll(p_persistence, test_next)}
+    return {
+        "marginal_nll": _frame_nll(np.broadcast_to(p_marginal, test_next.shape), test_next),
+        "persistence_nll": _frame_nll(p_persistence, test_next),
+    }
 
 
 def _frame_nll(p: np.ndarray, y: np.ndarray) -> float:

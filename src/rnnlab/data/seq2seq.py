@@ -57,16 +57,19 @@ def read_pairs(path: str, *, max_source_len: int, require_targets: bool = True) 
         if tabs == 0 and require_targets:
             raise DataError(f"{path}: line {number}: expected source<TAB>target, found no TAB in {_clip(line)!r}")
         if tabs > 1:
-            raise DataError(f"{path}: line {number}: expected one TAB between source and target, found {tabs} "
-                            f"in {_clip(line)!r}")
+            raise DataError(
+                f"{path}: line {number}: expected one TAB between source and target, found {tabs} in {_clip(line)!r}"
+            )
         source, target = line.split("\t") if tabs else (line, None)
         if not source:
             raise DataError(f"{path}: line {number}: the source (before the TAB) is empty")
         if target is not None and not target:
             raise DataError(f"{path}: line {number}: the target (after the TAB) is empty")
         if len(source) > max_source_len:
-            raise DataError(f"{path}: line {number}: the source is {len(source)} characters long; the model "
-                            f"takes at most max_source_len={max_source_len} (raise the option, or shorten the line)")
+            raise DataError(
+                f"{path}: line {number}: the source is {len(source)} characters long; the model "
+                f"takes at most max_source_len={max_source_len} (raise the option, or shorten the line)"
+            )
         pairs.append((source, target, number))
     if not pairs:
         raise DataError(f"{path}: no source<TAB>target pairs (only blank lines)")
@@ -89,7 +92,7 @@ def encode_chars(text: str, index: dict[str, int]) -> torch.Tensor:
 def decode_chars(vocab: list[str], ids: Any) -> str:
     """The text of ``ids`` up to the first ``<eos>``; ``<pad>``/``<bos>`` dropped, ``<unk>`` shown as ``�``."""
     characters = []
-    for index in (ids.tolist() if hasattr(ids, "tolist") else ids):
+    for index in ids.tolist() if hasattr(ids, "tolist") else ids:
         if index == EOS_INDEX or index < 0:
             break
         if index in (PAD_INDEX, BOS_INDEX):
@@ -113,21 +116,26 @@ def encode_many(texts: list[str], index: dict[str, int], *, end: int | None = No
 
 
 # ---------------------------------------------------------------------------------------------- the task
-def load_seq2seq(data, test_data, *, seq_len, seed, max_source_len, val_fraction, test_fraction,
-                 n_train, n_val, n_test):
+def load_seq2seq(
+    data, test_data, *, seq_len, seed, max_source_len, val_fraction, test_fraction, n_train, n_val, n_test
+):
     from rnnlab.data import TASKS, TaskData, TaskSpec
 
     if seq_len is not None:
-        raise ConfigError("task 'seq2seq' takes no seq_len: each pair keeps its own lengths (the limit on "
-                          "sources is the max_source_len option)")
+        raise ConfigError(
+            "task 'seq2seq' takes no seq_len: each pair keeps its own lengths (the limit on "
+            "sources is the max_source_len option)"
+        )
     if max_source_len < 1:
         raise ConfigError(f"max_source_len must be at least 1, got {max_source_len}")
     builtin, path = resolve_source(data, BUILTINS, "dates", "seq2seq")
     if builtin:
         if test_data is not None:
             raise ConfigError("the built-in dates task generates its own test split; test_data applies to files")
-        parts = {name: generate_dates(size, seed=seed, split=name)
-                 for name, size in (("train", n_train), ("val", n_val), ("test", n_test))}
+        parts = {
+            name: generate_dates(size, seed=seed, split=name)
+            for name, size in (("train", n_train), ("val", n_val), ("test", n_test))
+        }
         for name, part in parts.items():
             _check_lengths(part, max_source_len, f"builtin:dates ({name})")
         sources = dict.fromkeys(parts, "builtin:dates")
@@ -135,14 +143,17 @@ def load_seq2seq(data, test_data, *, seq_len, seed, max_source_len, val_fraction
         defaults = TASKS["seq2seq"].options
         for name, value in (("n_train", n_train), ("n_val", n_val), ("n_test", n_test)):
             if value != defaults[name].default:
-                raise ConfigError(f"option {name!r} sizes the generated data only; {path} is split by "
-                                  "val_fraction/test_fraction")
+                raise ConfigError(
+                    f"option {name!r} sizes the generated data only; {path} is split by val_fraction/test_fraction"
+                )
         pairs = read_pairs(path, max_source_len=max_source_len)
         if test_data is not None:
-            train_rows, val_rows, _ = split_indices(len(pairs), val_fraction, 0.0, seed=seed, what="pairs",
-                                                    source=path)
-            parts = {"train": [pairs[i] for i in train_rows], "val": [pairs[i] for i in val_rows],
-                     "test": read_pairs(test_data, max_source_len=max_source_len)}
+            train_rows, val_rows, _ = split_indices(len(pairs), val_fraction, 0.0, seed=seed, what="pairs", source=path)
+            parts = {
+                "train": [pairs[i] for i in train_rows],
+                "val": [pairs[i] for i in val_rows],
+                "test": read_pairs(test_data, max_source_len=max_source_len),
+            }
             sources = {"train": path, "val": path, "test": test_data}
         else:
             rows = split_indices(len(pairs), val_fraction, test_fraction, seed=seed, what="pairs", source=path)
@@ -153,24 +164,45 @@ def load_seq2seq(data, test_data, *, seq_len, seed, max_source_len, val_fraction
     target_vocab = build_char_vocab([target for _, target, _ in parts["train"]])
     source_index = {char: i for i, char in enumerate(source_vocab)}
     target_index = {char: i for i, char in enumerate(target_vocab)}
-    datasets = {name: SequenceDataset(encode_many([source for source, _, _ in part], source_index),
-                                      encode_many([target for _, target, _ in part], target_index, end=EOS_INDEX))
-                for name, part in parts.items()}
+    datasets = {
+        name: SequenceDataset(
+            encode_many([source for source, _, _ in part], source_index),
+            encode_many([target for _, target, _ in part], target_index, end=EOS_INDEX),
+        )
+        for name, part in parts.items()
+    }
     longest_target = max(len(target) for _, target, _ in parts["train"]) + 1  # with <eos>
-    spec = TaskSpec(task="seq2seq", head="seq2seq", input_size=0, vocab_size=len(source_vocab),
-                    num_classes=len(target_vocab), output_shape=[longest_target], seq_len=None, causal=False)
-    unseen = {name: sum(char not in target_index for _, target, _ in parts[name] for char in target)
-              for name in ("val", "test")}
+    spec = TaskSpec(
+        task="seq2seq",
+        head="seq2seq",
+        input_size=0,
+        vocab_size=len(source_vocab),
+        num_classes=len(target_vocab),
+        output_shape=[longest_target],
+        seq_len=None,
+        causal=False,
+    )
+    unseen = {
+        name: sum(char not in target_index for _, target, _ in parts[name] for char in target)
+        for name in ("val", "test")
+    }
     meta = {
-        "task": "seq2seq", "data": f"builtin:{builtin}" if builtin else path, "seed": seed,
+        "task": "seq2seq",
+        "data": f"builtin:{builtin}" if builtin else path,
+        "seed": seed,
         "generated": bool(builtin),  # the built-in dates are made for the asking (n_train)
-        "source_vocab": source_vocab, "target_vocab": target_vocab, "pad_index": PAD_INDEX,
-        "unk_index": UNK_INDEX, "bos_index": BOS_INDEX, "eos_index": EOS_INDEX,
-        "max_source_len": max_source_len, "longest_target": longest_target,
+        "source_vocab": source_vocab,
+        "target_vocab": target_vocab,
+        "pad_index": PAD_INDEX,
+        "unk_index": UNK_INDEX,
+        "bos_index": BOS_INDEX,
+        "eos_index": EOS_INDEX,
+        "max_source_len": max_source_len,
+        "longest_target": longest_target,
         "sizes": {name: len(d) for name, d in datasets.items()},
         "source_lengths": {name: _length_range(part) for name, part in parts.items()},
-        "unseen_target_characters": unseen, "test_file": sources["test"] if sources["test"] != sources["train"]
-        else None,
+        "unseen_target_characters": unseen,
+        "test_file": sources["test"] if sources["test"] != sources["train"] else None,
     }
     baselines = {"copy_source_exact_match": copy_baseline(parts["test"])}
     return TaskData(spec, datasets["train"], datasets["val"], datasets["test"], baselines=baselines, meta=meta)
@@ -179,8 +211,10 @@ def load_seq2seq(data, test_data, *, seq_len, seed, max_source_len, val_fraction
 def _check_lengths(part: list[tuple[str, str, int]], max_source_len: int, source: str) -> None:
     for text, _, _ in part:
         if len(text) > max_source_len:
-            raise ConfigError(f"{source}: a generated source is {len(text)} characters long ({text!r}); "
-                              f"max_source_len={max_source_len} is too small for it")
+            raise ConfigError(
+                f"{source}: a generated source is {len(text)} characters long ({text!r}); "
+                f"max_source_len={max_source_len} is too small for it"
+            )
 
 
 def _length_range(part: list[tuple[str, Any, int]]) -> list[int]:
@@ -207,15 +241,66 @@ def seq2seq_inputs(meta: dict[str, Any], path: str):
 
 
 # ---------------------------------------------------------------------------------------------- dates
-MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
-          "November", "December")
+MONTHS = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
-ONES = ("", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve",
-        "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen")
+ONES = (
+    "",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "thirteen",
+    "fourteen",
+    "fifteen",
+    "sixteen",
+    "seventeen",
+    "eighteen",
+    "nineteen",
+)
 TENS = ("", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety")
-ORDINAL_ONES = ("", "first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth",
-                "eleventh", "twelfth", "thirteenth", "fourteenth", "fifteenth", "sixteenth", "seventeenth",
-                "eighteenth", "nineteenth")
+ORDINAL_ONES = (
+    "",
+    "first",
+    "second",
+    "third",
+    "fourth",
+    "fifth",
+    "sixth",
+    "seventh",
+    "eighth",
+    "ninth",
+    "tenth",
+    "eleventh",
+    "twelfth",
+    "thirteenth",
+    "fourteenth",
+    "fifteenth",
+    "sixteenth",
+    "seventeenth",
+    "eighteenth",
+    "nineteenth",
+)
 ORDINAL_TENS = {20: "twentieth", 30: "thirtieth"}
 FIRST_DAY = dt.date(1900, 1, 1).toordinal()
 DAY_COUNT = dt.date(2099, 12, 31).toordinal() - FIRST_DAY + 1

@@ -138,13 +138,24 @@ def load_recall(data, test_data, *, seq_len, seed, num_classes, num_distractors,
     )
     vocab_size = splits[0].vocab_size
     spec = TaskSpec(
-        task="recall", head="classify", input_size=0, vocab_size=vocab_size, num_classes=num_classes,
-        output_shape=[], seq_len=seq_len, causal=True,
+        task="recall",
+        head="classify",
+        input_size=0,
+        vocab_size=vocab_size,
+        num_classes=num_classes,
+        output_shape=[],
+        seq_len=seq_len,
+        causal=True,
     )
     meta = {
-        "task": "recall", "data": "generated", "seed": seed, "seq_len": seq_len,
-        "num_classes": num_classes, "num_distractors": num_distractors,
-        "query_token": splits[0].query_token, "distance": seq_len - 1,
+        "task": "recall",
+        "data": "generated",
+        "seed": seed,
+        "seq_len": seq_len,
+        "num_classes": num_classes,
+        "num_distractors": num_distractors,
+        "query_token": splits[0].query_token,
+        "distance": seq_len - 1,
     }
     return TaskData(spec, *splits, baselines={"chance_accuracy": 1.0 / num_classes}, meta=meta)
 
@@ -158,8 +169,14 @@ def load_adding(data, test_data, *, seq_len, seed, n_train, n_val, n_test):
     test = splits[2]
     targets = np.array([float(test[i][1]) for i in range(len(test))])
     spec = TaskSpec(
-        task="adding", head="regress", input_size=2, vocab_size=None, num_classes=None,
-        output_shape=[1], seq_len=seq_len, causal=True,
+        task="adding",
+        head="regress",
+        input_size=2,
+        vocab_size=None,
+        num_classes=None,
+        output_shape=[1],
+        seq_len=seq_len,
+        causal=True,
     )
     meta = {"task": "adding", "data": "generated", "seed": seed, "seq_len": seq_len}
     return TaskData(spec, *splits, baselines={"trivial_mse": float(np.mean((targets - 1.0) ** 2))}, meta=meta)
@@ -175,13 +192,26 @@ def load_copy(data, test_data, *, seq_len, seed, memory_length, n_train, n_val, 
     splits = _splits(CopyDataset, n_train, n_val, n_test, seq_len, seed, memory_length=memory_length)
     total = splits[0].sample_length
     spec = TaskSpec(
-        task="copy", head="tag", input_size=0, vocab_size=COPY_DELIMITER + 1, num_classes=COPY_DELIMITER + 1,
-        output_shape=[], seq_len=total, causal=True,
+        task="copy",
+        head="tag",
+        input_size=0,
+        vocab_size=COPY_DELIMITER + 1,
+        num_classes=COPY_DELIMITER + 1,
+        output_shape=[],
+        seq_len=total,
+        causal=True,
     )
     meta = {
-        "task": "copy", "data": "generated", "seed": seed, "T": seq_len, "seq_len": total,
-        "memory_length": memory_length, "answer_positions": list(splits[0].answer_positions),
-        "blank": COPY_BLANK, "delimiter": COPY_DELIMITER, "alphabet": list(range(1, COPY_ALPHABET + 1)),
+        "task": "copy",
+        "data": "generated",
+        "seed": seed,
+        "T": seq_len,
+        "seq_len": total,
+        "memory_length": memory_length,
+        "answer_positions": list(splits[0].answer_positions),
+        "blank": COPY_BLANK,
+        "delimiter": COPY_DELIMITER,
+        "alphabet": list(range(1, COPY_ALPHABET + 1)),
     }
     memoryless = memory_length * math.log(COPY_ALPHABET) / total
     return TaskData(spec, *splits, baselines={"memoryless_cross_entropy": memoryless}, meta=meta)

@@ -58,14 +58,17 @@ def read_conll(path: str, *, require_tags: bool = True) -> list[Sentence]:
             close()
             continue
         if len(fields) < 2 and require_tags:
-            raise DataError(f"{path}: line {number}: expected a token and a tag separated by whitespace, "
-                            f"got {line.strip()!r}")
+            raise DataError(
+                f"{path}: line {number}: expected a token and a tag separated by whitespace, got {line.strip()!r}"
+            )
         has_tag = len(fields) >= 2
         if tagged is None:
             tagged = has_tag
         elif has_tag != tagged:
-            raise DataError(f"{path}: line {number}: {'a tag' if has_tag else 'no tag'} here but "
-                            f"{'none' if has_tag else 'tags'} on the lines before; tag every token or none")
+            raise DataError(
+                f"{path}: line {number}: {'a tag' if has_tag else 'no tag'} here but "
+                f"{'none' if has_tag else 'tags'} on the lines before; tag every token or none"
+            )
         tokens.append(fields[0])
         if has_tag:
             tags.append(fields[-1])
@@ -76,8 +79,9 @@ def read_conll(path: str, *, require_tags: bool = True) -> list[Sentence]:
     return sentences
 
 
-def load_tagging(data, test_data, *, seq_len, seed, min_freq, lowercase, val_fraction, test_fraction,
-                 n_train, n_val, n_test):
+def load_tagging(
+    data, test_data, *, seq_len, seed, min_freq, lowercase, val_fraction, test_fraction, n_train, n_val, n_test
+):
     from rnnlab.data import TASKS, TaskData, TaskSpec
 
     if seq_len is not None:
@@ -85,23 +89,31 @@ def load_tagging(data, test_data, *, seq_len, seed, min_freq, lowercase, val_fra
     builtin, path = resolve_source(data, BUILTINS, "entities", "tag")
     if builtin:
         if test_data is not None:
-            raise ConfigError("the built-in entities task generates its own test split; test_data applies to "
-                              "CoNLL files")
-        parts = {name: generate_entities(size, seed=seed, split=name)
-                 for name, size in (("train", n_train), ("val", n_val), ("test", n_test))}
+            raise ConfigError(
+                "the built-in entities task generates its own test split; test_data applies to CoNLL files"
+            )
+        parts = {
+            name: generate_entities(size, seed=seed, split=name)
+            for name, size in (("train", n_train), ("val", n_val), ("test", n_test))
+        }
         sources = dict.fromkeys(parts, "builtin:entities")
     else:
         defaults = TASKS["tag"].options
         for name, value in (("n_train", n_train), ("n_val", n_val), ("n_test", n_test)):
             if value != defaults[name].default:
-                raise ConfigError(f"option {name!r} sizes the generated data only; {path} is split by "
-                                  f"val_fraction/test_fraction")
+                raise ConfigError(
+                    f"option {name!r} sizes the generated data only; {path} is split by val_fraction/test_fraction"
+                )
         sentences = read_conll(path)
         if test_data is not None:
-            train_rows, val_rows, _ = split_indices(len(sentences), val_fraction, 0.0, seed=seed, what="sentences",
-                                                    source=path)
-            parts = {"train": [sentences[i] for i in train_rows], "val": [sentences[i] for i in val_rows],
-                     "test": read_conll(test_data)}
+            train_rows, val_rows, _ = split_indices(
+                len(sentences), val_fraction, 0.0, seed=seed, what="sentences", source=path
+            )
+            parts = {
+                "train": [sentences[i] for i in train_rows],
+                "val": [sentences[i] for i in val_rows],
+                "test": read_conll(test_data),
+            }
             sources = {"train": path, "val": path, "test": test_data}
         else:
             rows = split_indices(len(sentences), val_fraction, test_fraction, seed=seed, what="sentences", source=path)
@@ -118,30 +130,55 @@ def load_tagging(data, test_data, *, seq_len, seed, min_freq, lowercase, val_fra
     word_index = {word: i for i, word in enumerate(vocab)}
     tag_index = {tag: i for i, tag in enumerate(tags)}
     datasets = {
-        name: SequenceDataset([encode(words(s), word_index) for s in part],
-                              [torch.tensor([tag_index[t] for t in s.tags]) for s in part])
+        name: SequenceDataset(
+            [encode(words(s), word_index) for s in part], [torch.tensor([tag_index[t] for t in s.tags]) for s in part]
+        )
         for name, part in parts.items()
     }
-    spec = TaskSpec(task="tag", head="tag", input_size=0, vocab_size=len(vocab), num_classes=len(tags),
-                    output_shape=[], seq_len=None, causal=False)
-    meta = {"task": "tag", "data": f"builtin:{builtin}" if builtin else path, "seed": seed, "tags": tags,
-            "vocab": vocab, "lowercase": lowercase, "min_freq": min_freq, "pad_index": PAD_INDEX,
-            "unk_index": UNK_INDEX, "sizes": {name: len(d) for name, d in datasets.items()}}
-    baselines = word_majority_baselines([words(s) for s in parts["train"]], [s.tags for s in parts["train"]],
-                                        [words(s) for s in parts["test"]], [s.tags for s in parts["test"]])
+    spec = TaskSpec(
+        task="tag",
+        head="tag",
+        input_size=0,
+        vocab_size=len(vocab),
+        num_classes=len(tags),
+        output_shape=[],
+        seq_len=None,
+        causal=False,
+    )
+    meta = {
+        "task": "tag",
+        "data": f"builtin:{builtin}" if builtin else path,
+        "seed": seed,
+        "tags": tags,
+        "vocab": vocab,
+        "lowercase": lowercase,
+        "min_freq": min_freq,
+        "pad_index": PAD_INDEX,
+        "unk_index": UNK_INDEX,
+        "sizes": {name: len(d) for name, d in datasets.items()},
+    }
+    baselines = word_majority_baselines(
+        [words(s) for s in parts["train"]],
+        [s.tags for s in parts["train"]],
+        [words(s) for s in parts["test"]],
+        [s.tags for s in parts["test"]],
+    )
     return TaskData(spec, datasets["train"], datasets["val"], datasets["test"], baselines=baselines, meta=meta)
 
 
 def _check_known_tags(sentences: list[Sentence], known: set[str], source: str) -> None:
-    unseen = [(tag, line) for s in sentences for tag, line in zip(s.tags, s.lines or [0] * len(s.tags))
-              if tag not in known]
+    unseen = [
+        (tag, line) for s in sentences for tag, line in zip(s.tags, s.lines or [0] * len(s.tags)) if tag not in known
+    ]
     if unseen:
         names = sorted({tag for tag, _ in unseen})
         more = f" and {len(unseen) - 5} more" if len(unseen) > 5 else ""
         where = ", ".join(f"line {line}" for _, line in unseen[:5]) + more
-        raise DataError(f"{source}: tag(s) {', '.join(map(repr, names))} never occur in the training data "
-                        f"(at {where}); "
-                        f"training tags: {', '.join(sorted(known))}")
+        raise DataError(
+            f"{source}: tag(s) {', '.join(map(repr, names))} never occur in the training data "
+            f"(at {where}); "
+            f"training tags: {', '.join(sorted(known))}"
+        )
 
 
 def word_majority_baselines(train_words, train_tags, test_words, test_tags) -> dict[str, float]:
@@ -179,14 +216,76 @@ def tagging_inputs(meta: dict[str, Any], path: str):
 # ----------------------------------------------------------------------------------------------
 # the generated entities task
 
-NAMES = ("jordan", "paris", "victoria", "austin", "sydney", "florence", "georgia", "chelsea", "lincoln", "phoenix",
-         "orlando", "madison", "chester", "dallas", "houston", "regina", "winston", "savannah", "camden", "preston")
+NAMES = (
+    "jordan",
+    "paris",
+    "victoria",
+    "austin",
+    "sydney",
+    "florence",
+    "georgia",
+    "chelsea",
+    "lincoln",
+    "phoenix",
+    "orlando",
+    "madison",
+    "chester",
+    "dallas",
+    "houston",
+    "regina",
+    "winston",
+    "savannah",
+    "camden",
+    "preston",
+)
 CUES_BEFORE = {"PER": ("mr", "mrs", "dr"), "LOC": ("in", "near", "toward"), "ORG": ("joined", "sued", "acquired")}
-CUES_AFTER = {"PER": ("said", "smiled", "laughed"), "LOC": ("county", "harbour", "valley"),
-              "ORG": ("inc", "corp", "fc")}
-FILLERS = ("the", "a", "of", "and", "to", "was", "for", "on", "with", "this", "that", "is", "by", "new", "last", "week",
-           "year", "report", "today", "people", "many", "after", "before", "then", "also", "very", "more", "than",
-           "it", "they", "we", "there", "some", "most", "early", "late", "team", "plan", "news", "season")
+CUES_AFTER = {
+    "PER": ("said", "smiled", "laughed"),
+    "LOC": ("county", "harbour", "valley"),
+    "ORG": ("inc", "corp", "fc"),
+}
+FILLERS = (
+    "the",
+    "a",
+    "of",
+    "and",
+    "to",
+    "was",
+    "for",
+    "on",
+    "with",
+    "this",
+    "that",
+    "is",
+    "by",
+    "new",
+    "last",
+    "week",
+    "year",
+    "report",
+    "today",
+    "people",
+    "many",
+    "after",
+    "before",
+    "then",
+    "also",
+    "very",
+    "more",
+    "than",
+    "it",
+    "they",
+    "we",
+    "there",
+    "some",
+    "most",
+    "early",
+    "late",
+    "team",
+    "plan",
+    "news",
+    "season",
+)
 TYPES = ("PER", "LOC", "ORG")
 SPLIT_STREAMS = {"train": 0, "val": 1, "test": 2}
 

@@ -100,15 +100,32 @@ def load_charlm(data, test_data, *, seq_len, seed, min_freq, val_fraction, test_
             )
 
     counts = Counter(parts["train"])
-    vocab = [UNK] + sorted((c for c, k in counts.items() if k >= max(1, min_freq)), key=ord)
+    vocab = [UNK, *sorted((c for c, k in counts.items() if k >= max(1, min_freq)), key=ord)]
     streams = {name: encode_text(vocab, part) for name, part in parts.items()}
     datasets = {name: TextWindows(stream, seq_len, complete_only=(name == "train")) for name, stream in streams.items()}
-    spec = TaskSpec(task="charlm", head="lm", input_size=0, vocab_size=len(vocab), num_classes=len(vocab),
-                    output_shape=[], seq_len=seq_len, causal=True)
+    spec = TaskSpec(
+        task="charlm",
+        head="lm",
+        input_size=0,
+        vocab_size=len(vocab),
+        num_classes=len(vocab),
+        output_shape=[],
+        seq_len=seq_len,
+        causal=True,
+    )
     unknown = {name: float((stream == UNK_INDEX).float().mean()) for name, stream in streams.items()}
-    meta = {"task": "charlm", "data": source, "seed": seed, "vocab": vocab, "unk_index": UNK_INDEX, "seq_len": seq_len,
-            "min_freq": min_freq, "split_chars": {name: len(part) for name, part in parts.items()},
-            "unk_share": unknown, "test_file": test_data}
+    meta = {
+        "task": "charlm",
+        "data": source,
+        "seed": seed,
+        "vocab": vocab,
+        "unk_index": UNK_INDEX,
+        "seq_len": seq_len,
+        "min_freq": min_freq,
+        "split_chars": {name: len(part) for name, part in parts.items()},
+        "unk_share": unknown,
+        "test_file": test_data,
+    }
     baselines = ngram_baselines(streams["train"], streams["test"], len(vocab))
     return TaskData(spec, datasets["train"], datasets["val"], datasets["test"], baselines=baselines, meta=meta)
 

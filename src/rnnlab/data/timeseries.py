@@ -104,8 +104,23 @@ class WindowDataset(Dataset):
 # loading
 
 
-def load_forecast(data, test_data, *, seq_len, seed, time, target, covariates, lookback, horizon, season, fill,
-                  val_fraction, test_fraction, log=False):
+def load_forecast(
+    data,
+    test_data,
+    *,
+    seq_len,
+    seed,
+    time,
+    target,
+    covariates,
+    lookback,
+    horizon,
+    season,
+    fill,
+    val_fraction,
+    test_fraction,
+    log=False,
+):
     from rnnlab.data import TaskData, TaskSpec
 
     if fill not in FILL_METHODS:
@@ -127,18 +142,25 @@ def load_forecast(data, test_data, *, seq_len, seed, time, target, covariates, l
 
     if builtin:
         if any(option is not None for option in (time, target, covariates)):
-            raise ConfigError(f"the built-in series {builtin!r} has fixed columns; time/target/covariates apply to "
-                              f"CSV files")
+            raise ConfigError(
+                f"the built-in series {builtin!r} has fixed columns; time/target/covariates apply to CSV files"
+            )
         series = builtin_series(builtin, seed=seed)
     else:
         series = read_series(path, time=time, target=target, covariates=covariates, fill=fill)
     test_series = None
     if test_data is not None:
-        test_series = read_series(test_data, time=series.time_column, target=",".join(series.targets),
-                                  covariates=",".join(series.covariates) or None, fill=fill)
+        test_series = read_series(
+            test_data,
+            time=series.time_column,
+            target=",".join(series.targets),
+            covariates=",".join(series.covariates) or None,
+            fill=fill,
+        )
         if test_series.time_kind != series.time_kind:
-            raise DataError(f"{test_data}: its times are {test_series.time_kind}, the training data's are "
-                            f"{series.time_kind}")
+            raise DataError(
+                f"{test_data}: its times are {test_series.time_kind}, the training data's are {series.time_kind}"
+            )
 
     notes = list(series.notes)
     n_rows = len(series)
@@ -154,8 +176,16 @@ def load_forecast(data, test_data, *, seq_len, seed, time, target, covariates, l
                 notes.append(f"season {season} steps: the autocorrelation peak of the training part's differences")
     if lookback is None:
         lookback = default_lookback(n_train, horizon, season)
-    _check_length(series, lookback, horizon, val_fraction, 0.0 if test_series is not None else test_fraction,
-                  n_train, n_val, n_test)
+    _check_length(
+        series,
+        lookback,
+        horizon,
+        val_fraction,
+        0.0 if test_series is not None else test_fraction,
+        n_train,
+        n_val,
+        n_test,
+    )
     logged = split_names(log) if isinstance(log, str) else (list(series.targets) if log else [])
     for name in logged:
         if name not in series.targets:
@@ -195,8 +225,14 @@ def load_forecast(data, test_data, *, seq_len, seed, time, target, covariates, l
     raw_targets = undo_logs(test_raw[:, :n_targets], [name in logged for name in series.targets])
     baselines = naive_baselines(raw_targets, origins["test"], horizon, season)
     if test_series is None:
-        statistical, baseline_notes = statistical_baselines(raw_targets, n_train + n_val, origins["test"], horizon,
-                                                            season, logged=[name in logged for name in series.targets])
+        statistical, baseline_notes = statistical_baselines(
+            raw_targets,
+            n_train + n_val,
+            origins["test"],
+            horizon,
+            season,
+            logged=[name in logged for name in series.targets],
+        )
     else:
         statistical = {"ets_mae": None, "arima_mae": None}
         reason = "fitted only when the test part is cut from --data (a separate test file has no history to filter)"
@@ -205,35 +241,63 @@ def load_forecast(data, test_data, *, seq_len, seed, time, target, covariates, l
     train_targets = undo_logs(series.values[:n_train, :n_targets], [name in logged for name in series.targets])
     mase_scale = [_seasonal_mae(train_targets[:, j], season or 1) for j in range(n_targets)]
     if not all(math.isfinite(scale) and scale > 0 for scale in mase_scale):
-        notes.append(f"MASE undefined: the training part ({n_train} rows) is no longer than a season ({season}) or a "
-                     f"target repeats itself exactly one season earlier")
+        notes.append(
+            f"MASE undefined: the training part ({n_train} rows) is no longer than a season ({season}) or a "
+            f"target repeats itself exactly one season earlier"
+        )
         mase_scale = None
 
-    spec = TaskSpec(task="forecast", head="forecast", input_size=len(series.columns), vocab_size=None,
-                    num_classes=None, output_shape=[horizon, n_targets], seq_len=lookback, causal=False)
+    spec = TaskSpec(
+        task="forecast",
+        head="forecast",
+        input_size=len(series.columns),
+        vocab_size=None,
+        num_classes=None,
+        output_shape=[horizon, n_targets],
+        seq_len=lookback,
+        causal=False,
+    )
 
     def part(rows: slice, s: Series) -> dict[str, Any]:
         start, stop = rows.start, rows.stop
         return {"rows": stop - start, "first_time": s.time_text(start), "last_time": s.time_text(stop - 1)}
 
     split = {"train": part(slice(0, n_train), series), "val": part(slice(n_train, n_train + n_val), series)}
-    split["test"] = (part(slice(n_train + n_val, n_rows), series) if test_series is None
-                     else {**part(slice(0, len(test_series)), test_series), "file": test_data})
+    split["test"] = (
+        part(slice(n_train + n_val, n_rows), series)
+        if test_series is None
+        else {**part(slice(0, len(test_series)), test_series), "file": test_data}
+    )
     meta = {
-        "task": "forecast", "data": f"builtin:{builtin}" if builtin else path, "seed": seed,
+        "task": "forecast",
+        "data": f"builtin:{builtin}" if builtin else path,
+        "seed": seed,
         "generated": builtin == "traffic",  # the built-in traffic is simulated, of any length
-        "time_column": series.time_column, "time_kind": series.time_kind, "step": series.step,
-        "targets": series.targets, "covariates": series.covariates, "columns": series.columns,
-        "lookback": lookback, "horizon": horizon, "season": season, "anchor": anchor,
+        "time_column": series.time_column,
+        "time_kind": series.time_kind,
+        "step": series.step,
+        "targets": series.targets,
+        "covariates": series.covariates,
+        "columns": series.columns,
+        "lookback": lookback,
+        "horizon": horizon,
+        "season": season,
+        "anchor": anchor,
         "scaler": {"columns": series.columns, "mean": mean.tolist(), "std": std.tolist(), "log": logged},
-        "fill": fill, "filled": series.filled, "split": split, "mase_scale": mase_scale,
-        "last_time": series.time_text(n_rows - 1), "notes": notes, "baseline_notes": baseline_notes,
+        "fill": fill,
+        "filled": series.filled,
+        "split": split,
+        "mase_scale": mase_scale,
+        "last_time": series.time_text(n_rows - 1),
+        "notes": notes,
+        "baseline_notes": baseline_notes,
     }
     return TaskData(spec, datasets["train"], datasets["val"], datasets["test"], baselines=baselines, meta=meta)
 
 
-def statistical_baselines(raw_targets: np.ndarray, fit_rows: int, origins: np.ndarray, horizon: int,
-                          season: int | None, *, logged: list[bool]) -> tuple[dict[str, float | None], dict[str, str]]:
+def statistical_baselines(
+    raw_targets: np.ndarray, fit_rows: int, origins: np.ndarray, horizon: int, season: int | None, *, logged: list[bool]
+) -> tuple[dict[str, float | None], dict[str, str]]:
     """``ets_mae`` and ``arima_mae`` on the test windows (original units, mean over the targets), each
     fitted on the training and validation rows (``baselines.forecast_baselines``); a method that
     cannot be fitted on some target is ``None``, and the notes say why and which model was chosen."""
@@ -248,29 +312,49 @@ def statistical_baselines(raw_targets: np.ndarray, fit_rows: int, origins: np.nd
         chosen = origins[np.linspace(0, len(origins) - 1, STATISTICAL_ORIGINS).round().astype(int)]
     subset = "" if len(chosen) == len(origins) else f"; over {len(chosen)} of the {len(origins)} test windows"
     for j in range(raw_targets.shape[1]):
-        result = _cached_forecast_baselines(np.ascontiguousarray(raw_targets[start:, j]).tobytes(), fit_rows - start,
-                                            tuple(chosen - start), horizon, season, logged[j])
+        result = _cached_forecast_baselines(
+            np.ascontiguousarray(raw_targets[start:, j]).tobytes(),
+            fit_rows - start,
+            tuple(chosen - start),
+            horizon,
+            season,
+            logged[j],
+        )
         for name in maes:
             if result.mae[name] is None:
                 notes[name] = result.reasons[name]
             else:
                 maes[name].append(result.mae[name])
-                notes.setdefault(name, result.chosen.get(name, "") + (f", fitted on the last {fit_rows - start} rows"
-                                                                      if start else "") + subset)
-    values = {f"{name}_mae": float(np.mean(found)) if len(found) == raw_targets.shape[1] else None
-              for name, found in maes.items()}
+                notes.setdefault(
+                    name,
+                    result.chosen.get(name, "")
+                    + (f", fitted on the last {fit_rows - start} rows" if start else "")
+                    + subset,
+                )
+    values = {
+        f"{name}_mae": float(np.mean(found)) if len(found) == raw_targets.shape[1] else None
+        for name, found in maes.items()
+    }
     return values, notes
 
 
 @functools.lru_cache(maxsize=32)
-def _cached_forecast_baselines(values: bytes, fit_rows: int, origins: tuple[int, ...], horizon: int,
-                               season: int | None, log: bool):
+def _cached_forecast_baselines(
+    values: bytes, fit_rows: int, origins: tuple[int, ...], horizon: int, season: int | None, log: bool
+):
     """``forecast_baselines`` once per series and split in a process (a comparison loads its data once
     per cell; the fits are the same each time)."""
     from rnnlab.data.baselines import forecast_baselines
 
-    return forecast_baselines(np.frombuffer(values, dtype=np.float64), fit_rows=fit_rows, origins=np.asarray(origins),
-                              horizon=horizon, season=season, log=log, methods=("ets", "arima"))
+    return forecast_baselines(
+        np.frombuffer(values, dtype=np.float64),
+        fit_rows=fit_rows,
+        origins=np.asarray(origins),
+        horizon=horizon,
+        season=season,
+        log=log,
+        methods=("ets", "arima"),
+    )
 
 
 def default_lookback(n_train: int, horizon: int, season: int | None) -> int:
@@ -306,8 +390,11 @@ def detect_season(values: np.ndarray) -> int | None:
     if n < 8 or np.std(differences) == 0:
         return None
     correlation = acf(differences, nlags=max(2, n // 3), fft=True)
-    peaks = [lag for lag in range(2, len(correlation) - 1)
-             if correlation[lag] > correlation[lag - 1] and correlation[lag] >= correlation[lag + 1]]
+    peaks = [
+        lag
+        for lag in range(2, len(correlation) - 1)
+        if correlation[lag] > correlation[lag - 1] and correlation[lag] >= correlation[lag + 1]
+    ]
     if not peaks:
         return None
     best = max(peaks, key=lambda lag: correlation[lag])
@@ -322,8 +409,10 @@ def take_logs(series: Series, columns: list[str]) -> None:
         if bad.any():
             row = int(np.argmax(bad))
             line = series.lines[row] if series.lines is not None else row + 1
-            raise DataError(f"{series.source}: line {line} column {name!r}: value {series.values[row, j]:g} is not "
-                            f"positive; log needs a positive series (drop log, or shift the column)")
+            raise DataError(
+                f"{series.source}: line {line} column {name!r}: value {series.values[row, j]:g} is not "
+                f"positive; log needs a positive series (drop log, or shift the column)"
+            )
         series.values[:, j] = np.log(series.values[:, j])
 
 
@@ -384,8 +473,10 @@ def read_series(path: str, *, time: str | None, target: str | None, covariates: 
     except DataError as error:
         if target is not None:
             raise
-        raise DataError(f"{error} (the targets default to every column but time and covariates; "
-                        f"choose them with target=COLUMN[,COLUMN])") from None
+        raise DataError(
+            f"{error} (the targets default to every column but time and covariates; "
+            f"choose them with target=COLUMN[,COLUMN])"
+        ) from None
     lines = table.lines.copy()
     if time_column is None:
         kind, times, step = "index", np.arange(len(table)), {"unit": "row", "n": 1}
@@ -541,8 +632,11 @@ def _check_length(series: Series, lookback, horizon, val_fraction, test_fraction
     while True:
         test_rows = round(needed * test_fraction)
         val_rows = round(needed * val_fraction)
-        if (needed - val_rows - test_rows >= lookback + horizon and val_rows >= horizon
-                and (test_rows >= horizon or not has_test)):
+        if (
+            needed - val_rows - test_rows >= lookback + horizon
+            and val_rows >= horizon
+            and (test_rows >= horizon or not has_test)
+        ):
             break
         needed += 1
     parts = f"{n_train}/{n_val}" + (f"/{n_test}" if has_test else "")
@@ -656,13 +750,20 @@ def forecast_windows(meta: dict[str, Any], path: str, *, count: int = 1, fill: s
     if meta.get("task") != "forecast":
         raise ConfigError(f"forecast windows need a forecast run; this run's task is {meta.get('task')!r}")
     lookback, horizon = meta["lookback"], meta["horizon"]
-    series = read_series(path, time=meta["time_column"], target=",".join(meta["targets"]),
-                         covariates=",".join(meta["covariates"]) or None, fill=fill or meta["fill"])
+    series = read_series(
+        path,
+        time=meta["time_column"],
+        target=",".join(meta["targets"]),
+        covariates=",".join(meta["covariates"]) or None,
+        fill=fill or meta["fill"],
+    )
     if series.time_kind != meta["time_kind"]:
         raise DataError(f"{path}: its times are {series.time_kind}, the training data's were {meta['time_kind']}")
     if len(series) > 1 and series.step != meta["step"]:
-        raise DataError(f"{path}: its time step is {describe_step(series.step)}, the model was trained on a step of "
-                        f"{describe_step(meta['step'])}")
+        raise DataError(
+            f"{path}: its time step is {describe_step(series.step)}, the model was trained on a step of "
+            f"{describe_step(meta['step'])}"
+        )
     if len(series) < lookback + count - 1:
         raise DataError(
             f"{path}: the series has {len(series)} rows; {count} window(s) of lookback {lookback} need at least "
@@ -676,8 +777,10 @@ def forecast_windows(meta: dict[str, Any], path: str, *, count: int = 1, fill: s
     x = torch.from_numpy(np.stack([scaled[end - lookback : end] for end in ends]))
     origins = [series.time_text(end - 1) for end in ends]
     futures = [
-        [_time_text(t, series.time_kind, series.step)
-         for t in future_times(series.step, series.times[end - 1], horizon, series.time_kind)]
+        [
+            _time_text(t, series.time_kind, series.step)
+            for t in future_times(series.step, series.times[end - 1], horizon, series.time_kind)
+        ]
         for end in ends
     ]
     return ForecastWindows(x, origins, futures)
@@ -688,8 +791,9 @@ def inverse_scale(meta: dict[str, Any], predictions) -> np.ndarray:
     n_targets = len(meta["targets"])
     values = predictions.detach().cpu().numpy() if isinstance(predictions, torch.Tensor) else np.asarray(predictions)
     if values.shape[-1] != n_targets:
-        raise ValueError(f"expected predictions with {n_targets} targets in the last dimension, "
-                         f"got shape {values.shape}")
+        raise ValueError(
+            f"expected predictions with {n_targets} targets in the last dimension, got shape {values.shape}"
+        )
     mean = np.asarray(meta["scaler"]["mean"][:n_targets])
     std = np.asarray(meta["scaler"]["std"][:n_targets])
     logged = meta["scaler"].get("log", [])
@@ -708,9 +812,18 @@ def builtin_series(name: str, *, seed: int = 0) -> Series:
 
         frame = sunspots.load_pandas().data
         years = frame["YEAR"].to_numpy(dtype=np.float64)
-        return Series("builtin:sunspots", "YEAR", "numeric", years, {"unit": "number", "n": 1.0}, ["SUNACTIVITY"], [],
-                      frame[["SUNACTIVITY"]].to_numpy(dtype=np.float64), None,
-                      notes=["yearly mean sunspot numbers, 1700-2008 (statsmodels.datasets.sunspots)"])
+        return Series(
+            "builtin:sunspots",
+            "YEAR",
+            "numeric",
+            years,
+            {"unit": "number", "n": 1.0},
+            ["SUNACTIVITY"],
+            [],
+            frame[["SUNACTIVITY"]].to_numpy(dtype=np.float64),
+            None,
+            notes=["yearly mean sunspot numbers, 1700-2008 (statsmodels.datasets.sunspots)"],
+        )
     if name == "co2":
         from statsmodels.datasets import co2
 
@@ -719,10 +832,22 @@ def builtin_series(name: str, *, seed: int = 0) -> Series:
         gaps = int(np.isnan(values).sum())
         values = pd.DataFrame(values).interpolate(method="linear", limit_direction="both").to_numpy()
         times = pd.DatetimeIndex(frame.index)
-        return Series("builtin:co2", "date", "datetime", times, {"unit": "seconds", "n": float(SECONDS_PER["week"])},
-                      ["co2"], [], values, None, filled={"co2": gaps},
-                      notes=[f"weekly Mauna Loa CO2 in ppm, 1958-2001 (statsmodels.datasets.co2); "
-                             f"{gaps} missing weeks filled by linear interpolation"])
+        return Series(
+            "builtin:co2",
+            "date",
+            "datetime",
+            times,
+            {"unit": "seconds", "n": float(SECONDS_PER["week"])},
+            ["co2"],
+            [],
+            values,
+            None,
+            filled={"co2": gaps},
+            notes=[
+                f"weekly Mauna Loa CO2 in ppm, 1958-2001 (statsmodels.datasets.co2); "
+                f"{gaps} missing weeks filled by linear interpolation"
+            ],
+        )
     raise unknown_name("built-in series", name, BUILTINS)
 
 
@@ -738,8 +863,10 @@ def traffic_series(*, seed: int = 0, days: int = 364, start: str = "2023-01-02")
     hours = np.arange(days * 24)
     hour_of_day = hours % 24
     weekend = (hours // 24) % 7 >= 5  # the series starts on a Monday
+
     def bump(center, width):
         return np.exp(-0.5 * ((hour_of_day - center) / width) ** 2)
+
     weekday_profile = 0.15 + 0.9 * bump(8, 1.3) + 0.75 * bump(17.5, 1.6) + 0.45 * bump(12.5, 3.5)
     weekend_profile = 0.12 + 0.6 * bump(13.5, 3.5) + 0.15 * bump(19, 2.0)
     profile = np.where(weekend, weekend_profile, weekday_profile)
@@ -751,6 +878,15 @@ def traffic_series(*, seed: int = 0, days: int = 364, start: str = "2023-01-02")
     flow = flow * (1 - incident) + rng.normal(0, 1, len(hours)) * (0.8 + 0.05 * flow)
     flow = np.clip(flow, 0, None).round(2)
     times = pd.date_range(start, periods=len(hours), freq="h")
-    return Series("builtin:traffic", "time", "datetime", times, {"unit": "seconds", "n": float(SECONDS_PER["hour"])},
-                  ["flow"], [], flow[:, None], None,
-                  notes=[f"generated hourly traffic flow, {days} days from {start} (seed {seed})"])
+    return Series(
+        "builtin:traffic",
+        "time",
+        "datetime",
+        times,
+        {"unit": "seconds", "n": float(SECONDS_PER["hour"])},
+        ["flow"],
+        [],
+        flow[:, None],
+        None,
+        notes=[f"generated hourly traffic flow, {days} days from {start} (seed {seed})"],
+    )

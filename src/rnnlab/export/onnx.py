@@ -75,17 +75,21 @@ class ExportReport:
 
     def summary(self) -> str:
         shapes = "; ".join(self.checked)
-        return (f"{self.path} ({self.mode} mode, {self.file_bytes / 1024:.1f} KiB): max |onnxruntime − PyTorch| = "
-                f"{self.max_abs_diff:.2e} (tolerance {self.tolerance:.0e}) over {shapes}; "
-                f"traced at {self.export_shape}")
+        return (
+            f"{self.path} ({self.mode} mode, {self.file_bytes / 1024:.1f} KiB): max |onnxruntime − PyTorch| = "
+            f"{self.max_abs_diff:.2e} (tolerance {self.tolerance:.0e}) over {shapes}; "
+            f"traced at {self.export_shape}"
+        )
 
 
 # --------------------------------------------------------------------------------------------- checks
 def step_refusal(model: nn.Module) -> str | None:
     """Why ``model`` cannot run one step at a time (``None`` when it can)."""
     if not getattr(model, "stateful", False):
-        return (f"its {type(getattr(model, 'encoder', model)).__name__} has no recurrent state to carry from one "
-                "step to the next")
+        return (
+            f"its {type(getattr(model, 'encoder', model)).__name__} has no recurrent state to carry from one "
+            "step to the next"
+        )
     if getattr(model, "attention", None) is not None:
         return "its attention reads all earlier outputs, which no fixed-size state holds"
     if getattr(model.encoder, "bidirectional", False):
@@ -99,8 +103,9 @@ def _check_exportable(model: nn.Module, mode: str, recurrence: str) -> None:
     if recurrence not in RECURRENCE_PATHS:
         raise unknown_name("recurrence path", recurrence, RECURRENCE_PATHS)
     if not hasattr(model, "spec") or not hasattr(model, "encoder"):
-        raise ConfigError(f"export_onnx expects an rnnlab TaskModel (from build_model or load_run); "
-                          f"got {type(model).__name__}")
+        raise ConfigError(
+            f"export_onnx expects an rnnlab TaskModel (from build_model or load_run); got {type(model).__name__}"
+        )
     # An encoder whose computation an ONNX trace cannot follow says why (informer, transformer-xl).
     refusal = getattr(model.encoder, "onnx_refusal", None)
     if refusal:
@@ -108,8 +113,10 @@ def _check_exportable(model: nn.Module, mode: str, recurrence: str) -> None:
     if mode == "step":
         refusal = step_refusal(model)
         if refusal:
-            raise ConfigError(f"model {model.name!r} cannot be exported in step mode: {refusal}. "
-                              "Export the whole-sequence model instead (without --step)")
+            raise ConfigError(
+                f"model {model.name!r} cannot be exported in step mode: {refusal}. "
+                "Export the whole-sequence model instead (without --step)"
+            )
 
 
 # --------------------------------------------------------------------------------------------- graphs
@@ -146,8 +153,9 @@ def state_layout(model: nn.Module) -> list[dict[str, Any]]:
     return [{"name": name, "shape": [rows, "batch", layer.hidden_size]} for name in names]
 
 
-def example_input(spec: dict[str, Any], batch_size: int, length: int | None,
-                  generator: torch.Generator) -> torch.Tensor:
+def example_input(
+    spec: dict[str, Any], batch_size: int, length: int | None, generator: torch.Generator
+) -> torch.Tensor:
     """Random input of the model's kind: token ids ``[B, T]`` or features ``[B, T, F]`` (no ``T``
     when ``length`` is None: one step)."""
     shape = (batch_size,) if length is None else (batch_size, length)
@@ -202,8 +210,16 @@ def export_onnx(
         model.train(was_training)
 
 
-def _export(model: nn.Module, path: Path, mode: str, recurrence: str, quantize: str | None, tolerance: float,
-            check_shapes: tuple[tuple[int, int], ...], seed: int) -> ExportReport:
+def _export(
+    model: nn.Module,
+    path: Path,
+    mode: str,
+    recurrence: str,
+    quantize: str | None,
+    tolerance: float,
+    check_shapes: tuple[tuple[int, int], ...],
+    seed: int,
+) -> ExportReport:
     export_copy = copy.deepcopy(model).eval()
     notes = replace_recurrent_layers(export_copy, recurrence, single_step=mode == "step")
     generator = torch.Generator().manual_seed(seed)
@@ -212,8 +228,10 @@ def _export(model: nn.Module, path: Path, mode: str, recurrence: str, quantize: 
         layout = state_layout(model)
         graph: nn.Module = _StepGraph(export_copy, has_cell_state=len(layout) == 2)
         state_names = [item["name"] for item in layout]
-        args = (example_input(spec, EXPORT_BATCH, None, generator),
-                *[torch.zeros(item["shape"][0], EXPORT_BATCH, item["shape"][2]) for item in layout])
+        args = (
+            example_input(spec, EXPORT_BATCH, None, generator),
+            *[torch.zeros(item["shape"][0], EXPORT_BATCH, item["shape"][2]) for item in layout],
+        )
         input_names = ["x", *state_names]
         output_names = ["output", *[f"{name}_out" for name in state_names]]
         dynamic_axes = {"x": {0: "batch"}, "output": {0: "batch"}}
@@ -223,8 +241,10 @@ def _export(model: nn.Module, path: Path, mode: str, recurrence: str, quantize: 
     else:
         layout = []
         graph = _SequenceGraph(export_copy)
-        args = (example_input(spec, EXPORT_BATCH, EXPORT_LENGTH, generator),
-                _example_lengths(EXPORT_BATCH, EXPORT_LENGTH, generator))
+        args = (
+            example_input(spec, EXPORT_BATCH, EXPORT_LENGTH, generator),
+            _example_lengths(EXPORT_BATCH, EXPORT_LENGTH, generator),
+        )
         input_names, output_names = ["x", "lengths"], ["output"]
         output_axes = {0: "batch", 1: "time"} if model.per_step else {0: "batch"}
         dynamic_axes = {"x": {0: "batch", 1: "time"}, "lengths": {0: "batch"}, "output": output_axes}
@@ -250,13 +270,19 @@ def _export(model: nn.Module, path: Path, mode: str, recurrence: str, quantize: 
             if quantize:
                 float_path = os.path.join(scratch, "float.onnx")
             _trace_to_file(graph, args, float_path, input_names, output_names, dynamic_axes)
-            _finish_file(float_path, {**metadata, "quantized": None}, graph_inputs=args, input_names=input_names,
-                         dynamic_axes=dynamic_axes)
+            _finish_file(
+                float_path,
+                {**metadata, "quantized": None},
+                graph_inputs=args,
+                input_names=input_names,
+                dynamic_axes=dynamic_axes,
+            )
             difference, checked = check_onnx(model, float_path, check_shapes=check_shapes, seed=seed)
             if difference > tolerance:
                 raise ExportCheckError(
                     f"onnxruntime differs from PyTorch by {difference:.3e} (tolerance {tolerance:.0e}) on "
-                    f"{model.name} in {mode} mode; nothing was written to {path}")
+                    f"{model.name} in {mode} mode; nothing was written to {path}"
+                )
             report.update(max_abs_diff=difference, checked=checked)
             if quantize:
                 from rnnlab.export.quantise import quantize_onnx
@@ -267,26 +293,58 @@ def _export(model: nn.Module, path: Path, mode: str, recurrence: str, quantize: 
                 report["max_abs_diff"], _ = check_onnx(model, tmp, check_shapes=check_shapes, seed=seed)
 
     atomic_write(path, write)
-    return ExportReport(path=path, mode=mode, model=model.name, file_bytes=path.stat().st_size,
-                        max_abs_diff=report["max_abs_diff"], tolerance=tolerance, checked=report["checked"],
-                        export_shape=export_shape, recurrence=notes, inputs=input_names, outputs=output_names,
-                        quantized=quantize, float_max_abs_diff=report.get("float_max_abs_diff"))
+    return ExportReport(
+        path=path,
+        mode=mode,
+        model=model.name,
+        file_bytes=path.stat().st_size,
+        max_abs_diff=report["max_abs_diff"],
+        tolerance=tolerance,
+        checked=report["checked"],
+        export_shape=export_shape,
+        recurrence=notes,
+        inputs=input_names,
+        outputs=output_names,
+        quantized=quantize,
+        float_max_abs_diff=report.get("float_max_abs_diff"),
+    )
 
 
-def _trace_to_file(graph: nn.Module, args: tuple, path: str, input_names: list[str], output_names: list[str],
-                   dynamic_axes: dict[str, dict[int, str]]) -> None:
+def _trace_to_file(
+    graph: nn.Module,
+    args: tuple,
+    path: str,
+    input_names: list[str],
+    output_names: list[str],
+    dynamic_axes: dict[str, dict[int, str]],
+) -> None:
     # Traced with gradients enabled: under no_grad torch.nn's Transformer layers take a fused fast
     # path (aten::_transformer_encoder_layer_fwd) that has no ONNX form.
     with warnings.catch_warnings(), torch.enable_grad():
         # The TorchScript exporter (no onnxscript needed) warns that it is the legacy one, and the
         # trace warns about Python values it records as constants; both are expected here.
         warnings.simplefilter("ignore")
-        torch.onnx.export(graph, args, path, dynamo=False, opset_version=OPSET, input_names=input_names,
-                          output_names=output_names, dynamic_axes=dynamic_axes, do_constant_folding=True)
+        torch.onnx.export(
+            graph,
+            args,
+            path,
+            dynamo=False,
+            opset_version=OPSET,
+            input_names=input_names,
+            output_names=output_names,
+            dynamic_axes=dynamic_axes,
+            do_constant_folding=True,
+        )
 
 
-def _finish_file(path: str, metadata: dict[str, Any], *, graph_inputs: tuple, input_names: list[str],
-                 dynamic_axes: dict[str, dict[int, str]]) -> None:
+def _finish_file(
+    path: str,
+    metadata: dict[str, Any],
+    *,
+    graph_inputs: tuple,
+    input_names: list[str],
+    dynamic_axes: dict[str, dict[int, str]],
+) -> None:
     """Declare inputs the graph does not read (a TCN tagger ignores ``lengths``: padding sits after
     every valid step of a causal network), so every file of a mode takes the same inputs; then
     add the description."""
@@ -365,12 +423,16 @@ class OnnxModel:
             raise ConfigError(f"{self.path} is not an ONNX file ({type(error).__name__}: {error})") from None
         described = {entry.key: entry.value for entry in proto.metadata_props}
         if METADATA_KEY not in described:
-            raise ConfigError(f"{self.path} is an ONNX file but not one rnnlab exported (no '{METADATA_KEY}' "
-                              "metadata); export it with `rnnlab export RUN --format onnx`")
+            raise ConfigError(
+                f"{self.path} is an ONNX file but not one rnnlab exported (no '{METADATA_KEY}' "
+                "metadata); export it with `rnnlab export RUN --format onnx`"
+            )
         self.metadata: dict[str, Any] = json.loads(described[METADATA_KEY])
         if self.metadata.get("format_version") != FORMAT_VERSION:
-            raise ConfigError(f"{self.path}: rnnlab ONNX format version {self.metadata.get('format_version')!r}; "
-                              f"this rnnlab reads version {FORMAT_VERSION}")
+            raise ConfigError(
+                f"{self.path}: rnnlab ONNX format version {self.metadata.get('format_version')!r}; "
+                f"this rnnlab reads version {FORMAT_VERSION}"
+            )
         options = ort.SessionOptions()
         if threads is not None:
             options.intra_op_num_threads = threads
@@ -435,8 +497,9 @@ class OnnxSequenceModule(nn.Module):
         return stacked[torch.arange(x.shape[0]), lengths.long() - 1]
 
 
-def check_onnx(model: nn.Module, path: str | os.PathLike, *, check_shapes=CHECK_SHAPES, seed: int = 0
-               ) -> tuple[float, list[str]]:
+def check_onnx(
+    model: nn.Module, path: str | os.PathLike, *, check_shapes=CHECK_SHAPES, seed: int = 0
+) -> tuple[float, list[str]]:
     """Run the ONNX file at ``check_shapes`` and return the largest |onnxruntime − PyTorch| and what ran.
 
     Sequence files get random lengths in ``[1, T]`` per sequence (padding on the right); per-step
@@ -456,10 +519,12 @@ def check_onnx(model: nn.Module, path: str | os.PathLike, *, check_shapes=CHECK_
                 expected = model(x, lengths).numpy()
                 got = onnx_model.run_sequence(x, lengths)
                 if got.shape != expected.shape:
-                    raise ExportCheckError(f"onnxruntime gave output shape {list(got.shape)}, PyTorch "
-                                           f"{list(expected.shape)} (batch {batch_size} × length {length})")
+                    raise ExportCheckError(
+                        f"onnxruntime gave output shape {list(got.shape)}, PyTorch "
+                        f"{list(expected.shape)} (batch {batch_size} × length {length})"
+                    )
                 if model.per_step:
-                    valid = (np.arange(length)[None, :] < lengths.numpy()[:, None])
+                    valid = np.arange(length)[None, :] < lengths.numpy()[:, None]
                     expected, got = expected[valid], got[valid]
                 worst = max(worst, float(np.abs(got - expected).max()))
                 checked.append(f"batch {batch_size} × length {length}")

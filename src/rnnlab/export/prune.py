@@ -106,7 +106,7 @@ def prune_model(model: nn.Module, fraction: float, *, scope: str = "global") -> 
 
 def _threshold(magnitudes: torch.Tensor, fraction: float) -> float:
     """The magnitude at or below which ``fraction`` of ``magnitudes`` lie (−1 when nothing is pruned)."""
-    count = int(round(fraction * magnitudes.numel()))
+    count = round(fraction * magnitudes.numel())
     if count == 0:
         return -1.0
     return float(torch.kthvalue(magnitudes, count).values)

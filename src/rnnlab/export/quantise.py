@@ -55,8 +55,14 @@ def _torch_quantisation() -> Iterator[None]:
 def _float_twin(layer: nn.Module) -> nn.Module:
     """The torch.nn layer computing what ``layer`` computes (weight norm folded into the weights)."""
     twin_class = {"LSTM": nn.LSTM, "GRU": nn.GRU}[layer.mode]
-    twin = twin_class(layer.input_size, layer.hidden_size, layer.num_layers, bias=layer.bias, batch_first=True,
-                      bidirectional=layer.bidirectional)
+    twin = twin_class(
+        layer.input_size,
+        layer.hidden_size,
+        layer.num_layers,
+        bias=layer.bias,
+        batch_first=True,
+        bidirectional=layer.bidirectional,
+    )
     state = {}
     for layer_index in range(layer.num_layers):
         for direction in range(2 if layer.bidirectional else 1):
@@ -105,11 +111,17 @@ class QuantizedRNN(nn.Module):
         for layer_index in range(layer.num_layers):
             for direction in range(self.directions):
                 weights = layer._cell_weights(layer_index, direction)
-                cell = nn.RNNCell(weights.weight_ih.shape[1], layer.hidden_size, bias=layer.bias,
-                                  nonlinearity=layer.nonlinearity)
+                cell = nn.RNNCell(
+                    weights.weight_ih.shape[1], layer.hidden_size, bias=layer.bias, nonlinearity=layer.nonlinearity
+                )
                 names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
-                cell.load_state_dict({name: getattr(weights, name).detach().clone() for name in names
-                                      if getattr(weights, name) is not None})
+                cell.load_state_dict(
+                    {
+                        name: getattr(weights, name).detach().clone()
+                        for name in names
+                        if getattr(weights, name) is not None
+                    }
+                )
                 cells.append(cell)
         with _torch_quantisation():
             self.cells = torch.ao.quantization.quantize_dynamic(nn.ModuleList(cells), {nn.RNNCell}, dtype=torch.qint8)
@@ -216,8 +228,14 @@ def quantize_onnx(source: str | os.PathLike, target: str | os.PathLike) -> Path:
         # reduce_range: 7-bit weights. On x86 CPUs without VNNI (AVX2 only) the u8·s8 kernels add
         # pairs of products in int16, which 8-bit weights can saturate: measured here on an AVX2
         # machine, an LSTM's int8 error dropped from 17% to 0.3% of the output's range with it.
-        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, reduce_range=True,
-                         op_types_to_quantize=list(ONNX_QUANTISED_OPS), extra_options={"EnableSubgraph": True})
+        quantize_dynamic(
+            str(source),
+            str(target),
+            weight_type=QuantType.QInt8,
+            reduce_range=True,
+            op_types_to_quantize=list(ONNX_QUANTISED_OPS),
+            extra_options={"EnableSubgraph": True},
+        )
     finally:
         root.setLevel(level)
     _int8_operator_weights(target)
@@ -249,19 +267,27 @@ def _int8_operator_weights(path: str | os.PathLike) -> None:
             if name not in initializers:
                 continue
             weights = numpy_helper.to_array(initializers[name]).astype(np.float32)
-            directions, rows, cols = weights.shape
+            _directions, rows, _cols = weights.shape
             by_row = np.abs(weights).max(axis=(0, 2))  # one scale per row (gate unit), both directions
             scale = np.where(by_row > 0, by_row / 127.0, 1.0).astype(np.float32)
             quantised = np.clip(np.round(weights / scale[None, :, None]), -127, 127).astype(np.int8)
             graph.initializer.remove(initializers[name])
-            graph.initializer.extend([
-                numpy_helper.from_array(quantised, f"{name}_int8"),
-                numpy_helper.from_array(scale, f"{name}_scale"),
-                numpy_helper.from_array(np.zeros(rows, dtype=np.int8), f"{name}_zero_point"),
-            ])
-            new_nodes.append(helper.make_node("DequantizeLinear",
-                                              [f"{name}_int8", f"{name}_scale", f"{name}_zero_point"],
-                                              [name], name=f"{name}_DequantizeLinear", axis=1))
+            graph.initializer.extend(
+                [
+                    numpy_helper.from_array(quantised, f"{name}_int8"),
+                    numpy_helper.from_array(scale, f"{name}_scale"),
+                    numpy_helper.from_array(np.zeros(rows, dtype=np.int8), f"{name}_zero_point"),
+                ]
+            )
+            new_nodes.append(
+                helper.make_node(
+                    "DequantizeLinear",
+                    [f"{name}_int8", f"{name}_scale", f"{name}_zero_point"],
+                    [name],
+                    name=f"{name}_DequantizeLinear",
+                    axis=1,
+                )
+            )
     if new_nodes:
         # A graph's nodes must come in topological order: the dequantised weights first.
         nodes = new_nodes + list(graph.node)

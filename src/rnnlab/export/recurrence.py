@@ -27,7 +27,6 @@ check both forms against the layer's reference loop and onnxruntime against PyTo
 from __future__ import annotations
 
 import warnings
-from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -42,8 +41,7 @@ PATHS = ("native", "loop")
 # Cell kinds, as integers because TorchScript branches on them (a constant at export time, so the
 # exporter keeps only the branch taken).
 RNN_TANH, RNN_RELU, LSTM_CELL, GRU_TORCH, GRU_CHO = range(5)
-KIND_NAMES = {RNN_TANH: "rnn (tanh)", RNN_RELU: "rnn (relu)", LSTM_CELL: "lstm", GRU_TORCH: "gru",
-              GRU_CHO: "gru (cho)"}
+KIND_NAMES = {RNN_TANH: "rnn (tanh)", RNN_RELU: "rnn (relu)", LSTM_CELL: "lstm", GRU_TORCH: "gru", GRU_CHO: "gru (cho)"}
 
 
 def _script(function):
@@ -55,7 +53,7 @@ def _script(function):
 
 
 @_script
-def _normalise(x: Tensor, gain: Tensor, bias: Optional[Tensor]) -> Tensor:
+def _normalise(x: Tensor, gain: Tensor, bias: Tensor | None) -> Tensor:
     """Layer norm over the last dimension (``F.layer_norm`` needs a shape the loop cannot give it)."""
     centred = x - x.mean(-1, keepdim=True)
     variance = (centred * centred).mean(-1, keepdim=True)
@@ -73,12 +71,12 @@ def recurrent_step(
     c_prev: Tensor,
     hidden_weight: Tensor,
     hidden_bias: Tensor,
-    candidate_weight: Optional[Tensor],
-    candidate_bias: Optional[Tensor],
-    hidden_gain: Optional[Tensor],
-    candidate_gain: Optional[Tensor],
-    cell_gain: Optional[Tensor],
-    cell_bias: Optional[Tensor],
+    candidate_weight: Tensor | None,
+    candidate_bias: Tensor | None,
+    hidden_gain: Tensor | None,
+    candidate_gain: Tensor | None,
+    cell_gain: Tensor | None,
+    cell_bias: Tensor | None,
     zoneout: float,
 ) -> tuple[Tensor, Tensor]:
     """One step of any cell from this step's input projection ``x_projection_t = W_ih x_t + b_ih``.
@@ -150,12 +148,12 @@ def scan(
     c_0: Tensor,
     hidden_weight: Tensor,
     hidden_bias: Tensor,
-    candidate_weight: Optional[Tensor],
-    candidate_bias: Optional[Tensor],
-    hidden_gain: Optional[Tensor],
-    candidate_gain: Optional[Tensor],
-    cell_gain: Optional[Tensor],
-    cell_bias: Optional[Tensor],
+    candidate_weight: Tensor | None,
+    candidate_bias: Tensor | None,
+    hidden_gain: Tensor | None,
+    candidate_gain: Tensor | None,
+    cell_gain: Tensor | None,
+    cell_bias: Tensor | None,
     zoneout: float,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """:func:`recurrent_step` over time: ``x_projection`` ``[T, B, gates·H]``, ``valid`` ``[T, B, 1]``
@@ -164,9 +162,21 @@ def scan(
     c_t = c_0
     outputs: list[Tensor] = []
     for t in range(x_projection.size(0)):
-        h_new, c_new = recurrent_step(kind, x_projection[t], h_t, c_t, hidden_weight, hidden_bias,
-                                      candidate_weight, candidate_bias, hidden_gain, candidate_gain,
-                                      cell_gain, cell_bias, zoneout)
+        h_new, c_new = recurrent_step(
+            kind,
+            x_projection[t],
+            h_t,
+            c_t,
+            hidden_weight,
+            hidden_bias,
+            candidate_weight,
+            candidate_bias,
+            hidden_gain,
+            candidate_gain,
+            cell_gain,
+            cell_bias,
+            zoneout,
+        )
         valid_t = valid[t]
         h_t = torch.where(valid_t, h_new, h_t)
         c_t = torch.where(valid_t, c_new, c_t)
@@ -206,8 +216,18 @@ class _OnnxOperator(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x: Tensor, sequence_lens: Tensor, h_0: Tensor, c_0: Tensor, W: Tensor, R: Tensor,
-                B: Tensor, kind: int, hidden_size: int):
+    def forward(
+        ctx,
+        x: Tensor,
+        sequence_lens: Tensor,
+        h_0: Tensor,
+        c_0: Tensor,
+        W: Tensor,
+        R: Tensor,
+        B: Tensor,
+        kind: int,
+        hidden_size: int,
+    ):
         # The exporter traces inside a Function's forward too, and cannot lower the scripted scan
         # there; the symbolic below replaces all of it anyway, so compute untraced.
         tracing_state = torch._C._get_tracing_state()
@@ -219,8 +239,17 @@ class _OnnxOperator(torch.autograd.Function):
             torch._C._set_tracing_state(tracing_state)
 
     @staticmethod
-    def _compute(x: Tensor, sequence_lens: Tensor, h_0: Tensor, c_0: Tensor, W: Tensor, R: Tensor, B: Tensor,
-                 kind: int, hidden_size: int):
+    def _compute(
+        x: Tensor,
+        sequence_lens: Tensor,
+        h_0: Tensor,
+        c_0: Tensor,
+        W: Tensor,
+        R: Tensor,
+        B: Tensor,
+        kind: int,
+        hidden_size: int,
+    ):
         seq_len = x.shape[0]
         valid = (torch.arange(seq_len).unsqueeze(1) < sequence_lens.long().unsqueeze(0)).unsqueeze(-1)
         outputs, finals_h, finals_c = [], [], []
@@ -235,10 +264,24 @@ class _OnnxOperator(torch.autograd.Function):
             hidden_weight, candidate_weight = weight_hh.t(), None
             hidden_bias, candidate_bias = bias_hh, None
             if kind == GRU_CHO:
-                hidden_weight, candidate_weight = weight_hh[:2 * hidden_size].t(), weight_hh[2 * hidden_size:].t()
-                hidden_bias, candidate_bias = bias_hh[:2 * hidden_size], bias_hh[2 * hidden_size:]
-            output, h_n, c_n = scan(kind, projection, valid, h_0[direction], c_0[direction], hidden_weight,
-                                    hidden_bias, candidate_weight, candidate_bias, None, None, None, None, 0.0)
+                hidden_weight, candidate_weight = weight_hh[: 2 * hidden_size].t(), weight_hh[2 * hidden_size :].t()
+                hidden_bias, candidate_bias = bias_hh[: 2 * hidden_size], bias_hh[2 * hidden_size :]
+            output, h_n, c_n = scan(
+                kind,
+                projection,
+                valid,
+                h_0[direction],
+                c_0[direction],
+                hidden_weight,
+                hidden_bias,
+                candidate_weight,
+                candidate_bias,
+                None,
+                None,
+                None,
+                None,
+                0.0,
+            )
             if direction == 1:
                 output = _reverse_within(output, sequence_lens.long())
             outputs.append(output)
@@ -250,16 +293,39 @@ class _OnnxOperator(torch.autograd.Function):
     def symbolic(g, x, sequence_lens, h_0, c_0, W, R, B, kind: int, hidden_size: int):
         direction = "bidirectional" if _static_size(W, 0) == 2 else "forward"
         if kind == LSTM_CELL:
-            return g.op("LSTM", x, W, R, B, sequence_lens, h_0, c_0, hidden_size_i=hidden_size,
-                        direction_s=direction, outputs=3)
+            return g.op(
+                "LSTM", x, W, R, B, sequence_lens, h_0, c_0, hidden_size_i=hidden_size, direction_s=direction, outputs=3
+            )
         if kind in (GRU_TORCH, GRU_CHO):
-            y, y_h = g.op("GRU", x, W, R, B, sequence_lens, h_0, hidden_size_i=hidden_size, direction_s=direction,
-                          linear_before_reset_i=1 if kind == GRU_TORCH else 0, outputs=2)
+            y, y_h = g.op(
+                "GRU",
+                x,
+                W,
+                R,
+                B,
+                sequence_lens,
+                h_0,
+                hidden_size_i=hidden_size,
+                direction_s=direction,
+                linear_before_reset_i=1 if kind == GRU_TORCH else 0,
+                outputs=2,
+            )
         else:
             activation = "Tanh" if kind == RNN_TANH else "Relu"
             activations = [activation] * (2 if direction == "bidirectional" else 1)
-            y, y_h = g.op("RNN", x, W, R, B, sequence_lens, h_0, hidden_size_i=hidden_size, direction_s=direction,
-                          activations_s=activations, outputs=2)
+            y, y_h = g.op(
+                "RNN",
+                x,
+                W,
+                R,
+                B,
+                sequence_lens,
+                h_0,
+                hidden_size_i=hidden_size,
+                direction_s=direction,
+                activations_s=activations,
+                outputs=2,
+            )
         return y, y_h, c_0
 
 
@@ -311,8 +377,10 @@ class ExportRecurrent(nn.Module):
         if path not in PATHS:
             raise ConfigError(f"recurrence path must be one of {', '.join(PATHS)}; got {path!r}")
         if path == "native" and native_refusal(layer):
-            raise ConfigError(f"cannot export this {type(layer).__name__} as an ONNX operator: "
-                              f"{native_refusal(layer)}; use the loop path")
+            raise ConfigError(
+                f"cannot export this {type(layer).__name__} as an ONNX operator: "
+                f"{native_refusal(layer)}; use the loop path"
+            )
         if not getattr(layer, "batch_first", False):
             raise ConfigError("ExportRecurrent stands in for a batch_first layer, as rnnlab's encoders build them")
         self.kind = cell_kind(layer)
@@ -328,8 +396,9 @@ class ExportRecurrent(nn.Module):
                 for direction in range(self.directions):
                     weights = layer._cell_weights(layer_index, direction)
                     for name, tensor in self._unit_tensors(weights).items():
-                        self.register_buffer(f"{name}_{layer_index}_{direction}",
-                                             None if tensor is None else tensor.detach().clone())
+                        self.register_buffer(
+                            f"{name}_{layer_index}_{direction}", None if tensor is None else tensor.detach().clone()
+                        )
                 if path == "native":
                     self._register_operator_weights(layer, layer_index)
 
@@ -340,18 +409,32 @@ class ExportRecurrent(nn.Module):
         gate_rows = weights.weight_hh.shape[0]
         bias_ih = weights.bias_ih if weights.bias_ih is not None else weights.weight_ih.new_zeros(gate_rows)
         bias_hh = weights.bias_hh if weights.bias_hh is not None else weights.weight_ih.new_zeros(gate_rows)
-        tensors = {"input_weight": weights.weight_ih, "input_bias": bias_ih, "input_gain": weights.layer_norm_ih,
-                   "cell_gain": weights.layer_norm_cell_weight, "cell_bias": weights.layer_norm_cell_bias}
+        tensors = {
+            "input_weight": weights.weight_ih,
+            "input_bias": bias_ih,
+            "input_gain": weights.layer_norm_ih,
+            "cell_gain": weights.layer_norm_cell_weight,
+            "cell_bias": weights.layer_norm_cell_bias,
+        }
         if self.kind == GRU_CHO:
             split = 2 * hidden_size
             tensors.update(
-                hidden_weight=weights.weight_hh[:split].t(), hidden_bias=bias_hh[:split],
-                candidate_weight=weights.weight_hh[split:].t(), candidate_bias=bias_hh[split:],
+                hidden_weight=weights.weight_hh[:split].t(),
+                hidden_bias=bias_hh[:split],
+                candidate_weight=weights.weight_hh[split:].t(),
+                candidate_bias=bias_hh[split:],
                 hidden_gain=None if weights.layer_norm_hh is None else weights.layer_norm_hh[:split],
-                candidate_gain=None if weights.layer_norm_hh is None else weights.layer_norm_hh[split:])
+                candidate_gain=None if weights.layer_norm_hh is None else weights.layer_norm_hh[split:],
+            )
         else:
-            tensors.update(hidden_weight=weights.weight_hh.t(), hidden_bias=bias_hh, candidate_weight=None,
-                           candidate_bias=None, hidden_gain=weights.layer_norm_hh, candidate_gain=None)
+            tensors.update(
+                hidden_weight=weights.weight_hh.t(),
+                hidden_bias=bias_hh,
+                candidate_weight=None,
+                candidate_bias=None,
+                hidden_gain=weights.layer_norm_hh,
+                candidate_gain=None,
+            )
         return {name: None if t is None else t.contiguous() for name, t in tensors.items()}
 
     def _register_operator_weights(self, layer: nn.Module, layer_index: int) -> None:
@@ -370,8 +453,19 @@ class ExportRecurrent(nn.Module):
 
     def _unit(self, layer_index: int, direction: int) -> dict[str, Tensor | None]:
         suffix = f"_{layer_index}_{direction}"
-        names = ("input_weight", "input_bias", "input_gain", "hidden_weight", "hidden_bias", "candidate_weight",
-                 "candidate_bias", "hidden_gain", "candidate_gain", "cell_gain", "cell_bias")
+        names = (
+            "input_weight",
+            "input_bias",
+            "input_gain",
+            "hidden_weight",
+            "hidden_bias",
+            "candidate_weight",
+            "candidate_bias",
+            "hidden_gain",
+            "candidate_gain",
+            "cell_gain",
+            "cell_bias",
+        )
         return {name: getattr(self, name + suffix) for name in names}
 
     # ------------------------------------------------------------------------------- forward
@@ -410,19 +504,35 @@ class ExportRecurrent(nn.Module):
         return F.layer_norm(projected, (gain.shape[0],), gain, None, LAYER_NORM_EPS) + unit["input_bias"]
 
     def _step_arguments(self, unit: dict[str, Tensor | None]) -> tuple:
-        return (unit["hidden_weight"], unit["hidden_bias"], unit["candidate_weight"], unit["candidate_bias"],
-                unit["hidden_gain"], unit["candidate_gain"], unit["cell_gain"], unit["cell_bias"], self.zoneout)
+        return (
+            unit["hidden_weight"],
+            unit["hidden_bias"],
+            unit["candidate_weight"],
+            unit["candidate_bias"],
+            unit["hidden_gain"],
+            unit["candidate_gain"],
+            unit["cell_gain"],
+            unit["cell_bias"],
+            self.zoneout,
+        )
 
     def _one_step(self, x_t: Tensor, h_0: Tensor, c_0: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         if self.directions != 1:
-            raise ConfigError("a bidirectional layer cannot run one step at a time: its backward direction "
-                              "starts from the end of the sequence")
+            raise ConfigError(
+                "a bidirectional layer cannot run one step at a time: its backward direction "
+                "starts from the end of the sequence"
+            )
         finals_h, finals_c = [], []
         layer_input = x_t
         for layer_index in range(self.num_layers):
             unit = self._unit(layer_index, 0)
-            h_t, c_t = recurrent_step(self.kind, self._project(layer_input, unit), h_0[layer_index],
-                                      c_0[layer_index], *self._step_arguments(unit))
+            h_t, c_t = recurrent_step(
+                self.kind,
+                self._project(layer_input, unit),
+                h_0[layer_index],
+                c_0[layer_index],
+                *self._step_arguments(unit),
+            )
             finals_h.append(h_t)
             finals_c.append(c_t)
             layer_input = h_t
@@ -438,8 +548,9 @@ class ExportRecurrent(nn.Module):
                 unit = self._unit(layer_index, direction)
                 row = layer_index * self.directions + direction
                 sequence = layer_input if direction == 0 else _reverse_within(layer_input, lengths)
-                output, h_n, c_n = scan(self.kind, self._project(sequence, unit), valid, h_0[row], c_0[row],
-                                        *self._step_arguments(unit))
+                output, h_n, c_n = scan(
+                    self.kind, self._project(sequence, unit), valid, h_0[row], c_0[row], *self._step_arguments(unit)
+                )
                 outputs.append(output if direction == 0 else _reverse_within(output, lengths))
                 finals_h.append(h_n)
                 finals_c.append(c_n)
@@ -456,9 +567,16 @@ class ExportRecurrent(nn.Module):
             # Detached: the trace needs no gradient, and a Function's outputs that require one are
             # not tied to the PythonOp the exporter replaces.
             y, y_h, y_c = _OnnxOperator.apply(
-                layer_input.detach(), sequence_lens, h_0[span].detach(), c_0[span].detach(),
-                getattr(self, f"operator_W_{layer_index}"), getattr(self, f"operator_R_{layer_index}"),
-                getattr(self, f"operator_B_{layer_index}"), self.kind, self.hidden_size)
+                layer_input.detach(),
+                sequence_lens,
+                h_0[span].detach(),
+                c_0[span].detach(),
+                getattr(self, f"operator_W_{layer_index}"),
+                getattr(self, f"operator_R_{layer_index}"),
+                getattr(self, f"operator_B_{layer_index}"),
+                self.kind,
+                self.hidden_size,
+            )
             # Y is [T, D, B, H]: the directions side by side per step, as torch.nn returns them.
             layer_input = y.transpose(1, 2).reshape(y.shape[0], y.shape[2], rows * self.hidden_size)
             finals_h.append(y_h)
@@ -485,8 +603,13 @@ def replace_recurrent_layers(model: nn.Module, path: str = "auto", *, single_ste
                 chosen = "loop"
             setattr(module, child_name, ExportRecurrent(child, chosen, single_step=single_step))
             full_name = f"{name}.{child_name}" if name else child_name
-            how = ("cell equations, one step" if single_step else
-                   "ONNX operator with sequence_lens" if chosen == "native" else "ONNX Loop over the cell equations")
+            how = (
+                "cell equations, one step"
+                if single_step
+                else "ONNX operator with sequence_lens"
+                if chosen == "native"
+                else "ONNX Loop over the cell equations"
+            )
             why = f" ({refusal})" if refusal and path == "auto" and not single_step else ""
             notes.append(f"{full_name}: {KIND_NAMES[cell_kind(child)]} → {how}{why}")
     return notes

@@ -114,8 +114,9 @@ def _kib(size: int) -> str:
     return f"{size / 1024:,.1f} KiB"
 
 
-def check_options(*, format: str = "onnx", quantize: str | None = None, prune: float | None = None,
-                  finetune_epochs: int = 0) -> None:
+def check_options(
+    *, format: str = "onnx", quantize: str | None = None, prune: float | None = None, finetune_epochs: int = 0
+) -> None:
     """Refuse bad options before any work, naming the option and the value."""
     if format not in FORMATS:
         raise unknown_name("export format", format, FORMATS)
@@ -161,25 +162,31 @@ def export_run(
     config, model, task = load_run(run_dir)
     mode = "step" if step else "sequence"
     if step and step_refusal(model):
-        raise ConfigError(f"the {task['model']} model of {run_dir} cannot be exported with --step: "
-                          f"{step_refusal(model)}. Export the whole-sequence model (without --step)")
+        raise ConfigError(
+            f"the {task['model']} model of {run_dir} cannot be exported with --step: "
+            f"{step_refusal(model)}. Export the whole-sequence model (without --step)"
+        )
     metric, metric_mode = task["primary_metric"], task["primary_mode"]
     task_data = _load_test_data(config) if evaluate or finetune_epochs else None
     spec = model.spec
     length = spec.get("seq_len") or _typical_length(task_data) or 50
     latency_input = example_input(spec, 1, None if step else length, torch.Generator().manual_seed(0))
     threads = torch.get_num_threads()
-    latency_unit = (("one step" if step else f"one sequence of {length} steps") + f", batch 1, {threads} thread(s)")
+    latency_unit = ("one step" if step else f"one sequence of {length} steps") + f", batch 1, {threads} thread(s)"
     notes: list[str] = []
 
     def measure(name: str, runtime: str, module: nn.Module, *, onnx_path: Path | None = None) -> Variant:
         metrics = _evaluate(module, task_data, task) if evaluate else {}
         if onnx_path is not None:
             onnx_model = module.onnx_model
-            call = ((lambda: onnx_model.run_step(latency_input)) if step
-                    else (lambda: onnx_model.run_sequence(latency_input)))
-            return Variant(name, runtime, weight_bytes(onnx_path), onnx_path.stat().st_size, None,
-                           _median_ms(call), metrics)
+            call = (
+                (lambda: onnx_model.run_step(latency_input))
+                if step
+                else (lambda: onnx_model.run_sequence(latency_input))
+            )
+            return Variant(
+                name, runtime, weight_bytes(onnx_path), onnx_path.stat().st_size, None, _median_ms(call), metrics
+            )
         state_dict_bytes = serialized_bytes(module)
         with torch.inference_mode():
             call = (lambda: module.step(latency_input)) if step else (lambda: module(latency_input))
@@ -191,8 +198,10 @@ def export_run(
     if prune is not None:
         result = prune_model(model, prune, scope=prune_scope)
         label = f"pruned {prune:.0%}"
-        notes.append(f"pruned {result.overall_sparsity:.1%} of {sum(m.numel() for m in result.masks.values()):,} "
-                     f"prunable weights ({prune_scope} magnitude threshold); biases, gains and embeddings kept")
+        notes.append(
+            f"pruned {result.overall_sparsity:.1%} of {sum(m.numel() for m in result.masks.values()):,} "
+            f"prunable weights ({prune_scope} magnitude threshold); biases, gains and embeddings kept"
+        )
         exported = result.model
         variants.append(measure(label, "PyTorch", exported))
         if finetune_epochs:
@@ -211,15 +220,28 @@ def export_run(
             float_path = Path(scratch) / "float.onnx"
             float_report = export_onnx(exported, float_path, mode=mode, recurrence=recurrence)
             report = export_onnx(exported, out, mode=mode, recurrence=recurrence, quantize=quantize, force=force)
-            variants.append(measure(label, "onnxruntime", OnnxSequenceModule(OnnxModel(float_path, threads=threads)),
-                                    onnx_path=float_path))
-            variants.append(measure(f"{label} int8" if label != "float" else "int8", "onnxruntime",
-                                    OnnxSequenceModule(OnnxModel(out, threads=threads)), onnx_path=out))
+            variants.append(
+                measure(
+                    label,
+                    "onnxruntime",
+                    OnnxSequenceModule(OnnxModel(float_path, threads=threads)),
+                    onnx_path=float_path,
+                )
+            )
+            variants.append(
+                measure(
+                    f"{label} int8" if label != "float" else "int8",
+                    "onnxruntime",
+                    OnnxSequenceModule(OnnxModel(out, threads=threads)),
+                    onnx_path=out,
+                )
+            )
         else:
             float_report = None
             report = export_onnx(exported, out, mode=mode, recurrence=recurrence, force=force)
-            variants.append(measure(label, "onnxruntime", OnnxSequenceModule(OnnxModel(out, threads=threads)),
-                                    onnx_path=out))
+            variants.append(
+                measure(label, "onnxruntime", OnnxSequenceModule(OnnxModel(out, threads=threads)), onnx_path=out)
+            )
     return RunExportReport(run_dir, report, float_report, metric, metric_mode, latency_unit, variants, notes)
 
 

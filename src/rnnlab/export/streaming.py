@@ -37,8 +37,9 @@ class _TorchBackend:
     def __init__(self, model: nn.Module) -> None:
         refusal = step_refusal(model)
         if refusal:
-            raise ConfigError(f"model {getattr(model, 'name', type(model).__name__)!r} cannot stream one step at a "
-                              f"time: {refusal}")
+            raise ConfigError(
+                f"model {getattr(model, 'name', type(model).__name__)!r} cannot stream one step at a time: {refusal}"
+            )
         self.model = model.eval()
         self.spec = dict(model.spec)
         self.per_step = bool(model.per_step)
@@ -90,8 +91,10 @@ class _OnnxBackend:
     def __init__(self, path: str | os.PathLike, threads: int | None) -> None:
         self.onnx_model = OnnxModel(path, threads=threads)
         if self.onnx_model.mode != "step":
-            raise ConfigError(f"{path} is a {self.onnx_model.mode}-mode export; streaming needs the single-step model "
-                              "(export_onnx(..., mode='step'), or `rnnlab export RUN --step`)")
+            raise ConfigError(
+                f"{path} is a {self.onnx_model.mode}-mode export; streaming needs the single-step model "
+                "(export_onnx(..., mode='step'), or `rnnlab export RUN --step`)"
+            )
         self.spec = self.onnx_model.spec
         self.per_step = self.onnx_model.per_step
         self.layout = self.onnx_model.state
@@ -105,7 +108,7 @@ class _OnnxBackend:
 
     def split(self, state: list[np.ndarray]) -> list[list[np.ndarray]]:
         batch_size = state[0].shape[1]
-        return [[tensor[:, b:b + 1] for tensor in state] for b in range(batch_size)]
+        return [[tensor[:, b : b + 1] for tensor in state] for b in range(batch_size)]
 
     def step(self, x: np.ndarray, state: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
         return self.onnx_model.run_step(x, state)
@@ -150,8 +153,9 @@ class StreamingPredictor:
         elif isinstance(model, nn.Module):
             self.backend = _TorchBackend(model)
         else:
-            raise ConfigError(f"StreamingPredictor takes a TaskModel or the path of a step-mode ONNX file; "
-                              f"got {type(model).__name__}")
+            raise ConfigError(
+                f"StreamingPredictor takes a TaskModel or the path of a step-mode ONNX file; got {type(model).__name__}"
+            )
         self.spec: dict[str, Any] = self.backend.spec
         self.per_step: bool = self.backend.per_step
         self._states: dict[Hashable, list] = {}
@@ -184,14 +188,18 @@ class StreamingPredictor:
             if array.ndim != time_dims or array.dtype.kind not in "iu":
                 raise ConfigError(f"{where}: expected {expected}; got {array.dtype} of shape {list(array.shape)}")
             if array.size and (array.min() < 0 or array.max() >= vocab_size):
-                raise ConfigError(f"{where}: token ids must lie in [0, {vocab_size - 1}]; got values from "
-                                  f"{array.min()} to {array.max()}")
+                raise ConfigError(
+                    f"{where}: token ids must lie in [0, {vocab_size - 1}]; got values from "
+                    f"{array.min()} to {array.max()}"
+                )
             return array.astype(np.int64, copy=False)
         input_size = self.spec["input_size"]
         if array.ndim != time_dims + 1 or array.shape[-1] != input_size or array.dtype.kind not in "fiu":
             lead = ["", "T, ", "B, T, "][time_dims]
-            raise ConfigError(f"{where}: expected numbers of shape [{lead}{input_size}] (input_size {input_size}); "
-                              f"got {array.dtype} of shape {list(array.shape)}")
+            raise ConfigError(
+                f"{where}: expected numbers of shape [{lead}{input_size}] (input_size {input_size}); "
+                f"got {array.dtype} of shape {list(array.shape)}"
+            )
         array = array.astype(np.float32, copy=False)
         if not np.isfinite(array).all():
             raise ConfigError(f"{where}: the input holds NaN or infinite values")
@@ -201,8 +209,10 @@ class StreamingPredictor:
     def step(self, inputs: Mapping[Hashable, Any]) -> dict[Hashable, np.ndarray]:
         """One new sample per named stream, all run as one batch; returns each stream's output."""
         if not isinstance(inputs, Mapping):
-            raise ConfigError(f"step takes a mapping stream id → one sample; got {type(inputs).__name__} "
-                              "(use feed(stream_id, chunk) for several samples of one stream)")
+            raise ConfigError(
+                f"step takes a mapping stream id → one sample; got {type(inputs).__name__} "
+                "(use feed(stream_id, chunk) for several samples of one stream)"
+            )
         if not inputs:
             return {}
         ids = list(inputs)

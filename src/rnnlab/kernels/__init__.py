@@ -30,8 +30,16 @@ import torch
 from rnnlab.kernels import build
 from rnnlab.kernels.functions import fuses_input_norm, run_min_rnn, run_min_rnn_layer, run_recurrence
 
-__all__ = ["fuses_input_norm", "kernel_applies", "kernel_paths", "min_rnn_kernel_applies",
-           "run_min_rnn", "run_min_rnn_layer", "run_recurrence", "status"]
+__all__ = [
+    "fuses_input_norm",
+    "kernel_applies",
+    "kernel_paths",
+    "min_rnn_kernel_applies",
+    "run_min_rnn",
+    "run_min_rnn_layer",
+    "run_recurrence",
+    "status",
+]
 
 
 def _tracing() -> bool:
@@ -54,8 +62,7 @@ def kernel_applies(layer, dtype: torch.dtype, device: torch.device) -> bool:
         return False
     if torch.is_autocast_enabled("cpu") or layer.zoneout > 0 or layer.proj_size > 0 or _tracing():
         return False
-    needs_loop = (layer.layer_norm or layer.convention == "cho"
-                  or (layer.training and layer.recurrent_dropout > 0))
+    needs_loop = layer.layer_norm or layer.convention == "cho" or (layer.training and layer.recurrent_dropout > 0)
     if not needs_loop and layer.cell_kind == "lstm":  # oneDNN's fused LSTM is as fast as ours
         return False
     return build.load() is not None

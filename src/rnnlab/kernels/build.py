@@ -91,14 +91,25 @@ def _compile_flags(module_name: str) -> list[str]:
     includes = [*cpp_extension.include_paths(), sysconfig.get_paths()["include"]]
     library_dirs = cpp_extension.library_paths()
     return [
-        "-O3", "-std=c++20", "-fPIC", "-shared", "-fopenmp", "-fno-math-errno", "-fno-trapping-math", "-w",
+        "-O3",
+        "-std=c++20",
+        "-fPIC",
+        "-shared",
+        "-fopenmp",
+        "-fno-math-errno",
+        "-fno-trapping-math",
+        "-w",
         *_architecture_flags(),
-        f"-DTORCH_EXTENSION_NAME={module_name}", "-DTORCH_API_INCLUDE_EXTENSION_H",
+        f"-DTORCH_EXTENSION_NAME={module_name}",
+        "-DTORCH_API_INCLUDE_EXTENSION_H",
         f"-D_GLIBCXX_USE_CXX11_ABI={int(torch._C._GLIBCXX_USE_CXX11_ABI)}",
         *(f"-I{path}" for path in includes),
         *(f"-L{path}" for path in library_dirs),
         *(f"-Wl,-rpath,{path}" for path in library_dirs),
-        "-lc10", "-ltorch", "-ltorch_cpu", "-ltorch_python",
+        "-lc10",
+        "-ltorch",
+        "-ltorch_cpu",
+        "-ltorch_python",
     ]
 
 
@@ -121,8 +132,12 @@ def _build(target: Path, module_name: str) -> None:
     compiler = _compiler()
     if compiler is None:
         raise RuntimeError("no C++ compiler found (tried $CXX, c++, g++)")
-    print(f"rnnlab: compiling the CPU recurrent kernels for this machine, once (about a minute); cached in "
-          f"{target.parent}", file=sys.stderr, flush=True)
+    print(
+        f"rnnlab: compiling the CPU recurrent kernels for this machine, once (about a minute); cached in "
+        f"{target.parent}",
+        file=sys.stderr,
+        flush=True,
+    )
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
         built = Path(scratch) / target.name
@@ -162,11 +177,17 @@ def load(*, build: bool = True) -> ModuleType | None:
             _module = _import(target, module_name)
         except Exception as error:  # any failure means: run the pure-PyTorch path, and say why
             if required():
-                raise RuntimeError(f"the compiled CPU kernels are required (RNNLAB_REQUIRE_KERNELS=1) and "
-                                   f"failed to build or load: {error}") from error
+                raise RuntimeError(
+                    f"the compiled CPU kernels are required (RNNLAB_REQUIRE_KERNELS=1) and "
+                    f"failed to build or load: {error}"
+                ) from error
             _failure = f"{type(error).__name__}: {error}"
-            print(f"rnnlab: the compiled CPU kernels are unavailable, running the pure-PyTorch paths "
-                  f"({_failure.splitlines()[0]})", file=sys.stderr, flush=True)
+            print(
+                f"rnnlab: the compiled CPU kernels are unavailable, running the pure-PyTorch paths "
+                f"({_failure.splitlines()[0]})",
+                file=sys.stderr,
+                flush=True,
+            )
             return None
     return _module
 

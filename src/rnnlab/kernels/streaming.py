@@ -27,8 +27,16 @@ from torch import Tensor
 from rnnlab.errors import ConfigError
 from rnnlab.kernels import build
 
-_WEIGHT_NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "layer_norm_ih", "layer_norm_hh",
-                 "layer_norm_cell_weight", "layer_norm_cell_bias")
+_WEIGHT_NAMES = (
+    "weight_ih",
+    "weight_hh",
+    "bias_ih",
+    "bias_hh",
+    "layer_norm_ih",
+    "layer_norm_hh",
+    "layer_norm_cell_weight",
+    "layer_norm_cell_bias",
+)
 
 
 class LayerStepper:
@@ -45,11 +53,14 @@ class LayerStepper:
             raise ConfigError(f"LayerStepper needs rnnlab's compiled kernels, which are {build.status()}")
         name = type(layer).__name__
         if layer.bidirectional:
-            raise ConfigError(f"{name} is bidirectional: its backward direction reads the future, so it cannot "
-                              "run one step at a time")
+            raise ConfigError(
+                f"{name} is bidirectional: its backward direction reads the future, so it cannot run one step at a time"
+            )
         if layer.proj_size > 0 or layer.zoneout > 0:
-            raise ConfigError(f"LayerStepper does not run proj_size or zoneout; {name} has "
-                              f"proj_size={layer.proj_size}, zoneout={layer.zoneout}")
+            raise ConfigError(
+                f"LayerStepper does not run proj_size or zoneout; {name} has "
+                f"proj_size={layer.proj_size}, zoneout={layer.zoneout}"
+            )
         kind = layer.cell_kind
         if kind == "rnn":
             kind = "rnn_relu" if layer.nonlinearity == "relu" else "rnn_tanh"
@@ -61,19 +72,24 @@ class LayerStepper:
         self.input_size = layer.input_size
         self.dtype = layer.weight_ih_l0.dtype
         with torch.no_grad():
-            weights = [[None if tensor is None else tensor.detach() for tensor in layer._cell_weights(index, 0)]
-                       for index in range(layer.num_layers)]
+            weights = [
+                [None if tensor is None else tensor.detach() for tensor in layer._cell_weights(index, 0)]
+                for index in range(layer.num_layers)
+            ]
         names = layer._cell_weights(0, 0)._fields
-        self._stepper = module.Stepper(kind, [[dict(zip(names, tensors)).get(name) for name in _WEIGHT_NAMES]
-                                              for tensors in weights])
+        self._stepper = module.Stepper(
+            kind, [[dict(zip(names, tensors)).get(name) for name in _WEIGHT_NAMES] for tensors in weights]
+        )
 
     @property
     def state_count(self) -> int:
         return 2 if self.kind == "lstm" else 1
 
     def initial_state(self, batch_size: int = 1) -> tuple[Tensor, ...]:
-        return tuple(torch.zeros(batch_size, self.hidden_size, dtype=self.dtype)
-                     for _ in range(self.num_layers * self.state_count))
+        return tuple(
+            torch.zeros(batch_size, self.hidden_size, dtype=self.dtype)
+            for _ in range(self.num_layers * self.state_count)
+        )
 
     def from_layer_state(self, hx) -> tuple[Tensor, ...]:
         """The layer's state (``h_n`` ``[layers, B, H]``, or ``(h_n, c_n)``) in the stepper's form."""
@@ -82,7 +98,7 @@ class LayerStepper:
 
     def to_layer_state(self, state: tuple[Tensor, ...]):
         """The stepper's state as the layer returns it (``h_n``, or ``(h_n, c_n)``)."""
-        stacked = tuple(torch.stack(state[index::self.state_count]) for index in range(self.state_count))
+        stacked = tuple(torch.stack(state[index :: self.state_count]) for index in range(self.state_count))
         return stacked if self.kind == "lstm" else stacked[0]
 
     def __call__(self, x_t: Tensor, state: tuple[Tensor, ...]) -> tuple[Tensor, tuple[Tensor, ...]]:

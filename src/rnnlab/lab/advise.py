@@ -135,7 +135,9 @@ def advise(results: dict[str, Any] | str | Path, limits: Limits | None = None) -
             "use --max-error"
         )
     if limits.max_error is not None and higher:
-        raise ConfigError(f"--max-error applies to error metrics; this comparison's metric is {metric}: use --min-accuracy")
+        raise ConfigError(
+            f"--max-error applies to error metrics; this comparison's metric is {metric}: use --min-accuracy"
+        )
 
     lengths = lengths_of(results)
     measured = [length for length in lengths if length is not None]
@@ -187,15 +189,30 @@ def guide_rules(seq_len: int | None, limits: Limits, task: str = "") -> list[Rul
     known = seq_len is not None
     tight = limits.max_latency_ms is not None or limits.max_params is not None
     return [
-        Rule("short", "sequence length < 20 steps", "a vanilla RNN, bidirectional when the whole sequence is at hand",
-             ["rnn"], known and seq_len < 20),
+        Rule(
+            "short",
+            "sequence length < 20 steps",
+            "a vanilla RNN, bidirectional when the whole sequence is at hand",
+            ["rnn"],
+            known and seq_len < 20,
+        ),
         Rule("medium", "20–100 steps", "GRU first", ["gru"], known and 20 <= seq_len <= 100),
         Rule("long", "more than 100 steps", "LSTM with gradient clipping", ["lstm"], known and seq_len > 100),
-        Rule("long-range", "the task needs long-range context (e.g. named entities)", "LSTM",
-             ["lstm"], task in LONG_RANGE_TASKS),
+        Rule(
+            "long-range",
+            "the task needs long-range context (e.g. named entities)",
+            "LSTM",
+            ["lstm"],
+            task in LONG_RANGE_TASKS,
+        ),
         Rule("tight", "tight latency or size budget", "GRU with 8-bit quantisation", ["gru"], tight),
-        Rule("memory", "less than 4 GB of (GPU) memory", "be careful with a standard LSTM", ["lstm"],
-             limits.memory_gb is not None and limits.memory_gb < 4),
+        Rule(
+            "memory",
+            "less than 4 GB of (GPU) memory",
+            "be careful with a standard LSTM",
+            ["lstm"],
+            limits.memory_gb is not None and limits.memory_gb < 4,
+        ),
     ]
 
 
@@ -209,7 +226,11 @@ def _apply_limits(candidate: Candidate, limits: Limits, metric: str, higher: boo
         candidate.excluded_by.append(f"{metric} {candidate.metric:.3f} < {limits.min_accuracy:g}")
     if limits.max_error is not None and candidate.metric > limits.max_error:
         candidate.excluded_by.append(f"{metric} {candidate.metric:.3f} > {limits.max_error:g}")
-    if limits.memory_gb is not None and candidate.memory_mb is not None and candidate.memory_mb * 2**20 > limits.memory_gb * GIB:
+    if (
+        limits.memory_gb is not None
+        and candidate.memory_mb is not None
+        and candidate.memory_mb * 2**20 > limits.memory_gb * GIB
+    ):
         candidate.excluded_by.append(f"training memory {candidate.memory_mb:.0f} MB > {limits.memory_gb:g} GB")
     candidate.feasible = not candidate.excluded_by
 
@@ -296,7 +317,8 @@ def _reasons(results, candidates, pick, rules, seq_len, length, metric, higher, 
             )
         reasons.append(
             "Pareto front (no other model is at least as good on metric, latency and size): "
-            + (f"{pick.model}" + (f", {others}" if others else "")) + "."
+            + (f"{pick.model}" + (f", {others}" if others else ""))
+            + "."
         )
     for rule in rules:
         if not rule.applies:
@@ -311,16 +333,28 @@ def _reasons(results, candidates, pick, rules, seq_len, length, metric, higher, 
     return reasons
 
 
-def _judge_rule(rule: Rule, by_model: dict[str, Candidate], pick: Candidate | None, metric: str, higher: bool,
-                results: dict[str, Any]) -> tuple[str, str]:
+def _judge_rule(
+    rule: Rule,
+    by_model: dict[str, Candidate],
+    pick: Candidate | None,
+    metric: str,
+    higher: bool,
+    results: dict[str, Any],
+) -> tuple[str, str]:
     named = rule.models[0]
     candidate = by_model.get(named)
     if rule.id == "memory":
         if candidate is None or candidate.memory_mb is None:
             return "not measured", f"{named} has no memory measurement in this run"
-        return ("agrees" if not candidate.feasible else "disagrees",
-                f"{named} needs {candidate.memory_mb:.0f} MB to train at this size and batch "
-                + ("— over your limit" if not candidate.feasible else "— well within your limit; the rule bites for larger models"))
+        return (
+            "agrees" if not candidate.feasible else "disagrees",
+            f"{named} needs {candidate.memory_mb:.0f} MB to train at this size and batch "
+            + (
+                "— over your limit"
+                if not candidate.feasible
+                else "— well within your limit; the rule bites for larger models"
+            ),
+        )
     if candidate is None:
         return "not measured", f"{named} was not measured at this length"
     if pick is None:

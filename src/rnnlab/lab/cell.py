@@ -92,10 +92,14 @@ def run_cell(cell: dict[str, Any], recipe: dict[str, Any], run_dir: str) -> dict
     try:
         record = _train_and_measure(cell, recipe, run_dir)
         record["status"] = "done"
-    except Exception as error:  # noqa: BLE001 - one cell's failure is recorded; the grid goes on
+    except Exception as error:
         record = {
-            "key": key, "model": cell["model"], "length": cell["length"], "seed": cell["seed"],
-            "status": "failed", "error": f"{type(error).__name__}: {error}".splitlines()[0][:500],
+            "key": key,
+            "model": cell["model"],
+            "length": cell["length"],
+            "seed": cell["seed"],
+            "status": "failed",
+            "error": f"{type(error).__name__}: {error}".splitlines()[0][:500],
             "traceback": traceback.format_exc()[-4000:],
         }
     record["timing"] = {
@@ -163,15 +167,19 @@ def _train_and_measure(cell: dict[str, Any], recipe: dict[str, Any], run_dir: st
     seconds = recipe.get("timing_seconds", 1.5)
     stream_ms, stream_mode = measures.time_stream_step(model, one.x, budget_seconds=seconds)
     cost = {
-        "train_ms_per_step": measures.time_training_step(trained, train_batch.x, train_batch.y, loss_fn,
-                                                         train_batch.lengths, budget_seconds=seconds),
+        "train_ms_per_step": measures.time_training_step(
+            trained, train_batch.x, train_batch.y, loss_fn, train_batch.lengths, budget_seconds=seconds
+        ),
         "latency_ms_sequence": measures.time_inference(model, one.x, one.lengths, budget_seconds=seconds),
         "latency_ms_step": stream_ms,
         "stream_mode": stream_mode,
-        "loop_ms_per_step": None if result.summary.get("seconds_per_step") is None
+        "loop_ms_per_step": None
+        if result.summary.get("seconds_per_step") is None
         else result.summary["seconds_per_step"] * 1000,
-        "train_memory_mb": measures.train_memory_bytes(trained, train_batch.x, train_batch.y, loss_fn,
-                                                       train_batch.lengths) / 2**20,
+        "train_memory_mb": measures.train_memory_bytes(
+            trained, train_batch.x, train_batch.y, loss_fn, train_batch.lengths
+        )
+        / 2**20,
         "peak_rss_mb": measures.peak_rss_mb(),
         "batch_size": int(train_batch.x.size(0)),
         "threads": torch.get_num_threads(),
@@ -231,8 +239,9 @@ class InitialGradientFlow(Callback):
         if task_data.spec.head == "seq2seq":
             return  # not measured for an encoder–decoder (see _train_and_measure)
         batch = _batch(task_data.test, MEASURE_SAMPLES)
-        self.flow = measures.measure_gradient_flow(pl_module.model, batch.x, batch.y,
-                                                   loss_function(task_data.spec.head), batch.lengths)
+        self.flow = measures.measure_gradient_flow(
+            pl_module.model, batch.x, batch.y, loss_function(task_data.spec.head), batch.lengths
+        )
 
 
 def _batch(dataset: Any, count: int) -> Any:
@@ -246,8 +255,9 @@ def _batch(dataset: Any, count: int) -> Any:
     return type(batch)(batch.x, batch.y, lengths)
 
 
-def default_target(recipe: dict[str, Any], spec: Any, metric: str, higher: bool,
-                   baselines: dict[str, float | None]) -> dict[str, Any] | None:
+def default_target(
+    recipe: dict[str, Any], spec: Any, metric: str, higher: bool, baselines: dict[str, float | None]
+) -> dict[str, Any] | None:
     """The validation level that counts as "reached" (see the module docstring); ``None`` if unknown."""
     from rnnlab.lab.results import chance_level, reference_error
 
@@ -270,18 +280,21 @@ def default_target(recipe: dict[str, Any], spec: Any, metric: str, higher: bool,
 
 
 def read_history(path: Path, metric: str) -> list[dict[str, Any]]:
-    """The run's per-epoch rows from ``metrics.csv``: epoch, cumulative training seconds, validation metric, train loss."""
+    """The run's per-epoch rows from ``metrics.csv``: epoch, cumulative training seconds, validation
+    metric, train loss."""
     if not path.is_file():
         return []
     rows = []
     with open(path, newline="", encoding="utf-8") as handle:
         for row in csv.DictReader(handle):
-            rows.append({
-                "epoch": int(row["epoch"]),
-                "seconds": float(row["seconds"]),
-                "val_metric": _number(row.get(f"val_{metric}")),
-                "train_loss": _number(row.get("train_loss")),
-            })
+            rows.append(
+                {
+                    "epoch": int(row["epoch"]),
+                    "seconds": float(row["seconds"]),
+                    "val_metric": _number(row.get(f"val_{metric}")),
+                    "train_loss": _number(row.get("train_loss")),
+                }
+            )
     return rows
 
 

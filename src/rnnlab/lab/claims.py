@@ -116,8 +116,11 @@ def check_rnn_collapses_lstm_holds(results: dict[str, Any]) -> Claim:
     if missing:
         claim.why = f"no finished {' or '.join(missing)} cell in this run; add it to --models"
         return claim
-    lengths = [length for length in lengths_of(results)
-               if row(results, "rnn", length) is not None and row(results, "lstm", length) is not None]
+    lengths = [
+        length
+        for length in lengths_of(results)
+        if row(results, "rnn", length) is not None and row(results, "lstm", length) is not None
+    ]
     if not lengths or lengths[-1] < 1000:
         longest = lengths[-1] if lengths else None
         claim.why = (
@@ -228,8 +231,11 @@ def check_gradient_flow(results: dict[str, Any]) -> Claim:
 
 def _flow_ratios(results: dict[str, Any], model: str, length: int | None = None) -> dict[str, Any] | None:
     """Geometric means over seeds of ‖∂L/∂x_1‖/‖∂L/∂x_T‖ for x = h (and c), at init and trained."""
-    cells = [c for c in results.get("cells", []) if c.get("status") == "done" and c["model"] == model
-             and c.get("gradient_flow")]
+    cells = [
+        c
+        for c in results.get("cells", [])
+        if c.get("status") == "done" and c["model"] == model and c.get("gradient_flow")
+    ]
     if not cells:
         return None
     if length is None:
@@ -246,8 +252,9 @@ def _flow_ratios(results: dict[str, Any], model: str, length: int | None = None)
                 norms = measured.get(state)
                 if norms and norms[-1] > 0:
                     ratios.setdefault(state, []).append(max(norms[0], 1e-300) / norms[-1])
-        out[phase] = {state: math.exp(statistics.fmean(math.log(v) for v in values))
-                      for state, values in ratios.items()}
+        out[phase] = {
+            state: math.exp(statistics.fmean(math.log(v) for v in values)) for state, values in ratios.items()
+        }
     return out
 
 
@@ -296,14 +303,19 @@ class ProbeRatio:
         probe = results.get("probe")
         layers = (probe or {}).get("layers", {})
         if slow not in layers or fast not in layers:
-            result.why = "the layer cost probe did not run (it runs with every comparison that includes rnn, lstm and gru)"
+            result.why = (
+                "the layer cost probe did not run (it runs with every comparison that includes rnn, lstm and gru)"
+            )
             return result
         ratio = layers[slow][measure] / layers[fast][measure]
         excess = ratio - 1
         result.figures = {"ratio": ratio, slow: layers[slow][measure], fast: layers[fast][measure]}
         what = "training step (forward + backward)" if measure == "train_ms" else "inference (forward, no gradients)"
-        comparison = (f"the {slow.upper()} takes {excess * 100:.0f}% longer than the {fast.upper()}" if excess >= 0
-                      else f"the {slow.upper()} takes {-excess * 100:.0f}% less time than the {fast.upper()}")
+        comparison = (
+            f"the {slow.upper()} takes {excess * 100:.0f}% longer than the {fast.upper()}"
+            if excess >= 0
+            else f"the {slow.upper()} takes {-excess * 100:.0f}% less time than the {fast.upper()}"
+        )
         result.measured = (
             f"{slow.upper()} {layers[slow][measure]:.2f} ms, {fast.upper()} {layers[fast][measure]:.2f} ms per {what} "
             f"at hidden {probe['hidden_size']}, T={probe['seq_len']}, batch {probe['batch_size']} (same hidden size): "
@@ -318,19 +330,34 @@ check_lstm_step_cost = ProbeRatio(
     id="lstm-step-cost",
     claim="An LSTM step costs 30–50% more than an RNN step (training).",
     source="seed 000 §3.2 (单步训练时间增加30%~50%)",
-    slow="lstm", fast="rnn", measure="train_ms", low=0.25, high=0.55, stated="30–50% (range ± 5 points)",
+    slow="lstm",
+    fast="rnn",
+    measure="train_ms",
+    low=0.25,
+    high=0.55,
+    stated="30–50% (range ± 5 points)",
 )
 check_gru_train_speed = ProbeRatio(
     id="gru-train-speed",
     claim="A GRU trains about 30% faster than an LSTM.",
     source="seed 001 §3.2 (训练速度 较快(约提升30%))",
-    slow="lstm", fast="gru", measure="train_ms", low=0.20, high=0.40, stated="about 30% (30 ± 10 points)",
+    slow="lstm",
+    fast="gru",
+    measure="train_ms",
+    low=0.20,
+    high=0.40,
+    stated="about 30% (30 ± 10 points)",
 )
 check_gru_inference_speed = ProbeRatio(
     id="gru-inference-speed",
     claim="A GRU infers about 22% faster than an LSTM.",
     source="seed 001 §6 (推理速度提升22%)",
-    slow="lstm", fast="gru", measure="infer_ms", low=0.12, high=0.32, stated="about 22% (22 ± 10 points)",
+    slow="lstm",
+    fast="gru",
+    measure="infer_ms",
+    low=0.12,
+    high=0.32,
+    stated="about 22% (22 ± 10 points)",
 )
 
 
@@ -341,8 +368,11 @@ def check_lstm_converges_faster(results: dict[str, Any]) -> Claim:
         source="seed 000 §3.2 (LSTM 20个epoch内收敛, RNN 需50个epoch以上)",
     )
     target = (results.get("task") or {}).get("target")
-    lengths = [length for length in lengths_of(results)
-               if row(results, "rnn", length) is not None and row(results, "lstm", length) is not None]
+    lengths = [
+        length
+        for length in lengths_of(results)
+        if row(results, "rnn", length) is not None and row(results, "lstm", length) is not None
+    ]
     if not lengths:
         claim.why = "needs finished rnn and lstm cells at the same length; add both to --models"
         return claim
@@ -493,7 +523,7 @@ def check_small_data(results: dict[str, Any]) -> Claim:
     )
 
 
-def _longest_common(results: dict[str, Any], models: tuple[str, ...]) -> int | None | bool:
+def _longest_common(results: dict[str, Any], models: tuple[str, ...]) -> int | bool | None:
     """The longest length where every model finished; ``False`` if there is none."""
     common = [length for length in lengths_of(results) if all(row(results, m, length) for m in models)]
     return common[-1] if common else False

@@ -59,8 +59,9 @@ class CompareOutcome:
         return self.out / "report.html"
 
 
-def compare(config: CompareConfig | dict[str, Any] | None = None, *, progress: bool = True, console: Any = None,
-            **changes: Any) -> CompareOutcome:
+def compare(
+    config: CompareConfig | dict[str, Any] | None = None, *, progress: bool = True, console: Any = None, **changes: Any
+) -> CompareOutcome:
     """Run the comparison ``config`` describes (``changes`` override its fields) and write its report.
 
     >>> from rnnlab.lab import compare, CompareConfig
@@ -155,29 +156,34 @@ def prepare_out(experiment: Experiment) -> None:
                     "or add --force to replace it"
                 )
             _clear(out)
-    elif out.exists() and any(out.iterdir()):
-        if not experiment.force:
-            raise ConfigError(
-                f"{out} exists, is not empty and holds no {EXPERIMENT_FILE} (it is not an rnnlab comparison); "
-                "choose another --out, or add --force to write into it"
-            )
+    elif out.exists() and any(out.iterdir()) and not experiment.force:
+        raise ConfigError(
+            f"{out} exists, is not empty and holds no {EXPERIMENT_FILE} (it is not an rnnlab comparison); "
+            "choose another --out, or add --force to write into it"
+        )
     out.mkdir(parents=True, exist_ok=True)
     created = None
     if stored_path.is_file():
         created = json.loads(stored_path.read_text(encoding="utf-8")).get("created")
-    atomic_write_json(stored_path, {
-        "recipe": experiment.recipe,
-        "grid": {"models": experiment.models, "lengths": experiment.lengths, "seeds": experiment.seeds},
-        "created": created or datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    })
+    atomic_write_json(
+        stored_path,
+        {
+            "recipe": experiment.recipe,
+            "grid": {"models": experiment.models, "lengths": experiment.lengths, "seeds": experiment.seeds},
+            "created": created or datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        },
+    )
 
 
 def _differences(stored: Any, current: dict[str, Any]) -> list[str]:
     if not isinstance(stored, dict):
         return ["its experiment.json is unreadable"]
     keys = sorted(set(stored) | set(current))
-    return [f"{key}: {stored.get(key)!r} there, {current.get(key)!r} now" for key in keys
-            if stored.get(key) != current.get(key)]
+    return [
+        f"{key}: {stored.get(key)!r} there, {current.get(key)!r} now"
+        for key in keys
+        if stored.get(key) != current.get(key)
+    ]
 
 
 def _clear(out: Path) -> None:
@@ -236,8 +242,11 @@ def _store(out: Path, task: dict[str, Any], outcome: Any) -> None:
         return
     key = task["key"]
     if not isinstance(outcome, dict):
-        outcome = {**{k: task["cell"][k] for k in ("key", "model", "length", "seed")}, "status": "failed",
-                   "error": f"{type(outcome).__name__}: {outcome}".splitlines()[0][:500]}
+        outcome = {
+            **{k: task["cell"][k] for k in ("key", "model", "length", "seed")},
+            "status": "failed",
+            "error": f"{type(outcome).__name__}: {outcome}".splitlines()[0][:500],
+        }
     failed_path = out / "cells" / f"{key}.failed.json"
     if outcome.get("status") == "done":
         atomic_write_json(out / "cells" / f"{key}.json", outcome)
@@ -263,8 +272,14 @@ def build_results(experiment: Experiment, *, machine: dict[str, Any], started: d
         "finished": now.isoformat(timespec="seconds"),
         "wall_seconds": round((now - started).total_seconds(), 3),
     }
-    return assemble(experiment.describe(), [cell for cell in cells if cell is not None],
-                    expected=len(experiment.cells), probe=probe, machine=machine, timing=timing)
+    return assemble(
+        experiment.describe(),
+        [cell for cell in cells if cell is not None],
+        expected=len(experiment.cells),
+        probe=probe,
+        machine=machine,
+        timing=timing,
+    )
 
 
 def write_outputs(results: dict[str, Any], out: Path) -> None:
@@ -284,8 +299,17 @@ def rebuild(out: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{out} holds no {EXPERIMENT_FILE}: not an rnnlab comparison folder")
     stored = json.loads(stored_path.read_text(encoding="utf-8"))
     recipe, grid = stored["recipe"], stored["grid"]
-    experiment = Experiment(recipe=recipe, models=grid["models"], lengths=grid["lengths"], seeds=grid["seeds"],
-                            out=out, executor="local", address=None, workers=1, force=False)
+    experiment = Experiment(
+        recipe=recipe,
+        models=grid["models"],
+        lengths=grid["lengths"],
+        seeds=grid["seeds"],
+        out=out,
+        executor="local",
+        address=None,
+        workers=1,
+        force=False,
+    )
     previous = {}
     if (out / "results.json").is_file():
         previous = json.loads((out / "results.json").read_text(encoding="utf-8")).get("machine", {})
@@ -314,8 +338,9 @@ class _Display:
     weight ``1 + T/100`` per cell; rich's ETA then extrapolates work, not cell counts.
     """
 
-    def __init__(self, enabled: bool, console: Any, cells: list[Cell], pending: list[Cell],
-                 experiment: Experiment) -> None:
+    def __init__(
+        self, enabled: bool, console: Any, cells: list[Cell], pending: list[Cell], experiment: Experiment
+    ) -> None:
         self.enabled = enabled
         self.console = console
         self.total_cells = len(cells)
@@ -352,7 +377,8 @@ class _Display:
         if skipped:
             self.console.print(f"{skipped} of {self.total_cells} cells already done in {self.experiment.out}: skipped")
         self.task_id = self.progress.add_task(
-            "compare", total=sum(self.weights.values()) or 1, cells=self._cells_text())
+            "compare", total=sum(self.weights.values()) or 1, cells=self._cells_text()
+        )
         return self
 
     def _cells_text(self) -> str:
@@ -366,8 +392,11 @@ class _Display:
         if task["kind"] == "probe":
             if isinstance(outcome, dict):
                 layers = outcome["layers"]
-                self.console.print("  layer probe: " + ", ".join(
-                    f"{name} {values['train_ms']:.1f} ms" for name, values in layers.items()) + " per training step")
+                self.console.print(
+                    "  layer probe: "
+                    + ", ".join(f"{name} {values['train_ms']:.1f} ms" for name, values in layers.items())
+                    + " per training step"
+                )
             return
         from rich.markup import escape
 
@@ -375,8 +404,10 @@ class _Display:
         where = escape(f"{cell['model']} {format_length(cell['length'])} seed {cell['seed']}")
         if isinstance(outcome, dict) and outcome.get("status") == "done":
             metric = outcome["metric"]
-            line = (f"  [green]✓[/] {where}: {metric['name']} {metric['value']:.3f} "
-                    f"({outcome['epochs']} epochs, {outcome['timing']['wall_seconds']:.0f} s)")
+            line = (
+                f"  [green]✓[/] {where}: {metric['name']} {metric['value']:.3f} "
+                f"({outcome['epochs']} epochs, {outcome['timing']['wall_seconds']:.0f} s)"
+            )
         else:
             error = outcome.get("error") if isinstance(outcome, dict) else f"{type(outcome).__name__}: {outcome}"
             line = f"  [red]✗[/] {where}: {escape(str(error))}"

@@ -17,7 +17,8 @@ half-trained model as done; the parent stops them instead (``abort``).
 
 Ray: ``ray.init(address)`` joins a running cluster (``--address host:port``, ``ray://host:port``
 or ``auto``) or, without an address, starts a local instance with ``workers`` CPUs. Each cell is a
-task with ``num_cpus=1`` (Ray then sets ``OMP_NUM_THREADS=1`` in its worker). Every node must have rnnlab installed; a cell's run directory is written
+task with ``num_cpus=1`` (Ray then sets ``OMP_NUM_THREADS=1`` in its worker). Every node must have rnnlab
+installed; a cell's run directory is written
 on the node that ran it (the results come back to the caller).
 """
 
@@ -66,14 +67,19 @@ def check_executor(kind: str, address: str | None = None) -> None:
         import ray  # noqa: F401
     except ImportError:
         raise ConfigError(
-            "--executor ray needs Ray: pip install -c constraints.txt \"rnnlab[ray]\" (or \"ray>=2.9\")"
+            '--executor ray needs Ray: pip install -c constraints.txt "rnnlab[ray]" (or "ray>=2.9")'
         ) from None
     if address is not None:
         check_ray_address(address)
 
 
-def make_executor(kind: str, *, workers: int, address: str | None = None,
-                  function: Callable[[dict[str, Any]], dict[str, Any]] = run_task):
+def make_executor(
+    kind: str,
+    *,
+    workers: int,
+    address: str | None = None,
+    function: Callable[[dict[str, Any]], dict[str, Any]] = run_task,
+):
     """The executor ``kind`` (``"local"`` or ``"ray"``); Ray is checked and connected here, so a bad
     address fails before any work starts."""
     if kind == "local":
@@ -126,8 +132,9 @@ class LocalExecutor:
         # The pool starts its workers while it runs (on submit): keep the thread settings in the
         # environment for as long as the pool lives.
         self._environment = contextlib.ExitStack()
-        self._environment.enter_context(_environment(OMP_NUM_THREADS=str(self.threads),
-                                                     MKL_NUM_THREADS=str(self.threads)))
+        self._environment.enter_context(
+            _environment(OMP_NUM_THREADS=str(self.threads), MKL_NUM_THREADS=str(self.threads))
+        )
         self._pool = futures.ProcessPoolExecutor(
             max_workers=min(self.workers, len(tasks)),
             mp_context=multiprocessing.get_context("spawn"),
@@ -141,7 +148,7 @@ class LocalExecutor:
                     yield task, future.result()
                 except futures.process.BrokenProcessPool as error:
                     yield task, RuntimeError(f"the worker process died ({error}); out of memory?")
-                except Exception as error:  # noqa: BLE001 - reported per cell, the grid goes on
+                except Exception as error:
                     yield task, error
         except BaseException:  # Ctrl-C (or the caller stopped): do not wait for the running cells
             self.abort()
@@ -199,8 +206,13 @@ class RayExecutor:
 
     name = "ray"
 
-    def __init__(self, workers: int, *, address: str | None = None,
-                 function: Callable[[dict[str, Any]], dict[str, Any]] = run_task) -> None:
+    def __init__(
+        self,
+        workers: int,
+        *,
+        address: str | None = None,
+        function: Callable[[dict[str, Any]], dict[str, Any]] = run_task,
+    ) -> None:
         check_executor("ray", address)
         import ray
 
@@ -211,8 +223,7 @@ class RayExecutor:
         self._pending: dict[Any, dict[str, Any]] = {}
         self._started_here = not ray.is_initialized()
         if self._started_here:
-            options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
-                                       "configure_logging": False}
+            options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
             if address is None:
                 ray.init(num_cpus=workers, **options)
             else:
@@ -223,8 +234,12 @@ class RayExecutor:
 
     def describe(self) -> dict[str, Any]:
         resources = self.ray.cluster_resources()
-        return {"executor": self.name, "workers": int(resources.get("CPU", self.workers)), "threads_per_worker": 1,
-                "address": self.address}
+        return {
+            "executor": self.name,
+            "workers": int(resources.get("CPU", self.workers)),
+            "threads_per_worker": 1,
+            "address": self.address,
+        }
 
     def run(self, tasks: list[dict[str, Any]]) -> Iterator[tuple[dict[str, Any], Any]]:
         remote = self.ray.remote(num_cpus=1)(self.function)
@@ -238,7 +253,7 @@ class RayExecutor:
                         yield task, self.ray.get(reference)
                     except self.ray.exceptions.RayTaskError as error:
                         yield task, error.as_instanceof_cause() if hasattr(error, "as_instanceof_cause") else error
-                    except Exception as error:  # noqa: BLE001 - a lost worker is one failed cell
+                    except Exception as error:
                         yield task, error
         except BaseException:
             self.abort()

@@ -189,8 +189,12 @@ def default_out(task: str, budget: str) -> str:
     return os.path.join("runs", f"compare-{slug(task)}-{budget}")
 
 
-def resolve(config: CompareConfig, *, available_models: tuple[str, ...] | None = None,
-            available_tasks: tuple[str, ...] | None = None) -> Experiment:
+def resolve(
+    config: CompareConfig,
+    *,
+    available_models: tuple[str, ...] | None = None,
+    available_tasks: tuple[str, ...] | None = None,
+) -> Experiment:
     """Check ``config`` and fill in what its budget decides.
 
     ``available_models`` / ``available_tasks`` default to what ``rnnlab.models`` and
@@ -217,7 +221,8 @@ def resolve(config: CompareConfig, *, available_models: tuple[str, ...] | None =
     if config.executor not in EXECUTORS:
         raise unknown_name("executor", str(config.executor), EXECUTORS)
     if config.target_metric is not None and not (
-            isinstance(config.target_metric, (int, float)) and math.isfinite(config.target_metric)):
+        isinstance(config.target_metric, (int, float)) and math.isfinite(config.target_metric)
+    ):
         raise ConfigError(f"target_metric must be a finite number; got {config.target_metric!r}")
     if config.init not in INITS:
         raise unknown_name("init", str(config.init), INITS)
@@ -234,8 +239,10 @@ def resolve(config: CompareConfig, *, available_models: tuple[str, ...] | None =
         "train_samples", config.train_samples if config.train_samples is not None else budget.train_samples
     )
     if config.train_samples is not None and not is_generated(config.task):
-        raise ConfigError(f"train_samples sizes generated data; task {config.task!r} reads its data "
-                          "(use the data's own split options)")
+        raise ConfigError(
+            f"train_samples sizes generated data; task {config.task!r} reads its data "
+            "(use the data's own split options)"
+        )
     max_minutes = config.max_minutes if config.max_minutes is not None else budget.max_minutes
     if not (isinstance(max_minutes, (int, float)) and max_minutes > 0):
         raise ConfigError(f"max_minutes must be a positive number of minutes per cell; got {max_minutes!r}")
@@ -345,7 +352,6 @@ def config_from_dict(values: dict[str, Any]) -> CompareConfig:
     return CompareConfig(**values)
 
 
-
 # --------------------------------------------------------------------------- helpers
 def _resolve_lengths(config: CompareConfig, budget: Budget) -> list[int | None]:
     if config.lengths is not None:
@@ -354,9 +360,7 @@ def _resolve_lengths(config: CompareConfig, budget: Budget) -> list[int | None]:
             raise ConfigError("lengths: expected at least one positive integer; got none")
         for position, length in enumerate(lengths, start=1):
             if isinstance(length, bool) or not isinstance(length, int) or length < 1:
-                raise ConfigError(
-                    f"lengths: expected positive integers; item {position} is {length!r}"
-                )
+                raise ConfigError(f"lengths: expected positive integers; item {position} is {length!r}")
         if len(set(lengths)) != len(lengths):
             raise ConfigError(f"lengths: each length once please; got {lengths}")
         if not lengths_apply(config.task):
@@ -408,8 +412,10 @@ def _check_models_fit_task(models: list[str], task: str) -> None:
     unfit = [(name, heads) for name, heads in unfit if heads is not None and info.head not in heads]
     if unfit:
         reasons = "; ".join(f"{name} fits head {' or '.join(heads)}" for name, heads in unfit)
-        raise ConfigError(f"task {task!r} has head {info.head!r}, which {', '.join(n for n, _ in unfit)} "
-                          f"cannot serve ({reasons}); drop it from --models (see `rnnlab tasks`)")
+        raise ConfigError(
+            f"task {task!r} has head {info.head!r}, which {', '.join(n for n, _ in unfit)} "
+            f"cannot serve ({reasons}); drop it from --models (see `rnnlab tasks`)"
+        )
 
 
 def _registered_tasks() -> tuple[str, ...]:

@@ -27,6 +27,7 @@ and returns plain JSON-able values.
 
 from __future__ import annotations
 
+import itertools
 import math
 import resource
 import sys
@@ -45,8 +46,9 @@ SATURATED_LOW, SATURATED_HIGH = 0.1, 0.9
 
 
 # --------------------------------------------------------------------------- gradients
-def measure_gradient_flow(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: Callable,
-                          lengths: torch.Tensor | None = None) -> dict[str, Any] | None:
+def measure_gradient_flow(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: Callable, lengths: torch.Tensor | None = None
+) -> dict[str, Any] | None:
     """``‖∂L/∂h_t‖`` (and ``‖∂L/∂c_t‖``) against ``t`` on the top recurrent layer; ``None`` without one."""
     from rnnlab.layers import record_gates
 
@@ -95,7 +97,7 @@ def _has_recurrent_layer(model: nn.Module) -> bool:
 
 
 def _top_forward_key(record: Any) -> tuple[str, int, str]:
-    keys = [key for key in record.keys() if key[2] == "forward"]
+    keys = [key for key in record if key[2] == "forward"]
     # the encoder's layers sit under one module; the highest layer index is the top
     return max(keys, key=lambda key: (key[1], key[0]))
 
@@ -132,7 +134,7 @@ def measure_gates(model: nn.Module, x: torch.Tensor, lengths: torch.Tensor | Non
     pooled: dict[str, list[torch.Tensor]] = {}
     retention_over_time: list[torch.Tensor] = []
     retention_name = None
-    for key in record.keys():
+    for key in record:
         entry = record[key]
         gates = _sigmoid_gates(entry)
         if not gates:
@@ -144,7 +146,9 @@ def measure_gates(model: nn.Module, x: torch.Tensor, lengths: torch.Tensor | Non
         retention_name, retention = _retention(entry)
         pooled.setdefault("keep", []).append(retention[mask])
         weights = mask.unsqueeze(-1).to(retention.dtype)
-        retention_over_time.append((retention * weights).sum((0, 2)) / (weights.sum((0, 2)) * retention.size(2)).clamp(min=1))
+        retention_over_time.append(
+            (retention * weights).sum((0, 2)) / (weights.sum((0, 2)) * retention.size(2)).clamp(min=1)
+        )
     stats = {name: _gate_stats(torch.cat(values)) for name, values in pooled.items()}
     retention_stats = stats.pop("keep")
     over_time = torch.stack(retention_over_time).mean(0)
@@ -209,7 +213,7 @@ def measure_attention(model: nn.Module, x: torch.Tensor, lengths: torch.Tensor |
     steps = list(range(1, weights.size(1) + 1))
     if weights.size(1) > MAX_ATTENTION_STEPS:
         bins = torch.linspace(0, weights.size(1), MAX_ATTENTION_STEPS + 1).round().long()
-        weights = torch.stack([weights[:, a:b].sum(1) for a, b in zip(bins[:-1], bins[1:])], dim=1)
+        weights = torch.stack([weights[:, a:b].sum(1) for a, b in itertools.pairwise(bins)], dim=1)
         steps = [int(b) for b in bins[1:]]
         kind += f" (summed over bins of about {x.size(1) / MAX_ATTENTION_STEPS:.1f} steps)"
     return {"kind": kind, "steps": steps, "weights": [[float(v) for v in row] for row in weights]}
@@ -297,8 +301,9 @@ def alignment_examples(dataset: Any, count: int = ALIGNMENT_SAMPLES) -> list[int
     return [order[round(k * (len(order) - 1) / (count - 1))] for k in range(count)] if count > 1 else order[-1:]
 
 
-def measure_alignments(model: nn.Module, x: torch.Tensor, lengths: torch.Tensor | None, y: torch.Tensor,
-                       meta: dict[str, Any]) -> list[dict[str, Any]] | None:
+def measure_alignments(
+    model: nn.Module, x: torch.Tensor, lengths: torch.Tensor | None, y: torch.Tensor, meta: dict[str, Any]
+) -> list[dict[str, Any]] | None:
     """The decoder's attention ``α_{t,s}`` while it decodes each source (greedy), as text and weights:
     ``[{source, output, target, weights: [T_out][T_in]}]``; ``None`` for a model without attention."""
     from rnnlab.data.seq2seq import decode_chars
@@ -317,17 +322,20 @@ def measure_alignments(model: nn.Module, x: torch.Tensor, lengths: torch.Tensor 
         length = int(lengths[row]) if lengths is not None else x.size(1)
         output = decode_chars(meta["target_vocab"], decoded[row])
         steps = min(len(output) + 1, decoded.size(1))  # the characters and <eos>
-        maps.append({
-            "source": decode_chars(meta["source_vocab"], x[row, :length]),
-            "output": output,
-            "target": decode_chars(meta["target_vocab"], y[row]),
-            "weights": [[round(float(v), 5) for v in weights[row, t, :length]] for t in range(steps)],
-        })
+        maps.append(
+            {
+                "source": decode_chars(meta["source_vocab"], x[row, :length]),
+                "output": output,
+                "target": decode_chars(meta["target_vocab"], y[row]),
+                "weights": [[round(float(v), 5) for v in weights[row, t, :length]] for t in range(steps)],
+            }
+        )
     return maps
 
 
-def exact_match_by_source_length(model: nn.Module, dataset: Any, meta: dict[str, Any], *,
-                                 batch_size: int = 256, min_count: int = MIN_BUCKET_SOURCES) -> dict[str, Any]:
+def exact_match_by_source_length(
+    model: nn.Module, dataset: Any, meta: dict[str, Any], *, batch_size: int = 256, min_count: int = MIN_BUCKET_SOURCES
+) -> dict[str, Any]:
     """Exact match and CER of greedy (or the model's beam) decoding on ``dataset``, per bucket of
     source lengths: ``{"buckets": [{"min", "max", "count", "exact_match", "cer"}]}``. Buckets have
     equal widths (a multiple of 5 characters) over the lengths present; one of fewer than ``min_count``
@@ -344,7 +352,7 @@ def exact_match_by_source_length(model: nn.Module, dataset: Any, meta: dict[str,
     try:
         order = sorted(range(len(dataset)), key=lengths.__getitem__)
         for start in range(0, len(order), batch_size):
-            chunk = order[start:start + batch_size]
+            chunk = order[start : start + batch_size]
             batch = collate([dataset[i] for i in chunk])
             decoded = model(batch.x, batch.lengths)
             for bucket in sorted({(lengths[i] - shortest) // width for i in chunk}):
@@ -363,13 +371,24 @@ def exact_match_by_source_length(model: nn.Module, dataset: Any, meta: dict[str,
                 merged[-1][2].sums[name] = merged[-1][2].sums[name] + value
         else:
             merged.append([low, high, metrics])
-    return {"buckets": [{"min": low, "max": high, "count": int(metrics.sums["sequences"]), **metrics.compute()}
-                        for low, high, metrics in merged]}
+    return {
+        "buckets": [
+            {"min": low, "max": high, "count": int(metrics.sums["sequences"]), **metrics.compute()}
+            for low, high, metrics in merged
+        ]
+    }
 
 
 # --------------------------------------------------------------------------- cost
-def time_training_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: Callable,
-                       lengths: torch.Tensor | None = None, *, budget_seconds: float = 3.0) -> float:
+def time_training_step(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    loss_fn: Callable,
+    lengths: torch.Tensor | None = None,
+    *,
+    budget_seconds: float = 3.0,
+) -> float:
     """Milliseconds of forward + loss + backward on one batch (train mode), fastest of repeated runs."""
     was_training = model.training
     model.train()
@@ -385,8 +404,9 @@ def time_training_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_
         model.train(was_training)
 
 
-def time_inference(model: nn.Module, x: torch.Tensor, lengths: torch.Tensor | None = None, *,
-                   budget_seconds: float = 2.0) -> float:
+def time_inference(
+    model: nn.Module, x: torch.Tensor, lengths: torch.Tensor | None = None, *, budget_seconds: float = 2.0
+) -> float:
     """Milliseconds of one forward pass without gradients (eval mode), fastest of repeated runs."""
     was_training = model.training
     model.eval()
@@ -411,21 +431,25 @@ def time_stream_step(model: nn.Module, x: torch.Tensor, *, budget_seconds: float
             if getattr(model, "streamable", False):
                 _, state = model(x[:, :-1], return_state=True) if x.size(1) > 1 else (None, None)
                 last = x[:, -1]
-                return _fastest_ms(lambda: model.step(last, state), budget_seconds=budget_seconds), \
-                    "one step with the carried recurrent state"
+                return _fastest_ms(
+                    lambda: model.step(last, state), budget_seconds=budget_seconds
+                ), "one step with the carried recurrent state"
             stream = PoolingStream.for_model(model)
             if stream is not None:
                 stream.feed(x[:, :-1])
                 last = x[:, -1]
-                return _fastest_ms(lambda: stream.peek(last), budget_seconds=budget_seconds), \
-                    "one step with the carried state and an incremental attention softmax"
+                return _fastest_ms(
+                    lambda: stream.peek(last), budget_seconds=budget_seconds
+                ), "one step with the carried state and an incremental attention softmax"
             field = getattr(model, "receptive_field", None)
             if field is not None:
-                window = x[:, -min(field, x.size(1)):]
-                return _fastest_ms(lambda: model(window), budget_seconds=budget_seconds), \
-                    f"the receptive-field window ({window.size(1)} steps) recomputed: no state to carry"
-            return _fastest_ms(lambda: model(x), budget_seconds=budget_seconds), \
-                f"the whole window ({x.size(1)} steps) recomputed: no state to carry"
+                window = x[:, -min(field, x.size(1)) :]
+                return _fastest_ms(
+                    lambda: model(window), budget_seconds=budget_seconds
+                ), f"the receptive-field window ({window.size(1)} steps) recomputed: no state to carry"
+            return _fastest_ms(
+                lambda: model(x), budget_seconds=budget_seconds
+            ), f"the whole window ({x.size(1)} steps) recomputed: no state to carry"
     finally:
         model.train(was_training)
 
@@ -450,8 +474,11 @@ class PoolingStream:
     def for_model(cls, model: nn.Module) -> PoolingStream | None:
         from rnnlab.models.attention import AttentionPooling
 
-        if isinstance(getattr(model, "attention", None), AttentionPooling) and getattr(model, "stateful", False) \
-                and not getattr(model.encoder, "bidirectional", False):
+        if (
+            isinstance(getattr(model, "attention", None), AttentionPooling)
+            and getattr(model, "stateful", False)
+            and not getattr(model.encoder, "bidirectional", False)
+        ):
             return cls(model)
         return None
 
@@ -473,7 +500,8 @@ class PoolingStream:
         """Carry the state through ``x`` ``[B, T, ...]`` one step at a time."""
         for x_t in x.unbind(1):
             self.state, self.running_max, self.normaliser, self.weighted_sum = self._advance(
-                x_t, self.state, self.running_max, self.normaliser, self.weighted_sum)
+                x_t, self.state, self.running_max, self.normaliser, self.weighted_sum
+            )
 
     def step(self, x_t: torch.Tensor) -> torch.Tensor:
         """Take step ``x_t`` ``[B, ...]`` and return the output for the sequence so far."""
@@ -482,8 +510,9 @@ class PoolingStream:
 
     def peek(self, x_t: torch.Tensor) -> torch.Tensor:
         """The output if ``x_t`` came next, leaving the carried state as it was (for timing one step)."""
-        _, _, normaliser, weighted_sum = self._advance(x_t, self.state, self.running_max, self.normaliser,
-                                                       self.weighted_sum)
+        _, _, normaliser, weighted_sum = self._advance(
+            x_t, self.state, self.running_max, self.normaliser, self.weighted_sum
+        )
         return self.model.head(weighted_sum / normaliser)
 
 
@@ -493,8 +522,9 @@ class PoolingStream:
 TIMING_STATISTIC = "min"
 
 
-def _fastest_ms(function: Callable[[], Any], *, budget_seconds: float, warmup: int = 2, least: int = 3,
-                most: int = 50) -> float:
+def _fastest_ms(
+    function: Callable[[], Any], *, budget_seconds: float, warmup: int = 2, least: int = 3, most: int = 50
+) -> float:
     """Milliseconds of the fastest of at least ``least`` and at most ``most`` timed calls of
     ``function``, after ``warmup`` untimed ones, stopping once ``budget_seconds`` are spent. A call
     slower than the whole budget gets one warm-up and two timed runs."""
@@ -515,8 +545,9 @@ def _fastest_ms(function: Callable[[], Any], *, budget_seconds: float, warmup: i
 
 
 # --------------------------------------------------------------------------- memory
-def train_memory_bytes(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: Callable,
-                       lengths: torch.Tensor | None = None) -> int:
+def train_memory_bytes(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: Callable, lengths: torch.Tensor | None = None
+) -> int:
     """Bytes one Adam training step holds: 4 × parameter bytes + the tensors saved for backward."""
     parameter_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
     parameter_storages = {p.untyped_storage().data_ptr() for p in model.parameters()}
@@ -570,8 +601,15 @@ def peak_rss_mb() -> float:
 
 
 # --------------------------------------------------------------------------- layer probe
-def probe_layer_costs(*, input_size: int = 32, hidden_size: int = 128, seq_len: int = 100, batch_size: int = 32,
-                      repeats: int = 15, seed: int = 0) -> dict[str, Any]:
+def probe_layer_costs(
+    *,
+    input_size: int = 32,
+    hidden_size: int = 128,
+    seq_len: int = 100,
+    batch_size: int = 32,
+    repeats: int = 15,
+    seed: int = 0,
+) -> dict[str, Any]:
     """One-layer RNN, LSTM and GRU at the same sizes, timed interleaved in this process.
 
     The seeds' cost claims compare cells of the same hidden size; this measures exactly that:

@@ -134,8 +134,15 @@ def _metric_label(results: dict[str, Any]) -> str:
     task = results.get("task") or {}
     metric = task.get("metric") or "metric"
     direction = "higher is better" if task.get("higher_is_better", True) else "lower is better"
-    units = {"accuracy": "fraction correct", "macro_f1": "0–1", "mae": "data units", "mse": "squared units",
-             "bpc": "bits per character", "nll": "nats per frame", "rmse": "data units"}.get(metric, "")
+    units = {
+        "accuracy": "fraction correct",
+        "macro_f1": "0–1",
+        "mae": "data units",
+        "mse": "squared units",
+        "bpc": "bits per character",
+        "nll": "nats per frame",
+        "rmse": "data units",
+    }.get(metric, "")
     return f"test {metric}" + (f" ({units}; {direction})" if units else f" ({direction})")
 
 
@@ -163,9 +170,15 @@ def _accuracy_against_length(results: dict[str, Any]) -> DrawnFigure | None:
             axes.errorbar(
                 [length for length, _ in points],
                 means,
-                yerr=[[m - entry["metric_min"] for m, (_, entry) in zip(means, points)],
-                      [entry["metric_max"] - m for m, (_, entry) in zip(means, points)]],
-                marker="o", capsize=4, linewidth=1.8, label=model, color=_colour(model, models),
+                yerr=[
+                    [m - entry["metric_min"] for m, (_, entry) in zip(means, points)],
+                    [entry["metric_max"] - m for m, (_, entry) in zip(means, points)],
+                ],
+                marker="o",
+                capsize=4,
+                linewidth=1.8,
+                label=model,
+                color=_colour(model, models),
             )
         _plain_log_axis(axes, "x", lengths)
         axes.set_xlabel("sequence length T (steps the dependency must cross; log scale)")
@@ -174,10 +187,16 @@ def _accuracy_against_length(results: dict[str, Any]) -> DrawnFigure | None:
         length = lengths[-1]
         entries = [row(results, model, length) for model in models]
         positions = range(len(models))
-        axes.bar(positions, [e["metric_mean"] for e in entries],
-                 yerr=[[e["metric_mean"] - e["metric_min"] for e in entries],
-                       [e["metric_max"] - e["metric_mean"] for e in entries]],
-                 color=[_colour(m, models) for m in models], capsize=4)
+        axes.bar(
+            positions,
+            [e["metric_mean"] for e in entries],
+            yerr=[
+                [e["metric_mean"] - e["metric_min"] for e in entries],
+                [e["metric_max"] - e["metric_mean"] for e in entries],
+            ],
+            color=[_colour(m, models) for m in models],
+            capsize=4,
+        )
         axes.set_xticks(list(positions), models)
         axes.set_xlabel(f"model ({format_length(length)})")
         title = f"Test {metric} by model — {_task_title(results)}"
@@ -193,8 +212,11 @@ def _accuracy_against_length(results: dict[str, Any]) -> DrawnFigure | None:
     axes.set_title(title, fontsize=11)
     axes.grid(True, alpha=0.3)
     axes.legend(fontsize=8, loc="best", ncols=2)
-    spread = (f"points are means over {seeds} seeds, bars their range (min–max)" if seeds > 1
-              else "one seed per point (no spread)")
+    spread = (
+        f"points are means over {seeds} seeds, bars their range (min–max)"
+        if seeds > 1
+        else "one seed per point (no spread)"
+    )
     if len(lengths) > 1:
         where = "at each length"
     elif lengths[-1] is None:
@@ -211,11 +233,13 @@ def _accuracy_against_length(results: dict[str, Any]) -> DrawnFigure | None:
 
 
 def _training_curves(results: dict[str, Any]) -> DrawnFigure | None:
-    lengths = [length for length in lengths_of(results)]
+    lengths = list(lengths_of(results))
     if not lengths:
         return None
     length = lengths[-1]
-    cells = [c for c in results.get("cells", []) if c.get("status") == "done" and c["length"] == length and c["history"]]
+    cells = [
+        c for c in results.get("cells", []) if c.get("status") == "done" and c["length"] == length and c["history"]
+    ]
     if not cells:
         return None
     models = models_of(results)
@@ -226,11 +250,14 @@ def _training_curves(results: dict[str, Any]) -> DrawnFigure | None:
         values = [point["val_metric"] for point in cell["history"] if point.get("val_metric") is not None]
         label = cell["model"] if cell["model"] not in labelled else None
         labelled.add(cell["model"])
-        axes.plot(epochs, values, marker=".", linewidth=1.4, color=_colour(cell["model"], models), label=label, alpha=0.9)
+        axes.plot(
+            epochs, values, marker=".", linewidth=1.4, color=_colour(cell["model"], models), label=label, alpha=0.9
+        )
     target = (results.get("task") or {}).get("target")
     if target:
-        axes.axhline(target["value"], color="#444444", linestyle="--", linewidth=1,
-                     label=f"target {target['value']:.3g}")
+        axes.axhline(
+            target["value"], color="#444444", linestyle="--", linewidth=1, label=f"target {target['value']:.3g}"
+        )
     metric = (results.get("task") or {}).get("metric") or "metric"
     axes.set_xlabel("epoch")
     axes.set_ylabel(f"validation {metric}")
@@ -264,10 +291,18 @@ def _gradient_flow(results: dict[str, Any]) -> DrawnFigure | None:
             measured = flow.get(phase) or {}
             colour = _colour(model, models)
             if measured.get("h"):
-                axis.plot(flow["steps"], _positive(measured["h"]), color=colour, linewidth=1.6, label=f"{model} ‖∂L/∂h_t‖")
+                axis.plot(
+                    flow["steps"], _positive(measured["h"]), color=colour, linewidth=1.6, label=f"{model} ‖∂L/∂h_t‖"
+                )
             if measured.get("c"):
-                axis.plot(flow["steps"], _positive(measured["c"]), color=colour, linewidth=1.6, linestyle="--",
-                          label=f"{model} ‖∂L/∂c_t‖ (cell state)")
+                axis.plot(
+                    flow["steps"],
+                    _positive(measured["c"]),
+                    color=colour,
+                    linewidth=1.6,
+                    linestyle="--",
+                    label=f"{model} ‖∂L/∂c_t‖ (cell state)",
+                )
         axis.set_yscale("log")
         axis.set_xlabel("time step t (the loss is read after the last step)")
         axis.set_ylabel("gradient norm ‖∂L/∂state_t‖ (log scale)")
@@ -303,7 +338,9 @@ def _gates(results: dict[str, Any]) -> DrawnFigure | None:
                 means.append(math.nan), lows.append(math.nan), highs.append(math.nan)
                 continue
             means.append(sum(c["gates"]["retention"]["mean"] for c in group) / len(group))
-            saturation = [c["gates"]["retention"]["saturated_low"] + c["gates"]["retention"]["saturated_high"] for c in group]
+            saturation = [
+                c["gates"]["retention"]["saturated_low"] + c["gates"]["retention"]["saturated_high"] for c in group
+            ]
             lows.append(sum(saturation) / len(saturation))
         colour = _colour(model, models)
         axes[0].plot(lengths, means, marker="o", color=colour, label=f"{model} mean")
@@ -351,8 +388,13 @@ def _attention(results: dict[str, Any]) -> DrawnFigure | None:
         attention = cell["attention"]
         weights = attention["weights"]
         steps = attention["steps"]
-        image = axis.imshow(weights, aspect="auto", interpolation="nearest", cmap="viridis",
-                            extent=(steps[0] - 0.5, steps[-1] + 0.5, len(weights) - 0.5, -0.5))
+        image = axis.imshow(
+            weights,
+            aspect="auto",
+            interpolation="nearest",
+            cmap="viridis",
+            extent=(steps[0] - 0.5, steps[-1] + 0.5, len(weights) - 0.5, -0.5),
+        )
         axis.set_ylabel("test sample")
         axis.set_xlabel("time step t")
         axis.set_title(f"{model}: {attention['kind']} at T={length}", fontsize=10)
@@ -379,8 +421,13 @@ def _exact_match_by_source_length(results: dict[str, Any]) -> DrawnFigure | None
                 if bucket["exact_match"] is not None:
                     rows.setdefault((bucket["min"], bucket["max"]), []).append(bucket["exact_match"])
         spans = sorted(rows)
-        axis.plot([(low + high) / 2 for low, high in spans], [100 * sum(rows[s]) / len(rows[s]) for s in spans],
-                  marker="o", color=_colour(model, models), label=model)
+        axis.plot(
+            [(low + high) / 2 for low, high in spans],
+            [100 * sum(rows[s]) / len(rows[s]) for s in spans],
+            marker="o",
+            color=_colour(model, models),
+            label=model,
+        )
     axis.set_xlabel("source length (characters, bucket midpoint)")
     axis.set_ylabel("exact match on test (%)")
     axis.set_title(f"{_task_title(results)}: exact match against source length", fontsize=11)
@@ -410,13 +457,16 @@ def _alignments(results: dict[str, Any]) -> DrawnFigure | None:
         weights = example["weights"]
         image = axis.imshow(weights, aspect="auto", interpolation="nearest", cmap="viridis", vmin=0, vmax=1)
         axis.set_xticks(range(len(example["source"])), list(example["source"]), fontsize=7, family="monospace")
-        axis.set_yticks(range(len(weights)), [*example["output"], "<eos>"][:len(weights)], fontsize=7,
-                        family="monospace")
+        axis.set_yticks(
+            range(len(weights)), [*example["output"], "<eos>"][: len(weights)], fontsize=7, family="monospace"
+        )
         axis.set_xlabel("source character")
         axis.set_ylabel("output character")
         mark = "✓" if example["output"] == example["target"] else f"✗ (target {example['target']})"
-        axis.set_title(f"{example['source'][:34]}{'…' if len(example['source']) > 34 else ''}\n→ "
-                       f"{example['output']} {mark}", fontsize=8)
+        axis.set_title(
+            f"{example['source'][:34]}{'…' if len(example['source']) > 34 else ''}\n→ {example['output']} {mark}",
+            fontsize=8,
+        )
     figure.colorbar(image, ax=axes, label="attention weight α (each row sums to 1)")
     return DrawnFigure(
         "alignments",
@@ -447,8 +497,15 @@ def _cost_against_accuracy(results: dict[str, Any]) -> DrawnFigure | None:
             x = entry["cost"].get(key)
             if x is None:
                 continue
-            axis.errorbar([x], [entry["metric_mean"]], yerr=[entry["metric_std"]], marker="o", markersize=8,
-                          color=_colour(model, models), capsize=3)
+            axis.errorbar(
+                [x],
+                [entry["metric_mean"]],
+                yerr=[entry["metric_std"]],
+                marker="o",
+                markersize=8,
+                color=_colour(model, models),
+                capsize=3,
+            )
             axis.annotate(model, (x, entry["metric_mean"]), textcoords="offset points", xytext=(6, 5), fontsize=8)
         _plain_log_axis(axis, "x")
         axis.set_xlabel(label)
@@ -476,7 +533,9 @@ def _probe(results: dict[str, Any]) -> DrawnFigure | None:
         values = [layers[name][key] for name in names]
         bars = axis.bar(names, values, color=[_colour(name, names) for name in names])
         for bar, value in zip(bars, values):
-            axis.annotate(f"{value:.2f}", (bar.get_x() + bar.get_width() / 2, value), ha="center", va="bottom", fontsize=8)
+            axis.annotate(
+                f"{value:.2f}", (bar.get_x() + bar.get_width() / 2, value), ha="center", va="bottom", fontsize=8
+            )
         axis.set_ylabel(f"{label}, fastest of the rounds")
         axis.set_xlabel("layer (same hidden size)")
         axis.grid(True, axis="y", alpha=0.3)
@@ -494,9 +553,11 @@ def _probe(results: dict[str, Any]) -> DrawnFigure | None:
 
 # --------------------------------------------------------------------------- page
 _CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1b1f24;background:#f6f7f9;line-height:1.45}
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1b1f24;background:#f6f7f9;
+line-height:1.45}
 main{max-width:1080px;margin:0 auto;padding:24px 28px 60px;background:#fff;box-shadow:0 0 12px rgba(0,0,0,.06)}
-h1{font-size:1.6em;margin:.2em 0 .1em} h2{font-size:1.25em;margin-top:2em;border-bottom:2px solid #e4e7eb;padding-bottom:.2em}
+h1{font-size:1.6em;margin:.2em 0 .1em} h2{font-size:1.25em;margin-top:2em;border-bottom:2px solid #e4e7eb;
+padding-bottom:.2em}
 .sub{color:#57606a;margin:0 0 1em}
 .status{display:inline-block;padding:2px 10px;border-radius:12px;font-size:.85em;font-weight:600}
 .complete{background:#dafbe1;color:#116329}.partial{background:#fff8c5;color:#7d4e00}
@@ -515,7 +576,6 @@ ul.reasons li{margin:4px 0} code{background:#f6f8fa;padding:1px 4px;border-radiu
 
 def render_html(results: dict[str, Any], figures: list[DrawnFigure]) -> str:
     by_name = {figure.name: figure for figure in figures}
-    experiment = results.get("experiment") or {}
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -530,10 +590,11 @@ def render_html(results: dict[str, Any], figures: list[DrawnFigure]) -> str:
         "computed from the numbers below; the criterion is given with it.</p>",
         _claims_table(results),
         "<h2>Why: gradients, gates and attention</h2>",
-        _figure(by_name.get("gradient_flow")) or '<p class="small">No recurrent model in this run: no gradient flow to show.</p>',
+        _figure(by_name.get("gradient_flow"))
+        or '<p class="small">No recurrent model in this run: no gradient flow to show.</p>',
         _figure(by_name.get("gates")) or '<p class="small">No gated recurrent model (LSTM, GRU) in this run.</p>',
-        _figure(by_name.get("attention")) or ("" if "alignments" in by_name
-                                              else '<p class="small">No attention model in this run.</p>'),
+        _figure(by_name.get("attention"))
+        or ("" if "alignments" in by_name else '<p class="small">No attention model in this run.</p>'),
         _figure(by_name.get("alignments")),
         _figure(by_name.get("training_curves")),
         "<h2>Cost</h2>",
@@ -562,9 +623,16 @@ def _header(results: dict[str, Any]) -> str:
     lengths = experiment.get("lengths") or []
     length_text = ", ".join("native" if length is None else str(length) for length in lengths)
     status = results.get("status", "partial")
-    done, expected, failed = results.get("cells_done", 0), results.get("cells_expected", 0), results.get("cells_failed", 0)
-    status_text = "complete" if status == "complete" else f"partial: {done} of {expected} cells" + (
-        f", {failed} failed" if failed else "")
+    done, expected, failed = (
+        results.get("cells_done", 0),
+        results.get("cells_expected", 0),
+        results.get("cells_failed", 0),
+    )
+    status_text = (
+        "complete"
+        if status == "complete"
+        else f"partial: {done} of {expected} cells" + (f", {failed} failed" if failed else "")
+    )
     advice = results.get("advice") or {}
     headline = ""
     if advice.get("pick"):
@@ -587,32 +655,52 @@ def _header(results: dict[str, Any]) -> str:
     )
     wall = timing.get("cells_seconds")
     rows = [
-        ("task", _task_title(results) + (f" — data options {experiment.get('data_options')}" if experiment.get("data_options") else "")),
+        (
+            "task",
+            _task_title(results)
+            + (f" — data options {experiment.get('data_options')}" if experiment.get("data_options") else ""),
+        ),
         ("models", ", ".join(experiment.get("models", []))),
         ("lengths", length_text),
         ("seeds", ", ".join(str(s) for s in experiment.get("seeds", []))),
-        ("budget", f"{experiment.get('budget')} — about {experiment.get('params', 0):,} parameters per model, "
-                   f"{experiment.get('num_layers')} layers, up to {experiment.get('epochs')} epochs or "
-                   f"{experiment.get('max_minutes')} min per cell, batch {experiment.get('batch_size')}, lr "
-                   f"{experiment.get('lr')}, clipping {experiment.get('clip')}"
-                   + (f", {experiment['train_samples']:,} training samples" if experiment.get("train_samples") else "")),
-        ("machine", f"{machine.get('platform', '')}; {machine.get('cpu_cores', '?')} cores; torch {machine.get('torch', '?')}; "
-                    f"executor {machine.get('executor')} with {machine.get('workers')} workers × "
-                    f"{machine.get('threads_per_worker', '?')} threads"),
+        (
+            "budget",
+            f"{experiment.get('budget')} — about {experiment.get('params', 0):,} parameters per model, "
+            f"{experiment.get('num_layers')} layers, up to {experiment.get('epochs')} epochs or "
+            f"{experiment.get('max_minutes')} min per cell, batch {experiment.get('batch_size')}, lr "
+            f"{experiment.get('lr')}, clipping {experiment.get('clip')}"
+            + (f", {experiment['train_samples']:,} training samples" if experiment.get("train_samples") else ""),
+        ),
+        (
+            "machine",
+            f"{machine.get('platform', '')}; {machine.get('cpu_cores', '?')} cores; torch {machine.get('torch', '?')}; "
+            f"executor {machine.get('executor')} with {machine.get('workers')} workers × "
+            f"{machine.get('threads_per_worker', '?')} threads",
+        ),
     ]
     if wall is not None:
-        rows.append(("time", f"{_duration(wall)} of cell time in total, {_duration(timing.get('wall_seconds'))} "
-                             "of wall time in the last invocation"))
+        rows.append(
+            (
+                "time",
+                f"{_duration(wall)} of cell time in total, {_duration(timing.get('wall_seconds'))} "
+                "of wall time in the last invocation",
+            )
+        )
     table = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows)
     return (
         f"<h1>rnnlab compare: {_e(_task_title(results))}</h1>"
         f'<p class="sub">{_e(_count(len(experiment.get("models", [])), "model"))} × '
-        f'{_e(_count(len(lengths), "length"))} × {_e(_count(len(experiment.get("seeds", [])), "seed"))} '
+        f"{_e(_count(len(lengths), 'length'))} × {_e(_count(len(experiment.get('seeds', [])), 'seed'))} "
         f'<span class="status {"complete" if status == "complete" else "partial"}">{_e(status_text)}</span></p>'
-        + headline + chips
-        + (f'<p class="small">This report covers the cells finished so far. Re-run the same command to finish '
-           "the rest; finished cells are kept.</p>" if status != "complete" else "")
-        + f'<details><summary>What was run</summary><table>{table}</table></details>'
+        + headline
+        + chips
+        + (
+            '<p class="small">This report covers the cells finished so far. Re-run the same command to finish '
+            "the rest; finished cells are kept.</p>"
+            if status != "complete"
+            else ""
+        )
+        + f"<details><summary>What was run</summary><table>{table}</table></details>"
     )
 
 
@@ -636,7 +724,8 @@ def _figure(figure: DrawnFigure | None) -> str:
     data = base64.b64encode(figure.png).decode("ascii")
     return (
         f'<figure id="fig-{_e(figure.name)}"><img src="data:image/png;base64,{data}" alt="{_e(figure.alt)}">'
-        f"<figcaption>{_e(figure.caption)} <span class=\"small\">(figures/{_e(figure.name)}.png)</span></figcaption></figure>"
+        f'<figcaption>{_e(figure.caption)} <span class="small">(figures/{_e(figure.name)}.png)</span>'
+        "</figcaption></figure>"
     )
 
 
@@ -652,13 +741,15 @@ def _claims_table(results: dict[str, Any]) -> str:
     for claim in claims:
         why = claim["why"]
         rows.append(
-            f"<tr><td>{_e(claim['claim'])}<div class=\"small\">{_e(claim['source'])}</div></td>"
+            f'<tr><td>{_e(claim["claim"])}<div class="small">{_e(claim["source"])}</div></td>'
             f"<td>{_e(claim['measured']) or '—'}</td>"
-            f"<td><span class=\"verdict {_VERDICT_CLASS[claim['verdict']]}\">{_e(claim['verdict'])}</span>"
-            f"<div class=\"small\">{_e(why)}</div></td></tr>"
+            f'<td><span class="verdict {_VERDICT_CLASS[claim["verdict"]]}">{_e(claim["verdict"])}</span>'
+            f'<div class="small">{_e(why)}</div></td></tr>'
         )
-    return ("<table><thead><tr><th style=\"width:30%\">the documents say</th><th style=\"width:38%\">this run measured</th>"
-            "<th>verdict</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
+    return (
+        '<table><thead><tr><th style="width:30%">the documents say</th><th style="width:38%">this run measured</th>'
+        "<th>verdict</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
+    )
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
@@ -669,7 +760,7 @@ def _fmt(value: Any, digits: int = 3) -> str:
         return str(value)
     if isinstance(value, int):
         return f"{value:,}"
-    if value != 0 and abs(value) < 10 ** -digits:
+    if value != 0 and abs(value) < 10**-digits:
         return f"{value:.2e}"
     if abs(value) >= 1000:
         return f"{value:,.0f}"
@@ -682,24 +773,68 @@ def _summary_table(results: dict[str, Any]) -> str:
         return '<p class="small">No cell has finished yet.</p>'
     metric = summary[0]["metric"]
     target = (results.get("task") or {}).get("target")
-    target_text = f" (target: {metric} {'≥' if target['higher_is_better'] else '≤'} {target['value']:.3g})" if target else ""
+    target_text = (
+        f" (target: {metric} {'≥' if target['higher_is_better'] else '≤'} {target['value']:.3g})" if target else ""
+    )
     quality = _table(
-        ["model", "T", "seeds", f"{metric} mean", "± s.d.", "min–max", "parameters", "hidden", "epochs run",
-         "reached target", "epochs to target", "s to target", "training time (s)"],
-        [[entry["model"], _length_cell(entry["length"]), entry["n"], _fmt(entry["metric_mean"], 4),
-          _fmt(entry["metric_std"], 4), f"{_fmt(entry['metric_min'], 3)}–{_fmt(entry['metric_max'], 3)}",
-          entry["num_parameters"], entry["hidden_size"], _fmt(entry["epochs"], 1),
-          f"{entry['reached_target']}/{entry['n']}", _fmt(entry["epochs_to_target"], 1),
-          _fmt(entry["seconds_to_target"], 1), _fmt(entry["train_seconds"], 1)] for entry in summary],
+        [
+            "model",
+            "T",
+            "seeds",
+            f"{metric} mean",
+            "± s.d.",
+            "min–max",
+            "parameters",
+            "hidden",
+            "epochs run",
+            "reached target",
+            "epochs to target",
+            "s to target",
+            "training time (s)",
+        ],
+        [
+            [
+                entry["model"],
+                _length_cell(entry["length"]),
+                entry["n"],
+                _fmt(entry["metric_mean"], 4),
+                _fmt(entry["metric_std"], 4),
+                f"{_fmt(entry['metric_min'], 3)}–{_fmt(entry['metric_max'], 3)}",
+                entry["num_parameters"],
+                entry["hidden_size"],
+                _fmt(entry["epochs"], 1),
+                f"{entry['reached_target']}/{entry['n']}",
+                _fmt(entry["epochs_to_target"], 1),
+                _fmt(entry["seconds_to_target"], 1),
+                _fmt(entry["train_seconds"], 1),
+            ]
+            for entry in summary
+        ],
     )
     cost = _table(
-        ["model", "T", "train step, fwd + bwd (ms)", "trainer's step incl. optimiser (ms)",
-         "latency, sequence at batch 1 (ms)", "latency, one streaming step (ms)", "train memory (MiB)",
-         "process peak RSS (MiB)"],
-        [[entry["model"], _length_cell(entry["length"]), _fmt(entry["cost"].get("train_ms_per_step"), 2),
-          _fmt(entry["cost"].get("loop_ms_per_step"), 2), _fmt(entry["cost"].get("latency_ms_sequence"), 3),
-          _fmt(entry["cost"].get("latency_ms_step"), 3), _fmt(entry["cost"].get("train_memory_mb"), 2),
-          _fmt(entry["cost"].get("peak_rss_mb"), 0)] for entry in summary],
+        [
+            "model",
+            "T",
+            "train step, fwd + bwd (ms)",
+            "trainer's step incl. optimiser (ms)",
+            "latency, sequence at batch 1 (ms)",
+            "latency, one streaming step (ms)",
+            "train memory (MiB)",
+            "process peak RSS (MiB)",
+        ],
+        [
+            [
+                entry["model"],
+                _length_cell(entry["length"]),
+                _fmt(entry["cost"].get("train_ms_per_step"), 2),
+                _fmt(entry["cost"].get("loop_ms_per_step"), 2),
+                _fmt(entry["cost"].get("latency_ms_sequence"), 3),
+                _fmt(entry["cost"].get("latency_ms_step"), 3),
+                _fmt(entry["cost"].get("train_memory_mb"), 2),
+                _fmt(entry["cost"].get("peak_rss_mb"), 0),
+            ]
+            for entry in summary
+        ],
     )
     return (
         f"<h3>Quality, per model and length (means over seeds){_e(target_text)}</h3>{quality}"
@@ -719,11 +854,16 @@ def _batch_size(results: dict[str, Any]) -> Any:
 def _table(header: list[str], rows: list[list[Any]]) -> str:
     """A table whose first column is text and the others numbers (right-aligned)."""
     body = "".join(
-        "<tr>" + "".join(f"<td{_NUMERIC if i > 0 else ''}>{_e(_fmt(value))}</td>" for i, value in enumerate(row))
-        + "</tr>" for row in rows
+        "<tr>"
+        + "".join(f"<td{_NUMERIC if i > 0 else ''}>{_e(_fmt(value))}</td>" for i, value in enumerate(row))
+        + "</tr>"
+        for row in rows
     )
-    return ('<div style="overflow-x:auto"><table><thead><tr>' + "".join(f"<th>{_e(h)}</th>" for h in header)
-            + f"</tr></thead><tbody>{body}</tbody></table></div>")
+    return (
+        '<div style="overflow-x:auto"><table><thead><tr>'
+        + "".join(f"<th>{_e(h)}</th>" for h in header)
+        + f"</tr></thead><tbody>{body}</tbody></table></div>"
+    )
 
 
 def _probe_table(results: dict[str, Any]) -> str:
@@ -731,8 +871,8 @@ def _probe_table(results: dict[str, Any]) -> str:
     if not probe or not probe.get("layers"):
         return ""
     rows = "".join(
-        f"<tr><td>{_e(name)}</td><td class=\"n\">{probe['parameters'].get(name, 0):,}</td>"
-        f"<td class=\"n\">{_fmt(values['train_ms'], 3)}</td><td class=\"n\">{_fmt(values['infer_ms'], 3)}</td></tr>"
+        f'<tr><td>{_e(name)}</td><td class="n">{probe["parameters"].get(name, 0):,}</td>'
+        f'<td class="n">{_fmt(values["train_ms"], 3)}</td><td class="n">{_fmt(values["infer_ms"], 3)}</td></tr>'
         for name, values in probe["layers"].items()
     )
     return (
@@ -752,24 +892,26 @@ def _cells_table(results: dict[str, Any]) -> str:
         if cell["status"] == "done":
             gates = cell.get("gates") or {}
             retention = gates.get("retention") or {}
+            saturated = retention.get("saturated_low", 0) + retention.get("saturated_high", 0) if retention else None
             stream_mode = cell["cost"].get("stream_mode", "")
             rows.append(
                 f"<tr><td>{_e(cell['key'])}</td><td>done</td>"
-                f"<td class=\"n\">{_e(_fmt(cell['metric']['value'], 4))}</td>"
-                f"<td class=\"n\">{_e(cell['epochs'])}</td><td>{_e(cell.get('stopped') or '')}</td>"
-                f"<td class=\"n\">{_e(_fmt(retention.get('mean'), 3))}</td>"
-                f"<td class=\"n\">{_e(_fmt((retention.get('saturated_low', 0) + retention.get('saturated_high', 0)) if retention else None, 3))}</td>"
-                f"<td>{_e(stream_mode)}</td><td class=\"n\">{_e(_fmt(cell['timing']['wall_seconds'], 1))}</td></tr>"
+                f'<td class="n">{_e(_fmt(cell["metric"]["value"], 4))}</td>'
+                f'<td class="n">{_e(cell["epochs"])}</td><td>{_e(cell.get("stopped") or "")}</td>'
+                f'<td class="n">{_e(_fmt(retention.get("mean"), 3))}</td>'
+                f'<td class="n">{_e(_fmt(saturated, 3))}</td>'
+                f'<td>{_e(stream_mode)}</td><td class="n">{_e(_fmt(cell["timing"]["wall_seconds"], 1))}</td></tr>'
             )
         else:
             rows.append(
-                f"<tr><td>{_e(cell['key'])}</td><td>failed</td><td colspan=\"7\">{_e(cell.get('error', ''))}</td></tr>"
+                f'<tr><td>{_e(cell["key"])}</td><td>failed</td><td colspan="7">{_e(cell.get("error", ""))}</td></tr>'
             )
     return (
         f"<details><summary>Every cell ({len(cells)})</summary><table><thead><tr><th>cell</th><th>status</th>"
         "<th>test metric</th><th>epochs</th><th>stopped by</th><th>retention gate mean</th><th>saturated share</th>"
         "<th>streaming step measured as</th><th>cell wall time (s)</th></tr></thead><tbody>"
-        + "".join(rows) + "</tbody></table></details>"
+        + "".join(rows)
+        + "</tbody></table></details>"
     )
 
 
@@ -792,20 +934,20 @@ def _advice_section(results: dict[str, Any]) -> str:
     rules = "".join(
         f"<tr><td>{_e(rule['id'])}</td><td>{_e(rule['when'])}</td><td>{_e(rule['says'])}</td>"
         f"<td>{'applies' if rule['applies'] else '—'}</td><td>{_e(rule.get('verdict') or '')}"
-        f"<div class=\"small\">{_e(rule.get('because') or '')}</div></td></tr>"
+        f'<div class="small">{_e(rule.get("because") or "")}</div></td></tr>'
         for rule in advice["rules"]
     )
     candidates = "".join(
         f"<tr><td>{_e(c['model'])}{' ★' if c['model'] == advice.get('pick') else ''}</td>"
-        f"<td class=\"n\">{_fmt(c['metric'], 4)}</td><td class=\"n\">{_fmt(c['latency_ms'], 2)}</td>"
-        f"<td class=\"n\">{c['num_parameters']:,}</td><td>{'yes' if c['on_front'] else 'no'}</td></tr>"
+        f'<td class="n">{_fmt(c["metric"], 4)}</td><td class="n">{_fmt(c["latency_ms"], 2)}</td>'
+        f'<td class="n">{c["num_parameters"]:,}</td><td>{"yes" if c["on_front"] else "no"}</td></tr>'
         for c in advice["candidates"]
     )
     reasons = "".join(f"<li>{_e(reason)}</li>" for reason in advice["reasons"])
     return (
         f'<div id="recommendation"><ul class="reasons">{reasons}</ul>'
-        f"<h3>The seeds' selection guide, as rules</h3><table><thead><tr><th>rule</th><th>when</th><th>the guide says</th>"
-        f"<th>here</th><th>the measurement</th></tr></thead><tbody>{rules}</tbody></table>"
+        "<h3>The seeds' selection guide, as rules</h3><table><thead><tr><th>rule</th><th>when</th>"
+        f"<th>the guide says</th><th>here</th><th>the measurement</th></tr></thead><tbody>{rules}</tbody></table>"
         f"<h3>Candidates at {_e(format_length(advice.get('length_measured')))}</h3><table><thead><tr><th>model</th>"
         f"<th>{_e(advice['metric'])}</th><th>latency (ms, {_e(advice['latency_kind'])})</th><th>parameters</th>"
         f"<th>on the Pareto front</th></tr></thead><tbody>{candidates}</tbody></table>"

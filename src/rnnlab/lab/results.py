@@ -100,8 +100,15 @@ def load(path: str | Path, document: str = "results") -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- the document
-def assemble(experiment: dict[str, Any], cells: list[dict[str, Any]], *, expected: int,
-             probe: dict[str, Any] | None, machine: dict[str, Any], timing: dict[str, Any]) -> dict[str, Any]:
+def assemble(
+    experiment: dict[str, Any],
+    cells: list[dict[str, Any]],
+    *,
+    expected: int,
+    probe: dict[str, Any] | None,
+    machine: dict[str, Any],
+    timing: dict[str, Any],
+) -> dict[str, Any]:
     """The results document from the experiment, its cells (finished and failed) and the layer probe.
 
     The summary, the task description, the claims and the advice are all computed here from the
@@ -113,12 +120,22 @@ def assemble(experiment: dict[str, Any], cells: list[dict[str, Any]], *, expecte
 
     finished = [cell for cell in cells if cell["status"] == "done"]
     first = min(finished, key=lambda cell: (cell["length"] or 0, cell["seed"])) if finished else None
-    task: dict[str, Any] = {"spec": None, "metric": None, "higher_is_better": None, "baselines": {},
-                            "chance": None, "target": None}
+    task: dict[str, Any] = {
+        "spec": None,
+        "metric": None,
+        "higher_is_better": None,
+        "baselines": {},
+        "chance": None,
+        "target": None,
+    }
     if first is not None:
-        task.update(spec=first.get("spec"), metric=first["metric"]["name"],
-                    higher_is_better=first["metric"]["higher_is_better"], baselines=first.get("baselines") or {},
-                    target=first.get("target"))
+        task.update(
+            spec=first.get("spec"),
+            metric=first["metric"]["name"],
+            higher_is_better=first["metric"]["higher_is_better"],
+            baselines=first.get("baselines") or {},
+            target=first.get("target"),
+        )
         task["chance"] = chance_level(task) if task["metric"].endswith("accuracy") else None
     results: dict[str, Any] = {
         "schema": SCHEMA_ID,
@@ -229,7 +246,7 @@ def chance_level(task: dict[str, Any]) -> float | None:
 def reference_error(task: dict[str, Any], metric: str) -> float | None:
     """The baseline error a lower-is-better ``metric`` is judged against, if the task reports one."""
     baselines = task.get("baselines") or {}
-    for key in _BASELINE_FOR_METRIC.get(metric, ()) + (f"baseline_{metric}",):
+    for key in (*_BASELINE_FOR_METRIC.get(metric, ()), f"baseline_{metric}"):
         if _is_number(baselines.get(key)) and baselines[key] > 0:
             return float(baselines[key])
     return None

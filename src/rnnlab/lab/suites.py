@@ -49,7 +49,7 @@ OWNED = ("results.json", "report.html", "table.md", SUITE_FILE)
 # --------------------------------------------------------------------------- the published table
 BAI2018_SOURCE = {
     "citation": "S. Bai, J. Z. Kolter, V. Koltun. An Empirical Evaluation of Generic Convolutional and "
-                "Recurrent Networks for Sequence Modeling. arXiv:1803.01271, 2018",
+    "Recurrent Networks for Sequence Modeling. arXiv:1803.01271, 2018",
     "url": "https://arxiv.org/abs/1803.01271",
     "table": "Table 1",
     "short": "Bai, Kolter & Koltun 2018",
@@ -60,16 +60,29 @@ BAI2018_SOURCE = {
 #: Lower is better in every row. ``adding600``: test MSE; ``copy1000``: test cross-entropy per step;
 #: ``jsb`` / ``nottingham``: test frame NLL in nats.
 BAI2018_TABLE: dict[tuple[str, str], float] = {
-    ("adding600", "tcn"): 5.8e-5, ("adding600", "gru"): 5.3e-5, ("adding600", "lstm"): 0.164,
+    ("adding600", "tcn"): 5.8e-5,
+    ("adding600", "gru"): 5.3e-5,
+    ("adding600", "lstm"): 0.164,
     ("adding600", "rnn"): 0.177,
-    ("copy1000", "tcn"): 3.5e-5, ("copy1000", "gru"): 0.0197, ("copy1000", "lstm"): 0.0204,
+    ("copy1000", "tcn"): 3.5e-5,
+    ("copy1000", "gru"): 0.0197,
+    ("copy1000", "lstm"): 0.0204,
     ("copy1000", "rnn"): 0.0202,
-    ("jsb", "tcn"): 8.10, ("jsb", "gru"): 8.43, ("jsb", "lstm"): 8.45, ("jsb", "rnn"): 8.91,
-    ("nottingham", "tcn"): 3.07, ("nottingham", "gru"): 3.46, ("nottingham", "lstm"): 3.29,
+    ("jsb", "tcn"): 8.10,
+    ("jsb", "gru"): 8.43,
+    ("jsb", "lstm"): 8.45,
+    ("jsb", "rnn"): 8.91,
+    ("nottingham", "tcn"): 3.07,
+    ("nottingham", "gru"): 3.46,
+    ("nottingham", "lstm"): 3.29,
     ("nottingham", "rnn"): 4.05,
 }
-PAPER_ROW_TITLES = {"adding600": "Adding problem T=600 (MSE)", "copy1000": "Copy memory T=1000 (cross-entropy)",
-                    "jsb": "JSB Chorales (frame NLL)", "nottingham": "Nottingham (frame NLL)"}
+PAPER_ROW_TITLES = {
+    "adding600": "Adding problem T=600 (MSE)",
+    "copy1000": "Copy memory T=1000 (cross-entropy)",
+    "jsb": "JSB Chorales (frame NLL)",
+    "nottingham": "Nottingham (frame NLL)",
+}
 
 BAI2018_MODELS = ("rnn", "lstm", "gru", "tcn")
 SUITES = ("bai2018",)
@@ -113,7 +126,11 @@ class SuiteExperiment:
 # dropout per task); the recurrent models train with the task defaults of ``TASK_DEFAULTS``.
 BAI2018_EXPERIMENTS: tuple[SuiteExperiment, ...] = (
     SuiteExperiment(
-        name="adding", task="adding", title="Adding problem", metric="mse", baseline="trivial_mse",
+        name="adding",
+        task="adding",
+        title="Adding problem",
+        metric="mse",
+        baseline="trivial_mse",
         sizes={
             "quick": Size(length=50, params=8_000, epochs=3, batch_size=32, train_samples=1_024),
             "standard": Size(length=600, params=70_000, epochs=2, batch_size=16, train_samples=8_000),
@@ -124,7 +141,11 @@ BAI2018_EXPERIMENTS: tuple[SuiteExperiment, ...] = (
         model_settings={"tcn": {"lr": 4e-3, "model_options": {"kernel_size": 8}}},
     ),
     SuiteExperiment(
-        name="copy", task="copy", title="Copy memory", metric="cross_entropy", baseline="memoryless_cross_entropy",
+        name="copy",
+        task="copy",
+        title="Copy memory",
+        metric="cross_entropy",
+        baseline="memoryless_cross_entropy",
         sizes={
             "quick": Size(length=20, params=4_000, epochs=3, batch_size=32, train_samples=1_024),
             "standard": Size(length=1000, params=16_000, epochs=4, batch_size=32, train_samples=8_000),
@@ -133,7 +154,11 @@ BAI2018_EXPERIMENTS: tuple[SuiteExperiment, ...] = (
         model_settings={"tcn": {"lr": 5e-4, "model_options": {"kernel_size": 8}}},
     ),
     SuiteExperiment(
-        name="music", task="music", title="Polyphonic music", metric="nll", baseline="marginal_nll",
+        name="music",
+        task="music",
+        title="Polyphonic music",
+        metric="nll",
+        baseline="marginal_nll",
         sizes={
             "quick": Size(length=None, params=20_000, epochs=2, batch_size=16, train_samples=None),
             # batch 1 (one piece per step, as Bai et al.): batch 16 sat at the marginal NLL ~11.0 for
@@ -148,8 +173,10 @@ BAI2018_EXPERIMENTS: tuple[SuiteExperiment, ...] = (
         # channels at kernel 5 hold ~870K parameters, so at 300K it has 2 levels of kernel 3 (159
         # channels, receptive field 13 frames): 8.26, where rnnlab's default 8 levels would be 59
         # channels wide.
-        model_settings={"rnn": {"lr": 1e-3},
-                        "tcn": {"lr": 1e-3, "dropout": 0.25, "model_options": {"kernel_size": 3, "levels": 2}}},
+        model_settings={
+            "rnn": {"lr": 1e-3},
+            "tcn": {"lr": 1e-3, "dropout": 0.25, "model_options": {"kernel_size": 3, "levels": 2}},
+        },
         needs_data=True,
     ),
 )
@@ -166,8 +193,9 @@ KNOWN_MUSIC_FILES = {
 MUSIC_ROWS = ("jsb", "nottingham")
 
 
-def paper_row(experiment: SuiteExperiment, length: int | None, music_data: str | None,
-              suite_row: str | None = None) -> str | None:
+def paper_row(
+    experiment: SuiteExperiment, length: int | None, music_data: str | None, suite_row: str | None = None
+) -> str | None:
     """The Table 1 row an experiment is compared with (``None``: no published row for it).
 
     The synthetic rows are the paper's only at the paper's T. The music row is ``suite_row`` when
@@ -203,8 +231,9 @@ def file_sha256(path: str | Path) -> str:
 BASELINE_MARGIN = 0.05
 
 
-def criterion(row: str | None, model: str, paper: float | None, baseline: float | None,
-              full_run: bool) -> tuple[float | None, str]:
+def criterion(
+    row: str | None, model: str, paper: float | None, baseline: float | None, full_run: bool
+) -> tuple[float | None, str]:
     """The bound our number must reach for the verdict "meets", and the sentence that states it.
 
     On the long-range rows the gated models must solve the task, which the paper's did not: MSE
@@ -226,8 +255,9 @@ def criterion(row: str | None, model: str, paper: float | None, baseline: float 
     return bound, sentence
 
 
-def _published_bound(row: str | None, model: str, paper: float | None, baseline: float | None,
-                     full_run: bool) -> tuple[float | None, str]:
+def _published_bound(
+    row: str | None, model: str, paper: float | None, baseline: float | None, full_run: bool
+) -> tuple[float | None, str]:
     if not full_run:
         if baseline is None:
             return None, "shortened run (quick budget): no bound"
@@ -261,32 +291,48 @@ def resolve_suite(config: Any) -> tuple[list[tuple[SuiteExperiment, Any]], list[
     if config.budget not in BUDGETS:
         raise unknown_name("budget", str(config.budget), BUDGETS)
     if config.data is not None:
-        raise ConfigError(f"--suite {config.suite} sets its own tasks and data; got --data {config.data!r} "
-                          "(give music data with --music-data)")
+        raise ConfigError(
+            f"--suite {config.suite} sets its own tasks and data; got --data {config.data!r} "
+            "(give music data with --music-data)"
+        )
     if config.lengths is not None:
-        raise ConfigError(f"--suite {config.suite} uses the paper's lengths (quick: shortened ones); "
-                          f"got --lengths {config.lengths}")
+        raise ConfigError(
+            f"--suite {config.suite} uses the paper's lengths (quick: shortened ones); got --lengths {config.lengths}"
+        )
     if config.music_data is not None and not os.path.exists(config.music_data):
-        raise DataError(f"--music-data {config.music_data}: no such file or folder (expected a .mat with traindata, "
-                        "validdata and testdata, or a folder of .npy piano rolls)")
+        raise DataError(
+            f"--music-data {config.music_data}: no such file or folder (expected a .mat with traindata, "
+            "validdata and testdata, or a folder of .npy piano rolls)"
+        )
     if config.suite_row is not None:
         if config.suite_row not in MUSIC_ROWS:
             raise unknown_name("suite row", str(config.suite_row), MUSIC_ROWS)
         if config.music_data is None:
-            raise ConfigError(f"--suite-row {config.suite_row} names the published row of the music data; "
-                              "give the data with --music-data")
+            raise ConfigError(
+                f"--suite-row {config.suite_row} names the published row of the music data; "
+                "give the data with --music-data"
+            )
     models = suite_models(config)
     out = suite_out(config)
     resolved, missing = [], []
     for experiment in BAI2018_EXPERIMENTS:
         if experiment.needs_data and config.music_data is None:
-            missing.append({"name": experiment.name, "task": experiment.task, "title": experiment.title,
-                            "reason": "no music data given: add --music-data FILE (a .mat such as JSB_Chorales.mat, "
-                                      "or a folder of .npy piano rolls) to run this row"})
+            missing.append(
+                {
+                    "name": experiment.name,
+                    "task": experiment.task,
+                    "title": experiment.title,
+                    "reason": "no music data given: add --music-data FILE (a .mat such as JSB_Chorales.mat, "
+                    "or a folder of .npy piano rolls) to run this row",
+                }
+            )
             continue
         size = experiment.sizes[config.budget]
-        overrides = {name: getattr(config, name) for name in ("params", "epochs", "batch_size", "max_minutes")
-                     if getattr(config, name) is not None}
+        overrides = {
+            name: getattr(config, name)
+            for name in ("params", "epochs", "batch_size", "max_minutes")
+            if getattr(config, name) is not None
+        }
         train_samples = config.train_samples if config.train_samples is not None else size.train_samples
         compare_config = CompareConfig(
             task=experiment.task,
@@ -313,7 +359,8 @@ def resolve_suite(config: Any) -> tuple[list[tuple[SuiteExperiment, Any]], list[
         resolved_experiment = resolve(compare_config)
         resolved_experiment.recipe["suite"] = config.suite
         resolved_experiment.recipe["model_settings"] = {
-            model: settings for model, settings in experiment.model_settings.items() if model in models}
+            model: settings for model, settings in experiment.model_settings.items() if model in models
+        }
         resolved.append((experiment, resolved_experiment))
     return resolved, missing
 
@@ -389,8 +436,7 @@ def run_suite(config: Any, *, progress: bool = True, console: Any = None, execut
             results = build_results(experiment, machine=machine, started=started)
             write_outputs(results, experiment.out)
         per_experiment[suite_experiment.name] = results
-    results = assemble_suite(config, experiments, per_experiment, missing, machine=machine, started=started,
-                             out=out)
+    results = assemble_suite(config, experiments, per_experiment, missing, machine=machine, started=started, out=out)
     write_suite_outputs(results, out)
     return CompareOutcome(results, out, interrupted, ran=len(tasks), skipped=total - pending)
 
@@ -413,8 +459,11 @@ def prepare_suite_out(out: Path, config: Any) -> None:
     """Refuse a folder that holds something else (unless ``force``); record the suite in ``suite.json``."""
     import shutil
 
-    recipe = {"suite": config.suite, "budget": config.budget,
-              "music_data": None if config.music_data is None else os.path.abspath(config.music_data)}
+    recipe = {
+        "suite": config.suite,
+        "budget": config.budget,
+        "music_data": None if config.music_data is None else os.path.abspath(config.music_data),
+    }
     stored_path = out / SUITE_FILE
     created = None
     if stored_path.is_file():
@@ -422,15 +471,22 @@ def prepare_suite_out(out: Path, config: Any) -> None:
             stored = json.loads(stored_path.read_text(encoding="utf-8"))
         except json.JSONDecodeError:
             stored = {}
-        differences = [f"{key}: {stored.get(key)!r} there, {value!r} now" for key, value in recipe.items()
-                       if stored.get(key) != value]
+        differences = [
+            f"{key}: {stored.get(key)!r} there, {value!r} now"
+            for key, value in recipe.items()
+            if stored.get(key) != value
+        ]
         if differences and not config.force:
-            raise ConfigError(f"{out} holds a different suite run ({'; '.join(differences)}). Choose another --out, "
-                              "or add --force to replace it")
+            raise ConfigError(
+                f"{out} holds a different suite run ({'; '.join(differences)}). Choose another --out, "
+                "or add --force to replace it"
+            )
         created = None if differences else stored.get("created")
     elif out.exists() and any(out.iterdir()) and not config.force:
-        raise ConfigError(f"{out} exists, is not empty and holds no {SUITE_FILE} (it is not an rnnlab suite "
-                          "folder); choose another --out, or add --force to write into it")
+        raise ConfigError(
+            f"{out} exists, is not empty and holds no {SUITE_FILE} (it is not an rnnlab suite "
+            "folder); choose another --out, or add --force to write into it"
+        )
     if config.force and stored_path.is_file() and created is None:
         for experiment in BAI2018_EXPERIMENTS:
             if (out / experiment.name).is_dir():
@@ -464,9 +520,16 @@ def _now() -> str:
 
 
 # --------------------------------------------------------------------------- the results document
-def assemble_suite(config: Any, experiments: list[tuple[SuiteExperiment, Any]], per_experiment: dict[str, Any],
-                   missing: list[dict[str, Any]], *, machine: dict[str, Any], started: datetime,
-                   out: Path) -> dict[str, Any]:
+def assemble_suite(
+    config: Any,
+    experiments: list[tuple[SuiteExperiment, Any]],
+    per_experiment: dict[str, Any],
+    missing: list[dict[str, Any]],
+    *,
+    machine: dict[str, Any],
+    started: datetime,
+    out: Path,
+) -> dict[str, Any]:
     """The suite's results document: one row per (experiment, model), our number beside the paper's."""
     import rnnlab
 
@@ -478,31 +541,74 @@ def assemble_suite(config: Any, experiments: list[tuple[SuiteExperiment, Any]], 
         length = experiment.lengths[0]
         paper_key = paper_row(suite_experiment, length, config.music_data, config.suite_row)
         full_run = config.budget != "quick" and (suite_experiment.task == "music" or paper_key is not None)
-        entries.append({
-            "name": suite_experiment.name, "task": suite_experiment.task, "title": suite_experiment.title,
-            "status": "run", "reason": None, "folder": suite_experiment.name,
-            "paper_row": paper_key, "length": length, "params": experiment.recipe["params"],
-            "epochs": experiment.recipe["epochs"], "batch_size": experiment.recipe["batch_size"],
-            "train_samples": experiment.recipe["train_samples"], "data": experiment.recipe["data"],
-            "metric": suite_experiment.metric, "cells_expected": results["cells_expected"],
-            "cells_done": results["cells_done"],
-        })
+        entries.append(
+            {
+                "name": suite_experiment.name,
+                "task": suite_experiment.task,
+                "title": suite_experiment.title,
+                "status": "run",
+                "reason": None,
+                "folder": suite_experiment.name,
+                "paper_row": paper_key,
+                "length": length,
+                "params": experiment.recipe["params"],
+                "epochs": experiment.recipe["epochs"],
+                "batch_size": experiment.recipe["batch_size"],
+                "train_samples": experiment.recipe["train_samples"],
+                "data": experiment.recipe["data"],
+                "metric": suite_experiment.metric,
+                "cells_expected": results["cells_expected"],
+                "cells_done": results["cells_done"],
+            }
+        )
         for model in experiment.models:
             rows.append(_row(suite_experiment, experiment, results, model, paper_key, full_run))
     for absent in missing:
-        entries.append({**absent, "status": "missing", "folder": None, "paper_row": None, "length": None,
-                        "params": None, "epochs": None, "batch_size": None, "train_samples": None, "data": None,
-                        "metric": next(e.metric for e in BAI2018_EXPERIMENTS if e.name == absent["name"]),
-                        "cells_expected": 0, "cells_done": 0})
+        entries.append(
+            {
+                **absent,
+                "status": "missing",
+                "folder": None,
+                "paper_row": None,
+                "length": None,
+                "params": None,
+                "epochs": None,
+                "batch_size": None,
+                "train_samples": None,
+                "data": None,
+                "metric": next(e.metric for e in BAI2018_EXPERIMENTS if e.name == absent["name"]),
+                "cells_expected": 0,
+                "cells_done": 0,
+            }
+        )
         for model in models:
             paper = BAI2018_TABLE.get(("jsb", model))
-            rows.append({
-                "experiment": absent["name"], "task": absent["task"], "title": absent["title"], "model": model,
-                "length": None, "paper_row": "jsb", "paper": paper, "metric": entries[-1]["metric"], "ours": None,
-                "ours_per_seed": [], "baseline": None, "baseline_name": None, "num_parameters": None,
-                "train_seconds": None, "steps": None, "epochs": None, "stopped": [], "bound": None,
-                "criterion": None, "verdict": "missing", "reason": absent["reason"], "training": None,
-            })
+            rows.append(
+                {
+                    "experiment": absent["name"],
+                    "task": absent["task"],
+                    "title": absent["title"],
+                    "model": model,
+                    "length": None,
+                    "paper_row": "jsb",
+                    "paper": paper,
+                    "metric": entries[-1]["metric"],
+                    "ours": None,
+                    "ours_per_seed": [],
+                    "baseline": None,
+                    "baseline_name": None,
+                    "num_parameters": None,
+                    "train_seconds": None,
+                    "steps": None,
+                    "epochs": None,
+                    "stopped": [],
+                    "bound": None,
+                    "criterion": None,
+                    "verdict": "missing",
+                    "reason": absent["reason"],
+                    "training": None,
+                }
+            )
     now = datetime.now(timezone.utc)
     cells_seconds = sum((per_experiment[e.name]["timing"]["cells_seconds"] for e, _ in experiments), 0.0)
     done = sum(entry["cells_done"] for entry in entries)
@@ -516,17 +622,25 @@ def assemble_suite(config: Any, experiments: list[tuple[SuiteExperiment, Any]], 
         "budget": config.budget,
         "status": "complete" if done == expected and not missing else "partial",
         "machine": {**machine, "cpu": _cpu_model()},
-        "timing": {"started": stored.get("created") or started.isoformat(timespec="seconds"),
-                   "finished": now.isoformat(timespec="seconds"),
-                   "wall_seconds": round((now - started).total_seconds(), 3),
-                   "cells_seconds": round(cells_seconds, 3)},
+        "timing": {
+            "started": stored.get("created") or started.isoformat(timespec="seconds"),
+            "finished": now.isoformat(timespec="seconds"),
+            "wall_seconds": round((now - started).total_seconds(), 3),
+            "cells_seconds": round(cells_seconds, 3),
+        },
         "experiments": entries,
         "rows": rows,
     }
 
 
-def _row(suite_experiment: SuiteExperiment, experiment: Any, results: dict[str, Any], model: str,
-         paper_key: str | None, full_run: bool) -> dict[str, Any]:
+def _row(
+    suite_experiment: SuiteExperiment,
+    experiment: Any,
+    results: dict[str, Any],
+    model: str,
+    paper_key: str | None,
+    full_run: bool,
+) -> dict[str, Any]:
     cells = [cell for cell in results["cells"] if cell["model"] == model and cell["status"] == "done"]
     failed = [cell for cell in results["cells"] if cell["model"] == model and cell["status"] != "done"]
     paper = BAI2018_TABLE.get((paper_key, model)) if paper_key else None
@@ -549,21 +663,34 @@ def _row(suite_experiment: SuiteExperiment, experiment: Any, results: dict[str, 
     diagnosis = None
     if verdict == "misses":
         curve = _validation_curve(cells[0], metric)
-        steps = None if steps_per_epoch is None else int(round(_mean([c["epochs"] for c in cells]) * steps_per_epoch))
+        steps = None if steps_per_epoch is None else round(_mean([c["epochs"] for c in cells]) * steps_per_epoch)
         diagnosis = diagnose_miss(ours, bound, baseline, curve, steps, steps_per_epoch)
         reason = f"{sentence}. {diagnosis}"
     return {
-        "experiment": suite_experiment.name, "task": suite_experiment.task, "title": suite_experiment.title,
-        "model": model, "length": experiment.lengths[0], "paper_row": paper_key, "paper": paper,
-        "metric": metric, "ours": ours, "ours_per_seed": values, "baseline": baseline,
+        "experiment": suite_experiment.name,
+        "task": suite_experiment.task,
+        "title": suite_experiment.title,
+        "model": model,
+        "length": experiment.lengths[0],
+        "paper_row": paper_key,
+        "paper": paper,
+        "metric": metric,
+        "ours": ours,
+        "ours_per_seed": values,
+        "baseline": baseline,
         "baseline_name": suite_experiment.baseline,
         "num_parameters": cells[0]["num_parameters"] if cells else None,
         "train_seconds": _mean([cell["train_seconds"] for cell in cells]),
         "epochs": _mean([cell["epochs"] for cell in cells]),
-        "steps": None if steps_per_epoch is None or not cells else int(round(
-            _mean([cell["epochs"] for cell in cells]) * steps_per_epoch)),
+        "steps": None
+        if steps_per_epoch is None or not cells
+        else round(_mean([cell["epochs"] for cell in cells]) * steps_per_epoch),
         "stopped": sorted({str(cell.get("stopped")) for cell in cells}),
-        "bound": bound, "criterion": sentence, "verdict": verdict, "reason": reason, "diagnosis": diagnosis,
+        "bound": bound,
+        "criterion": sentence,
+        "verdict": verdict,
+        "reason": reason,
+        "diagnosis": diagnosis,
         "training": _training_choices(cells[0]) if cells else None,
     }
 
@@ -574,8 +701,14 @@ def _row(suite_experiment: SuiteExperiment, experiment: Any, results: dict[str, 
 ON_BASELINE = 0.02
 
 
-def diagnose_miss(ours: float, bound: float, baseline: float | None, curve: list[float], steps: int | None,
-                  steps_per_epoch: int | None) -> str:
+def diagnose_miss(
+    ours: float,
+    bound: float,
+    baseline: float | None,
+    curve: list[float],
+    steps: int | None,
+    steps_per_epoch: int | None,
+) -> str:
     """What a row that misses its bound reached, and why, read from its validation curve.
 
     ``curve`` is the validation metric per epoch (lower is better). Four cases:
@@ -584,28 +717,37 @@ def diagnose_miss(ours: float, bound: float, baseline: float | None, curve: list
       the plateau in the steps it was given;
     * left the plateau only in the last epoch (``curve[-2] ≥ 0.9 · baseline``, ``curve[-1] ≤ curve[-2] / 2``):
       the budget ended as learning began;
-    * still falling at the end (the last epoch is the best): the last epoch's fall ``Δ = curve[-2] − curve[-1]`` extrapolated
+    * still falling at the end (the last epoch is the best): the last epoch's fall ``Δ = curve[-2] −
+    curve[-1]`` extrapolated
       linearly gives the epochs still needed, ``(curve[-1] − bound) / Δ`` — a lower bound, since
       curves flatten — turned into steps with ``steps_per_epoch``;
     * no longer falling: the run had converged (or overfitted) above the bound.
     """
     given = f"{steps:,} steps" if steps is not None else f"{len(curve)} epochs"
     if baseline is not None and abs(ours - baseline) <= ON_BASELINE * baseline:
-        return (f"Reached {ours:.4g}, the trivial baseline ({baseline:.4g}): after {given} the run had not left "
-                "the plateau of the trivial baseline, which needs no memory of the input; learning the dependency "
-                "needs more steps than this budget gives")
+        return (
+            f"Reached {ours:.4g}, the trivial baseline ({baseline:.4g}): after {given} the run had not left "
+            "the plateau of the trivial baseline, which needs no memory of the input; learning the dependency "
+            "needs more steps than this budget gives"
+        )
     # on the plateau one epoch (within 10% of the trivial level: the validation split's own trivial
     # level differs from the test split's by a few percent), less than half of it the next
     if len(curve) >= 2 and baseline is not None and curve[-2] >= 0.9 * baseline and curve[-1] <= 0.5 * curve[-2]:
-        return (f"Reached {ours:.4g} after {given}: the run left the plateau of the trivial baseline only in its "
-                f"last epoch (validation {curve[-2]:.4g} → {curve[-1]:.4g}), so the budget ended as it began to "
-                "learn the dependency")
+        return (
+            f"Reached {ours:.4g} after {given}: the run left the plateau of the trivial baseline only in its "
+            f"last epoch (validation {curve[-2]:.4g} → {curve[-1]:.4g}), so the budget ended as it began to "
+            "learn the dependency"
+        )
     if len(curve) >= 2 and curve[-1] < curve[-2] and curve[-1] <= min(curve):
         fall = curve[-2] - curve[-1]
         epochs_needed = math.ceil((curve[-1] - bound) / fall)
-        needed = f"{epochs_needed * steps_per_epoch:,} more steps" if steps_per_epoch else f"{epochs_needed} more epochs"
-        return (f"Reached {ours:.4g} after {given}, still falling (validation {curve[-2]:.4g} → {curve[-1]:.4g} in "
-                f"the last epoch); at that rate the bound {bound:.4g} is at least {needed} away")
+        needed = (
+            f"{epochs_needed * steps_per_epoch:,} more steps" if steps_per_epoch else f"{epochs_needed} more epochs"
+        )
+        return (
+            f"Reached {ours:.4g} after {given}, still falling (validation {curve[-2]:.4g} → {curve[-1]:.4g} in "
+            f"the last epoch); at that rate the bound {bound:.4g} is at least {needed} away"
+        )
     best = min(range(len(curve)), key=curve.__getitem__) + 1 if curve else None
     where = f" (best validation at epoch {best} of {len(curve)})" if best else ""
     return f"Reached {ours:.4g} after {given}; no longer improving{where}: converged above the bound"
@@ -643,8 +785,20 @@ def _steps_per_epoch(experiment: Any, cells: list[dict[str, Any]]) -> int | None
 
 
 #: The training choices a row reports, read from the cell's own config.json (what was really used).
-TRAINING_FIELDS = ("hidden_size", "num_layers", "init", "lr", "batch_size", "clip", "schedule", "patience",
-                   "dropout", "epochs", "optimizer", "model_options")
+TRAINING_FIELDS = (
+    "hidden_size",
+    "num_layers",
+    "init",
+    "lr",
+    "batch_size",
+    "clip",
+    "schedule",
+    "patience",
+    "dropout",
+    "epochs",
+    "optimizer",
+    "model_options",
+)
 
 
 def _training_choices(cell: dict[str, Any]) -> dict[str, Any] | None:
@@ -675,7 +829,7 @@ def _cpu_model() -> str:
         from rnnlab.system import cpu_model
 
         return cpu_model()
-    except Exception:  # noqa: BLE001 - the CPU's name is decoration; an odd /proc must not fail a suite
+    except Exception:
         return "unknown"
 
 
@@ -742,8 +896,11 @@ def _training_text(training: dict[str, Any] | None) -> str:
     elif training.get("hidden_size"):  # a TCN's channels: its depth follows from T and the kernel
         parts.append(f"width {training['hidden_size']}")
     if training.get("init"):
-        chrono = f" (T_max {training['chrono_max_len']})" if training["init"] == "chrono" and \
-            training.get("chrono_max_len") else ""
+        chrono = (
+            f" (T_max {training['chrono_max_len']})"
+            if training["init"] == "chrono" and training.get("chrono_max_len")
+            else ""
+        )
         parts.append(f"init {training['init']}{chrono}")
     options = training.get("model_options") or {}
     parts += [f"{name} {value}" for name, value in sorted(options.items())]
@@ -764,7 +921,8 @@ def render_markdown(results: dict[str, Any]) -> str:
         f"Suite `{results['suite']}` (budget `{results['budget']}`, {results['status']}), finished "
         f"{timing.get('finished', '?')[:16].replace('T', ' ')} UTC on {machine.get('cpu', '?')} "
         f"({machine.get('cpu_cores', '?')} cores, {_count(machine.get('workers'), 'worker')} × "
-        f"{_count(machine.get('threads_per_worker'), 'thread')}); cell time {format_seconds(timing.get('cells_seconds'))}. "
+        f"{_count(machine.get('threads_per_worker'), 'thread')}); "
+        f"cell time {format_seconds(timing.get('cells_seconds'))}. "
         f"Paper: {results['source'].get('short', results['source']['citation'])}, {results['source']['table']}. "
         f"A row meets when ours reaches its bound and is at most {1 - BASELINE_MARGIN:g}× its trivial baseline "
         "(lower is better in every row).",
@@ -773,8 +931,9 @@ def render_markdown(results: dict[str, Any]) -> str:
         "|---|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for row in results["rows"]:
-        verdict = row["verdict"] if row["verdict"] not in ("meets", "misses") else \
-            f"{row['verdict']} ({row['criterion']})"
+        verdict = (
+            row["verdict"] if row["verdict"] not in ("meets", "misses") else f"{row['verdict']} ({row['criterion']})"
+        )
         if row["verdict"] == "missing":
             verdict = f"missing: {row['reason'].split(':')[0]}"
         lines.append(
@@ -836,38 +995,41 @@ def render_html(results: dict[str, Any]) -> str:
             f'<a href="{_e(entry["folder"])}/report.html">its full report</a> (curves, gradients, gates, cost)</li>'
         )
     status = results["status"]
-    return "\n".join([
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>rnnlab suite {_e(results['suite'])}</title>",
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<style>{_CSS}</style></head><body><main>",
-        f"<h1>Against a published table: {_e(results['source']['table'])} of Bai, Kolter &amp; Koltun 2018</h1>",
-        f'<p class="sub">budget {_e(results["budget"])} '
-        f'<span class="status {"complete" if status == "complete" else "partial"}">{_e(status)}</span></p>',
-        f'<p class="small">{_e(results["source"]["citation"])} — <a href="{_e(results["source"]["url"])}">'
-        f"{_e(results['source']['url'])}</a>; {_e(results['source']['note'])}. Lower is better in every row.</p>",
-        "<h2>Row by row</h2>",
-        '<div style="overflow-x:auto"><table><thead><tr><th>task</th><th>model</th><th>paper</th><th>ours</th>'
-        "<th>trivial baseline</th><th>our training time</th><th>steps</th><th>parameters</th><th>verdict</th>"
-        "<th>training choices used</th></tr></thead><tbody>" + "".join(rows_html) + "</tbody></table></div>",
-        '<p class="small">Training time: the cell\'s own training seconds on this machine (under whatever load it '
-        "shared). Steps bound every cell (a time cap far above them is only a safety net), so the numbers do not "
-        "depend on that load. Baselines: adding, predicting 1 (MSE); copy memory, 10·ln 8/(T+20), the best a "
-        "model without memory can do; music, each key on with its training frequency. A row meets when ours "
-        f"reaches its bound and is at most {1 - BASELINE_MARGIN:g}× its trivial baseline: a model that learned "
-        "nothing cannot meet, even where the paper's own figure is no better than trivial.</p>",
-        *([f"<h2>What missed, and why</h2><p>{_e(closing_note(results))}</p>"] if closing_note(results) else []),
-        "<h2>The experiments</h2><ul>" + "".join(experiments) + "</ul>",
-        "<h2>Where and when</h2>",
-        f"<p>{_e(machine.get('cpu', '?'))}, {_e(machine.get('cpu_cores', '?'))} cores; torch "
-        f"{_e(machine.get('torch', '?'))}; {_e(machine.get('executor', '?'))} executor with "
-        f"{_e(machine.get('workers', '?'))} workers × {_e(machine.get('threads_per_worker', '?'))} threads. Started "
-        f"{_e(timing.get('started'))}, finished {_e(timing.get('finished'))}; "
-        f"{_e(format_seconds(timing.get('cells_seconds')))} of cell time, "
-        f"{_e(format_seconds(timing.get('wall_seconds')))} of wall time in the last invocation.</p>",
-        "</main></body></html>",
-    ])
+    return "\n".join(
+        [
+            "<!DOCTYPE html>",
+            '<html lang="en"><head><meta charset="utf-8">',
+            f"<title>rnnlab suite {_e(results['suite'])}</title>",
+            '<meta name="viewport" content="width=device-width, initial-scale=1">',
+            f"<style>{_CSS}</style></head><body><main>",
+            f"<h1>Against a published table: {_e(results['source']['table'])} of Bai, Kolter &amp; Koltun 2018</h1>",
+            f'<p class="sub">budget {_e(results["budget"])} '
+            f'<span class="status {"complete" if status == "complete" else "partial"}">{_e(status)}</span></p>',
+            f'<p class="small">{_e(results["source"]["citation"])} — <a href="{_e(results["source"]["url"])}">'
+            f"{_e(results['source']['url'])}</a>; {_e(results['source']['note'])}. Lower is better in every row.</p>",
+            "<h2>Row by row</h2>",
+            '<div style="overflow-x:auto"><table><thead><tr><th>task</th><th>model</th><th>paper</th><th>ours</th>'
+            "<th>trivial baseline</th><th>our training time</th><th>steps</th><th>parameters</th><th>verdict</th>"
+            "<th>training choices used</th></tr></thead><tbody>" + "".join(rows_html) + "</tbody></table></div>",
+            '<p class="small">Training time: the cell\'s own training seconds on this machine (under whatever load it '
+            "shared). Steps bound every cell (a time cap far above them is only a safety net), so the numbers do not "
+            "depend on that load. Baselines: adding, predicting 1 (MSE); copy memory, 10·ln 8/(T+20), the best a "
+            "model without memory can do; music, each key on with its training frequency. A row meets when ours "
+            f"reaches its bound and is at most {1 - BASELINE_MARGIN:g}× its trivial baseline: a model that learned "
+            "nothing cannot meet, even where the paper's own figure is no better than trivial.</p>",
+            *([f"<h2>What missed, and why</h2><p>{_e(closing_note(results))}</p>"] if closing_note(results) else []),
+            "<h2>The experiments</h2><ul>" + "".join(experiments) + "</ul>",
+            "<h2>Where and when</h2>",
+            f"<p>{_e(machine.get('cpu', '?'))}, {_e(machine.get('cpu_cores', '?'))} cores; torch "
+            f"{_e(machine.get('torch', '?'))}; {_e(machine.get('executor', '?'))} executor with "
+            f"{_e(machine.get('workers', '?'))} workers × {_e(machine.get('threads_per_worker', '?'))} threads. "
+            "Started "
+            f"{_e(timing.get('started'))}, finished {_e(timing.get('finished'))}; "
+            f"{_e(format_seconds(timing.get('cells_seconds')))} of cell time, "
+            f"{_e(format_seconds(timing.get('wall_seconds')))} of wall time in the last invocation.</p>",
+            "</main></body></html>",
+        ]
+    )
 
 
 # --------------------------------------------------------------------------- progress
@@ -885,8 +1047,9 @@ class _Display:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         self.console = self.console or Console(stderr=True)
-        self.progress = Progress(TextColumn("[bold]suite"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                                 console=self.console)
+        self.progress = Progress(
+            TextColumn("[bold]suite"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=self.console
+        )
         self.progress.__enter__()
         if self.done:
             self.console.print(f"{self.done} of {self.total} cells already done: skipped")
@@ -901,8 +1064,10 @@ class _Display:
         cell = task["cell"]
         where = escape(f"{task['experiment']} {cell['model']} seed {cell['seed']}")
         if isinstance(outcome, dict) and outcome.get("status") == "done":
-            line = (f"  [green]✓[/] {where}: {outcome['metric']['name']} {outcome['metric']['value']:.4g} "
-                    f"({outcome['epochs']} epochs, {outcome['timing']['wall_seconds']:.0f} s)")
+            line = (
+                f"  [green]✓[/] {where}: {outcome['metric']['name']} {outcome['metric']['value']:.4g} "
+                f"({outcome['epochs']} epochs, {outcome['timing']['wall_seconds']:.0f} s)"
+            )
         else:
             error = outcome.get("error") if isinstance(outcome, dict) else f"{type(outcome).__name__}: {outcome}"
             line = f"  [red]✗[/] {where}: {escape(str(error))}"

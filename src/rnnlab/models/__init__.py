@@ -175,7 +175,9 @@ def build_model(
     if not isinstance(instance_norm, bool):
         raise ConfigError(f"instance_norm must be true or false, got {instance_norm!r}")
     if (instance_norm or anchor is not None) and spec.head != "forecast":
-        raise ConfigError(f"instance_norm and anchor act on forecast windows; task {spec.task!r} has head {spec.head!r}")
+        raise ConfigError(
+            f"instance_norm and anchor act on forecast windows; task {spec.task!r} has head {spec.head!r}"
+        )
     if anchor is not None:
         if not instance_norm:
             raise ConfigError("anchor sets where an instance-normalised forecast starts; it needs instance_norm=true")
@@ -199,8 +201,10 @@ def build_model(
         extras=dict(extras),
     )
     if spec.head == "seq2seq" and family.check is not _check_recurrent:
-        raise ConfigError(f"model {name!r} has no encoder–decoder for the seq2seq head; use lstm+attn, gru+attn "
-                          "(with attention) or rnn, lstm, gru (without)")
+        raise ConfigError(
+            f"model {name!r} has no encoder–decoder for the seq2seq head; use lstm+attn, gru+attn "
+            "(with attention) or rnn, lstm, gru (without)"
+        )
     if family.check is not None:
         family.check(name, spec, options)
 
@@ -247,8 +251,7 @@ def _fit_to_budget(name: str, family: ModelFamily, spec: SimpleNamespace, option
     reached = count_at(width, **refined_option)
     if abs(reached - params) > 0.1 * params:
         warnings.warn(
-            f"params={params:,}: the closest {name} for task {spec.task!r} has {reached:,} parameters "
-            f"(width {width})",
+            f"params={params:,}: the closest {name} for task {spec.task!r} has {reached:,} parameters (width {width})",
             stacklevel=3,
         )
     return width
@@ -315,14 +318,17 @@ def _check_recurrent(name: str, spec: SimpleNamespace, options: SimpleNamespace)
     if isinstance(patch, bool) or not isinstance(patch, int) or patch < 1:
         raise ConfigError(f"patch must be a positive integer (steps read as one), got {patch!r}")
     if (pooling != "last" or patch > 1) and (spec.head in PER_STEP_HEADS or spec.head == "seq2seq" or "+" in name):
-        raise ConfigError(f"pooling and patch summarise a whole sequence for a sequence head under a plain recurrent "
-                          f"model; {name!r} on head {spec.head!r} reads every step")
+        raise ConfigError(
+            f"pooling and patch summarise a whole sequence for a sequence head under a plain recurrent "
+            f"model; {name!r} on head {spec.head!r} reads every step"
+        )
     if patch > 1 and spec.vocab_size is not None:
         raise ConfigError("patch reads several steps of float features as one; this task's inputs are token ids")
     given = sorted(set(options.extras) & set(SEQ2SEQ_EXTRAS))
     if given:
-        raise ConfigError(f"{', '.join(given)} apply to the encoder–decoder of the seq2seq head; head "
-                          f"{spec.head!r} has no decoder")
+        raise ConfigError(
+            f"{', '.join(given)} apply to the encoder–decoder of the seq2seq head; head {spec.head!r} has no decoder"
+        )
     if options.bidirectional is None:
         options.bidirectional = spec.head == "tag" and not spec.causal
     if "attention_size" in options.extras and spec.head in PER_STEP_HEADS:
@@ -333,8 +339,9 @@ def _check_recurrent(name: str, spec: SimpleNamespace, options: SimpleNamespace)
 
 
 for _cell in ("rnn", "lstm", "gru"):
-    _cell_extras = RECURRENT_EXTRAS + SEQ2SEQ_EXTRAS + {"rnn": ("nonlinearity",), "gru": ("convention",),
-                                                        "lstm": ()}[_cell]
+    _cell_extras = (
+        RECURRENT_EXTRAS + SEQ2SEQ_EXTRAS + {"rnn": ("nonlinearity",), "gru": ("convention",), "lstm": ()}[_cell]
+    )
     register_model(
         _cell,
         ModelFamily(_build_recurrent, _cell_extras, 128, _check_recurrent, description=f"stacked {_cell.upper()}"),
@@ -436,16 +443,23 @@ register_model(
 def _check_min_recurrent(name: str, spec: SimpleNamespace, options: SimpleNamespace) -> None:
     for option, value in (("layer_norm", options.layer_norm), ("init", options.init)):
         if value:
-            raise ConfigError(f"{option}={value!r} applies to rnn, lstm and gru; {name} (Feng et al. 2024) has "
-                              "no recurrent weights to normalise or initialise")
+            raise ConfigError(
+                f"{option}={value!r} applies to rnn, lstm and gru; {name} (Feng et al. 2024) has "
+                "no recurrent weights to normalise or initialise"
+            )
     _check_recurrent(name, spec, options)
 
 
 for _cell in ("mingru", "minlstm"):  # gates from the input only, trained with a scan over time
     register_model(
         _cell,
-        ModelFamily(_build_recurrent, ("embedding_dim",), 128, _check_min_recurrent,
-                    description=f"stacked {'minGRU' if _cell == 'mingru' else 'minLSTM'} (Feng et al. 2024)"),
+        ModelFamily(
+            _build_recurrent,
+            ("embedding_dim",),
+            128,
+            _check_min_recurrent,
+            description=f"stacked {'minGRU' if _cell == 'mingru' else 'minLSTM'} (Feng et al. 2024)",
+        ),
     )
 
 
@@ -453,8 +467,10 @@ for _cell in ("mingru", "minlstm"):  # gates from the input only, trained with a
 def _check_attention_model(name: str, spec: SimpleNamespace, options: SimpleNamespace) -> None:
     for option, value in (("layer_norm", options.layer_norm), ("init", options.init)):
         if value:
-            raise ConfigError(f"{option}={value!r} applies to rnn, lstm and gru; {name} normalises its own "
-                              "layers and has no recurrent weights")
+            raise ConfigError(
+                f"{option}={value!r} applies to rnn, lstm and gru; {name} normalises its own "
+                "layers and has no recurrent weights"
+            )
     if options.bidirectional is not None and options.bidirectional != (name == "informer"):
         reading = "reads the whole lookback" if name == "informer" else "is causal by construction"
         raise ConfigError(f"{name} {reading}: bidirectional must be None or {name == 'informer'}")
@@ -475,8 +491,10 @@ def _check_attention_model(name: str, spec: SimpleNamespace, options: SimpleName
             raise unknown_name("informer attention", str(options.extras["attention"]), ATTENTIONS)
         label_len = options.extras.get("label_len")
         if label_len is not None and spec.seq_len is not None and label_len > spec.seq_len:
-            raise ConfigError(f"informer label_len (the decoder's start token) must be at most the lookback "
-                              f"{spec.seq_len}; got {label_len}")
+            raise ConfigError(
+                f"informer label_len (the decoder's start token) must be at most the lookback "
+                f"{spec.seq_len}; got {label_len}"
+            )
 
 
 def _build_informer(name: str, spec: SimpleNamespace, width: int, options: SimpleNamespace) -> TaskModel:

@@ -86,7 +86,7 @@ def prob_sparse_attention(
     """ProbSparse attention (module docstring) of ``q`` ``[B, heads, L_Q, d]`` over ``k``, ``v``
     ``[B, heads, L_K, d]``; ``causal`` (needs ``L_Q == L_K``) lets query ``i`` see keys ``j ≤ i``.
     Returns ``[B, heads, L_Q, d]``; equals full attention when ``u ≥ L_Q``."""
-    batch_size, heads, query_len, head_size = q.shape
+    _batch_size, _heads, query_len, head_size = q.shape
     key_len = k.size(2)
     active = active_query_count(query_len, factor)
     if active >= query_len:
@@ -96,10 +96,13 @@ def prob_sparse_attention(
     with torch.no_grad():
         # One sample of keys per query, shared by the batch and the heads (as the authors' code).
         index = torch.randint(key_len, (query_len, sampled), generator=generator).to(q.device)
-        spread = torch.cat([
-            _sparsity(q[:, :, block], k, index[block], block, scale, causal)
-            for block in _blocks(query_len, MEASURE_BLOCK)
-        ], dim=2)
+        spread = torch.cat(
+            [
+                _sparsity(q[:, :, block], k, index[block], block, scale, causal)
+                for block in _blocks(query_len, MEASURE_BLOCK)
+            ],
+            dim=2,
+        )
         top = spread.topk(active, dim=-1).indices  # [B, heads, u]
     gather_index = top.unsqueeze(-1).expand(-1, -1, -1, head_size)
     top_queries = q.gather(2, gather_index)  # [B, heads, u, d]
@@ -121,8 +124,9 @@ def _blocks(length: int, size: int) -> list[slice]:
     return [slice(start, min(start + size, length)) for start in range(0, length, size)]
 
 
-def _sparsity(q: torch.Tensor, k: torch.Tensor, index: torch.Tensor, block: slice, scale: float,
-              causal: bool) -> torch.Tensor:
+def _sparsity(
+    q: torch.Tensor, k: torch.Tensor, index: torch.Tensor, block: slice, scale: float, causal: bool
+) -> torch.Tensor:
     """``M̄`` of the queries ``q`` ``[B, heads, n, d]`` (positions ``block``) over their sampled keys ``index``."""
     keys = k[:, :, index, :]  # [B, heads, n, n_sample, d]: transient, freed with the block
     scores = torch.einsum("bhqd,bhqsd->bhqs", q, keys) * scale
@@ -136,8 +140,9 @@ def _sparsity(q: torch.Tensor, k: torch.Tensor, index: torch.Tensor, block: slic
     return torch.nan_to_num(spread, neginf=-1e30)  # a query whose sample holds no visible key
 
 
-def canonical_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool,
-                        dropout: float = 0.0) -> torch.Tensor:
+def canonical_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool, dropout: float = 0.0
+) -> torch.Tensor:
     """``softmax(q kᵀ/√d + mask) v`` written out: the ``L_Q × L_K`` weights are materialised and kept
     for backward, as in the canonical self-attention the paper measures against."""
     scores = q @ k.transpose(-1, -2) / math.sqrt(q.size(-1))
@@ -152,8 +157,17 @@ class InformerAttention(nn.Module):
     attention; ``forward(queries_from, keys_from=None)`` (self-attention when ``keys_from`` is None).
     Cross attention is always full, as in the paper (its queries are few: ``L_label + H``)."""
 
-    def __init__(self, d_model: int, num_heads: int, dropout: float, *, attention: str, factor: int,
-                 causal: bool = False, cross: bool = False) -> None:
+    def __init__(
+        self,
+        d_model: int,
+        num_heads: int,
+        dropout: float,
+        *,
+        attention: str,
+        factor: int,
+        causal: bool = False,
+        cross: bool = False,
+    ) -> None:
         super().__init__()
         self.num_heads, self.head_size = num_heads, d_model // num_heads
         self.dropout, self.attention, self.factor = dropout, attention, factor
@@ -173,21 +187,24 @@ class InformerAttention(nn.Module):
             heads = canonical_attention(q, k, v, causal=self.causal, dropout=dropout)
         else:
             generator = None if self.training else torch.Generator().manual_seed(EVALUATION_SEED)
-            heads = prob_sparse_attention(q, k, v, factor=self.factor, causal=self.causal, dropout=dropout,
-                                          generator=generator)
+            heads = prob_sparse_attention(
+                q, k, v, factor=self.factor, causal=self.causal, dropout=dropout, generator=generator
+            )
         return self.out(heads.transpose(1, 2).flatten(2))
 
 
 def feedforward(d_model: int, feedforward_size: int, dropout: float) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(d_model, feedforward_size), nn.GELU(), nn.Dropout(dropout),
-                         nn.Linear(feedforward_size, d_model))
+    return nn.Sequential(
+        nn.Linear(d_model, feedforward_size), nn.GELU(), nn.Dropout(dropout), nn.Linear(feedforward_size, d_model)
+    )
 
 
 class EncoderLayer(nn.Module):
     """``z ← LN(z + Dropout(attention(z)))``, ``z ← LN(z + Dropout(FFN(z)))``."""
 
-    def __init__(self, d_model: int, num_heads: int, feedforward_size: int, dropout: float, *, attention: str,
-                 factor: int) -> None:
+    def __init__(
+        self, d_model: int, num_heads: int, feedforward_size: int, dropout: float, *, attention: str, factor: int
+    ) -> None:
         super().__init__()
         self.attention = InformerAttention(d_model, num_heads, dropout, attention=attention, factor=factor)
         self.attention_norm = nn.LayerNorm(d_model)
@@ -217,14 +234,17 @@ class DistillingLayer(nn.Module):
 class DecoderLayer(nn.Module):
     """Masked self-attention, cross attention to the encoder, FFN; each ``LN(d + Dropout(·))``."""
 
-    def __init__(self, d_model: int, num_heads: int, feedforward_size: int, dropout: float, *, attention: str,
-                 factor: int) -> None:
+    def __init__(
+        self, d_model: int, num_heads: int, feedforward_size: int, dropout: float, *, attention: str, factor: int
+    ) -> None:
         super().__init__()
-        self.self_attention = InformerAttention(d_model, num_heads, dropout, attention=attention, factor=factor,
-                                                causal=True)
+        self.self_attention = InformerAttention(
+            d_model, num_heads, dropout, attention=attention, factor=factor, causal=True
+        )
         self.self_norm = nn.LayerNorm(d_model)
-        self.cross_attention = InformerAttention(d_model, num_heads, dropout, attention=attention, factor=factor,
-                                                 cross=True)
+        self.cross_attention = InformerAttention(
+            d_model, num_heads, dropout, attention=attention, factor=factor, cross=True
+        )
         self.cross_norm = nn.LayerNorm(d_model)
         self.feedforward = feedforward(d_model, feedforward_size, dropout)
         self.feedforward_norm = nn.LayerNorm(d_model)
@@ -275,11 +295,13 @@ class InformerEncoder(nn.Module):
         self.decoder_input = nn.Linear(spec.input_size, d_model)
         self.dropout = nn.Dropout(dropout)
         self.encoder_layers = nn.ModuleList(
-            EncoderLayer(d_model, num_heads, feedforward_size, dropout, **layer) for _ in range(num_layers))
+            EncoderLayer(d_model, num_heads, feedforward_size, dropout, **layer) for _ in range(num_layers)
+        )
         self.distilling = nn.ModuleList(DistillingLayer(d_model) for _ in range(num_layers - 1 if distil else 0))
         self.encoder_norm = nn.LayerNorm(d_model)
         self.decoder_layers = nn.ModuleList(
-            DecoderLayer(d_model, num_heads, feedforward_size, dropout, **layer) for _ in range(decoder_layers))
+            DecoderLayer(d_model, num_heads, feedforward_size, dropout, **layer) for _ in range(decoder_layers)
+        )
         self.decoder_norm = nn.LayerNorm(d_model)
         self.step_size = self.summary_size = d_model
 
@@ -292,7 +314,8 @@ class InformerEncoder(nn.Module):
         if lengths is not None and not _exporting() and bool((lengths != lookback).any()):
             raise ConfigError(
                 f"informer reads whole lookback windows of {lookback} steps (the decoder starts from the "
-                f"window's last steps); got lengths from {int(lengths.min())} to {int(lengths.max())}")
+                f"window's last steps); got lengths from {int(lengths.min())} to {int(lengths.max())}"
+            )
         z = self.input(x)
         z = self.dropout(z + sinusoidal_positions(lookback, self.d_model, z.device, z.dtype))
         for index, layer in enumerate(self.encoder_layers):
@@ -302,7 +325,7 @@ class InformerEncoder(nn.Module):
         encoded = self.encoder_norm(z)
 
         label_len = self.start_length(lookback)
-        start = x[:, lookback - label_len:]
+        start = x[:, lookback - label_len :]
         placeholders = x.new_zeros(batch_size, self.horizon, x.size(2))
         d = self.decoder_input(torch.cat([start, placeholders], dim=1))
         d = self.dropout(d + sinusoidal_positions(label_len + self.horizon, self.d_model, d.device, d.dtype))

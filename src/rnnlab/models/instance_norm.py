@@ -28,8 +28,9 @@ import torch
 EPSILON = 1e-3
 
 
-def instance_normalise(x: torch.Tensor, lengths: torch.Tensor | None, n_targets: int,
-                       anchor: int | None = None) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
+def instance_normalise(
+    x: torch.Tensor, lengths: torch.Tensor | None, n_targets: int, anchor: int | None = None
+) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
     """``(x', undo)``: ``x [B, T, F]`` scaled per window and channel over its valid steps, and the
     map that takes a forecast ``y' [B, horizon, n_targets]`` back to the units of ``x`` (around the
     window's mean, or with ``anchor`` around its seasonal-naive path)."""
@@ -56,7 +57,6 @@ def seasonal_naive_path(x: torch.Tensor, lengths: torch.Tensor | None, horizon: 
     """``x[T + h − m·(⌊h/m⌋ + 1)]`` for ``h = 0 … horizon − 1`` with ``T`` each window's length: ``[B, horizon, F]``."""
     steps = torch.arange(horizon, device=x.device)
     back = season * (torch.div(steps, season, rounding_mode="floor") + 1) - steps  # steps before T: 1..m
-    ends = (torch.full((x.size(0),), x.size(1), device=x.device) if lengths is None
-            else lengths.to(x.device))
+    ends = torch.full((x.size(0),), x.size(1), device=x.device) if lengths is None else lengths.to(x.device)
     index = (ends[:, None] - back[None, :]).clamp(min=0)  # [B, horizon]
     return torch.gather(x, 1, index[..., None].expand(-1, -1, x.size(2)))

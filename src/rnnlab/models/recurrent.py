@@ -120,7 +120,7 @@ def pool_steps(steps: torch.Tensor, lengths: torch.Tensor | None, pooling: str) 
     if lengths is None:
         mean, largest = steps.mean(dim=1), steps.amax(dim=1)
     else:
-        valid = (torch.arange(steps.size(1), device=steps.device)[None, :] < lengths.to(steps.device)[:, None])
+        valid = torch.arange(steps.size(1), device=steps.device)[None, :] < lengths.to(steps.device)[:, None]
         valid = valid.unsqueeze(-1)
         mean = (steps * valid).sum(dim=1) / valid.sum(dim=1).clamp(min=1)
         largest = steps.masked_fill(~valid, float("-inf")).amax(dim=1)

@@ -92,8 +92,18 @@ class SourceEncoder(nn.Module):
         "(rnnlab predict RUN --data FILE) to decode"
     )
 
-    def __init__(self, spec: SimpleNamespace, cell: str, hidden_size: int, *, num_layers: int, bidirectional: bool,
-                 dropout: float, embedding_dim: int | None, **layer_options: Any) -> None:
+    def __init__(
+        self,
+        spec: SimpleNamespace,
+        cell: str,
+        hidden_size: int,
+        *,
+        num_layers: int,
+        bidirectional: bool,
+        dropout: float,
+        embedding_dim: int | None,
+        **layer_options: Any,
+    ) -> None:
         super().__init__()
         self.hidden_size, self.num_layers, self.bidirectional = hidden_size, num_layers, bidirectional
         self.directions = 2 if bidirectional else 1
@@ -101,9 +111,14 @@ class SourceEncoder(nn.Module):
         embedding_dim = embedding_dim or hidden_size
         self.embedding = nn.Embedding(spec.vocab_size, embedding_dim)
         self.rnn = nn.ModuleList(
-            LAYER_CLASSES[cell](embedding_dim if layer == 0 else hidden_size * self.directions, hidden_size,
-                                batch_first=True, **layer_options)
-            for layer in range(num_layers) for _ in range(self.directions)
+            LAYER_CLASSES[cell](
+                embedding_dim if layer == 0 else hidden_size * self.directions,
+                hidden_size,
+                batch_first=True,
+                **layer_options,
+            )
+            for layer in range(num_layers)
+            for _ in range(self.directions)
         )
         self.step_size = self.summary_size = hidden_size * self.directions
 
@@ -172,12 +187,33 @@ class Seq2SeqModel(TaskModel):
     ``rnnlab.models.build_model(name, spec, ...)``; ``attention`` is ``None``, ``"bahdanau"`` or
     ``"luong"``."""
 
-    def __init__(self, name: str, spec: SimpleNamespace, cell: str, hidden_size: int, *, num_layers: int = 1,
-                 bidirectional: bool = True, dropout: float = 0.0, embedding_dim: int | None = None,
-                 attention: str | None = "luong", attention_size: int | None = None, beam_size: int = 1,
-                 max_output_len: int | None = None, **layer_options: Any) -> None:
-        encoder = SourceEncoder(spec, cell, hidden_size, num_layers=num_layers, bidirectional=bidirectional,
-                                dropout=dropout, embedding_dim=embedding_dim, **layer_options)
+    def __init__(
+        self,
+        name: str,
+        spec: SimpleNamespace,
+        cell: str,
+        hidden_size: int,
+        *,
+        num_layers: int = 1,
+        bidirectional: bool = True,
+        dropout: float = 0.0,
+        embedding_dim: int | None = None,
+        attention: str | None = "luong",
+        attention_size: int | None = None,
+        beam_size: int = 1,
+        max_output_len: int | None = None,
+        **layer_options: Any,
+    ) -> None:
+        encoder = SourceEncoder(
+            spec,
+            cell,
+            hidden_size,
+            num_layers=num_layers,
+            bidirectional=bidirectional,
+            dropout=dropout,
+            embedding_dim=embedding_dim,
+            **layer_options,
+        )
         vocab_size = int(spec.num_classes)
         head_input = hidden_size
         super().__init__(name, spec, encoder, nn.Linear(head_input, vocab_size), dropout=dropout)
@@ -189,8 +225,14 @@ class Seq2SeqModel(TaskModel):
         embedding_dim = embedding_dim or hidden_size
         self.target_embedding = nn.Embedding(vocab_size, embedding_dim)
         decoder_input = embedding_dim + (self.memory_size if attention == "bahdanau" else 0)
-        self.decoder = LAYER_CLASSES[cell](decoder_input, hidden_size, num_layers=num_layers, batch_first=True,
-                                           dropout=dropout if num_layers > 1 else 0.0, **layer_options)
+        self.decoder = LAYER_CLASSES[cell](
+            decoder_input,
+            hidden_size,
+            num_layers=num_layers,
+            batch_first=True,
+            dropout=dropout if num_layers > 1 else 0.0,
+            **layer_options,
+        )
         state_count = 2 if cell == "lstm" else 1
         # one bridge per decoder state tensor (h, and c for an LSTM), shared by the layers
         self.bridges = nn.ModuleList(nn.Linear(self.memory_size, hidden_size) for _ in range(state_count))
@@ -210,22 +252,31 @@ class Seq2SeqModel(TaskModel):
         return None if self.attention is None else self._last_weights
 
     # ----------------------------------------------------------------- forward
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None, target: torch.Tensor | None = None,
-                state: Any = None, return_state: bool = False):
+    def forward(
+        self,
+        x: torch.Tensor,
+        lengths: torch.Tensor | None = None,
+        target: torch.Tensor | None = None,
+        state: Any = None,
+        return_state: bool = False,
+    ):
         """With ``target`` (``LongTensor[B, T_out]``, ``<eos>``-terminated, ``-100`` padded): teacher-forced
         logits ``[B, T_out, V]``. Without: the decoded ids ``LongTensor[B, T_out']`` (greedy or beam
         search as ``beam_size`` says)."""
         if state is not None:
-            raise ConfigError(f"model {self.name!r} (seq2seq) starts its decoder from the encoder; it takes no "
-                              "state to start from")
+            raise ConfigError(
+                f"model {self.name!r} (seq2seq) starts its decoder from the encoder; it takes no state to start from"
+            )
         if target is None:
             decoded = self.decode(x, lengths)
             return (decoded, None) if return_state else decoded
         if not _exporting():
             self._check_inputs(x, lengths, None)
             if target.dim() != 2 or target.size(0) != x.size(0):
-                raise ConfigError(f"target must be LongTensor[{x.size(0)}, T_out] (one row per source); got "
-                                  f"shape {list(target.shape)}")
+                raise ConfigError(
+                    f"target must be LongTensor[{x.size(0)}, T_out] (one row per source); got "
+                    f"shape {list(target.shape)}"
+                )
         memory, decoder_state = self.encode(x, lengths)
         previous = target[:, :-1].clamp(min=0)  # -100 padding → <pad>: those steps are not scored anyway
         inputs = torch.cat([torch.full_like(target[:, :1], BOS_INDEX), previous], dim=1)  # y_0 = <bos>
@@ -292,8 +343,15 @@ class Seq2SeqModel(TaskModel):
 
     # ----------------------------------------------------------------- decoding
     @torch.no_grad()
-    def decode(self, x: torch.Tensor, lengths: torch.Tensor | None = None, *, beam_size: int | None = None,
-               max_output_len: int | None = None, return_scores: bool = False):
+    def decode(
+        self,
+        x: torch.Tensor,
+        lengths: torch.Tensor | None = None,
+        *,
+        beam_size: int | None = None,
+        max_output_len: int | None = None,
+        return_scores: bool = False,
+    ):
         """Decoded ids ``LongTensor[B, T_out]`` (``<eos>`` included, ``<pad>`` after it); with
         ``return_scores`` also the summed log-probability of each (``FloatTensor[B]``)."""
         beam_size = self.beam_size if beam_size is None else int(beam_size)
@@ -303,8 +361,9 @@ class Seq2SeqModel(TaskModel):
         if not _exporting():
             self._check_inputs(x, lengths, None)
         memory, state = self.encode(x, lengths)
-        tokens, scores, weights = beam_search(self.decode_step, state, memory, batch_size=x.size(0),
-                                              beam_size=beam_size, max_len=max_output_len)
+        tokens, scores, weights = beam_search(
+            self.decode_step, state, memory, batch_size=x.size(0), beam_size=beam_size, max_len=max_output_len
+        )
         self._last_weights = weights
         return (tokens, scores) if return_scores else tokens
 
@@ -351,8 +410,9 @@ def beam_search(step, state: Any, memory: Memory, *, batch_size: int, beam_size:
         beam, token = chosen // vocab_size, chosen % vocab_size
         rows = (base + beam).view(-1)
         state = reorder_state(state, rows)
-        history = torch.cat([history.gather(1, beam.unsqueeze(-1).expand(-1, -1, history.size(2))),
-                             token.unsqueeze(-1)], dim=2)
+        history = torch.cat(
+            [history.gather(1, beam.unsqueeze(-1).expand(-1, -1, history.size(2))), token.unsqueeze(-1)], dim=2
+        )
         if weights is not None:
             weights = weights.view(batch_size, K, 1, -1) * (~finished).unsqueeze(-1).unsqueeze(-1)
             if attention is None:
@@ -379,19 +439,25 @@ def check_seq2seq(name: str, spec: SimpleNamespace, options: SimpleNamespace) ->
     """Refuse what the encoder–decoder cannot honour, naming the option."""
     cell, _, suffix = name.partition("+")
     if cell not in SEQ2SEQ_CELLS:
-        raise ConfigError(f"model {name!r} has no encoder–decoder for the seq2seq head; use lstm+attn, gru+attn "
-                          "(with attention) or rnn, lstm, gru (without)")
+        raise ConfigError(
+            f"model {name!r} has no encoder–decoder for the seq2seq head; use lstm+attn, gru+attn "
+            "(with attention) or rnn, lstm, gru (without)"
+        )
     extras = options.extras
     if suffix != "attn":
         for option in ("attention", "attention_size"):
             if option in extras:
-                raise ConfigError(f"{option} sets the attention of lstm+attn / gru+attn; model {name!r} is the "
-                                  "encoder–decoder without attention")
+                raise ConfigError(
+                    f"{option} sets the attention of lstm+attn / gru+attn; model {name!r} is the "
+                    "encoder–decoder without attention"
+                )
     elif extras.get("attention", "luong") not in ATTENTIONS:
         raise ConfigError(f"attention must be one of {', '.join(ATTENTIONS)}; got {extras['attention']!r}")
     elif "attention_size" in extras and extras.get("attention", "luong") != "bahdanau":
-        raise ConfigError("attention_size sets the additive (Bahdanau) score; Luong's multiplicative score has "
-                          "no such size (use attention='bahdanau', or leave attention_size out)")
+        raise ConfigError(
+            "attention_size sets the additive (Bahdanau) score; Luong's multiplicative score has "
+            "no such size (use attention='bahdanau', or leave attention_size out)"
+        )
     for option in ("beam_size", "max_output_len"):
         value = extras.get(option)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
@@ -403,8 +469,9 @@ def check_seq2seq(name: str, spec: SimpleNamespace, options: SimpleNamespace) ->
 def build_seq2seq(name: str, spec: SimpleNamespace, width: int, options: SimpleNamespace) -> Seq2SeqModel:
     cell, _, suffix = name.partition("+")
     extras = dict(options.extras)
-    layer_options = {key: extras.pop(key) for key in list(extras)
-                     if key not in SEQ2SEQ_EXTRAS + ("embedding_dim", "attention_size")}
+    layer_options = {
+        key: extras.pop(key) for key in list(extras) if key not in (*SEQ2SEQ_EXTRAS, "embedding_dim", "attention_size")
+    }
     if options.layer_norm:
         layer_options["layer_norm"] = True
     if options.init is not None:
@@ -412,11 +479,19 @@ def build_seq2seq(name: str, spec: SimpleNamespace, width: int, options: SimpleN
     if options.init == "chrono" and "chrono_max_len" not in layer_options:
         layer_options["chrono_max_len"] = max(3, spec.output_shape[0])
     return Seq2SeqModel(
-        name, spec, cell, width, num_layers=options.num_layers, bidirectional=bool(options.bidirectional),
-        dropout=options.dropout, embedding_dim=extras.get("embedding_dim"),
+        name,
+        spec,
+        cell,
+        width,
+        num_layers=options.num_layers,
+        bidirectional=bool(options.bidirectional),
+        dropout=options.dropout,
+        embedding_dim=extras.get("embedding_dim"),
         attention=extras.get("attention", "luong") if suffix == "attn" else None,
-        attention_size=extras.get("attention_size"), beam_size=extras.get("beam_size", 1),
-        max_output_len=extras.get("max_output_len"), **layer_options,
+        attention_size=extras.get("attention_size"),
+        beam_size=extras.get("beam_size", 1),
+        max_output_len=extras.get("max_output_len"),
+        **layer_options,
     )
 
 

@@ -82,15 +82,18 @@ def _check_spec(spec: SimpleNamespace) -> None:
         )
     if spec.vocab_size is not None and spec.vocab_size < 1:
         raise ConfigError(f"spec.vocab_size must be ≥ 1 when set; got {spec.vocab_size}")
-    if spec.head in ("classify", "tag", "lm", "multilabel", "seq2seq") and (spec.num_classes is None or spec.num_classes < 1):
+    if spec.head in ("classify", "tag", "lm", "multilabel", "seq2seq") and (
+        spec.num_classes is None or spec.num_classes < 1
+    ):
         raise ConfigError(f"head {spec.head!r} needs spec.num_classes ≥ 1; got {spec.num_classes!r}")
     if spec.head == "forecast" and (len(spec.output_shape) != 2 or min(spec.output_shape) < 1):
         raise ConfigError(f"head 'forecast' needs spec.output_shape = [horizon, n_targets]; got {spec.output_shape!r}")
-    if spec.head == "seq2seq" and (len(spec.output_shape) != 1 or spec.output_shape[0] < 1
-                                   or spec.vocab_size is None):
-        raise ConfigError("head 'seq2seq' needs token inputs (spec.vocab_size) and spec.output_shape = "
-                          f"[longest target with <eos>]; got vocab_size={spec.vocab_size!r}, "
-                          f"output_shape={spec.output_shape!r}")
+    if spec.head == "seq2seq" and (len(spec.output_shape) != 1 or spec.output_shape[0] < 1 or spec.vocab_size is None):
+        raise ConfigError(
+            "head 'seq2seq' needs token inputs (spec.vocab_size) and spec.output_shape = "
+            f"[longest target with <eos>]; got vocab_size={spec.vocab_size!r}, "
+            f"output_shape={spec.output_shape!r}"
+        )
     if spec.seq_len is not None and spec.seq_len < 1:
         raise ConfigError(f"spec.seq_len must be ≥ 1 when set; got {spec.seq_len}")
 
@@ -176,8 +179,13 @@ class TaskModel(nn.Module):
     def streamable(self) -> bool:
         """One step at a time with a carried state equals the whole sequence: a unidirectional
         recurrent encoder without attention (attention needs all earlier outputs, not a state)."""
-        return (self.stateful and self.attention is None and not getattr(self.encoder, "bidirectional", False)
-                and getattr(self.encoder, "streamable", True) and not self.instance_norm)
+        return (
+            self.stateful
+            and self.attention is None
+            and not getattr(self.encoder, "bidirectional", False)
+            and getattr(self.encoder, "streamable", True)
+            and not self.instance_norm
+        )
 
     @property
     def attention_weights(self) -> torch.Tensor | None:
@@ -216,10 +224,7 @@ class TaskModel(nn.Module):
         undo = None
         if self.instance_norm:
             x, undo = instance_normalise(x, lengths, self.spec["output_shape"][-1], self.anchor)
-        if self.stateful:
-            encoded = self.encoder(x, lengths, state)
-        else:
-            encoded = self.encoder(x, lengths)
+        encoded = self.encoder(x, lengths, state) if self.stateful else self.encoder(x, lengths)
         steps, summary = encoded.steps, encoded.summary
         if self.attention is not None:
             if self.per_step:
@@ -280,7 +285,9 @@ class TaskModel(nn.Module):
             raise ConfigError(f"sequences must have at least one step; got shape {list(x.shape)}")
         if lengths is not None:
             if lengths.dim() != 1 or lengths.size(0) != x.size(0):
-                raise ConfigError(f"lengths must be LongTensor[{x.size(0)}] (one per sequence); got shape {list(lengths.shape)}")
+                raise ConfigError(
+                    f"lengths must be LongTensor[{x.size(0)}] (one per sequence); got shape {list(lengths.shape)}"
+                )
             if int(lengths.min()) < 1 or int(lengths.max()) > x.size(1):
                 raise ConfigError(
                     f"lengths must lie in [1, {x.size(1)}] (the padded length); "

@@ -86,8 +86,9 @@ class XLLayer(nn.Module):
         self.attention_norm = nn.LayerNorm(d_model)
         self.attention = RelativeSelfAttention(d_model, num_heads, dropout)
         self.feedforward_norm = nn.LayerNorm(d_model)
-        self.feedforward = nn.Sequential(nn.Linear(d_model, feedforward_size), nn.GELU(), nn.Dropout(dropout),
-                                         nn.Linear(feedforward_size, d_model))
+        self.feedforward = nn.Sequential(
+            nn.Linear(d_model, feedforward_size), nn.GELU(), nn.Dropout(dropout), nn.Linear(feedforward_size, d_model)
+        )
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, h: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
@@ -128,28 +129,36 @@ class TransformerXLEncoder(nn.Module):
         self.scale_input = math.sqrt(d_model)
         self.dropout = nn.Dropout(dropout)
         self.layers = nn.ModuleList(
-            XLLayer(d_model, num_heads, feedforward_size or 4 * d_model, dropout) for _ in range(num_layers))
+            XLLayer(d_model, num_heads, feedforward_size or 4 * d_model, dropout) for _ in range(num_layers)
+        )
         self.final_norm = nn.LayerNorm(d_model)
         self.step_size = self.summary_size = d_model
 
     def empty_memory(self, batch_size: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
         return torch.zeros(self.num_layers, batch_size, 0, self.d_model, device=device, dtype=dtype)
 
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None,
-                state: torch.Tensor | None = None) -> EncoderOutput:
+    def forward(
+        self, x: torch.Tensor, lengths: torch.Tensor | None = None, state: torch.Tensor | None = None
+    ) -> EncoderOutput:
         batch_size, seq_len = x.shape
         if lengths is not None and not _exporting() and bool((lengths != seq_len).any()):
             raise ConfigError(
                 f"transformer-xl reads contiguous text: every row of a batch must be a full segment "
                 f"(its memory continues each row), but lengths run from {int(lengths.min())} to "
-                f"{int(lengths.max())} in a batch of {seq_len} steps")
+                f"{int(lengths.max())} in a batch of {seq_len} steps"
+            )
         h = self.dropout(self.embedding(x) * self.scale_input)
         memory = self.empty_memory(batch_size, h.device, h.dtype) if state is None else state
-        if not _exporting() and (memory.dim() != 4 or memory.size(0) != self.num_layers
-                                 or memory.size(1) != batch_size or memory.size(3) != self.d_model):
+        if not _exporting() and (
+            memory.dim() != 4
+            or memory.size(0) != self.num_layers
+            or memory.size(1) != batch_size
+            or memory.size(3) != self.d_model
+        ):
             raise ConfigError(
                 f"transformer-xl memory must be [num_layers={self.num_layers}, batch={batch_size}, M, "
-                f"d_model={self.d_model}]; got shape {list(memory.shape)}")
+                f"d_model={self.d_model}]; got shape {list(memory.shape)}"
+            )
         outputs = []
         for segment in h.split(self.segment_len, dim=1):
             output, memory = self._read_segment(segment, memory)
@@ -162,7 +171,10 @@ class TransformerXLEncoder(nn.Module):
         for index, layer in enumerate(self.layers):
             layer_memory = memory[index]
             # SG(·): the cache is a constant to this segment's gradient (the paper's stop-gradient)
-            new_memory.append(torch.cat([layer_memory, h], dim=1)[:, -self.mem_len:].detach()
-                              if self.mem_len > 0 else layer_memory[:, :0])
+            new_memory.append(
+                torch.cat([layer_memory, h], dim=1)[:, -self.mem_len :].detach()
+                if self.mem_len > 0
+                else layer_memory[:, :0]
+            )
             h = layer(h, layer_memory.detach())
         return self.final_norm(h), torch.stack(new_memory)

@@ -42,8 +42,17 @@ class RunRecorder(Checkpoint):
     once the validation metric is perfect (off when the split is too small for that to mean much).
     """
 
-    def __init__(self, run_dir: str | Path, monitor: str, mode: str, *, patience: int | None = None,
-                 target: float | None = None, max_seconds: float | None = None, stop_on_perfect: bool = True) -> None:
+    def __init__(
+        self,
+        run_dir: str | Path,
+        monitor: str,
+        mode: str,
+        *,
+        patience: int | None = None,
+        target: float | None = None,
+        max_seconds: float | None = None,
+        stop_on_perfect: bool = True,
+    ) -> None:
         self.run_dir = Path(run_dir)
         self.monitor, self.mode = monitor, mode
         self.stop_on_perfect = stop_on_perfect
@@ -82,8 +91,9 @@ class RunRecorder(Checkpoint):
             score = pl_module.untrained_score()
             if not math.isnan(score):
                 self.best_score, self.best_epoch = score, 0
-                self.best_weights = {name: tensor.detach().cpu().clone() for name, tensor in
-                                     pl_module.model.state_dict().items()}
+                self.best_weights = {
+                    name: tensor.detach().cpu().clone() for name, tensor in pl_module.model.state_dict().items()
+                }
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self._rng_to_restore is not None:
@@ -93,19 +103,22 @@ class RunRecorder(Checkpoint):
             self._rng_to_restore = None
         self._epoch_lr = trainer.optimizers[0].param_groups[0]["lr"]
 
-    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
-                             batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         self._batch_started = time.perf_counter()
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         seconds = time.perf_counter() - self._batch_started
         self.steps += 1
         self.step_seconds += seconds
         if seconds > 0:
             sequences = batch.y.size(0) * trainer.world_size
-            pl_module.log("seq/s", sequences / seconds, prog_bar=True, on_step=True, on_epoch=False,
-                          batch_size=batch.y.size(0))
+            pl_module.log(
+                "seq/s", sequences / seconds, prog_bar=True, on_step=True, on_epoch=False, batch_size=batch.y.size(0)
+            )
         if self.max_seconds is not None:
             out_of_time = self.seconds >= self.max_seconds
             if trainer.world_size > 1:  # clocks differ between processes: rank 0 decides for all
@@ -137,8 +150,9 @@ class RunRecorder(Checkpoint):
         score = results.get(self.monitor, float("nan"))
         if self._improved(score):
             self.best_score, self.best_epoch = score, epoch + 1
-            self.best_weights = {name: tensor.detach().cpu().clone() for name, tensor in
-                                 pl_module.model.state_dict().items()}
+            self.best_weights = {
+                name: tensor.detach().cpu().clone() for name, tensor in pl_module.model.state_dict().items()
+            }
         if self.target is not None and self.epochs_to_target is None and self._reached(score):
             self.epochs_to_target, self.seconds_to_target = epoch + 1, round(self.seconds, 3)
             self.stop_reason = "target reached"
@@ -150,8 +164,9 @@ class RunRecorder(Checkpoint):
             trainer.should_stop = True
         if math.isnan(score) and self.best_epoch is None and self.best_weights is None:
             # Keep something to evaluate even if the metric is undefined (e.g. empty validation split).
-            self.best_weights = {name: tensor.detach().cpu().clone() for name, tensor in
-                                 pl_module.model.state_dict().items()}
+            self.best_weights = {
+                name: tensor.detach().cpu().clone() for name, tensor in pl_module.model.state_dict().items()
+            }
             self.best_epoch = epoch + 1
 
         if trainer.is_global_zero:
@@ -173,8 +188,9 @@ class RunRecorder(Checkpoint):
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Publish the best weights and the final record (read by ``train`` in the main process)."""
         if self.best_weights is None:  # stopped before any epoch finished: keep what there is
-            self.best_weights = {name: tensor.detach().cpu().clone() for name, tensor in
-                                 pl_module.model.state_dict().items()}
+            self.best_weights = {
+                name: tensor.detach().cpu().clone() for name, tensor in pl_module.model.state_dict().items()
+            }
         if trainer.is_global_zero:
             atomic_save_safetensors(self.run_dir / "model.safetensors", self.best_weights)
             atomic_write_json(self.run_dir / CHECKPOINT_DIR / RECORD_FILE, self.record())
@@ -265,8 +281,9 @@ class StopAtSeconds(L.Callback):
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._started = time.perf_counter()
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         self.steps += 1
         if self.limit is not None and self.seconds >= self.limit:
             self.stopped = trainer.should_stop = True
@@ -312,7 +329,7 @@ class SafetensorsCheckpointIO(CheckpointIO):
 
     def remove_checkpoint(self, path: Any) -> None:
         folder = Path(path)
-        for file in list(folder.glob("train-*.safetensors")) + [folder / CHECKPOINT_FILE]:
+        for file in [*list(folder.glob("train-*.safetensors")), folder / CHECKPOINT_FILE]:
             file.unlink(missing_ok=True)
         if folder.is_dir() and not any(folder.iterdir()):
             folder.rmdir()

@@ -51,16 +51,22 @@ def encode(value: Any, tensors: dict[str, torch.Tensor], path: str = "") -> Any:
     if isinstance(value, dict):
         if all(isinstance(key, str) and not key.startswith("__") for key in value):
             return {key: encode(item, tensors, f"{path}/{key}") for key, item in value.items()}
-        return {"__dict__": [[encode(key, tensors, f"{path}/#k{i}"), encode(item, tensors, f"{path}/#v{i}")]
-                             for i, (key, item) in enumerate(value.items())]}
+        return {
+            "__dict__": [
+                [encode(key, tensors, f"{path}/#k{i}"), encode(item, tensors, f"{path}/#v{i}")]
+                for i, (key, item) in enumerate(value.items())
+            ]
+        }
     if isinstance(value, tuple):
         return {"__tuple__": [encode(item, tensors, f"{path}/{i}") for i, item in enumerate(value)]}
     if isinstance(value, list):
         return [encode(item, tensors, f"{path}/{i}") for i, item in enumerate(value)]
     if isinstance(value, torch.dtype):
         return {"__dtype__": str(value).removeprefix("torch.")}
-    raise TypeError(f"cannot store a {type(value).__module__}.{type(value).__qualname__} at {path or '/'} "
-                    "in a checkpoint (only tensors, arrays, numbers, strings and containers of them)")
+    raise TypeError(
+        f"cannot store a {type(value).__module__}.{type(value).__qualname__} at {path or '/'} "
+        "in a checkpoint (only tensors, arrays, numbers, strings and containers of them)"
+    )
 
 
 def decode(value: Any, tensors: dict[str, torch.Tensor]) -> Any:
@@ -119,8 +125,10 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ConfigError(f"checkpoint {path} is not valid JSON: {error}") from None
     if not isinstance(index, dict) or index.get("format") != FORMAT:
-        raise ConfigError(f"checkpoint {path}: expected format {FORMAT!r}, "
-                          f"got {index.get('format') if isinstance(index, dict) else type(index).__name__!r}")
+        raise ConfigError(
+            f"checkpoint {path}: expected format {FORMAT!r}, "
+            f"got {index.get('format') if isinstance(index, dict) else type(index).__name__!r}"
+        )
     tensor_path = path.parent / index["tensors"]
     if not tensor_path.is_file():
         raise ConfigError(f"checkpoint {path} names {index['tensors']}, which is missing")

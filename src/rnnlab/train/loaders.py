@@ -60,8 +60,17 @@ class ShardSampler(Sampler[int]):
         return len(range(self.rank, total, self.world_size))
 
 
-def shard_loader(dataset: Dataset, batch_size: int, *, shuffle: bool, bucket: bool, seed: int, rank: int = 0,
-                 world_size: int = 1, steps: int | None = None) -> DataLoader:
+def shard_loader(
+    dataset: Dataset,
+    batch_size: int,
+    *,
+    shuffle: bool,
+    bucket: bool,
+    seed: int,
+    rank: int = 0,
+    world_size: int = 1,
+    steps: int | None = None,
+) -> DataLoader:
     """A ``DataLoader`` of ``Batch`` es over process ``rank``'s share of ``dataset``.
 
     The order is ``SeededShuffleSampler``'s (a permutation from ``(seed, epoch)``) when ``shuffle``;
@@ -70,8 +79,9 @@ def shard_loader(dataset: Dataset, batch_size: int, *, shuffle: bool, bucket: bo
     loaders): an epoch of this many batches per process, drawn as back-to-back permutations.
     """
     samples = None if steps is None else steps * batch_size * world_size
-    sampler: Sampler[int] = (SeededShuffleSampler(dataset, seed, num_samples=samples) if shuffle
-                             else SequentialSampler(dataset))
+    sampler: Sampler[int] = (
+        SeededShuffleSampler(dataset, seed, num_samples=samples) if shuffle else SequentialSampler(dataset)
+    )
     if world_size > 1:
         sampler = ShardSampler(sampler, rank, world_size, pad=shuffle)
     # An explicit generator keeps DataLoader from drawing its base seed from the global RNG, which

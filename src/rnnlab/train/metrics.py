@@ -146,8 +146,9 @@ class LanguageModelMetrics(Metrics):
     def update(self, output: torch.Tensor, y: torch.Tensor) -> None:
         logits = output.detach().float()
         scored = y != IGNORE_INDEX
-        nll = F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1), reduction="sum",
-                              ignore_index=IGNORE_INDEX)
+        nll = F.cross_entropy(
+            logits.reshape(-1, logits.size(-1)), y.reshape(-1), reduction="sum", ignore_index=IGNORE_INDEX
+        )
         self._add("nll", nll)
         self._add("steps", scored.sum())
         self._add("correct", ((logits.argmax(-1) == y) & scored).sum())
@@ -171,8 +172,13 @@ class ForecastMetrics(Metrics):
     (``None``: no MASE).
     """
 
-    def __init__(self, mean: list[float], std: list[float], mase_scale: list[float] | None = None,
-                 logged: list[bool] | None = None) -> None:
+    def __init__(
+        self,
+        mean: list[float],
+        std: list[float],
+        mase_scale: list[float] | None = None,
+        logged: list[bool] | None = None,
+    ) -> None:
         super().__init__()
         self.mean = torch.tensor(mean, dtype=torch.float64)
         self.std = torch.tensor(std, dtype=torch.float64)
@@ -187,8 +193,9 @@ class ForecastMetrics(Metrics):
         predicted, actual = self.unscale(output.cpu()), self.unscale(y.cpu())
         error = predicted - actual
         denominator = actual.abs() + predicted.abs()
-        smape_terms = torch.where(denominator > 0, 2 * error.abs() / denominator.clamp(min=1e-300),
-                                  torch.zeros_like(error))
+        smape_terms = torch.where(
+            denominator > 0, 2 * error.abs() / denominator.clamp(min=1e-300), torch.zeros_like(error)
+        )
         self._add("abs_error", error.abs().sum((0, 1)))  # per target
         self._add("squared_error", error.pow(2).sum())
         self._add("smape", smape_terms.sum())
@@ -255,14 +262,16 @@ class Seq2SeqMetrics(Metrics):
 
     def compute(self, sums: dict[str, torch.Tensor] | None = None) -> dict[str, float]:
         sums = self.sums if sums is None else sums
-        return {"exact_match": _ratio(sums["exact"], sums["sequences"]),
-                "cer": _ratio(sums["edits"], sums["reference_length"])}
+        return {
+            "exact_match": _ratio(sums["exact"], sums["sequences"]),
+            "cer": _ratio(sums["edits"], sums["reference_length"]),
+        }
 
 
 def _until(ids: list[int], eos_index: int) -> list[int]:
     """The tokens before the first ``<eos>`` (or ``-100`` padding)."""
     for position, token in enumerate(ids):
-        if token == eos_index or token == IGNORE_INDEX:
+        if token in (eos_index, IGNORE_INDEX):
             return ids[:position]
     return ids
 
@@ -296,8 +305,12 @@ def metrics_for(spec: Any, meta: dict[str, Any]) -> Metrics:
         mase_scale = meta.get("mase_scale")
         if isinstance(mase_scale, dict):
             mase_scale = [mase_scale[name] for name in targets]
-        return ForecastMetrics([scaler["mean"][i] for i in index], [scaler["std"][i] for i in index], mase_scale,
-                               [name in scaler.get("log", []) for name in targets])
+        return ForecastMetrics(
+            [scaler["mean"][i] for i in index],
+            [scaler["std"][i] for i in index],
+            mase_scale,
+            [name in scaler.get("log", []) for name in targets],
+        )
     if head == "regress":
         return RegressionMetrics()
     if head == "multilabel":
@@ -310,19 +323,26 @@ def metrics_for(spec: Any, meta: dict[str, Any]) -> Metrics:
 def loss_function(head: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """The training loss of a head: a mean over scored targets, in float32 even under bf16 autocast."""
     if head in ("classify", "tag", "lm", "seq2seq"):  # seq2seq: token cross-entropy under teacher forcing
+
         def cross_entropy(output: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-            return F.cross_entropy(output.float().reshape(-1, output.size(-1)), y.reshape(-1),
-                                   ignore_index=IGNORE_INDEX)
+            return F.cross_entropy(
+                output.float().reshape(-1, output.size(-1)), y.reshape(-1), ignore_index=IGNORE_INDEX
+            )
+
         return cross_entropy
     if head in ("forecast", "regress"):
+
         def mean_squared_error(output: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
             return F.mse_loss(output.float().reshape(y.shape), y.float())
+
         return mean_squared_error
     if head == "multilabel":
+
         def frame_nll(output: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
             frames = (y != IGNORE_INDEX).all(-1)
             bce = F.binary_cross_entropy_with_logits(output.float()[frames], y[frames].float(), reduction="sum")
             return bce / frames.sum().clamp(min=1)
+
         return frame_nll
     raise ValueError(f"no loss for head {head!r}")
 

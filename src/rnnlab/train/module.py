@@ -157,8 +157,9 @@ class TaskModule(L.LightningModule):
     # ----------------------------------------------------------------- optimiser and schedule
     def configure_optimizers(self) -> Any:
         config = self.config
-        groups = parameter_groups(self.model, config.lr, config.recurrent_lr, config.weight_decay,
-                                  decoupled=config.optimizer == "adamw")
+        groups = parameter_groups(
+            self.model, config.lr, config.recurrent_lr, config.weight_decay, decoupled=config.optimizer == "adamw"
+        )
         if config.optimizer == "adamw":
             optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
         else:
@@ -167,15 +168,16 @@ class TaskModule(L.LightningModule):
             # Stepped by this module right after validation (not by Lightning after the epoch), so
             # its state is final when the end-of-epoch checkpoint is taken.
             patience = max(1, (config.patience or 4) // 2)
-            self.plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode=self.mode,
-                                                                      factor=PLATEAU_FACTOR, patience=patience)
+            self.plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
+                optimizer, mode=self.mode, factor=PLATEAU_FACTOR, patience=patience
+            )
             if self._plateau_state is not None:
                 self.plateau.load_state_dict(self._plateau_state)
             return optimizer
         if config.schedule == "cosine":
             total_steps = max(1, int(self.trainer.estimated_stepping_batches))
             steps_per_epoch = max(1, total_steps // max(1, config.epochs))
-            warmup_steps = int(round(config.warmup_epochs * steps_per_epoch))
+            warmup_steps = round(config.warmup_epochs * steps_per_epoch)
             budget_seconds, clock = None, None
             if config.max_minutes:
                 from rnnlab.train.callbacks import RunRecorder
@@ -194,9 +196,15 @@ class TaskModule(L.LightningModule):
     # ----------------------------------------------------------------- data
     def train_dataloader(self) -> DataLoader:
         if self.streams:
-            return stream_loader(self.task_data.train.tokens, self.spec.seq_len, self.config.batch_size,
-                                 training=True, seed=self.config.seed, rank=self.trainer.global_rank,
-                                 world_size=self.trainer.world_size)
+            return stream_loader(
+                self.task_data.train.tokens,
+                self.spec.seq_len,
+                self.config.batch_size,
+                training=True,
+                seed=self.config.seed,
+                rank=self.trainer.global_rank,
+                world_size=self.trainer.world_size,
+            )
         return self.loader(self.task_data.train, shuffle=True, steps=self.config.steps_per_epoch)
 
     def val_dataloader(self) -> DataLoader:
@@ -209,8 +217,16 @@ class TaskModule(L.LightningModule):
         """This process's share of ``dataset``, in an order fixed by ``(seed, epoch)``; ``steps``: an
         epoch of that many batches (``config.steps_per_epoch``), else one pass."""
         rank, world_size = self.trainer.global_rank, self.trainer.world_size
-        return shard_loader(dataset, self.config.batch_size, shuffle=shuffle, bucket=self.config.bucket,
-                            seed=self.config.seed, rank=rank, world_size=world_size, steps=steps)
+        return shard_loader(
+            dataset,
+            self.config.batch_size,
+            shuffle=shuffle,
+            bucket=self.config.bucket,
+            seed=self.config.seed,
+            rank=rank,
+            world_size=world_size,
+            steps=steps,
+        )
 
 
 def keep_lstm_in_float32_if_needed(model: torch.nn.Module, precision: str) -> int:
@@ -269,8 +285,15 @@ class CosineWithWarmup:
     ``clock()`` the training seconds so far, ``max`` of that and ``clock() / B``: the rate reaches
     its floor when either the steps or the time run out, whichever comes first."""
 
-    def __init__(self, warmup_steps: int, total_steps: int, floor: float = COSINE_FLOOR, *,
-                 budget_seconds: float | None = None, clock: Any = None) -> None:
+    def __init__(
+        self,
+        warmup_steps: int,
+        total_steps: int,
+        floor: float = COSINE_FLOOR,
+        *,
+        budget_seconds: float | None = None,
+        clock: Any = None,
+    ) -> None:
         self.warmup_steps, self.total_steps, self.floor = warmup_steps, total_steps, floor
         self.budget_seconds, self.clock = budget_seconds, clock
 
@@ -283,8 +306,9 @@ class CosineWithWarmup:
         return self.floor + (1 - self.floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def parameter_groups(model: torch.nn.Module, lr: float, recurrent_lr: float | None, weight_decay: float,
-                     *, decoupled: bool) -> list[dict[str, Any]]:
+def parameter_groups(
+    model: torch.nn.Module, lr: float, recurrent_lr: float | None, weight_decay: float, *, decoupled: bool
+) -> list[dict[str, Any]]:
     """Optimiser groups: recurrent matrices at ``recurrent_lr`` (when given), the rest at ``lr``; with
     decoupled weight decay (AdamW), biases and normalisation gains (1-d tensors) are not decayed."""
     groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
@@ -295,7 +319,11 @@ def parameter_groups(model: torch.nn.Module, lr: float, recurrent_lr: float | No
         decayed = weight_decay > 0 and (parameter.dim() > 1 or not decoupled)
         groups.setdefault((recurrent, decayed), []).append(parameter)
     return [
-        {"params": params, "lr": recurrent_lr if recurrent else lr, "weight_decay": weight_decay if decayed else 0.0,
-         "name": ("recurrent" if recurrent else "other") + ("" if decayed else ", no decay")}
+        {
+            "params": params,
+            "lr": recurrent_lr if recurrent else lr,
+            "weight_decay": weight_decay if decayed else 0.0,
+            "name": ("recurrent" if recurrent else "other") + ("" if decayed else ", no decay"),
+        }
         for (recurrent, decayed), params in sorted(groups.items())
     ]

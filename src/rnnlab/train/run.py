@@ -79,8 +79,15 @@ class LoadedRun(NamedTuple):
 
 
 # --------------------------------------------------------------------------------------------- train
-def train(config: TrainConfig | dict[str, Any] | None = None, *, resume: bool = False, progress: bool = False,
-          callbacks: Sequence[Any] = (), task_data: Any = None, **changes: Any) -> RunResult:
+def train(
+    config: TrainConfig | dict[str, Any] | None = None,
+    *,
+    resume: bool = False,
+    progress: bool = False,
+    callbacks: Sequence[Any] = (),
+    task_data: Any = None,
+    **changes: Any,
+) -> RunResult:
     """Train a model as ``config`` says and write its run directory.
 
     >>> from rnnlab.train import TrainConfig, train
@@ -124,16 +131,18 @@ def train(config: TrainConfig | dict[str, Any] | None = None, *, resume: bool = 
             config.save(out / "config.json")
             atomic_write_json(out / "task.json", task_description(config, task_data, model))
         with _quiet_lightning():
-            return _fit_and_test(config, out, model, task_data, resume=resume, progress=progress,
-                                 callbacks=callbacks)
+            return _fit_and_test(config, out, model, task_data, resume=resume, progress=progress, callbacks=callbacks)
     except BaseException as error:
         has_checkpoint = (out / CHECKPOINT_DIR / CHECKPOINT_FILE).is_file()
         if not has_checkpoint and created:
             shutil.rmtree(out, ignore_errors=True)
         if isinstance(error, TrainingError):
-            kept = (f" The last good checkpoint ({_checkpoint_epochs(out)}) is kept in {out / CHECKPOINT_DIR}; "
-                    f"continue it with `rnnlab train --resume --out {out}`." if has_checkpoint else
-                    " No epoch had finished, so no run directory was kept.")
+            kept = (
+                f" The last good checkpoint ({_checkpoint_epochs(out)}) is kept in {out / CHECKPOINT_DIR}; "
+                f"continue it with `rnnlab train --resume --out {out}`."
+                if has_checkpoint
+                else " No epoch had finished, so no run directory was kept."
+            )
             raise TrainingError(f"{error}.{kept}") from None
         raise
 
@@ -148,8 +157,9 @@ def load_task_data(config: TrainConfig) -> Any:
 
 def data_sizes(task_data: Any) -> dict[str, int | None]:
     """``TrainConfig.resolved``'s view of finite data (a file or a data set): training and validation
-    samples and the median training length. A generated task makes more data for the asking (its
-    sizes are the user's ``n_train``...) and a token stream (charlm) has defaults of its own: ``{}``."""
+    samples, the median training length and the padding share of one batch of all of it. A generated
+    task makes more data for the asking (its sizes are the user's ``n_train``...) and a token stream
+    (charlm) has defaults of its own: ``{}``."""
     if reads_stream(task_data.train) or task_data.meta.get("data") == "generated" or task_data.meta.get("generated"):
         return {}
     from rnnlab.data.batching import dataset_lengths
@@ -158,9 +168,13 @@ def data_sizes(task_data: Any) -> dict[str, int | None]:
     # a per-step head (tag, music) scores every step of a validation sequence: its few sequences
     # hold many scores, so only whole-sequence heads count their validation samples for refit
     per_sequence = task_data.spec.head in ("classify", "forecast", "regress")
-    return {"train_size": len(task_data.train), "val_size": len(task_data.val) if per_sequence else None,
-            "median_length": int(np.median(lengths)) if len(lengths) else None,
-            "anchor": task_data.meta.get("anchor")}
+    return {
+        "train_size": len(task_data.train),
+        "val_size": len(task_data.val) if per_sequence else None,
+        "median_length": int(np.median(lengths)) if len(lengths) else None,
+        "padding": float(1 - np.mean(lengths) / np.max(lengths)) if len(lengths) else None,
+        "anchor": task_data.meta.get("anchor"),
+    }
 
 
 def _build_model(config: TrainConfig, task_data: Any) -> torch.nn.Module:
@@ -197,8 +211,16 @@ def task_description(config: TrainConfig, task_data: Any, model: torch.nn.Module
     }
 
 
-def _fit_and_test(config: TrainConfig, out: Path, model: torch.nn.Module, task_data: Any, *, resume: bool,
-                  progress: bool, callbacks: Sequence[Any]) -> RunResult:
+def _fit_and_test(
+    config: TrainConfig,
+    out: Path,
+    model: torch.nn.Module,
+    task_data: Any,
+    *,
+    resume: bool,
+    progress: bool,
+    callbacks: Sequence[Any],
+) -> RunResult:
     import lightning as L
     from lightning.pytorch.callbacks import TQDMProgressBar
     from lightning.pytorch.strategies import DDPStrategy
@@ -209,9 +231,15 @@ def _fit_and_test(config: TrainConfig, out: Path, model: torch.nn.Module, task_d
     module = TaskModule(model, config, task_data)
     budget = config.max_minutes * 60 if config.max_minutes else None
     # a refit trains about as long again: the selection run gets its share of the time budget
-    recorder = RunRecorder(out, module.monitor, module.mode, patience=config.patience, target=config.target,
-                           max_seconds=budget * SELECTION_SHARE if budget and config.refit else budget,
-                           stop_on_perfect=not (config.refit and config.patience is None))
+    recorder = RunRecorder(
+        out,
+        module.monitor,
+        module.mode,
+        patience=config.patience,
+        target=config.target,
+        max_seconds=budget * SELECTION_SHARE if budget and config.refit else budget,
+        stop_on_perfect=not (config.refit and config.patience is None),
+    )
     all_callbacks = [recorder, *callbacks]
     if progress:
         all_callbacks.append(TQDMProgressBar())
@@ -262,10 +290,12 @@ def _fit_and_test(config: TrainConfig, out: Path, model: torch.nn.Module, task_d
     return RunResult(out, summary, model, task_data, config)
 
 
-def refit(config: TrainConfig, task_data: Any, record: dict[str, Any],
-          budget: float | None) -> tuple[torch.nn.Module | None, dict[str, Any]]:
+def refit(
+    config: TrainConfig, task_data: Any, record: dict[str, Any], budget: float | None
+) -> tuple[torch.nn.Module | None, dict[str, Any]]:
     """Train a fresh model on train + validation for the selection run's epoch count (its best with
-    early stopping, else every epoch it trained), at the learning rates that run used epoch by epoch (Darts' and NeuralForecast's refit: the held-out
+    early stopping, else every epoch it trained), at the learning rates that run used epoch by epoch (Darts'
+    and NeuralForecast's refit: the held-out
     part chose how long to train, then it trains too). Returns the model (``None`` when there was
     no best epoch or the time budget ran out first: the selection run's best is kept) and what
     ``summary.json["refit"]`` reports."""
@@ -277,8 +307,10 @@ def refit(config: TrainConfig, task_data: Any, record: dict[str, Any],
 
     epochs = record["best_epoch"] if config.patience is not None else len(record["history"])
     if epochs == 0:
-        return None, {"done": False, "reason": "no epoch beat the untrained model (the naive start) on validation: "
-                                               "it is kept"}
+        return None, {
+            "done": False,
+            "reason": "no epoch beat the untrained model (the naive start) on validation: it is kept",
+        }
     if not epochs:
         return None, {"done": False, "reason": "no validation epoch finished"}
     L.seed_everything(config.seed, workers=False, verbose=False)
@@ -288,22 +320,36 @@ def refit(config: TrainConfig, task_data: Any, record: dict[str, Any],
     remaining = None if budget is None else max(0.0, budget - record["train_seconds"])
     replay = ReplayLearningRates([row["lr"] for row in record["history"][:epochs]])
     clock = StopAtSeconds(remaining)
-    trainer = L.Trainer(accelerator="cpu", devices=1, max_epochs=epochs, limit_val_batches=0,
-                        gradient_clip_val=config.clip or None, gradient_clip_algorithm="norm",
-                        precision="bf16-mixed" if config.precision == "bf16" else "32-true", logger=False,
-                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                        num_sanity_val_steps=0, use_distributed_sampler=False, callbacks=[replay, clock])
+    trainer = L.Trainer(
+        accelerator="cpu",
+        devices=1,
+        max_epochs=epochs,
+        limit_val_batches=0,
+        gradient_clip_val=config.clip or None,
+        gradient_clip_algorithm="norm",
+        precision="bf16-mixed" if config.precision == "bf16" else "32-true",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        use_distributed_sampler=False,
+        callbacks=[replay, clock],
+    )
     trainer.fit(module)
-    report = {"epochs": epochs, "steps": clock.steps, "samples": len(joined.train),
-              "seconds": round(clock.seconds, 3)}
+    report = {"epochs": epochs, "steps": clock.steps, "samples": len(joined.train), "seconds": round(clock.seconds, 3)}
     if clock.stopped:
-        return None, {**report, "done": False,
-                      "reason": f"the time budget ran out after {clock.steps} steps: the selection run's best is kept"}
+        return None, {
+            **report,
+            "done": False,
+            "reason": f"the time budget ran out after {clock.steps} steps: the selection run's best is kept",
+        }
     return model.eval(), {**report, "done": True}
 
 
-def _summary(config: TrainConfig, task_data: Any, model: torch.nn.Module, record: dict[str, Any],
-             test_metrics: dict[str, float]) -> dict[str, Any]:
+def _summary(
+    config: TrainConfig, task_data: Any, model: torch.nn.Module, record: dict[str, Any], test_metrics: dict[str, float]
+) -> dict[str, Any]:
     from rnnlab.models import count_parameters
 
     metric, mode = primary_metric(task_data.spec.task, task_data.spec.head)
@@ -317,8 +363,11 @@ def _summary(config: TrainConfig, task_data: Any, model: torch.nn.Module, record
         "test_metrics": {**{name: _finite_or_none(value) for name, value in test_metrics.items()}, **baselines},
         "baselines": baselines,
         "baseline_notes": task_data.meta.get("baseline_notes", {}),
-        "val_metrics": {name.removeprefix("val_"): _finite_or_none(value) for name, value in (best_row or {}).items()
-                        if name.startswith("val_")},
+        "val_metrics": {
+            name.removeprefix("val_"): _finite_or_none(value)
+            for name, value in (best_row or {}).items()
+            if name.startswith("val_")
+        },
         "num_parameters": count_parameters(model),
         "hidden_size": getattr(model, "options", {}).get("hidden_size"),
         "train_seconds": record["train_seconds"],
@@ -331,7 +380,8 @@ def _summary(config: TrainConfig, task_data: Any, model: torch.nn.Module, record
         "steps": record["steps"],
         "stop_reason": record["stop_reason"],
         # how the number of epochs was chosen and what the tested model was trained on
-        "validation": "held-out split, then refit on train + validation" if record.get("refit", {}).get("done")
+        "validation": "held-out split, then refit on train + validation"
+        if record.get("refit", {}).get("done")
         else "held-out split",
         "refit": record.get("refit"),
         "devices": config.devices,
@@ -346,8 +396,9 @@ def _resume_config(given: TrainConfig) -> tuple[TrainConfig, Path]:
         raise ConfigError("resume needs the run directory: --out DIR")
     out = Path(given.out)
     if not (out / "config.json").is_file():
-        raise ConfigError(f"nothing to resume in {out}: no config.json (expected the directory of a run "
-                          "started with rnnlab train)")
+        raise ConfigError(
+            f"nothing to resume in {out}: no config.json (expected the directory of a run started with rnnlab train)"
+        )
     if (out / "summary.json").is_file():
         raise ConfigError(f"the run in {out} has finished (summary.json exists); there is nothing to resume")
     saved = TrainConfig.load(out / "config.json")
@@ -361,13 +412,16 @@ def _resume_config(given: TrainConfig) -> tuple[TrainConfig, Path]:
         if name in RESUMABLE_CHANGES:
             changes[name] = value
         else:
-            raise ConfigError(f"a resumed run keeps its configuration; {name} was {before!r}, got {value!r} "
-                              f"(only {', '.join(RESUMABLE_CHANGES)} may change)")
+            raise ConfigError(
+                f"a resumed run keeps its configuration; {name} was {before!r}, got {value!r} "
+                f"(only {', '.join(RESUMABLE_CHANGES)} may change)"
+            )
     config = replace(saved, **changes).validate()
     done = _checkpoint_epoch_count(out)
     if done is not None and config.epochs < done:
-        raise ConfigError(f"the run in {out} has already trained {done} epochs; epochs must be at least that, "
-                          f"got {config.epochs}")
+        raise ConfigError(
+            f"the run in {out} has already trained {done} epochs; epochs must be at least that, got {config.epochs}"
+        )
     if changes:
         config.save(out / "config.json")
     return config, out
@@ -407,8 +461,10 @@ def load_run(run_dir: str | os.PathLike) -> LoadedRun:
     run_dir = Path(run_dir)
     for name in ("config.json", "task.json", "model.safetensors"):
         if not (run_dir / name).is_file():
-            raise ConfigError(f"{run_dir} is not a finished run: {name} is missing (expected config.json, task.json "
-                              "and model.safetensors, as rnnlab train writes them)")
+            raise ConfigError(
+                f"{run_dir} is not a finished run: {name} is missing (expected config.json, task.json "
+                "and model.safetensors, as rnnlab train writes them)"
+            )
     config = TrainConfig.load(run_dir / "config.json")
     task = json.loads((run_dir / "task.json").read_text(encoding="utf-8"))
     with warnings.catch_warnings():
@@ -419,8 +475,9 @@ def load_run(run_dir: str | os.PathLike) -> LoadedRun:
     return LoadedRun(config, model, task)
 
 
-def evaluate_model(model: torch.nn.Module, dataset: Any, spec: Any, meta: dict[str, Any], *,
-                   batch_size: int = EVALUATION_BATCH_SIZE) -> dict[str, float]:
+def evaluate_model(
+    model: torch.nn.Module, dataset: Any, spec: Any, meta: dict[str, Any], *, batch_size: int = EVALUATION_BATCH_SIZE
+) -> dict[str, float]:
     """The task's metrics of ``model`` on ``dataset`` (in float32, without dropout); a text stream
     (charlm) is read whole with the recurrent state carried (``stateful.evaluate_stream``)."""
     from rnnlab.train.stateful import evaluate_stream, reads_stream
@@ -469,8 +526,10 @@ def evaluate_run(run_dir: str | os.PathLike, data: str | os.PathLike | None = No
         _check_same_preprocessing(task, task_data)
         dataset, baselines, source = task_data.test, task_data.baselines, str(data)
     metrics = evaluate_model(model, dataset, spec, meta)
-    result = {**{name: _finite_or_none(value) for name, value in metrics.items()},
-              **{name: _finite_or_none(value) for name, value in baselines.items()}}
+    result = {
+        **{name: _finite_or_none(value) for name, value in metrics.items()},
+        **{name: _finite_or_none(value) for name, value in baselines.items()},
+    }
     evaluations_path = run_dir / "evaluation.json"
     evaluations = json.loads(evaluations_path.read_text(encoding="utf-8")) if evaluations_path.is_file() else {}
     evaluations[source] = result
@@ -482,13 +541,16 @@ def _check_same_preprocessing(task: dict[str, Any], task_data: Any) -> None:
     spec = task_data.spec.to_dict() if hasattr(task_data.spec, "to_dict") else dict(vars(task_data.spec))
     if spec != task["spec"]:
         changed = sorted(key for key in spec if spec[key] != task["spec"].get(key))
-        raise DataError(f"the data now gives a different task than at training ({', '.join(changed)} changed: "
-                        f"{ {k: task['spec'].get(k) for k in changed} } then, { {k: spec[k] for k in changed} } now); "
-                        "was the data file changed?")
+        raise DataError(
+            f"the data now gives a different task than at training ({', '.join(changed)} changed: "
+            f"{ {k: task['spec'].get(k) for k in changed} } then, { {k: spec[k] for k in changed} } now); "
+            "was the data file changed?"
+        )
     for key in ("vocab", "label_names", "tags", "scaler", "source_vocab", "target_vocab"):
         if key in task["meta"] and task_data.meta.get(key) != task["meta"][key]:
-            raise DataError(f"the data's {key} differs from the one the run was trained with; was the training "
-                            "data changed since?")
+            raise DataError(
+                f"the data's {key} differs from the one the run was trained with; was the training data changed since?"
+            )
 
 
 def _labelled_inputs(meta: dict[str, Any], spec: dict[str, Any], path: Path) -> Any:
@@ -506,15 +568,23 @@ def _labelled_inputs(meta: dict[str, Any], spec: dict[str, Any], path: Path) -> 
         unseen = [label for label in labels if label not in index]
         if unseen:
             where = ", ".join(f"{k} {v}" for k, v in key.items() if k != "tokens")
-            raise DataError(f"{path}: {where}: label {unseen[0]!r} was not seen in training (known: "
-                            f"{', '.join(names)})")
-        ys.append(torch.tensor(index[target]) if spec["task"] == "classify" else torch.tensor([index[t] for t in target]))
+            raise DataError(
+                f"{path}: {where}: label {unseen[0]!r} was not seen in training (known: {', '.join(names)})"
+            )
+        ys.append(
+            torch.tensor(index[target]) if spec["task"] == "classify" else torch.tensor([index[t] for t in target])
+        )
     return SequenceDataset(inputs.x, ys)
 
 
 # --------------------------------------------------------------------------------------------- predict
-def predict_run(run_dir: str | os.PathLike, data: str | os.PathLike, out: str | os.PathLike | None = None,
-                *, batch_size: int = EVALUATION_BATCH_SIZE) -> list[dict[str, Any]]:
+def predict_run(
+    run_dir: str | os.PathLike,
+    data: str | os.PathLike,
+    out: str | os.PathLike | None = None,
+    *,
+    batch_size: int = EVALUATION_BATCH_SIZE,
+) -> list[dict[str, Any]]:
     """Labels (classify), tags (tag) or decoded targets (seq2seq) for a new file; rows written to
     ``out`` as CSV when given (seq2seq rows: see ``_predict_seq2seq``).
 
@@ -524,7 +594,7 @@ def predict_run(run_dir: str | os.PathLike, data: str | os.PathLike, out: str | 
     """
     from rnnlab.data import collate, predict_inputs
 
-    config, model, task = load_run(run_dir)
+    _config, model, task = load_run(run_dir)
     spec, meta = task["spec"], task["meta"]
     if spec["head"] == "seq2seq":
         return _predict_seq2seq(model, meta, Path(data), out, batch_size=batch_size)
@@ -536,7 +606,7 @@ def predict_run(run_dir: str | os.PathLike, data: str | os.PathLike, out: str | 
     rows: list[dict[str, Any]] = []
     with torch.inference_mode():
         for start in range(0, len(inputs.x), batch_size):
-            chunk = inputs.x[start:start + batch_size]
+            chunk = inputs.x[start : start + batch_size]
             batch = collate([(x, torch.zeros(())) for x in chunk])
             probabilities = torch.softmax(model(batch.x, batch.lengths).float(), dim=-1)
             confidence, predicted = probabilities.max(-1)
@@ -545,17 +615,24 @@ def predict_run(run_dir: str | os.PathLike, data: str | os.PathLike, out: str | 
                 key = {k: v for k, v in inputs.keys[i].items() if k != "tokens"}
                 true = inputs.targets[i] if inputs.targets is not None else None
                 if spec["task"] == "classify":
-                    row = {**key, "predicted": names[int(predicted[offset])],
-                           "probability": round(float(confidence[offset]), 6)}
+                    row = {
+                        **key,
+                        "predicted": names[int(predicted[offset])],
+                        "probability": round(float(confidence[offset]), 6),
+                    }
                     if true is not None:
                         row["true"] = true
                     rows.append(row)
                     continue
                 tokens = inputs.keys[i].get("tokens") or [""] * int(batch.lengths[offset])
                 for position, token in enumerate(tokens):
-                    row = {**key, "position": position, "token": token,
-                           "predicted": names[int(predicted[offset, position])],
-                           "probability": round(float(confidence[offset, position]), 6)}
+                    row = {
+                        **key,
+                        "position": position,
+                        "token": token,
+                        "predicted": names[int(predicted[offset, position])],
+                        "probability": round(float(confidence[offset, position]), 6),
+                    }
                     if true is not None:
                         row["true"] = true[position]
                     rows.append(row)
@@ -564,8 +641,9 @@ def predict_run(run_dir: str | os.PathLike, data: str | os.PathLike, out: str | 
     return rows
 
 
-def _predict_seq2seq(model: torch.nn.Module, meta: dict[str, Any], data: Path, out: str | os.PathLike | None,
-                     *, batch_size: int) -> list[dict[str, Any]]:
+def _predict_seq2seq(
+    model: torch.nn.Module, meta: dict[str, Any], data: Path, out: str | os.PathLike | None, *, batch_size: int
+) -> list[dict[str, Any]]:
     """seq2seq rows: ``line``, ``source``, ``predicted`` (decoded as the model's ``beam_size`` says),
     ``log_probability`` (of the decoded sequence), ``true`` when the file has targets."""
     from rnnlab.data import collate, predict_inputs
@@ -574,13 +652,16 @@ def _predict_seq2seq(model: torch.nn.Module, meta: dict[str, Any], data: Path, o
     inputs = predict_inputs(meta, data)
     rows: list[dict[str, Any]] = []
     for start in range(0, len(inputs.x), batch_size):
-        chunk = inputs.x[start:start + batch_size]
+        chunk = inputs.x[start : start + batch_size]
         batch = collate([(x, torch.zeros(())) for x in chunk])
         decoded, scores = model.decode(batch.x, batch.lengths, return_scores=True)
         for offset, ids in enumerate(decoded):
             i = start + offset
-            row = {**inputs.keys[i], "predicted": decode_chars(meta["target_vocab"], ids),
-                   "log_probability": round(float(scores[offset]), 6)}
+            row = {
+                **inputs.keys[i],
+                "predicted": decode_chars(meta["target_vocab"], ids),
+                "log_probability": round(float(scores[offset]), 6),
+            }
             if inputs.targets is not None:
                 row["true"] = inputs.targets[i]
             rows.append(row)
@@ -589,8 +670,9 @@ def _predict_seq2seq(model: torch.nn.Module, meta: dict[str, Any], data: Path, o
     return rows
 
 
-def forecast_run(run_dir: str | os.PathLike, data: str | os.PathLike, out: str | os.PathLike | None = None,
-                 *, count: int = 1) -> list[dict[str, Any]]:
+def forecast_run(
+    run_dir: str | os.PathLike, data: str | os.PathLike, out: str | os.PathLike | None = None, *, count: int = 1
+) -> list[dict[str, Any]]:
     """Forecast the ``horizon`` steps after the end of the CSV ``data`` (the last ``count`` windows).
 
     Rows, in original units: ``origin`` (time of the last observed row), ``time`` (the time forecast),
@@ -598,11 +680,13 @@ def forecast_run(run_dir: str | os.PathLike, data: str | os.PathLike, out: str |
     """
     from rnnlab.data.timeseries import forecast_windows, inverse_scale
 
-    config, model, task = load_run(run_dir)
+    _config, model, task = load_run(run_dir)
     meta = task["meta"]
     if task["spec"]["task"] != "forecast":
-        raise ConfigError(f"forecast works on forecast runs; this run's task is {task['spec']['task']!r}"
-                          + ("; use `rnnlab predict`" if task["spec"]["task"] in ("classify", "tag") else ""))
+        raise ConfigError(
+            f"forecast works on forecast runs; this run's task is {task['spec']['task']!r}"
+            + ("; use `rnnlab predict`" if task["spec"]["task"] in ("classify", "tag") else "")
+        )
     if count < 1:
         raise ConfigError(f"count must be at least 1, got {count}")
     windows = forecast_windows(meta, os.fspath(data), count=count)
@@ -612,8 +696,15 @@ def forecast_run(run_dir: str | os.PathLike, data: str | os.PathLike, out: str |
     for w, origin in enumerate(windows.origins):
         for step, when in enumerate(windows.future_times[w]):
             for j, target in enumerate(meta["targets"]):
-                rows.append({"origin": origin, "time": when, "step": step + 1, "target": target,
-                             "forecast": round(float(predictions[w, step, j]), 6)})
+                rows.append(
+                    {
+                        "origin": origin,
+                        "time": when,
+                        "step": step + 1,
+                        "target": target,
+                        "forecast": round(float(predictions[w, step, j]), 6),
+                    }
+                )
     if out is not None:
         write_rows_csv(out, rows)
     return rows
@@ -683,4 +774,3 @@ def _quiet_lightning() -> Iterator[None]:
         finally:
             for logger, level in zip(loggers, levels):
                 logger.setLevel(level)
-

@@ -63,12 +63,22 @@ class StreamBatchSampler(Sampler[list[int]]):
     ``set_epoch`` is found by Lightning through ``batch_sampler.sampler``, which is this object.
     """
 
-    def __init__(self, num_tokens: int, seq_len: int, batch_size: int, *, seed: int = 0,
-                 shuffle_offset: bool = True, complete_only: bool = True, rank: int = 0,
-                 world_size: int = 1) -> None:
+    def __init__(
+        self,
+        num_tokens: int,
+        seq_len: int,
+        batch_size: int,
+        *,
+        seed: int = 0,
+        shuffle_offset: bool = True,
+        complete_only: bool = True,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
         if num_tokens - seq_len < 1:
-            raise ValueError(f"a stream of {num_tokens} tokens is shorter than one window of seq_len + 1 = "
-                             f"{seq_len + 1}")
+            raise ValueError(
+                f"a stream of {num_tokens} tokens is shorter than one window of seq_len + 1 = {seq_len + 1}"
+            )
         self.num_tokens, self.seq_len, self.batch_size = num_tokens, seq_len, batch_size
         self.seed, self.shuffle_offset, self.complete_only = seed, shuffle_offset, complete_only
         self.rank, self.world_size = rank, world_size
@@ -112,8 +122,16 @@ class StreamBatchSampler(Sampler[list[int]]):
         return self.layout()[2]
 
 
-def stream_loader(tokens: torch.Tensor, seq_len: int, batch_size: int, *, training: bool, seed: int = 0,
-                  rank: int = 0, world_size: int = 1) -> DataLoader:
+def stream_loader(
+    tokens: torch.Tensor,
+    seq_len: int,
+    batch_size: int,
+    *,
+    training: bool,
+    seed: int = 0,
+    rank: int = 0,
+    world_size: int = 1,
+) -> DataLoader:
     """``Batch`` es of TBPTT windows over ``tokens`` (training: ``batch_size`` streams per process,
     a fresh offset per epoch; evaluation: pass ``batch_size=1`` for one whole stream).
 
@@ -121,8 +139,16 @@ def stream_loader(tokens: torch.Tensor, seq_len: int, batch_size: int, *, traini
     length: every row of a batch has the same length, as the carried state needs."""
     if not training:  # a held-out part may be shorter than one window
         seq_len = max(1, min(seq_len, len(tokens) - 1))
-    sampler = StreamBatchSampler(len(tokens), seq_len, batch_size, seed=seed, shuffle_offset=training,
-                                 complete_only=training, rank=rank, world_size=world_size)
+    sampler = StreamBatchSampler(
+        len(tokens),
+        seq_len,
+        batch_size,
+        seed=seed,
+        shuffle_offset=training,
+        complete_only=training,
+        rank=rank,
+        world_size=world_size,
+    )
     return DataLoader(StreamWindows(tokens, seq_len), batch_sampler=sampler, collate_fn=collate)
 
 
@@ -167,8 +193,9 @@ def _batch_size(state: Any) -> int:
     return tensor.size(1)
 
 
-def evaluate_stream(model: torch.nn.Module, tokens: torch.Tensor, spec: Any, meta: dict[str, Any], *,
-                    window: int = EVALUATION_WINDOW) -> dict[str, float]:
+def evaluate_stream(
+    model: torch.nn.Module, tokens: torch.Tensor, spec: Any, meta: dict[str, Any], *, window: int = EVALUATION_WINDOW
+) -> dict[str, float]:
     """The language-model metrics (bpc, perplexity, ...) of ``model`` over the whole stream ``tokens``,
     read as one stream with the state carried from window to window (``window`` characters per call;
     models without a state read each window alone, so use their training ``seq_len``)."""
