@@ -5,12 +5,10 @@ Layers that drop in for ``torch.nn.RNN/LSTM/GRU`` (``rnnlab.RNN``, ``rnnlab.LSTM
 See ARCHITECTURE.md for how the stages fit together.
 """
 
-__version__ = "0.1.0"
-
 from rnnlab.cells import GRUCell, LSTMCell, RNNCell
-from rnnlab.cells.min_rnn import MinGRU, MinLSTM
 from rnnlab.generate import generate, generate_stream
-from rnnlab.layers import GRU, LSTM, RNN, count_parameters, record_gates
+from rnnlab.layers import GRU, LSTM, RNN, MinGRU, MinLSTM, count_parameters, record_gates
+from rnnlab.version import __version__
 
 __all__ = [
     "GRU",
@@ -21,6 +19,7 @@ __all__ = [
     "MinGRU",
     "MinLSTM",
     "RNNCell",
+    "__version__",
     "count_parameters",
     "generate",
     "generate_stream",

@@ -59,8 +59,18 @@ from torch.utils.checkpoint import checkpoint
 
 from rnnlab.cells import CellWeights, gru_step, lstm_step, project_input, rnn_step
 from rnnlab.cells.gru import CONVENTIONS
+from rnnlab.cells.min_rnn import GATE_COUNTS, scan_min_rnn
+from rnnlab.cells.min_rnn import MODES as MIN_RNN_CELL_MODES
 from rnnlab.errors import ConfigError, RnnlabError, unknown_name
-from rnnlab.kernels import fuses_input_norm, kernel_applies, kernel_paths, run_recurrence
+from rnnlab.kernels import (
+    fuses_input_norm,
+    kernel_applies,
+    kernel_paths,
+    min_rnn_kernel_applies,
+    run_min_rnn,
+    run_min_rnn_layer,
+    run_recurrence,
+)
 
 INITS = ("orthogonal", "chrono")
 
@@ -411,17 +421,17 @@ class _RecurrentLayer:
         if lengths is not None and bool((lengths == seq_len).all()):
             lengths = None
         hx = batch.hx if batch.hx is not None else self._zero_state(x, batch_size)
-        reverse_index = None if lengths is None else _reverse_index(lengths, seq_len).to(x.device)
+        reverse_index = None if lengths is None else reversal_index(lengths, seq_len).to(x.device)
         directions = 2 if self.bidirectional else 1
         layer_input, finals = x, []
         for layer in range(self.num_layers):
             outputs = []
             for direction in range(directions):
                 index = layer * directions + direction
-                sequence = layer_input if direction == 0 else _reverse_time(layer_input, reverse_index)
+                sequence = layer_input if direction == 0 else reverse_time(layer_input, reverse_index)
                 state = tuple(s[index] for s in hx)
                 output, final = run_direction(sequence, state, layer, direction, lengths)
-                outputs.append(output if direction == 0 else _reverse_time(output, reverse_index))
+                outputs.append(output if direction == 0 else reverse_time(output, reverse_index))
                 finals.append(final)
             layer_input = torch.cat(outputs, dim=-1) if directions == 2 else outputs[0]
             if self.dropout > 0 and self.training and layer < self.num_layers - 1:
@@ -526,7 +536,7 @@ class _RecurrentLayer:
                 recording,
                 valid,
                 lengths,
-                None if direction == 0 or lengths is None else _reverse_index(lengths, seq_len),
+                None if direction == 0 or lengths is None else reversal_index(lengths, seq_len),
             )
         return output, tuple(state)
 
@@ -809,16 +819,25 @@ def _normalise_rows(direction: Tensor, scale: Tensor) -> Tensor:
     return direction * (scale / direction.norm(dim=1)).unsqueeze(1)
 
 
-def _reverse_index(lengths: Tensor, seq_len: int) -> Tensor:
+def reversal_index(lengths: Tensor, seq_len: int) -> Tensor:
     """``[T, B]`` time index that reverses each sequence within its length and leaves padding in place."""
     steps = torch.arange(seq_len).unsqueeze(1)
     return torch.where(steps < lengths.unsqueeze(0), lengths.unsqueeze(0) - 1 - steps, steps)
 
 
-def _reverse_time(x: Tensor, reverse_index: Tensor | None) -> Tensor:
+def reverse_time(x: Tensor, reverse_index: Tensor | None) -> Tensor:
+    """``x`` ``[T, B, F]`` read in the order of ``reverse_index`` (``reversal_index``; ``None``: all
+    of time flipped)."""
     if reverse_index is None:
         return x.flip(0)
     return x.gather(0, reverse_index.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+
+
+def reverse_within_lengths(x: Tensor, lengths: Tensor | None) -> Tensor:
+    """Reverse time (dim 0) of each sequence of ``x`` ``[T, B, F]`` within its own length; padding
+    stays where it is (``lengths`` ``None``: every sequence is ``T`` long)."""
+    index = None if lengths is None else reversal_index(lengths, x.shape[0]).to(x.device)
+    return reverse_time(x, index)
 
 
 def _repack(output: Tensor, lengths: Tensor | None, like: PackedSequence) -> PackedSequence:
@@ -1058,7 +1077,7 @@ class GateRecord:
             if valid is not None:
                 stacked = torch.where(valid, stacked, 0.0)
             if reverse_index is not None:
-                stacked = _reverse_time(stacked, reverse_index.to(stacked.device))
+                stacked = reverse_time(stacked, reverse_index.to(stacked.device))
             elif direction:
                 stacked = stacked.flip(0)
             stacked = stacked.transpose(0, 1)
@@ -1138,3 +1157,208 @@ def _count_formula(gates: int, num_layers: int) -> str:
     if num_layers == 1:
         return first
     return f"{first} + {later}" if num_layers == 2 else f"{first} + {num_layers - 1}·{later}"
+
+
+# ----------------------------------------------------------------------------- minGRU / minLSTM
+#: How a min-RNN layer scans time: the compiled kernel where it applies (``auto``), always
+#: (``kernel``), or the pure-PyTorch scans of :mod:`rnnlab.cells.min_rnn`.
+MIN_RNN_MODES = ("auto", "kernel", *MIN_RNN_CELL_MODES)
+
+
+def min_rnn_scan(
+    kind: str,
+    x_projection: Tensor,
+    h0: Tensor,
+    lengths: Tensor | None = None,
+    *,
+    mode: str = "auto",
+    bias: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
+    """:func:`rnnlab.cells.min_rnn.scan_min_rnn` (``mode`` ``"parallel"`` or ``"sequential"``), or the
+    compiled scan of :mod:`rnnlab.kernels` (``"kernel"``: one fused pass over time per row, parallel
+    over rows, which on a CPU's few cores beats both; ``"auto"``: the kernel where it applies (CPU,
+    float32/64, no autocast, kernels built), else the parallel scan). All give the same result."""
+    if mode not in MIN_RNN_MODES:
+        raise ConfigError(f"min-RNN mode must be one of {', '.join(MIN_RNN_MODES)}; got {mode!r}")
+    if mode == "kernel" or (mode == "auto" and min_rnn_kernel_applies(x_projection)):
+        return run_min_rnn(kind, x_projection, h0, lengths, bias)
+    return scan_min_rnn(kind, x_projection, h0, lengths, mode="parallel" if mode == "auto" else mode, bias=bias)
+
+
+def _project(sequence: Tensor, weight: Tensor) -> Tensor:
+    """``W x`` of every step of a ``[T, B, I]`` sequence, in the memory order the sequence has.
+
+    ``F.linear`` on the time-major view of a batch-first tensor would first copy it time-major;
+    projecting the batch-first tensor itself and viewing the result time-major copies nothing, and
+    the compiled scan reads either order (so its output and gradients stay batch-first too).
+    """
+    if not sequence.is_contiguous() and sequence.transpose(0, 1).is_contiguous():
+        return F.linear(sequence.transpose(0, 1), weight).transpose(0, 1)
+    return F.linear(sequence, weight)
+
+
+class _MinRNN(nn.Module):
+    """A stack of minGRU / minLSTM layers with the interface of ``torch.nn.GRU``.
+
+    ``forward(input, hx=None, lengths=None, *, mode="auto") -> (output, h_n)`` with ``input``
+    ``[T, B, I]`` (``[B, T, I]`` with ``batch_first``), ``[T, I]`` unbatched, or a
+    ``PackedSequence``; ``h_n`` ``[num_layers·directions, B, H]``. Parameters ``weight_l{k}``
+    ``[gates·H, I]`` and ``bias_l{k}`` (``_reverse`` for the backward direction), initialised as
+    ``nn.Linear`` does (uniform ±1/√fan_in). ``mode`` picks how time is scanned (see
+    :func:`min_rnn_scan`); with ``"kernel"`` (and ``"auto"`` where the kernels apply) the compiled
+    kernel also takes over the input projection, block by block in cache; feeding one step at a time (``T =
+    1`` with the last ``h_n``) equals
+    the whole sequence, so the layer streams.
+    """
+
+    kind: str
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        device=None,
+        dtype=None,
+    ) -> None:
+        super().__init__()
+        for name, value in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{type(self).__name__}: {name} must be a positive integer; got {value!r}")
+        if not 0.0 <= dropout < 1.0:
+            raise ConfigError(f"{type(self).__name__}: dropout must lie in [0, 1); got {dropout}")
+        self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
+        self.bias, self.batch_first, self.dropout, self.bidirectional = bias, batch_first, float(dropout), bidirectional
+        factory = {"device": device, "dtype": dtype}
+        gate_rows = GATE_COUNTS[self.kind] * hidden_size
+        directions = 2 if bidirectional else 1
+        for layer in range(num_layers):
+            layer_input = input_size if layer == 0 else hidden_size * directions
+            for suffix in self._suffixes(layer):
+                self.register_parameter(f"weight{suffix}", nn.Parameter(torch.empty(gate_rows, layer_input, **factory)))
+                bias_parameter = nn.Parameter(torch.empty(gate_rows, **factory)) if bias else None
+                self.register_parameter(f"bias{suffix}", bias_parameter)
+        self.reset_parameters()
+
+    def _suffixes(self, layer: int) -> list[str]:
+        return [f"_l{layer}"] + ([f"_l{layer}_reverse"] if self.bidirectional else [])
+
+    def reset_parameters(self) -> None:
+        for layer in range(self.num_layers):
+            for suffix in self._suffixes(layer):
+                weight, bias = getattr(self, f"weight{suffix}"), getattr(self, f"bias{suffix}")
+                bound = 1.0 / math.sqrt(weight.shape[1])  # 1/√fan_in
+                nn.init.uniform_(weight, -bound, bound)
+                if bias is not None:
+                    nn.init.uniform_(bias, -bound, bound)
+
+    def forward(self, input, hx: Tensor | None = None, lengths: Tensor | None = None, *, mode: str = "auto"):
+        name = type(self).__name__
+        packed = isinstance(input, PackedSequence)
+        unbatched = False
+        if packed:
+            if lengths is not None:
+                raise ConfigError(f"{name}: lengths= is for a padded input; a PackedSequence carries its own")
+            x, lengths = pad_packed_sequence(input)
+        else:
+            if not isinstance(input, Tensor) or input.dim() not in (2, 3):
+                shape = list(input.shape) if isinstance(input, Tensor) else type(input).__name__
+                raise ConfigError(
+                    f"{name}: expected input [seq_len, batch, {self.input_size}] (batch first if "
+                    f"batch_first), [seq_len, {self.input_size}] or a PackedSequence; got {shape}"
+                )
+            unbatched = input.dim() == 2
+            x = input.unsqueeze(1) if unbatched else (input.transpose(0, 1) if self.batch_first else input)
+        if x.shape[-1] != self.input_size:
+            raise ConfigError(
+                f"input.size(-1) must be equal to input_size. Expected {self.input_size}, got {x.shape[-1]}"
+            )
+        batch_size = x.shape[1]
+        if lengths is not None:
+            lengths = torch.as_tensor(lengths).to("cpu", torch.int64)
+            if lengths.shape != (batch_size,) or bool((lengths < 1).any()) or bool((lengths > x.shape[0]).any()):
+                raise ConfigError(
+                    f"{name}: lengths must be {batch_size} integers in 1..{x.shape[0]}; got {lengths.tolist()}"
+                )
+            if bool((lengths == x.shape[0]).all()):
+                lengths = None
+        directions = 2 if self.bidirectional else 1
+        expected_state = (self.num_layers * directions, batch_size, self.hidden_size)
+        if hx is None:
+            hx = x.new_zeros(expected_state)
+        elif unbatched:
+            hx = hx.unsqueeze(1)
+        if tuple(hx.shape) != expected_state:
+            raise ConfigError(
+                f"{name}: expected h_0 of shape {list(expected_state)} (num_layers·directions, "
+                f"batch, hidden_size); got {list(hx.shape)}"
+            )
+        if mode not in MIN_RNN_MODES:
+            raise ConfigError(f"min-RNN mode must be one of {', '.join(MIN_RNN_MODES)}; got {mode!r}")
+        use_kernel = mode == "kernel" or (mode == "auto" and min_rnn_kernel_applies(x))
+        layer_input, finals = x, []
+        for layer in range(self.num_layers):
+            outputs = []
+            for direction, suffix in enumerate(self._suffixes(layer)):
+                sequence = layer_input if direction == 0 else reverse_within_lengths(layer_input, lengths)
+                weight, bias, h0 = (
+                    getattr(self, f"weight{suffix}"),
+                    getattr(self, f"bias{suffix}"),
+                    hx[layer * directions + direction],
+                )
+                if use_kernel:  # projection and scan fused, block by block in cache
+                    output, last = run_min_rnn_layer(self.kind, sequence, weight, h0, lengths, bias)
+                else:
+                    output, last = min_rnn_scan(
+                        self.kind, _project(sequence, weight), h0, lengths, mode=mode, bias=bias
+                    )
+                outputs.append(output if direction == 0 else reverse_within_lengths(output, lengths))
+                finals.append(last)
+            layer_input = torch.cat(outputs, dim=-1) if directions == 2 else outputs[0]
+            if self.dropout > 0 and self.training and layer < self.num_layers - 1:
+                layer_input = F.dropout(layer_input, self.dropout, training=True)
+        h_n = torch.stack(finals)
+        output = layer_input
+        if packed:
+            _, batch_sizes, sorted_indices, unsorted_indices = input
+            full = lengths if lengths is not None else torch.full((batch_size,), output.shape[0], dtype=torch.long)
+            data = pack_padded_sequence(
+                output.index_select(1, sorted_indices) if sorted_indices is not None else output,
+                full.index_select(0, sorted_indices.cpu()) if sorted_indices is not None else full,
+                enforce_sorted=True,
+            ).data
+            return PackedSequence(data, batch_sizes, sorted_indices, unsorted_indices), h_n
+        if unbatched:
+            return output.squeeze(1), h_n.squeeze(1)
+        return (output.transpose(0, 1) if self.batch_first else output), h_n
+
+    def extra_repr(self) -> str:
+        text = f"{self.input_size}, {self.hidden_size}"
+        for name, default in (
+            ("num_layers", 1),
+            ("bias", True),
+            ("batch_first", False),
+            ("dropout", 0.0),
+            ("bidirectional", False),
+        ):
+            if getattr(self, name) != default:
+                text += f", {name}={getattr(self, name)!r}"
+        return text
+
+
+class MinGRU(_MinRNN):
+    __doc__ = """minGRU layer (Feng et al. 2024): ``h_t = (1 − z_t) ⊙ h_{t-1} + z_t ⊙ g(W_h x_t + b_h)``,
+    ``z_t = σ(W_z x_t + b_z)``, trained with a parallel scan over time (see :mod:`rnnlab.cells.min_rnn`).
+    """ + (_MinRNN.__doc__ or "")
+    kind = "gru"
+
+
+class MinLSTM(_MinRNN):
+    __doc__ = """minLSTM layer (Feng et al. 2024): ``h_t = f'_t ⊙ h_{t-1} + i'_t ⊙ g(W_h x_t + b_h)`` with
+    ``f'_t, i'_t`` the forget and input gates normalised to sum to 1, trained with a parallel scan.
+    """ + (_MinRNN.__doc__ or "")
+    kind = "lstm"

@@ -7,7 +7,7 @@ import platform
 
 import torch
 
-import rnnlab
+from rnnlab.version import __version__
 
 
 def cpu_model() -> str:
@@ -27,7 +27,7 @@ def system_info() -> dict[str, str]:
     from rnnlab.layers import active_kernel_paths
 
     return {
-        "rnnlab": rnnlab.__version__,
+        "rnnlab": __version__,
         "python": platform.python_version(),
         "torch": torch.__version__,
         "platform": platform.platform(),

@@ -8,9 +8,9 @@ import torch.nn.functional as F
 from torch.nn.utils.rnn import pack_padded_sequence
 
 import rnnlab
-from rnnlab.cells.min_rnn import MinGRU, MinLSTM, scan_min_rnn
 from rnnlab.errors import ConfigError
 from rnnlab.kernels import build
+from rnnlab.layers import MinGRU, MinLSTM, min_rnn_scan
 
 MODES = ["parallel", "sequential"] + (["kernel"] if build.load() is not None else [])
 LAYERS = {"mingru": MinGRU, "minlstm": MinLSTM}
@@ -42,7 +42,7 @@ def test_every_mode_equals_the_papers_log_space_scan(kind, mode):
     gates = 2 if kind == "gru" else 3
     x_projection = torch.randn(50, 3, gates * 4, dtype=torch.float64) * 2
     h0 = torch.rand(3, 4, dtype=torch.float64) + 0.1
-    output, last = scan_min_rnn(kind, x_projection, h0, mode=mode)
+    output, last = min_rnn_scan(kind, x_projection, h0, mode=mode)
     expected = paper_log_space_scan(kind, x_projection, h0)
     torch.testing.assert_close(output, expected, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(last, expected[-1], rtol=1e-10, atol=1e-12)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from rnnlab.lab.results import assemble
+from rnnlab.lab.folder import assemble
 
 
 def make_cell(

@@ -19,7 +19,7 @@ from conftest import TINY, TINY_PROBE
 from rnnlab.cli import app
 from rnnlab.errors import ConfigError
 from rnnlab.lab import CompareConfig, compare, resolve
-from rnnlab.lab.compare import prepare_out
+from rnnlab.lab.folder import prepare_out
 from rnnlab.lab.results import load, strip_machine_dependent, validate
 
 
@@ -272,7 +272,7 @@ def test_ctrl_c_leaves_a_valid_partial_report(tmp_path):
 
 
 def test_sigterm_interrupts_a_comparison_like_ctrl_c():
-    from rnnlab.lab.compare import _sigterm_interrupts
+    from rnnlab.lab.folder import _sigterm_interrupts
 
     before = signal.getsignal(signal.SIGTERM)
     with pytest.raises(KeyboardInterrupt), _sigterm_interrupts():

@@ -46,6 +46,7 @@ from rnnlab.data.files import (
     to_numbers,
 )
 from rnnlab.data.splits import split_indices
+from rnnlab.data.tasks import PredictInputs, TaskData, TaskSpec
 from rnnlab.data.vocab import PAD_INDEX, UNK_INDEX, build_vocab, encode, tokenize_words
 from rnnlab.errors import ConfigError, DataError, unknown_name
 
@@ -90,8 +91,6 @@ def load_classify(
     val_fraction,
     test_fraction,
 ):
-    from rnnlab.data import TaskData, TaskSpec
-
     if seq_len is not None:
         raise ConfigError("task 'classify' takes no seq_len: each sequence keeps its own length")
     if format != "auto" and format not in FORMATS:
@@ -418,8 +417,6 @@ def load_digits(*, seed: int, val_fraction: float, test_fraction: float):
     features scaled to [0, 1]: each image row is one step, read top to bottom."""
     from sklearn.datasets import load_digits as sklearn_digits
 
-    from rnnlab.data import TaskData, TaskSpec
-
     digits = sklearn_digits()
     images = torch.from_numpy((digits.images / 16.0).astype(np.float32))
     targets = digits.target.astype(np.int64)
@@ -454,8 +451,6 @@ def load_digits(*, seed: int, val_fraction: float, test_fraction: float):
 
 def classify_inputs(meta: dict[str, Any], path: str):
     """A new CSV encoded like a trained run's data (labels optional): for ``rnnlab predict``."""
-    from rnnlab.data import PredictInputs
-
     fmt = meta["format"]
     if fmt == "digits":
         raise ConfigError(

@@ -29,6 +29,7 @@ import torch
 from rnnlab.data.batching import SequenceDataset
 from rnnlab.data.files import resolve_source
 from rnnlab.data.splits import split_indices
+from rnnlab.data.tasks import TaskData, TaskSpec
 from rnnlab.errors import ConfigError, DataError
 
 N_KEYS = 88
@@ -38,8 +39,6 @@ FOLDER_NAMES = {"train": ("train",), "val": ("valid", "val", "validation"), "tes
 
 
 def load_music(data, test_data, *, seq_len, seed, val_fraction, test_fraction):
-    from rnnlab.data import TaskData, TaskSpec
-
     if seq_len is not None:
         raise ConfigError("task 'music' takes no seq_len: each piece is one sequence")
     if data is None:

@@ -32,6 +32,7 @@ import torch
 from rnnlab.data.batching import SequenceDataset
 from rnnlab.data.files import read_text_file, resolve_source
 from rnnlab.data.splits import split_indices
+from rnnlab.data.tasks import TASKS, PredictInputs, TaskData, TaskSpec
 from rnnlab.errors import ConfigError, DataError
 
 PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<bos>", "<eos>"
@@ -119,8 +120,6 @@ def encode_many(texts: list[str], index: dict[str, int], *, end: int | None = No
 def load_seq2seq(
     data, test_data, *, seq_len, seed, max_source_len, val_fraction, test_fraction, n_train, n_val, n_test
 ):
-    from rnnlab.data import TASKS, TaskData, TaskSpec
-
     if seq_len is not None:
         raise ConfigError(
             "task 'seq2seq' takes no seq_len: each pair keeps its own lengths (the limit on "
@@ -230,8 +229,6 @@ def copy_baseline(test: list[tuple[str, str, int]]) -> float:
 def seq2seq_inputs(meta: dict[str, Any], path: str):
     """A new file of sources (``source`` or ``source<TAB>target`` per line) encoded with a run's
     source vocabulary: for ``rnnlab predict``. Targets are returned when every line has one."""
-    from rnnlab.data import PredictInputs
-
     pairs = read_pairs(path, max_source_len=int(meta["max_source_len"]), require_targets=False)
     index = {char: i for i, char in enumerate(meta["source_vocab"])}
     xs = [encode_chars(source, index) for source, _, _ in pairs]

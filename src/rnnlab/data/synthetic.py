@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from rnnlab.data.tasks import TaskData, TaskSpec
 from rnnlab.errors import ConfigError
 
 SPLITS = ("train", "val", "test")
@@ -125,8 +126,6 @@ class CopyDataset(SyntheticDataset):
 
 
 def load_recall(data, test_data, *, seq_len, seed, num_classes, num_distractors, n_train, n_val, n_test):
-    from rnnlab.data import TaskData, TaskSpec
-
     _no_files("recall", data, test_data)
     seq_len = _length("recall", seq_len, default=100, minimum=2)
     if num_classes < 2:
@@ -161,8 +160,6 @@ def load_recall(data, test_data, *, seq_len, seed, num_classes, num_distractors,
 
 
 def load_adding(data, test_data, *, seq_len, seed, n_train, n_val, n_test):
-    from rnnlab.data import TaskData, TaskSpec
-
     _no_files("adding", data, test_data)
     seq_len = _length("adding", seq_len, default=200, minimum=2)
     splits = _splits(AddingDataset, n_train, n_val, n_test, seq_len, seed)
@@ -183,8 +180,6 @@ def load_adding(data, test_data, *, seq_len, seed, n_train, n_val, n_test):
 
 
 def load_copy(data, test_data, *, seq_len, seed, memory_length, n_train, n_val, n_test):
-    from rnnlab.data import TaskData, TaskSpec
-
     _no_files("copy", data, test_data)
     seq_len = _length("copy", seq_len, default=100, minimum=1)
     if memory_length < 1:

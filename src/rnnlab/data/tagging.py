@@ -25,6 +25,7 @@ import torch
 from rnnlab.data.batching import SequenceDataset
 from rnnlab.data.files import read_text_file, resolve_source
 from rnnlab.data.splits import split_indices
+from rnnlab.data.tasks import TASKS, PredictInputs, TaskData, TaskSpec
 from rnnlab.data.vocab import PAD_INDEX, UNK_INDEX, build_vocab, encode
 from rnnlab.errors import ConfigError, DataError
 
@@ -82,8 +83,6 @@ def read_conll(path: str, *, require_tags: bool = True) -> list[Sentence]:
 def load_tagging(
     data, test_data, *, seq_len, seed, min_freq, lowercase, val_fraction, test_fraction, n_train, n_val, n_test
 ):
-    from rnnlab.data import TASKS, TaskData, TaskSpec
-
     if seq_len is not None:
         raise ConfigError("task 'tag' takes no seq_len: each sentence keeps its own length")
     builtin, path = resolve_source(data, BUILTINS, "entities", "tag")
@@ -203,8 +202,6 @@ def word_majority_baselines(train_words, train_tags, test_words, test_tags) -> d
 
 def tagging_inputs(meta: dict[str, Any], path: str):
     """A new CoNLL file (tags optional) encoded with a trained run's vocabulary: for ``rnnlab predict``."""
-    from rnnlab.data import PredictInputs
-
     sentences = read_conll(path, require_tags=False)
     word_index = {word: i for i, word in enumerate(meta["vocab"])}
     xs = [encode([t.lower() for t in s.tokens] if meta["lowercase"] else s.tokens, word_index) for s in sentences]

@@ -28,6 +28,7 @@ import torch
 from torch.utils.data import Dataset
 
 from rnnlab.data.files import read_text_file, resolve_source
+from rnnlab.data.tasks import TaskData, TaskSpec
 from rnnlab.errors import ConfigError, DataError
 
 UNK = "<unk>"
@@ -69,7 +70,6 @@ def read_text(path: str) -> str:
 
 
 def load_charlm(data, test_data, *, seq_len, seed, min_freq, val_fraction, test_fraction):
-    from rnnlab.data import TaskData, TaskSpec
     from rnnlab.data.splits import check_fractions
 
     seq_len = DEFAULT_SEQ_LEN if seq_len is None else seq_len

@@ -41,6 +41,7 @@ from rnnlab.data.files import (
     split_names,
     to_numbers,
 )
+from rnnlab.data.tasks import TaskData, TaskSpec
 from rnnlab.errors import ConfigError, DataError, unknown_name
 
 TIME_COLUMN_NAMES = ("time", "date", "datetime", "timestamp", "ds")
@@ -121,8 +122,6 @@ def load_forecast(
     test_fraction,
     log=False,
 ):
-    from rnnlab.data import TaskData, TaskSpec
-
     if fill not in FILL_METHODS:
         raise unknown_name("fill method", fill, FILL_METHODS)
     builtin, path = resolve_source(data, BUILTINS, "traffic", "forecast")

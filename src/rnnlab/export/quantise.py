@@ -34,8 +34,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from rnnlab.export.recurrence import _reverse_within
-from rnnlab.layers import GRU, LSTM, RNN
+from rnnlab.layers import GRU, LSTM, RNN, reverse_within_lengths
 
 #: onnxruntime operator types quantised in the ONNX file.
 ONNX_QUANTISED_OPS = ("MatMul", "LSTM", "Gather", "Conv", "Attention")
@@ -141,14 +140,14 @@ class QuantizedRNN(nn.Module):
             for direction in range(self.directions):
                 row = layer_index * self.directions + direction
                 cell = self.cells[row]
-                sequence = layer_input if direction == 0 else _reverse_within(layer_input, lengths)
+                sequence = layer_input if direction == 0 else reverse_within_lengths(layer_input, lengths)
                 h_t, steps = hx[row], []
                 for x_t, valid_t in zip(sequence.unbind(0), valid.unbind(0)):
                     h_new = cell(x_t, h_t)
                     h_t = torch.where(valid_t, h_new, h_t)
                     steps.append(torch.where(valid_t, h_new, 0.0))
                 output = torch.stack(steps)
-                outputs.append(output if direction == 0 else _reverse_within(output, lengths))
+                outputs.append(output if direction == 0 else reverse_within_lengths(output, lengths))
                 finals.append(h_t)
             layer_input = outputs[0] if self.directions == 1 else torch.cat(outputs, dim=-1)
         return layer_input.transpose(0, 1), torch.stack(finals)

@@ -34,7 +34,7 @@ from torch import Tensor, nn
 
 from rnnlab.cells.base import LAYER_NORM_EPS
 from rnnlab.errors import ConfigError
-from rnnlab.layers import GRU, LSTM, RNN
+from rnnlab.layers import GRU, LSTM, RNN, reverse_within_lengths
 
 PATHS = ("native", "loop")
 
@@ -259,7 +259,7 @@ class _OnnxOperator(torch.autograd.Function):
             weight_hh = _from_onnx_order(kind, R[direction])
             bias_ih = _from_onnx_order(kind, B[direction, :gate_rows])
             bias_hh = _from_onnx_order(kind, B[direction, gate_rows:])
-            sequence = x if direction == 0 else _reverse_within(x, sequence_lens.long())
+            sequence = x if direction == 0 else reverse_within_lengths(x, sequence_lens.long())
             projection = F.linear(sequence, weight_ih, bias_ih)
             hidden_weight, candidate_weight = weight_hh.t(), None
             hidden_bias, candidate_bias = bias_hh, None
@@ -283,7 +283,7 @@ class _OnnxOperator(torch.autograd.Function):
                 0.0,
             )
             if direction == 1:
-                output = _reverse_within(output, sequence_lens.long())
+                output = reverse_within_lengths(output, sequence_lens.long())
             outputs.append(output)
             finals_h.append(h_n)
             finals_c.append(c_n)
@@ -332,14 +332,6 @@ class _OnnxOperator(torch.autograd.Function):
 def _static_size(value, dim: int) -> int:
     sizes = value.type().sizes()
     return int(sizes[dim])
-
-
-def _reverse_within(x: Tensor, lengths: Tensor) -> Tensor:
-    """Reverse each sequence of ``x`` ``[T, B, F]`` within its own length; padding stays in place."""
-    seq_len = x.shape[0]
-    steps = torch.arange(seq_len).unsqueeze(1)
-    index = torch.where(steps < lengths.unsqueeze(0), lengths.unsqueeze(0) - 1 - steps, steps)
-    return x.gather(0, index.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
 
 
 def cell_kind(layer: nn.Module) -> int:
@@ -547,11 +539,11 @@ class ExportRecurrent(nn.Module):
             for direction in range(self.directions):
                 unit = self._unit(layer_index, direction)
                 row = layer_index * self.directions + direction
-                sequence = layer_input if direction == 0 else _reverse_within(layer_input, lengths)
+                sequence = layer_input if direction == 0 else reverse_within_lengths(layer_input, lengths)
                 output, h_n, c_n = scan(
                     self.kind, self._project(sequence, unit), valid, h_0[row], c_0[row], *self._step_arguments(unit)
                 )
-                outputs.append(output if direction == 0 else _reverse_within(output, lengths))
+                outputs.append(output if direction == 0 else reverse_within_lengths(output, lengths))
                 finals_h.append(h_n)
                 finals_c.append(c_n)
             layer_input = outputs[0] if self.directions == 1 else torch.cat(outputs, dim=-1)

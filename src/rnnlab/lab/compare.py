@@ -1,15 +1,6 @@
 """``compare``: run the grid, keep every finished cell, write results.json and the report.
 
-An output folder ``DIR`` holds
-
-    experiment.json        the recipe and grid of the experiment (what a re-run is checked against)
-    cells/<key>.json       one finished cell each, written atomically the moment it arrives
-    cells/<key>.failed.json  a cell that failed (retried by the next run)
-    probe.json             the one-layer cost probe (RNN / LSTM / GRU at the same sizes)
-    runs/<key>/            each cell's training run directory (weights, metrics.csv, summary.json)
-    results.json           everything, validated against ``rnnlab/schemas/results.schema.json``
-    report.html            the report; figures/*.png the figures it embeds
-
+The output folder (``folder.py`` lists what it holds) keeps every finished cell as it arrives.
 Re-running the same command skips the cells already in ``cells/``; Ctrl-C (or SIGTERM) ends the
 workers and still writes results.json and report.html from the cells finished so far (status
 ``partial``).
@@ -19,44 +10,28 @@ refused unless ``force``, which clears what an earlier comparison wrote there (n
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import platform
-import shutil
-import signal
-import threading
-from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from rnnlab.errors import ConfigError
-from rnnlab.io import atomic_write_json
+from rnnlab.lab.folder import (
+    EXPERIMENT_FILE,
+    CompareOutcome,
+    build_results,
+    cell_task,
+    finished_cells,
+    machine_facts,
+    prepare_out,
+    run_tasks,
+    write_outputs,
+)
 from rnnlab.lab.grid import Cell, CompareConfig, Experiment, config_from_dict, resolve
-from rnnlab.lab.results import assemble, format_length, validate
+from rnnlab.lab.results import format_length
 
-EXPERIMENT_FILE = "experiment.json"
-#: What a comparison writes into its folder: all that ``force`` removes.
-OWNED = ("cells", "runs", "figures", "probe.json", "results.json", "report.html", EXPERIMENT_FILE)
 PROBE_OPTIONS = {"input_size": 32, "hidden_size": 128, "seq_len": 100, "batch_size": 32, "repeats": 15}
 RECURRENT = ("rnn", "lstm", "gru")
-
-
-@dataclass
-class CompareOutcome:
-    """What ``compare`` returns: the results document, where it was written, and whether it was cut short."""
-
-    results: dict[str, Any]
-    out: Path
-    interrupted: bool
-    ran: int
-    skipped: int
-
-    @property
-    def report(self) -> Path:
-        return self.out / "report.html"
 
 
 def compare(
@@ -91,11 +66,11 @@ def compare(
     done = finished_cells(out)
     cells = experiment.cells
     pending = [cell for cell in cells if cell.key not in done]
-    tasks = [_cell_task(cell, experiment) for cell in pending]
+    tasks = [cell_task(cell, experiment) for cell in pending]
     if any(model in RECURRENT for model in experiment.models) and not (out / "probe.json").is_file():
         tasks.insert(0, {"kind": "probe", "key": "probe", "options": PROBE_OPTIONS})
     executor = make_executor(experiment.executor, workers=experiment.workers, address=experiment.address)
-    machine = {**_machine(), **executor.describe()}
+    machine = {**machine_facts(), **executor.describe()}
     started = datetime.now(timezone.utc)
     display = _Display(progress, console, cells, pending, experiment)
     interrupted = run_tasks(executor, tasks, display, lambda task: out)
@@ -104,191 +79,10 @@ def compare(
     return CompareOutcome(results, out, interrupted, ran=len(pending), skipped=len(cells) - len(pending))
 
 
-def run_tasks(executor: Any, tasks: list[dict[str, Any]], display: Any, folder_of: Any) -> bool:
-    """Run ``tasks`` on ``executor``, storing each outcome in ``folder_of(task)`` as it arrives;
-    ``True`` when Ctrl-C or SIGTERM cut the run short (what finished is kept)."""
-    try:
-        with display, _sigterm_interrupts():
-            for task, outcome in executor.run(tasks):
-                _store(folder_of(task), task, outcome)
-                display.finished(task, outcome)
-    except KeyboardInterrupt:
-        executor.abort()
-        return True
-    finally:
-        executor.close()
-    return False
-
-
-@contextlib.contextmanager
-def _sigterm_interrupts() -> Iterator[None]:
-    """Inside the block, SIGTERM (``kill PID``) stops the comparison as Ctrl-C does: workers are
-    ended and the partial report is written. Only the main thread may set signal handlers."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 # --------------------------------------------------------------------------- the folder
-def prepare_out(experiment: Experiment) -> None:
-    """Refuse a folder that holds something else; clear it under ``force``; record the experiment."""
-    out = experiment.out
-    stored_path = out / EXPERIMENT_FILE
-    if stored_path.is_file():
-        try:
-            stored = json.loads(stored_path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError:
-            stored = {"recipe": None}
-        differences = _differences(stored.get("recipe"), experiment.recipe)
-        if differences:
-            if not experiment.force:
-                raise ConfigError(
-                    f"{out} holds a different experiment ({'; '.join(differences)}). Choose another --out, "
-                    "or add --force to replace it"
-                )
-            _clear(out)
-    elif out.exists() and any(out.iterdir()) and not experiment.force:
-        raise ConfigError(
-            f"{out} exists, is not empty and holds no {EXPERIMENT_FILE} (it is not an rnnlab comparison); "
-            "choose another --out, or add --force to write into it"
-        )
-    out.mkdir(parents=True, exist_ok=True)
-    created = None
-    if stored_path.is_file():
-        created = json.loads(stored_path.read_text(encoding="utf-8")).get("created")
-    atomic_write_json(
-        stored_path,
-        {
-            "recipe": experiment.recipe,
-            "grid": {"models": experiment.models, "lengths": experiment.lengths, "seeds": experiment.seeds},
-            "created": created or datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        },
-    )
-
-
-def _differences(stored: Any, current: dict[str, Any]) -> list[str]:
-    if not isinstance(stored, dict):
-        return ["its experiment.json is unreadable"]
-    keys = sorted(set(stored) | set(current))
-    return [
-        f"{key}: {stored.get(key)!r} there, {current.get(key)!r} now"
-        for key in keys
-        if stored.get(key) != current.get(key)
-    ]
-
-
-def _clear(out: Path) -> None:
-    for name in OWNED:
-        path = out / name
-        if path.is_dir():
-            shutil.rmtree(path)
-        elif path.exists():
-            path.unlink()
-
-
-def finished_cells(out: Path) -> dict[str, dict[str, Any]]:
-    """The finished cells stored in ``out/cells`` (key → record); unreadable files are ignored (re-run)."""
-    cells = {}
-    folder = out / "cells"
-    if not folder.is_dir():
-        return cells
-    for path in folder.glob("*.json"):
-        if path.name.endswith(".failed.json"):
-            continue
-        try:
-            record = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, OSError):
-            continue
-        if record.get("status") == "done" and record.get("key") == path.stem:
-            cells[path.stem] = record
-    return cells
-
-
-def _failed_cells(out: Path) -> dict[str, dict[str, Any]]:
-    cells = {}
-    for path in (out / "cells").glob("*.failed.json") if (out / "cells").is_dir() else ():
-        try:
-            record = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, OSError):
-            continue
-        cells[record.get("key", path.name.removesuffix(".failed.json"))] = record
-    return cells
-
-
-def _cell_task(cell: Cell, experiment: Experiment) -> dict[str, Any]:
-    return {
-        "kind": "cell",
-        "key": cell.key,
-        "cell": {"key": cell.key, "model": cell.model, "length": cell.length, "seed": cell.seed},
-        "recipe": experiment.recipe,
-        "run_dir": str((experiment.out / "runs" / cell.key).resolve()),
-    }
-
-
-def _store(out: Path, task: dict[str, Any], outcome: Any) -> None:
-    """Write one arrived result atomically (an exception becomes a failed record)."""
-    if task["kind"] == "probe":
-        if isinstance(outcome, dict):
-            atomic_write_json(out / "probe.json", outcome)
-        return
-    key = task["key"]
-    if not isinstance(outcome, dict):
-        outcome = {
-            **{k: task["cell"][k] for k in ("key", "model", "length", "seed")},
-            "status": "failed",
-            "error": f"{type(outcome).__name__}: {outcome}".splitlines()[0][:500],
-        }
-    failed_path = out / "cells" / f"{key}.failed.json"
-    if outcome.get("status") == "done":
-        atomic_write_json(out / "cells" / f"{key}.json", outcome)
-        if failed_path.exists():
-            failed_path.unlink()
-    else:
-        atomic_write_json(failed_path, outcome)
 
 
 # --------------------------------------------------------------------------- results
-def build_results(experiment: Experiment, *, machine: dict[str, Any], started: datetime) -> dict[str, Any]:
-    """The results document from what ``experiment.out`` holds for this experiment's grid."""
-    out = experiment.out
-    done, failed = finished_cells(out), _failed_cells(out)
-    cells = [done.get(cell.key) or failed.get(cell.key) for cell in experiment.cells]
-    probe = None
-    if (out / "probe.json").is_file():
-        probe = json.loads((out / "probe.json").read_text(encoding="utf-8"))
-    stored = json.loads((out / EXPERIMENT_FILE).read_text(encoding="utf-8"))
-    now = datetime.now(timezone.utc)
-    timing = {
-        "started": stored.get("created") or started.isoformat(timespec="seconds"),
-        "finished": now.isoformat(timespec="seconds"),
-        "wall_seconds": round((now - started).total_seconds(), 3),
-    }
-    return assemble(
-        experiment.describe(),
-        [cell for cell in cells if cell is not None],
-        expected=len(experiment.cells),
-        probe=probe,
-        machine=machine,
-        timing=timing,
-    )
-
-
-def write_outputs(results: dict[str, Any], out: Path) -> None:
-    """Validate ``results`` and write results.json, the figures and report.html."""
-    from rnnlab.lab.report import write_report
-
-    validate(results)
-    atomic_write_json(out / "results.json", results)
-    write_report(results, out)
 
 
 def rebuild(out: str | Path) -> dict[str, Any]:
@@ -313,21 +107,10 @@ def rebuild(out: str | Path) -> dict[str, Any]:
     previous = {}
     if (out / "results.json").is_file():
         previous = json.loads((out / "results.json").read_text(encoding="utf-8")).get("machine", {})
-    machine = previous or {**_machine(), "executor": "local", "workers": 1}
+    machine = previous or {**machine_facts(), "executor": "local", "workers": 1}
     results = build_results(experiment, machine=machine, started=datetime.now(timezone.utc))
     write_outputs(results, out)
     return results
-
-
-def _machine() -> dict[str, Any]:
-    import torch
-
-    return {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "cpu_cores": os.cpu_count(),
-    }
 
 
 # --------------------------------------------------------------------------- progress

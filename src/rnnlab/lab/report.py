@@ -552,7 +552,7 @@ def _probe(results: dict[str, Any]) -> DrawnFigure | None:
 
 
 # --------------------------------------------------------------------------- page
-_CSS = """
+PAGE_CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1b1f24;background:#f6f7f9;
 line-height:1.45}
 main{max-width:1080px;margin:0 auto;padding:24px 28px 60px;background:#fff;box-shadow:0 0 12px rgba(0,0,0,.06)}
@@ -579,9 +579,9 @@ def render_html(results: dict[str, Any], figures: list[DrawnFigure]) -> str:
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>rnnlab compare — {_e(_task_title(results))}</title>",
+        f"<title>rnnlab compare — {escape(_task_title(results))}</title>",
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<style>{_CSS}</style></head><body><main>",
+        f"<style>{PAGE_CSS}</style></head><body><main>",
         _header(results),
         _figure(by_name.get("accuracy_vs_length")),
         _figure(by_name.get("exact_match_vs_source_length")),
@@ -612,7 +612,7 @@ def render_html(results: dict[str, Any], figures: list[DrawnFigure]) -> str:
     return "\n".join(part for part in parts if part)
 
 
-def _e(text: Any) -> str:
+def escape(text: Any) -> str:
     return html.escape(str(text), quote=True)
 
 
@@ -640,7 +640,7 @@ def _header(results: dict[str, Any]) -> str:
         if pick:
             headline = (
                 f'<div class="headline">At {format_length(advice.get("length_measured"))} the measured pick is '
-                f"<b>{_e(advice['pick'])}</b>: {_e(advice['metric'])} {pick['metric']:.3f}, "
+                f"<b>{escape(advice['pick'])}</b>: {escape(advice['metric'])} {pick['metric']:.3f}, "
                 f"{pick['latency_ms']:.2f} ms per sequence, {pick['num_parameters']:,} parameters. "
                 '<a href="#recommendation">Why ↓</a></div>'
             )
@@ -686,12 +686,12 @@ def _header(results: dict[str, Any]) -> str:
                 "of wall time in the last invocation",
             )
         )
-    table = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows)
+    table = "".join(f"<tr><th>{escape(k)}</th><td>{escape(v)}</td></tr>" for k, v in rows)
     return (
-        f"<h1>rnnlab compare: {_e(_task_title(results))}</h1>"
-        f'<p class="sub">{_e(_count(len(experiment.get("models", [])), "model"))} × '
-        f"{_e(_count(len(lengths), 'length'))} × {_e(_count(len(experiment.get('seeds', [])), 'seed'))} "
-        f'<span class="status {"complete" if status == "complete" else "partial"}">{_e(status_text)}</span></p>'
+        f"<h1>rnnlab compare: {escape(_task_title(results))}</h1>"
+        f'<p class="sub">{escape(_count(len(experiment.get("models", [])), "model"))} × '
+        f"{escape(_count(len(lengths), 'length'))} × {escape(_count(len(experiment.get('seeds', [])), 'seed'))} "
+        f'<span class="status {"complete" if status == "complete" else "partial"}">{escape(status_text)}</span></p>'
         + headline
         + chips
         + (
@@ -723,8 +723,8 @@ def _figure(figure: DrawnFigure | None) -> str:
         return ""
     data = base64.b64encode(figure.png).decode("ascii")
     return (
-        f'<figure id="fig-{_e(figure.name)}"><img src="data:image/png;base64,{data}" alt="{_e(figure.alt)}">'
-        f'<figcaption>{_e(figure.caption)} <span class="small">(figures/{_e(figure.name)}.png)</span>'
+        f'<figure id="fig-{escape(figure.name)}"><img src="data:image/png;base64,{data}" alt="{escape(figure.alt)}">'
+        f'<figcaption>{escape(figure.caption)} <span class="small">(figures/{escape(figure.name)}.png)</span>'
         "</figcaption></figure>"
     )
 
@@ -741,10 +741,10 @@ def _claims_table(results: dict[str, Any]) -> str:
     for claim in claims:
         why = claim["why"]
         rows.append(
-            f'<tr><td>{_e(claim["claim"])}<div class="small">{_e(claim["source"])}</div></td>'
-            f"<td>{_e(claim['measured']) or '—'}</td>"
-            f'<td><span class="verdict {_VERDICT_CLASS[claim["verdict"]]}">{_e(claim["verdict"])}</span>'
-            f'<div class="small">{_e(why)}</div></td></tr>'
+            f'<tr><td>{escape(claim["claim"])}<div class="small">{escape(claim["source"])}</div></td>'
+            f"<td>{escape(claim['measured']) or '—'}</td>"
+            f'<td><span class="verdict {_VERDICT_CLASS[claim["verdict"]]}">{escape(claim["verdict"])}</span>'
+            f'<div class="small">{escape(why)}</div></td></tr>'
         )
     return (
         '<table><thead><tr><th style="width:30%">the documents say</th><th style="width:38%">this run measured</th>'
@@ -837,9 +837,9 @@ def _summary_table(results: dict[str, Any]) -> str:
         ],
     )
     return (
-        f"<h3>Quality, per model and length (means over seeds){_e(target_text)}</h3>{quality}"
-        f"<h3>Cost, per model and length (means over seeds; batch {_e(_batch_size(results))} for training)</h3>{cost}"
-        + _probe_table(results)
+        f"<h3>Quality, per model and length (means over seeds){escape(target_text)}</h3>{quality}"
+        f"<h3>Cost, per model and length (means over seeds; batch {escape(_batch_size(results))} for training)</h3>"
+        f"{cost}" + _probe_table(results)
     )
 
 
@@ -855,13 +855,13 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
     """A table whose first column is text and the others numbers (right-aligned)."""
     body = "".join(
         "<tr>"
-        + "".join(f"<td{_NUMERIC if i > 0 else ''}>{_e(_fmt(value))}</td>" for i, value in enumerate(row))
+        + "".join(f"<td{_NUMERIC if i > 0 else ''}>{escape(_fmt(value))}</td>" for i, value in enumerate(row))
         + "</tr>"
         for row in rows
     )
     return (
         '<div style="overflow-x:auto"><table><thead><tr>'
-        + "".join(f"<th>{_e(h)}</th>" for h in header)
+        + "".join(f"<th>{escape(h)}</th>" for h in header)
         + f"</tr></thead><tbody>{body}</tbody></table></div>"
     )
 
@@ -871,7 +871,7 @@ def _probe_table(results: dict[str, Any]) -> str:
     if not probe or not probe.get("layers"):
         return ""
     rows = "".join(
-        f'<tr><td>{_e(name)}</td><td class="n">{probe["parameters"].get(name, 0):,}</td>'
+        f'<tr><td>{escape(name)}</td><td class="n">{probe["parameters"].get(name, 0):,}</td>'
         f'<td class="n">{_fmt(values["train_ms"], 3)}</td><td class="n">{_fmt(values["infer_ms"], 3)}</td></tr>'
         for name, values in probe["layers"].items()
     )
@@ -895,16 +895,18 @@ def _cells_table(results: dict[str, Any]) -> str:
             saturated = retention.get("saturated_low", 0) + retention.get("saturated_high", 0) if retention else None
             stream_mode = cell["cost"].get("stream_mode", "")
             rows.append(
-                f"<tr><td>{_e(cell['key'])}</td><td>done</td>"
-                f'<td class="n">{_e(_fmt(cell["metric"]["value"], 4))}</td>'
-                f'<td class="n">{_e(cell["epochs"])}</td><td>{_e(cell.get("stopped") or "")}</td>'
-                f'<td class="n">{_e(_fmt(retention.get("mean"), 3))}</td>'
-                f'<td class="n">{_e(_fmt(saturated, 3))}</td>'
-                f'<td>{_e(stream_mode)}</td><td class="n">{_e(_fmt(cell["timing"]["wall_seconds"], 1))}</td></tr>'
+                f"<tr><td>{escape(cell['key'])}</td><td>done</td>"
+                f'<td class="n">{escape(_fmt(cell["metric"]["value"], 4))}</td>'
+                f'<td class="n">{escape(cell["epochs"])}</td><td>{escape(cell.get("stopped") or "")}</td>'
+                f'<td class="n">{escape(_fmt(retention.get("mean"), 3))}</td>'
+                f'<td class="n">{escape(_fmt(saturated, 3))}</td>'
+                f"<td>{escape(stream_mode)}</td>"
+                f'<td class="n">{escape(_fmt(cell["timing"]["wall_seconds"], 1))}</td></tr>'
             )
         else:
             rows.append(
-                f'<tr><td>{_e(cell["key"])}</td><td>failed</td><td colspan="7">{_e(cell.get("error", ""))}</td></tr>'
+                f"<tr><td>{escape(cell['key'])}</td><td>failed</td>"
+                f'<td colspan="7">{escape(cell.get("error", ""))}</td></tr>'
             )
     return (
         f"<details><summary>Every cell ({len(cells)})</summary><table><thead><tr><th>cell</th><th>status</th>"
@@ -932,24 +934,24 @@ def _advice_section(results: dict[str, Any]) -> str:
     if not advice:
         return '<p id="recommendation" class="small">No recommendation: no cell finished.</p>'
     rules = "".join(
-        f"<tr><td>{_e(rule['id'])}</td><td>{_e(rule['when'])}</td><td>{_e(rule['says'])}</td>"
-        f"<td>{'applies' if rule['applies'] else '—'}</td><td>{_e(rule.get('verdict') or '')}"
-        f'<div class="small">{_e(rule.get("because") or "")}</div></td></tr>'
+        f"<tr><td>{escape(rule['id'])}</td><td>{escape(rule['when'])}</td><td>{escape(rule['says'])}</td>"
+        f"<td>{'applies' if rule['applies'] else '—'}</td><td>{escape(rule.get('verdict') or '')}"
+        f'<div class="small">{escape(rule.get("because") or "")}</div></td></tr>'
         for rule in advice["rules"]
     )
     candidates = "".join(
-        f"<tr><td>{_e(c['model'])}{' ★' if c['model'] == advice.get('pick') else ''}</td>"
+        f"<tr><td>{escape(c['model'])}{' ★' if c['model'] == advice.get('pick') else ''}</td>"
         f'<td class="n">{_fmt(c["metric"], 4)}</td><td class="n">{_fmt(c["latency_ms"], 2)}</td>'
         f'<td class="n">{c["num_parameters"]:,}</td><td>{"yes" if c["on_front"] else "no"}</td></tr>'
         for c in advice["candidates"]
     )
-    reasons = "".join(f"<li>{_e(reason)}</li>" for reason in advice["reasons"])
+    reasons = "".join(f"<li>{escape(reason)}</li>" for reason in advice["reasons"])
     return (
         f'<div id="recommendation"><ul class="reasons">{reasons}</ul>'
         "<h3>The seeds' selection guide, as rules</h3><table><thead><tr><th>rule</th><th>when</th>"
         f"<th>the guide says</th><th>here</th><th>the measurement</th></tr></thead><tbody>{rules}</tbody></table>"
-        f"<h3>Candidates at {_e(format_length(advice.get('length_measured')))}</h3><table><thead><tr><th>model</th>"
-        f"<th>{_e(advice['metric'])}</th><th>latency (ms, {_e(advice['latency_kind'])})</th><th>parameters</th>"
+        f"<h3>Candidates at {escape(format_length(advice.get('length_measured')))}</h3><table><thead><tr><th>model</th>"
+        f"<th>{escape(advice['metric'])}</th><th>latency (ms, {escape(advice['latency_kind'])})</th><th>parameters</th>"
         f"<th>on the Pareto front</th></tr></thead><tbody>{candidates}</tbody></table>"
         '<p class="small">For your own limits: <code>rnnlab advise results.json --max-latency-ms 5 --max-params 50000 '
         "--seq-len 200</code>.</p></div>"
@@ -959,7 +961,7 @@ def _advice_section(results: dict[str, Any]) -> str:
 def _footer(results: dict[str, Any]) -> str:
     timing = results.get("timing") or {}
     return (
-        f'<p class="small" style="margin-top:3em">Written by rnnlab {_e(results.get("rnnlab_version", ""))} '
-        f"on {_e(timing.get('finished', ''))} from results.json (schema {_e(results.get('schema'))} "
-        f"v{_e(results.get('schema_version'))}).</p>"
+        f'<p class="small" style="margin-top:3em">Written by rnnlab {escape(results.get("rnnlab_version", ""))} '
+        f"on {escape(timing.get('finished', ''))} from results.json (schema {escape(results.get('schema'))} "
+        f"v{escape(results.get('schema_version'))}).</p>"
     )

@@ -100,66 +100,6 @@ def load(path: str | Path, document: str = "results") -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- the document
-def assemble(
-    experiment: dict[str, Any],
-    cells: list[dict[str, Any]],
-    *,
-    expected: int,
-    probe: dict[str, Any] | None,
-    machine: dict[str, Any],
-    timing: dict[str, Any],
-) -> dict[str, Any]:
-    """The results document from the experiment, its cells (finished and failed) and the layer probe.
-
-    The summary, the task description, the claims and the advice are all computed here from the
-    cells; ``timing`` gets ``cells_seconds`` (the finished cells' own wall times) added.
-    """
-    import rnnlab
-    from rnnlab.lab.advise import advise
-    from rnnlab.lab.claims import check_claims
-
-    finished = [cell for cell in cells if cell["status"] == "done"]
-    first = min(finished, key=lambda cell: (cell["length"] or 0, cell["seed"])) if finished else None
-    task: dict[str, Any] = {
-        "spec": None,
-        "metric": None,
-        "higher_is_better": None,
-        "baselines": {},
-        "chance": None,
-        "target": None,
-    }
-    if first is not None:
-        task.update(
-            spec=first.get("spec"),
-            metric=first["metric"]["name"],
-            higher_is_better=first["metric"]["higher_is_better"],
-            baselines=first.get("baselines") or {},
-            target=first.get("target"),
-        )
-        task["chance"] = chance_level(task) if task["metric"].endswith("accuracy") else None
-    results: dict[str, Any] = {
-        "schema": SCHEMA_ID,
-        "schema_version": SCHEMA_VERSION,
-        "rnnlab_version": rnnlab.__version__,
-        "status": "complete" if len(finished) == expected else "partial",
-        "experiment": experiment,
-        "task": task,
-        "machine": machine,
-        "timing": {**timing, "cells_seconds": round(sum(cell["timing"]["wall_seconds"] for cell in finished), 3)},
-        "cells_expected": expected,
-        "cells_done": len(finished),
-        "cells_failed": len(cells) - len(finished),
-        # each cell keeps its task spec for the document's "task"; the published cell does not repeat it
-        "cells": [{key: value for key, value in cell.items() if key != "spec"} for cell in cells],
-        "summary": summarise(finished, model_order=list(experiment.get("models", []))),
-        "probe": probe,
-        "claims": [],
-        "advice": None,
-    }
-    results["claims"] = [claim.to_dict() for claim in check_claims(results)]
-    if results["summary"]:
-        results["advice"] = advise(results).to_dict()
-    return results
 
 
 # --------------------------------------------------------------------------- summary

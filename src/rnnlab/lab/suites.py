@@ -30,7 +30,6 @@ import json
 import math
 import os
 import sys
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -38,7 +37,27 @@ from typing import Any
 from rnnlab.errors import ConfigError, DataError, unknown_name
 from rnnlab.io import atomic_write_json, atomic_write_text
 from rnnlab.lab import results as results_document
-from rnnlab.lab.compare import CompareOutcome
+from rnnlab.lab.folder import (
+    CompareOutcome,
+    build_results,
+    cell_task,
+    failed_cells,
+    finished_cells,
+    machine_facts,
+    prepare_out,
+    run_tasks,
+    write_outputs,
+)
+from rnnlab.lab.published import (
+    BAI2018_EXPERIMENTS,
+    BAI2018_MODELS,
+    BAI2018_SOURCE,
+    BAI2018_TABLE,
+    KNOWN_MUSIC_FILES,
+    MUSIC_ROWS,
+    PAPER_ROW_TITLES,
+    SuiteExperiment,
+)
 
 SUITE_FILE = "suite.json"
 SCHEMA_ID = "rnnlab-suite-results"
@@ -46,151 +65,10 @@ SCHEMA_VERSION = 1
 #: A suite folder holds these (and the experiment folders); ``force`` removes only them.
 OWNED = ("results.json", "report.html", "table.md", SUITE_FILE)
 
-# --------------------------------------------------------------------------- the published table
-BAI2018_SOURCE = {
-    "citation": "S. Bai, J. Z. Kolter, V. Koltun. An Empirical Evaluation of Generic Convolutional and "
-    "Recurrent Networks for Sequence Modeling. arXiv:1803.01271, 2018",
-    "url": "https://arxiv.org/abs/1803.01271",
-    "table": "Table 1",
-    "short": "Bai, Kolter & Koltun 2018",
-    "note": "one run per row; model sizes from Table 1's caption (adding ~70K, copy ~16K, JSB ~300K parameters)",
-}
-
-#: Table 1 of Bai et al. 2018, the rows this suite re-runs: (row, model) → the published figure.
-#: Lower is better in every row. ``adding600``: test MSE; ``copy1000``: test cross-entropy per step;
-#: ``jsb`` / ``nottingham``: test frame NLL in nats.
-BAI2018_TABLE: dict[tuple[str, str], float] = {
-    ("adding600", "tcn"): 5.8e-5,
-    ("adding600", "gru"): 5.3e-5,
-    ("adding600", "lstm"): 0.164,
-    ("adding600", "rnn"): 0.177,
-    ("copy1000", "tcn"): 3.5e-5,
-    ("copy1000", "gru"): 0.0197,
-    ("copy1000", "lstm"): 0.0204,
-    ("copy1000", "rnn"): 0.0202,
-    ("jsb", "tcn"): 8.10,
-    ("jsb", "gru"): 8.43,
-    ("jsb", "lstm"): 8.45,
-    ("jsb", "rnn"): 8.91,
-    ("nottingham", "tcn"): 3.07,
-    ("nottingham", "gru"): 3.46,
-    ("nottingham", "lstm"): 3.29,
-    ("nottingham", "rnn"): 4.05,
-}
-PAPER_ROW_TITLES = {
-    "adding600": "Adding problem T=600 (MSE)",
-    "copy1000": "Copy memory T=1000 (cross-entropy)",
-    "jsb": "JSB Chorales (frame NLL)",
-    "nottingham": "Nottingham (frame NLL)",
-}
-
-BAI2018_MODELS = ("rnn", "lstm", "gru", "tcn")
 SUITES = ("bai2018",)
 RECURRENT = ("rnn", "lstm", "gru")
 #: Gated models held to the issue's acceptance bar on the long-range rows (the paper's failed there).
 GATED = ("lstm", "gru")
-
-
-# --------------------------------------------------------------------------- the experiments
-@dataclass(frozen=True)
-class Size:
-    """One experiment at one budget: sequence length ``T`` (None: the data's), parameters, training."""
-
-    length: int | None
-    params: int
-    epochs: int
-    batch_size: int
-    train_samples: int | None  # generated tasks: samples per epoch (steps = epochs · train_samples / batch)
-
-
-@dataclass(frozen=True)
-class SuiteExperiment:
-    """One task of the suite, its sizes per budget, and the settings a model takes beyond the task's defaults.
-
-    ``metric`` names the entry of a cell's ``test_metrics`` compared with the paper's figure;
-    ``baseline`` the entry of its baselines shown beside it. ``model_settings[model]`` are
-    ``TrainConfig`` fields for that model (the recurrent models take the task defaults).
-    """
-
-    name: str
-    task: str
-    title: str
-    metric: str
-    baseline: str
-    sizes: dict[str, Size]
-    model_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
-    needs_data: bool = False
-
-
-# The TCN settings follow Bai et al.'s published code (kernel size, learning rate, clipping,
-# dropout per task); the recurrent models train with the task defaults of ``TASK_DEFAULTS``.
-BAI2018_EXPERIMENTS: tuple[SuiteExperiment, ...] = (
-    SuiteExperiment(
-        name="adding",
-        task="adding",
-        title="Adding problem",
-        metric="mse",
-        baseline="trivial_mse",
-        sizes={
-            "quick": Size(length=50, params=8_000, epochs=3, batch_size=32, train_samples=1_024),
-            "standard": Size(length=600, params=70_000, epochs=2, batch_size=16, train_samples=8_000),
-            # 4,000 steps: at 2,000 the LSTM had only just left the trivial plateau (0.0032); trained on
-            # to 4,000 it passed 0.001 after 3,000 steps and ended at 0.00054 (README)
-            "full": Size(length=600, params=70_000, epochs=8, batch_size=16, train_samples=8_000),
-        },
-        model_settings={"tcn": {"lr": 4e-3, "model_options": {"kernel_size": 8}}},
-    ),
-    SuiteExperiment(
-        name="copy",
-        task="copy",
-        title="Copy memory",
-        metric="cross_entropy",
-        baseline="memoryless_cross_entropy",
-        sizes={
-            "quick": Size(length=20, params=4_000, epochs=3, batch_size=32, train_samples=1_024),
-            "standard": Size(length=1000, params=16_000, epochs=4, batch_size=32, train_samples=8_000),
-            "full": Size(length=1000, params=16_000, epochs=8, batch_size=32, train_samples=8_000),
-        },
-        model_settings={"tcn": {"lr": 5e-4, "model_options": {"kernel_size": 8}}},
-    ),
-    SuiteExperiment(
-        name="music",
-        task="music",
-        title="Polyphonic music",
-        metric="nll",
-        baseline="marginal_nll",
-        sizes={
-            "quick": Size(length=None, params=20_000, epochs=2, batch_size=16, train_samples=None),
-            # batch 1 (one piece per step, as Bai et al.): batch 16 sat at the marginal NLL ~11.0 for
-            # 12 epochs. Early stopping on validation ends most runs before 40 epochs (README).
-            "standard": Size(length=None, params=300_000, epochs=20, batch_size=1, train_samples=None),
-            "full": Size(length=None, params=300_000, epochs=40, batch_size=1, train_samples=None),
-        },
-        # The LSTM and GRU take the music defaults (TASK_DEFAULTS: 1 layer, dropout 0.5, lr 3e-3, the
-        # head started at the keys' training rates). Measured on JSB at 300K (test NLL): the RNN at lr
-        # 3e-3 stayed above the marginal NLL for 14 epochs, at 1e-3 it reached 8.78. The TCN takes the
-        # lr and dropout of Bai et al.'s code (1e-3, 0.25); that code's default 4 levels of 150
-        # channels at kernel 5 hold ~870K parameters, so at 300K it has 2 levels of kernel 3 (159
-        # channels, receptive field 13 frames): 8.26, where rnnlab's default 8 levels would be 59
-        # channels wide.
-        model_settings={
-            "rnn": {"lr": 1e-3},
-            "tcn": {"lr": 1e-3, "dropout": 0.25, "model_options": {"kernel_size": 3, "levels": 2}},
-        },
-        needs_data=True,
-    ),
-)
-
-
-#: The music files whose paper row the suite knows by content (sha256 of the file's bytes), never by
-#: name: a user's ``my_jsb_variant.mat`` holds other pieces and must not be judged against JSB's row.
-#: ``JSB_Chorales.mat`` is the file the README's suite run used (96,095 bytes; 229 / 76 / 77 pieces).
-#: Any other file (Nottingham included, whose file no run here has checksummed) takes its row from
-#: ``suite_row`` (``--suite-row``), or is compared with no published row.
-KNOWN_MUSIC_FILES = {
-    "ac0e608527cc411c7e21ef7d38be47f0de7fb6b13b3ae168b8eccf1c2a9b18d4": "jsb",
-}
-MUSIC_ROWS = ("jsb", "nottingham")
 
 
 def paper_row(
@@ -389,14 +267,6 @@ def run_suite(config: Any, *, progress: bool = True, console: Any = None, execut
     ``execute=False`` runs nothing: the documents are written from the cells finished so far (a
     snapshot of a suite still running elsewhere, or a rewrite after an upgrade).
     """
-    from rnnlab.lab.compare import (
-        _cell_task,
-        build_results,
-        finished_cells,
-        prepare_out,
-        run_tasks,
-        write_outputs,
-    )
     from rnnlab.lab.executors import check_executor, make_executor
 
     experiments, missing = resolve_suite(config)
@@ -411,7 +281,7 @@ def run_suite(config: Any, *, progress: bool = True, console: Any = None, execut
         total += len(experiment.cells)
         for cell in experiment.cells:
             if cell.key not in done:
-                task = _cell_task(cell, experiment)
+                task = cell_task(cell, experiment)
                 task["experiment"] = suite_experiment.name
                 task["cost"] = _cost_estimate(suite_experiment, experiment, cell.model)
                 tasks.append(task)
@@ -422,9 +292,8 @@ def run_suite(config: Any, *, progress: bool = True, console: Any = None, execut
         tasks = []
     workers = experiments[0][1].workers if experiments else 1
     executor = make_executor(config.executor, workers=workers, address=config.address)
-    from rnnlab.lab.compare import _machine
 
-    machine = {**_machine(), **executor.describe()}
+    machine = {**machine_facts(), **executor.describe()}
     started = datetime.now(timezone.utc)
     folders = {suite_experiment.name: experiment.out for suite_experiment, experiment in experiments}
     display = _Display(progress, console, total, len(tasks))
@@ -444,13 +313,12 @@ def run_suite(config: Any, *, progress: bool = True, console: Any = None, execut
 def _up_to_date_results(folder: Path) -> dict[str, Any] | None:
     """The experiment's results.json when it already holds every finished cell (a resumed suite then
     skips redrawing that experiment's report), else ``None``."""
-    from rnnlab.lab.compare import _failed_cells, finished_cells
 
     try:
         results = results_document.load(folder)
     except DataError:
         return None
-    if results["cells_done"] != len(finished_cells(folder)) or results["cells_failed"] != len(_failed_cells(folder)):
+    if results["cells_done"] != len(finished_cells(folder)) or results["cells_failed"] != len(failed_cells(folder)):
         return None
     return results
 
@@ -531,7 +399,7 @@ def assemble_suite(
     out: Path,
 ) -> dict[str, Any]:
     """The suite's results document: one row per (experiment, model), our number beside the paper's."""
-    import rnnlab
+    from rnnlab.version import __version__
 
     stored = json.loads((out / SUITE_FILE).read_text(encoding="utf-8"))
     rows, entries = [], []
@@ -616,7 +484,7 @@ def assemble_suite(
     return {
         "schema": SCHEMA_ID,
         "schema_version": SCHEMA_VERSION,
-        "rnnlab_version": rnnlab.__version__,
+        "rnnlab_version": __version__,
         "suite": config.suite,
         "source": BAI2018_SOURCE,
         "budget": config.budget,
@@ -963,7 +831,7 @@ _VERDICT_STYLE = {"meets": "holds", "misses": "fails"}
 
 def render_html(results: dict[str, Any]) -> str:
     """The suite's page: what was run, the row-by-row table, the training choices, links to each experiment."""
-    from rnnlab.lab.report import _CSS, _e
+    from rnnlab.lab.report import PAGE_CSS, escape
 
     machine = results.get("machine") or {}
     timing = results.get("timing") or {}
@@ -971,42 +839,46 @@ def render_html(results: dict[str, Any]) -> str:
     for row in results["rows"]:
         verdict_class = _VERDICT_STYLE.get(row["verdict"], "unmeasured")
         rows_html.append(
-            f"<tr><td>{_e(_row_label(row))}</td><td>{_e(row['model'])}</td>"
-            f'<td class="n">{_e(format_metric(row["paper"]))}</td><td class="n">{_e(format_metric(row["ours"]))}</td>'
-            f'<td class="n">{_e(format_metric(row["baseline"]))}</td>'
-            f'<td class="n">{_e(format_seconds(row["train_seconds"]))}</td>'
-            f'<td class="n">{_e(_thousands(row["steps"]))}</td>'
-            f'<td class="n">{_e(_thousands(row["num_parameters"]))}</td>'
-            f'<td><span class="verdict {verdict_class}">{_e(row["verdict"])}</span>'
-            f'<div class="small">{_e(row["reason"] or "")}</div></td>'
-            f'<td class="small">{_e(_training_text(row["training"]))}</td></tr>'
+            f"<tr><td>{escape(_row_label(row))}</td><td>{escape(row['model'])}</td>"
+            f'<td class="n">{escape(format_metric(row["paper"]))}</td>'
+            f'<td class="n">{escape(format_metric(row["ours"]))}</td>'
+            f'<td class="n">{escape(format_metric(row["baseline"]))}</td>'
+            f'<td class="n">{escape(format_seconds(row["train_seconds"]))}</td>'
+            f'<td class="n">{escape(_thousands(row["steps"]))}</td>'
+            f'<td class="n">{escape(_thousands(row["num_parameters"]))}</td>'
+            f'<td><span class="verdict {verdict_class}">{escape(row["verdict"])}</span>'
+            f'<div class="small">{escape(row["reason"] or "")}</div></td>'
+            f'<td class="small">{escape(_training_text(row["training"]))}</td></tr>'
         )
     experiments = []
     for entry in results["experiments"]:
         if entry["status"] == "missing":
-            experiments.append(f"<li><b>{_e(entry['title'])}</b>: not run — {_e(entry['reason'])}</li>")
+            experiments.append(f"<li><b>{escape(entry['title'])}</b>: not run — {escape(entry['reason'])}</li>")
             continue
         length = "the data's own lengths" if entry["length"] is None else f"T = {entry['length']}"
         samples = f", {entry['train_samples']:,} training samples per epoch" if entry["train_samples"] else ""
         experiments.append(
-            f"<li><b>{_e(entry['title'])}</b> ({_e(length)}): about {entry['params']:,} parameters per model, "
-            f"{entry['epochs']} epoch{'' if entry['epochs'] == 1 else 's'}, batch {entry['batch_size']}{_e(samples)}; "
+            f"<li><b>{escape(entry['title'])}</b> ({escape(length)}): about {entry['params']:,} parameters per model, "
+            f"{entry['epochs']} epoch{'' if entry['epochs'] == 1 else 's'}, "
+            f"batch {entry['batch_size']}{escape(samples)}; "
             f"{entry['cells_done']} of {entry['cells_expected']} cells done — "
-            f'<a href="{_e(entry["folder"])}/report.html">its full report</a> (curves, gradients, gates, cost)</li>'
+            f'<a href="{escape(entry["folder"])}/report.html">its full report</a> (curves, gradients, gates, cost)</li>'
         )
     status = results["status"]
     return "\n".join(
         [
             "<!DOCTYPE html>",
             '<html lang="en"><head><meta charset="utf-8">',
-            f"<title>rnnlab suite {_e(results['suite'])}</title>",
+            f"<title>rnnlab suite {escape(results['suite'])}</title>",
             '<meta name="viewport" content="width=device-width, initial-scale=1">',
-            f"<style>{_CSS}</style></head><body><main>",
-            f"<h1>Against a published table: {_e(results['source']['table'])} of Bai, Kolter &amp; Koltun 2018</h1>",
-            f'<p class="sub">budget {_e(results["budget"])} '
-            f'<span class="status {"complete" if status == "complete" else "partial"}">{_e(status)}</span></p>',
-            f'<p class="small">{_e(results["source"]["citation"])} — <a href="{_e(results["source"]["url"])}">'
-            f"{_e(results['source']['url'])}</a>; {_e(results['source']['note'])}. Lower is better in every row.</p>",
+            f"<style>{PAGE_CSS}</style></head><body><main>",
+            f"<h1>Against a published table: {escape(results['source']['table'])} of Bai, Kolter &amp; Koltun "
+            "2018</h1>",
+            f'<p class="sub">budget {escape(results["budget"])} '
+            f'<span class="status {"complete" if status == "complete" else "partial"}">{escape(status)}</span></p>',
+            f'<p class="small">{escape(results["source"]["citation"])} — <a href="{escape(results["source"]["url"])}">'
+            f"{escape(results['source']['url'])}</a>; {escape(results['source']['note'])}. "
+            "Lower is better in every row.</p>",
             "<h2>Row by row</h2>",
             '<div style="overflow-x:auto"><table><thead><tr><th>task</th><th>model</th><th>paper</th><th>ours</th>'
             "<th>trivial baseline</th><th>our training time</th><th>steps</th><th>parameters</th><th>verdict</th>"
@@ -1017,16 +889,21 @@ def render_html(results: dict[str, Any]) -> str:
             "model without memory can do; music, each key on with its training frequency. A row meets when ours "
             f"reaches its bound and is at most {1 - BASELINE_MARGIN:g}× its trivial baseline: a model that learned "
             "nothing cannot meet, even where the paper's own figure is no better than trivial.</p>",
-            *([f"<h2>What missed, and why</h2><p>{_e(closing_note(results))}</p>"] if closing_note(results) else []),
+            *(
+                [f"<h2>What missed, and why</h2><p>{escape(closing_note(results))}</p>"]
+                if closing_note(results)
+                else []
+            ),
             "<h2>The experiments</h2><ul>" + "".join(experiments) + "</ul>",
             "<h2>Where and when</h2>",
-            f"<p>{_e(machine.get('cpu', '?'))}, {_e(machine.get('cpu_cores', '?'))} cores; torch "
-            f"{_e(machine.get('torch', '?'))}; {_e(machine.get('executor', '?'))} executor with "
-            f"{_e(machine.get('workers', '?'))} workers × {_e(machine.get('threads_per_worker', '?'))} threads. "
+            f"<p>{escape(machine.get('cpu', '?'))}, {escape(machine.get('cpu_cores', '?'))} cores; torch "
+            f"{escape(machine.get('torch', '?'))}; {escape(machine.get('executor', '?'))} executor with "
+            f"{escape(machine.get('workers', '?'))} workers × "
+            f"{escape(machine.get('threads_per_worker', '?'))} threads. "
             "Started "
-            f"{_e(timing.get('started'))}, finished {_e(timing.get('finished'))}; "
-            f"{_e(format_seconds(timing.get('cells_seconds')))} of cell time, "
-            f"{_e(format_seconds(timing.get('wall_seconds')))} of wall time in the last invocation.</p>",
+            f"{escape(timing.get('started'))}, finished {escape(timing.get('finished'))}; "
+            f"{escape(format_seconds(timing.get('cells_seconds')))} of cell time, "
+            f"{escape(format_seconds(timing.get('wall_seconds')))} of wall time in the last invocation.</p>",
             "</main></body></html>",
         ]
     )

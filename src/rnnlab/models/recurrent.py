@@ -29,8 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from rnnlab.cells.min_rnn import MinGRU, MinLSTM
-from rnnlab.layers import GRU, LSTM, RNN
+from rnnlab.layers import GRU, LSTM, RNN, MinGRU, MinLSTM
 from rnnlab.models.task_model import EncoderOutput, input_layer, last_valid_step
 
 LAYER_CLASSES = {"rnn": RNN, "lstm": LSTM, "gru": GRU, "mingru": MinGRU, "minlstm": MinLSTM}

@@ -50,7 +50,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rnnlab.errors import ConfigError
-from rnnlab.layers import _reverse_index
+from rnnlab.layers import reversal_index
 from rnnlab.models.recurrent import LAYER_CLASSES
 from rnnlab.models.task_model import EncoderOutput, TaskModel, _exporting, valid_mask
 
@@ -127,7 +127,7 @@ class SourceEncoder(nn.Module):
         if lengths is None:
             lengths = torch.full((batch_size,), seq_len, dtype=torch.long)
         lengths = lengths.to(x.device)
-        reverse = _reverse_index(lengths, seq_len).t()  # [B, T]: each source reversed within its length
+        reverse = reversal_index(lengths, seq_len).t()  # [B, T]: each source reversed within its length
         last = lengths - 1
         rows = torch.arange(batch_size, device=x.device)
         layer_input, finals = self.embedding(x), []

@@ -2,13 +2,16 @@
 
 The stages, in the order data flows (ARCHITECTURE.md; the fact lives here, the page shows it)::
 
-    base → cells/ + kernels/ → layers.py → data/ → models/ → train/ → lab/ → export/ → cli.py
+    base → cells/ → kernels/ → layers.py → data/ → models/ → train/ → lab/ → export/ → cli.py
 
-``base`` holds what every stage may use (``errors``, ``io``, ``system``, ``schemas``, ``tools``).
+``base`` holds what every stage may use (``errors``, ``io``, ``version``, ``schemas``, ``tools``);
+``system`` (the machine and the kernel paths active) sits with the layers, ``generate`` (sampling
+from a trained run) with ``train``, and the package's ``__init__`` (its public names) with ``cli``.
 A module may import one of its own stage or an earlier one. Every ``import`` statement counts,
 including those inside functions (a deferred import is still a dependency); imports under
 ``if TYPE_CHECKING:`` are type hints only and do not. A cycle is a cycle between modules, within
-a stage too.
+a stage too, or between the package's top-level parts (``cells/`` importing ``kernels/`` that
+imports ``cells/`` is one, whichever modules carry it).
 
     python -m rnnlab.tools.deps          # prints the violations; exit status 1 if any
 """
@@ -17,15 +20,17 @@ from __future__ import annotations
 
 import ast
 import sys
+from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 
 PACKAGE = "rnnlab"
 #: stage of each top-level module or subpackage of ``rnnlab``, in the order data flows
 STAGES: tuple[tuple[str, ...], ...] = (
-    ("errors", "io", "system", "schemas", "tools"),
-    ("cells", "kernels"),
-    ("layers",),
+    ("errors", "io", "version", "schemas", "tools"),
+    ("cells",),
+    ("kernels",),
+    ("layers", "system"),
     ("data",),
     ("models",),
     ("train", "generate"),
@@ -47,7 +52,7 @@ def module_name(path: Path, root: Path) -> str:
     return ".".join(parts)
 
 
-def imported_modules(tree: ast.AST, module: str, is_package: bool) -> Iterator[tuple[str, int]]:
+def imported_modules(tree: ast.AST, module: str, is_package: bool, modules: set[str]) -> Iterator[tuple[str, int]]:
     """``(rnnlab module, line)`` of every import of the package in ``tree`` (outside ``TYPE_CHECKING``)."""
     skipped: set[int] = set()
     for node in ast.walk(tree):
@@ -70,24 +75,22 @@ def imported_modules(tree: ast.AST, module: str, is_package: bool) -> Iterator[t
             if target.split(".")[0] != PACKAGE:
                 continue
             for alias in node.names:  # ``from rnnlab.lab import report`` imports the module lab.report
-                yield (f"{target}.{alias.name}" if f"{target}.{alias.name}" in _MODULES else target), node.lineno
-
-
-_MODULES: set[str] = set()
+                submodule = f"{target}.{alias.name}"
+                yield (submodule if submodule in modules else target), node.lineno
 
 
 def import_graph(root: Path | None = None) -> dict[str, dict[str, int]]:
     """``{module: {imported module: first line}}`` over every module of the package."""
     root = root or package_root()
     files = sorted(root.rglob("*.py"))
-    _MODULES.update(module_name(path, root) for path in files)
+    modules = {module_name(path, root) for path in files}
     graph: dict[str, dict[str, int]] = {}
     for path in files:
         module = module_name(path, root)
         tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
         edges: dict[str, int] = {}
-        for target, line in imported_modules(tree, module, path.name == "__init__.py"):
-            while target not in _MODULES and "." in target:
+        for target, line in imported_modules(tree, module, path.name == "__init__.py", modules):
+            while target not in modules and "." in target:
                 target = target.rsplit(".", 1)[0]
             if target != module and target != PACKAGE:
                 edges.setdefault(target, line)
@@ -97,7 +100,7 @@ def import_graph(root: Path | None = None) -> dict[str, dict[str, int]]:
 
 def stage(module: str) -> int | None:
     parts = module.split(".")
-    return STAGE_OF.get(parts[1]) if len(parts) > 1 else None
+    return STAGE_OF.get(parts[1]) if len(parts) > 1 else STAGE_OF["cli"]
 
 
 def later_stage_imports(graph: dict[str, dict[str, int]]) -> list[str]:
@@ -148,28 +151,44 @@ def cycles(graph: dict[str, dict[str, int]]) -> list[list[str]]:
     return sorted(found)
 
 
+def part_graph(graph: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+    """The graph between top-level parts (``rnnlab.cells``, ``rnnlab.layers``, ...): an edge where any
+    module of one imports a module of the other."""
+    parts: dict[str, dict[str, int]] = {}
+    for module, edges in graph.items():
+        part = ".".join(module.split(".")[:2])
+        targets = parts.setdefault(part, {})
+        for target, line in edges.items():
+            other = ".".join(target.split(".")[:2])
+            if other != part:
+                targets.setdefault(other, line)
+    return parts
+
+
 def problems(root: Path | None = None) -> list[str]:
     graph = import_graph(root)
     found = later_stage_imports(graph)
     for component in cycles(graph):
-        path = " → ".join(_cycle_path(graph, component))
-        found.append(f"import cycle: {path}")
+        found.append(f"import cycle: {' → '.join(_cycle_path(graph, component))}")
+    parts = part_graph(graph)
+    for component in cycles(parts):
+        found.append(f"import cycle between parts: {' → '.join(_cycle_path(parts, component))}")
     return found
 
 
 def _cycle_path(graph: dict[str, dict[str, int]], component: list[str]) -> list[str]:
-    """One cycle through ``component``'s first module, as ``a → b → … → a`` (breadth-first)."""
+    """One cycle through ``component``'s first module, ``a → b → … → a`` (breadth-first, so a shortest one)."""
     start, members = component[0], set(component)
-    previous: dict[str, str] = {}
-    queue = [start]
+    previous: dict[str, str | None] = {start: None}
+    queue = deque([start])
     while queue:
-        node = queue.pop(0)
-        for target in graph[node]:
+        node = queue.popleft()
+        for target in graph.get(node, {}):
             if target == start:
                 path = [node]
-                while path[-1] != start:
-                    path.append(previous[path[-1]])
-                return [start, *reversed(path[:-1]), start] if len(path) > 1 else [start, node, start]
+                while (before := previous[path[-1]]) is not None:
+                    path.append(before)
+                return [*reversed(path), start]
             if target in members and target not in previous:
                 previous[target] = node
                 queue.append(target)

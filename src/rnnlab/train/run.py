@@ -735,9 +735,9 @@ def _finite_or_none(value: Any) -> Any:
 def _versions() -> dict[str, str]:
     import lightning
 
-    import rnnlab
+    from rnnlab.version import __version__
 
-    return {"rnnlab": rnnlab.__version__, "torch": torch.__version__, "lightning": lightning.__version__}
+    return {"rnnlab": __version__, "torch": torch.__version__, "lightning": lightning.__version__}
 
 
 _PROCESS_ERROR = re.compile(r"rnnlab\.errors\.(TrainingError|DataError|ConfigError): (.*)")
