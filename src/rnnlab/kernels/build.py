@@ -28,6 +28,7 @@ import importlib.util
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 import sysconfig
@@ -200,7 +201,9 @@ def _compile(compiler: str, sources: list[Path], scratch: Path, flags: list[str]
                 # the output into a file, not a pipe: a compiler never blocks on a full pipe nobody reads
                 with open(scratch / f"{source.stem}.log", "w") as log:
                     command = [compiler, "-c", str(source), "-o", str(target), *flags]
-                    running.append((source, subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)))
+                    # a session of its own: stopping the driver (c++) must stop the compiler it runs (cc1plus)
+                    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                    running.append((source, process))
             for source, process in list(running):
                 if process.poll() is None:
                     continue
@@ -213,7 +216,8 @@ def _compile(compiler: str, sources: list[Path], scratch: Path, flags: list[str]
             time.sleep(0.05)
     finally:
         for _, process in running:  # after a failure: the compilers still running, ours
-            process.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
             process.wait()
     return objects
 

@@ -1,3 +1,4 @@
+// minGRU and minLSTM (Feng et al. 2024), the scan and the whole layer, forward and backward:
 // h_t = a_t ⊙ h_{t-1} + b_t with a_t, b_t from this step's input only (rnnlab/cells/min_rnn.py):
 // minGRU [k_z k_h]: a = 1 − z, b = z g(k_h); minLSTM [k_f k_i k_h]: a = f/(f+i), b = i/(f+i) g(k_h),
 // with g(x) = x + 0.5 (x ≥ 0), σ(x) (x < 0). No matmul inside the loop, so the scan is one

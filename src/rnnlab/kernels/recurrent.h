@@ -258,7 +258,7 @@ void matmul_weight_t(Tensor& out, const Tensor& in, const Tensor& w, const Tenso
 // A test matrix with varied entries, made without the random generator (drawing from it would move
 // the caller's random stream on the kernels' first use).
 inline Tensor probe_matrix(std::int64_t rows, std::int64_t columns, std::int64_t seed,
-                    const at::TensorOptions& options = at::TensorOptions()) {
+                           const at::TensorOptions& options = at::TensorOptions()) {
   return at::arange(rows * columns, options).mul(0.7).add(static_cast<double>(seed)).sin().reshape({rows, columns});
 }
 
@@ -406,7 +406,7 @@ inline Tensor recurrent_inputs(const Tensor& output, const Tensor& h0, const Opt
 // dW_hh = Σ_t dpre_t^T (h_{t-1} ⊙ m): one GEMM over all steps (two without a mask: h_0, then the
 // outputs read in place, rather than copying all T states into one history first).
 inline Tensor recurrent_weight_gradient(const Tensor& d_recurrent, const Tensor& output, const Tensor& h0,
-                                 const OptionalTensor& mask) {
+                                        const OptionalTensor& mask) {
   const std::int64_t steps = d_recurrent.size(0), batch = d_recurrent.size(1);
   const std::int64_t gates = d_recurrent.size(2), hidden = h0.size(1);
   if (mask.has_value() && mask->defined()) {
@@ -615,7 +615,7 @@ struct BackwardLoop {
   T* const hh_rstd_data;
 };
 
-// ----------------------------------------------------------------------------- entry points
+// ---------------------------------------------------------------------------- entry points
 inline void check_inputs(const Tensor& x_proj, const Tensor& h0, const Tensor& w_hh) {
   TORCH_CHECK(x_proj.dim() == 3, "rnnlab kernel: x_proj must be [T, B, gates·H], got ", x_proj.sizes());
   TORCH_CHECK(h0.dim() == 2 && h0.size(0) == x_proj.size(1), "rnnlab kernel: h0 must be [B, H], got ", h0.sizes());
