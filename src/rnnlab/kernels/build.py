@@ -1,12 +1,17 @@
-"""Compile ``recurrent.cpp`` once per machine, at first use, into a cache; load it from there after.
+"""Compile the kernels once per machine, at first use, into a cache; load it from there after.
+
+The sources: ``recurrent.cpp`` (the Python bindings and the streaming ``Stepper``) and a file per cell
+family (``rnn.cpp``, ``lstm.cpp``, ``gru.cpp``, ``min_rnn.cpp``), sharing ``recurrent.h``. Each is
+compiled on its own, as many at once as there are CPUs (``$MAX_JOBS``, as for torch's extensions,
+sets fewer), and the objects linked into one shared object.
 
 Why not at install: ``pip install -e .`` builds in an isolated environment, which would fetch a
 (CUDA) torch of its own to compile against. Why not ``torch.utils.cpp_extension.load``: it needs
-``ninja``. One ``c++`` command with torch's own include and library paths is all the extension
+``ninja``. ``c++`` commands with torch's own include and library paths are all the extension
 needs, and every machine rnnlab supports has gcc.
 
 The cache (``$RNNLAB_KERNEL_CACHE``, default ``~/.cache/rnnlab/kernels``) holds one shared object
-per (source, torch version, Python, compiler flags); a file lock lets concurrent processes (DDP
+per (sources and headers, torch version, Python, compiler flags); a file lock lets concurrent processes (DDP
 workers, the lab's executors) wait for a single build. Anything that goes wrong (no compiler, a
 failed compile, ``RNNLAB_KERNELS=0``) leaves :func:`load` returning ``None`` and the layers on
 their pure-PyTorch paths; :func:`status` says why. ``RNNLAB_REQUIRE_KERNELS=1`` (CI) turns a failed
@@ -23,6 +28,7 @@ import importlib.util
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 import sysconfig
@@ -34,7 +40,9 @@ from types import ModuleType
 
 import torch
 
-SOURCE = Path(__file__).with_name("recurrent.cpp")
+SOURCE = Path(__file__).with_name("recurrent.cpp")  # the module: bindings and Stepper
+# The cell families' translation units, linked with SOURCE; the headers they share are the *.h beside them.
+FAMILY_SOURCES = tuple(Path(__file__).with_name(name) for name in ("lstm.cpp", "min_rnn.cpp", "gru.cpp", "rnn.cpp"))
 _lock = threading.Lock()
 _module: ModuleType | None = None
 _failure: str | None = None
@@ -89,12 +97,10 @@ def _compile_flags(module_name: str) -> list[str]:
     from torch.utils import cpp_extension
 
     includes = [*cpp_extension.include_paths(), sysconfig.get_paths()["include"]]
-    library_dirs = cpp_extension.library_paths()
     return [
         "-O3",
         "-std=c++20",
         "-fPIC",
-        "-shared",
         "-fopenmp",
         "-fno-math-errno",
         "-fno-trapping-math",
@@ -104,6 +110,16 @@ def _compile_flags(module_name: str) -> list[str]:
         "-DTORCH_API_INCLUDE_EXTENSION_H",
         f"-D_GLIBCXX_USE_CXX11_ABI={int(torch._C._GLIBCXX_USE_CXX11_ABI)}",
         *(f"-I{path}" for path in includes),
+    ]
+
+
+def _link_flags() -> list[str]:
+    from torch.utils import cpp_extension
+
+    library_dirs = cpp_extension.library_paths()
+    return [
+        "-shared",
+        "-fopenmp",
         *(f"-L{path}" for path in library_dirs),
         *(f"-Wl,-rpath,{path}" for path in library_dirs),
         "-lc10",
@@ -113,9 +129,27 @@ def _compile_flags(module_name: str) -> list[str]:
     ]
 
 
+def _sources() -> list[Path]:
+    """The translation units, the slowest to compile first (SOURCE: torch's Python headers)."""
+    return [SOURCE, *FAMILY_SOURCES]
+
+
+def _headers() -> list[Path]:
+    return sorted(Path(__file__).parent.glob("*.h"))
+
+
+def _jobs() -> int:
+    """How many compilers run at once: one per CPU this process may use, or ``$MAX_JOBS``."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    limit = os.environ.get("MAX_JOBS", "").strip()
+    return max(1, min(cpus, int(limit))) if limit.isdigit() else max(1, cpus)
+
+
 def _module_name() -> str:
     key = hashlib.sha256()
-    key.update(SOURCE.read_bytes())
+    for path in [*_sources(), *_headers()]:
+        key.update(f"{path.name}\0".encode())
+        key.update(path.read_bytes())
     key.update(f"{torch.__version__}|{sys.version}|{platform.machine()}|{_architecture_flags()}".encode())
     return f"rnnlab_recurrent_{key.hexdigest()[:16]}"
 
@@ -140,14 +174,52 @@ def _build(target: Path, module_name: str) -> None:
     )
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
+        objects = _compile(compiler, _sources(), Path(scratch), _compile_flags(module_name))
         built = Path(scratch) / target.name
-        command = [compiler, str(SOURCE), "-o", str(built), *_compile_flags(module_name)]
-        completed = subprocess.run(command, capture_output=True, text=True)
+        completed = subprocess.run(
+            [compiler, *map(str, objects), "-o", str(built), *_link_flags()], capture_output=True, text=True
+        )
         if completed.returncode != 0:
-            tail = "\n".join(completed.stderr.strip().splitlines()[-15:])
-            raise RuntimeError(f"the compiler failed (exit {completed.returncode}):\n{tail}")
+            raise RuntimeError(f"the linker failed (exit {completed.returncode}):\n{_tail(completed.stderr)}")
         os.replace(built, target)  # atomic: another process never sees half a file
     print(f"rnnlab: kernels compiled in {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
+
+
+def _tail(output: str) -> str:
+    return "\n".join(output.strip().splitlines()[-15:])
+
+
+def _compile(compiler: str, sources: list[Path], scratch: Path, flags: list[str]) -> list[Path]:
+    """Each source into an object in ``scratch``, :func:`_jobs` at a time; the first failure stops the others."""
+    objects = [scratch / f"{source.stem}.o" for source in sources]
+    pending = list(zip(sources, objects))
+    running: list[tuple[Path, subprocess.Popen]] = []
+    try:
+        while pending or running:
+            while pending and len(running) < _jobs():
+                source, target = pending.pop(0)
+                # the output into a file, not a pipe: a compiler never blocks on a full pipe nobody reads
+                with open(scratch / f"{source.stem}.log", "w") as log:
+                    command = [compiler, "-c", str(source), "-o", str(target), *flags]
+                    # a session of its own: stopping the driver (c++) must stop the compiler it runs (cc1plus)
+                    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                    running.append((source, process))
+            for source, process in list(running):
+                if process.poll() is None:
+                    continue
+                running.remove((source, process))
+                if process.returncode != 0:
+                    output = (scratch / f"{source.stem}.log").read_text(errors="replace")
+                    raise RuntimeError(
+                        f"the compiler failed on {source.name} (exit {process.returncode}):\n{_tail(output)}"
+                    )
+            time.sleep(0.05)
+    finally:
+        for _, process in running:  # after a failure: the compilers still running, ours
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    return objects
 
 
 def load(*, build: bool = True) -> ModuleType | None:
