@@ -139,7 +139,7 @@ def test_a_full_row_at_the_trivial_baseline_misses_even_below_the_papers_figure(
         "full",
         ["rnn", "lstm"],
         {
-            ("adding", "rnn"): (0.1565, 0.1565),  # the README's RNN: the trivial baseline exactly (paper 0.177)
+            ("adding", "rnn"): (0.1565, 0.1565),  # docs/bai2018.md's RNN: the trivial baseline exactly (paper 0.177)
             ("adding", "lstm"): (5.4e-4, 0.1565),  # solved
             ("copy", "rnn"): (0.0201, 0.02039),  # below the paper's 0.0202, 1.4% below memoryless
             ("copy", "lstm"): (1.5e-4, 0.02039),  # solved: below a tenth of memoryless
@@ -439,7 +439,7 @@ def test_the_schema_refuses_an_unknown_verdict(tiny_suite):
 
 @pytest.mark.slow
 def test_the_quick_suite_runs_with_jsb_chorales(tmp_path, jsb_chorales):
-    """README: the quick budget runs every row at shortened lengths (T = 50 and 20) and holds each to
+    """docs/bai2018.md: the quick budget runs every row at shortened lengths (T = 50 and 20) and holds each to
     0.95 × its trivial baseline; the music rows are JSB's (by checksum)."""
     outcome = compare(
         CompareConfig(

@@ -1,8 +1,8 @@
-"""README "Training": the acceptance figures of the task defaults.
+"""docs/training.md, "Acceptance figures": the acceptance figures of the task defaults.
 
-The full runs (the README's commands, the `standard` budget; minutes each) are marked slow: run them
-with ``python -m pytest -m slow tests/train/test_acceptance.py``. Each asserts its README figure
-within the tolerance the README states beside the table. The default run holds a fast version of
+The full runs (the page's commands, the `standard` budget; minutes each) are marked slow: run them
+with ``python -m pytest -m slow tests/train/test_acceptance.py``. Each asserts its figure on that page
+within the tolerance the page states beside the table. The default run holds a fast version of
 each claim: the same defaults with fewer steps, and a bound that a model which learned nothing
 cannot meet (the chance, trivial or seasonal-naive baseline beaten by a wide margin); the figures
 in their comments were measured on the 2-core AMD EPYC at one thread.
@@ -55,7 +55,7 @@ def test_lstm_and_gru_beat_the_seasonal_naive_forecast_of_traffic_within_a_few_e
 def test_lstm_recalls_a_symbol_across_100_steps(tmp_path):
     summary = run(tmp_path, task="recall", model="lstm", seq_len=100)
     assert summary["num_parameters"] == 34_888
-    assert summary["test_metrics"]["accuracy"] >= 0.99  # README 1.000
+    assert summary["test_metrics"]["accuracy"] >= 0.99  # docs/training.md: 1.000
 
 
 @pytest.mark.slow
@@ -63,14 +63,14 @@ def test_lstm_solves_the_adding_problem_at_200_steps(tmp_path):
     summary = run(tmp_path, task="adding", model="lstm", seq_len=200)
     assert summary["num_parameters"] == 17_473
     assert summary["test_metrics"]["trivial_mse"] == pytest.approx(0.174, abs=0.01)
-    assert summary["test_metrics"]["mse"] <= 0.001  # README 0.00030: solved, within 0.0007 of it
+    assert summary["test_metrics"]["mse"] <= 0.001  # docs/training.md: 0.00030, solved, within 0.0007 of it
 
 
 @pytest.mark.slow
 def test_gru_classifies_the_digits(tmp_path):
     summary = run(tmp_path, task="classify", model="gru", data="digits")
     assert summary["num_parameters"] == 39_818
-    assert summary["test_metrics"]["accuracy"] >= 0.97  # README 0.983, within 1.3 points
+    assert summary["test_metrics"]["accuracy"] >= 0.97  # docs/training.md: 0.983, within 1.3 points
 
 
 @pytest.mark.slow
@@ -80,4 +80,4 @@ def test_lstm_and_gru_beat_the_seasonal_naive_forecast_of_traffic(tmp_path, mode
     metrics = summary["test_metrics"]
     assert summary["num_parameters"] == parameters
     assert metrics["seasonal_naive_mae"] == pytest.approx(4.66, abs=0.01)
-    assert metrics["mae"] <= 1.05 * mae  # the README's MAE within 5%, which is also below the seasonal naive
+    assert metrics["mae"] <= 1.05 * mae  # docs/training.md's MAE within 5%, which is also below the seasonal naive

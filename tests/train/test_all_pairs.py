@@ -39,7 +39,7 @@ EXPECTED_METRICS = {
 
 def test_every_task_and_every_registered_model_is_covered():
     assert set(TINY) == set(TASKS)
-    # the README's models are all registered; a new one joins this test by registering
+    # the documented models are all registered; a new one joins this test by registering
     assert set(model_names()) >= {
         "rnn",
         "lstm",

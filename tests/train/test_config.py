@@ -25,7 +25,7 @@ def test_config_round_trips_through_json(tmp_path):
 
 
 def test_resolved_fills_task_defaults_and_keeps_given_values():
-    # the adding defaults the README's acceptance run used: 6 epochs at batch 16, chrono init, hidden 64
+    # the adding defaults the acceptance run used (docs/training.md): 6 epochs at batch 16, chrono init, hidden 64
     config = TrainConfig(task="adding", model="lstm", lr=5e-4).resolved()
     assert config.lr == 5e-4
     assert (config.epochs, config.batch_size, config.init, config.hidden_size, config.num_layers) == (
@@ -39,7 +39,7 @@ def test_resolved_fills_task_defaults_and_keeps_given_values():
 
 
 def test_a_models_own_measured_settings_replace_the_tasks_and_the_users_win():
-    # README "Text generation": the charlm LSTM trains at lr 3e-3 with embedding 64 and recurrent
+    # docs/text-generation.md: the charlm LSTM trains at lr 3e-3 with embedding 64 and recurrent
     # dropout 0.1; the GRU keeps the task's lr 2e-3 and no model options
     lstm = TrainConfig(task="charlm", model="lstm").resolved()
     assert (lstm.lr, lstm.model_options) == (3e-3, {"embedding_dim": 64, "recurrent_dropout": 0.1})

@@ -187,7 +187,8 @@ class LearningRates(L.Callback):
 
 def test_cosine_schedule_sets_the_rate_of_every_step(tmp_path):
     # 3 epochs of 4 batches: 4 warm-up steps rising linearly to lr, then 8 steps of cosine decay from lr
-    # towards lr / 100 (README "Training"); written out from that statement, not from the code
+    # towards lr / 100 (docs/text-generation.md: "down to 1% of the rate"); written out from that statement,
+    # not from the code
     lr, used = 1e-3, LearningRates()
     train(tiny(tmp_path / "run", epochs=3, lr=lr, schedule="cosine", warmup_epochs=1.0), callbacks=[used])
     warmup = [lr * (step + 1) / 4 for step in range(4)]

@@ -154,7 +154,7 @@ def test_attention_decodes_most_dates_after_200_steps(tmp_path):
 
 @pytest.mark.slow
 def test_attention_reaches_98_percent_and_the_plain_encoder_decoder_falls_behind_on_long_sources(tmp_path):
-    """README "Sequence to sequence": the same budget for both (2 epochs of 20,000 generated dates). The
+    """docs/seq2seq.md: the same budget for both (2 epochs of 20,000 generated dates). The
     attention model reaches ≥ 0.98 exact match (measured 1.000); on the longest sources (40–71
     characters, ≥ 50 of them) the plain encoder–decoder is more than 5 points behind it."""
     from rnnlab.data import load_task

@@ -1,6 +1,6 @@
 """Transformer-XL trained (models/transformer_xl.py through train()): its memory carries context past its
-segment, so bpc falls as the evaluation memory grows. The fast version runs by default; the README's
-run is ``python -m pytest -m slow tests/train/test_transformer_xl_memory.py``. (Here, not in
+segment, so bpc falls as the evaluation memory grows. The fast version runs by default; the run of
+docs/challengers.md is ``python -m pytest -m slow tests/train/test_transformer_xl_memory.py``. (Here, not in
 tests/models: CI reruns tests/models on two more kernel paths, and training is not a numeric test.)"""
 
 import pytest
@@ -57,7 +57,7 @@ def test_memory_lowers_bpc_after_one_epoch(tmp_path):
 
 @pytest.mark.slow
 def test_bpc_improves_as_the_memory_grows_past_the_segment(tmp_path):
-    """README "Challengers": 3 epochs at the task's lr. The first copy (half the text) is random: 4
+    """docs/challengers.md: 3 epochs at the task's lr. The first copy (half the text) is random: 4
     bits a letter whatever the memory; the second costs ~4 bits without memory and ~0 bits once 24
     characters back are in reach. Asserted: memory 16 at least 0.3 bpc below memory 0, memory 32 at
     least 0.3 below memory 16."""

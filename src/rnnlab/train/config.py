@@ -3,7 +3,7 @@
 The command line's flags map to these fields by name (``--batch-size`` → ``batch_size``); a run's
 ``config.json`` is this dataclass written out with the task defaults filled in, enough to rebuild
 the run. Fields left ``None`` take the task's default from ``TASK_DEFAULTS`` (chosen by measurement,
-see the README's "Training" section) scaled by the ``budget``.
+see docs/training.md#how-the-task-defaults-were-chosen) scaled by the ``budget``.
 """
 
 from __future__ import annotations
@@ -24,20 +24,19 @@ INITS = ("orthogonal", "chrono")
 BUDGETS = ("quick", "standard", "full")
 
 #: Per-task defaults for the fields a user leaves ``None`` (the ``standard`` budget).
-#: How they were chosen is in the README ("Training"): each is the cheapest setting measured to
-#: reach the task's acceptance figure on 2 CPU cores.
+#: Each is the cheapest setting measured to reach the task's acceptance figure on 2 CPU cores; the
+#: measurements: docs/training.md#how-the-task-defaults-were-chosen, and the pages it points to.
 TASK_DEFAULTS: dict[str, dict[str, Any]] = {
-    # chrono init (Tallec & Ollivier 2018) lets the LSTM keep the symbol 100 steps: one epoch
-    # reaches 99%+, where orthogonal init with forget bias 1 stays at chance for several epochs.
+    # chrono init (Tallec & Ollivier 2018) lets the LSTM keep the symbol 100 steps in its first epoch
+    # (docs/training.md#how-the-task-defaults-were-chosen)
     "recall": {"epochs": 30, "batch_size": 64, "lr": 2e-3, "init": "chrono", "num_layers": 1, "hidden_size": 64},
-    # batch 16: the plateau at the trivial MSE is left after ~1000 updates, and a smaller batch gets
-    # there in fewer samples (batch 64 was still on it after 3 epochs; 16 was at MSE 0.001).
+    # batch 16: more updates per sample seen leave the trivial plateau sooner
+    # (docs/training.md#how-the-task-defaults-were-chosen)
     "adding": {"epochs": 6, "batch_size": 16, "lr": 2e-3, "init": "chrono", "num_layers": 1, "hidden_size": 64},
-    # at Bai et al.'s sizes (T=600 adding, 70K; T=1000 copy, 16K) these settings were measured for 1,500 /
-    # 1,300 steps: still on the trivial plateau / at the memoryless baseline (README "Against a published table")
+    # no alternative measured better at Bai et al.'s sizes within the budget (docs/bai2018.md#training-choices)
     "copy": {"epochs": 30, "batch_size": 32, "lr": 2e-3, "init": "chrono", "num_layers": 1, "hidden_size": 64},
     # forecast (a finite series): each window scaled by its own statistics and the forecast started
-    # from the naive or seasonal-naive path, whichever the training windows favour (README "Real data")
+    # from the naive or seasonal-naive path, whichever the training windows favour (docs/real-data.md#forecasting)
     "forecast": {
         "epochs": 15,
         "batch_size": 64,
@@ -49,7 +48,7 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
     },
     # classify (a user's sequences): both directions, the summary pooled over every step (mean and
     # max), and series longer than CLASSIFY_RECURRENT_STEPS read in patches of several steps, so the
-    # recurrence stays ~100 steps long (README "Real data")
+    # recurrence stays ~100 steps long (docs/real-data.md#classification)
     "classify": {
         "epochs": 40,
         "batch_size": 32,
@@ -65,13 +64,9 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
     "tag": {"epochs": 30, "batch_size": 32, "lr": 3e-3, "init": "orthogonal", "num_layers": 2, "hidden_size": 64},
     # charlm trains stateful TBPTT over 32 parallel streams; dropout 0.2 holds off the overfitting a
     # plain 2×256 LSTM shows on the built-in corpus after a few minutes, and the cosine schedule
-    # anneals to the run's budget (epochs, or --max-minutes when that ends first): measured by step
-    # budget on the built-in corpus, README "Text generation". The LSTM's own (per_model), measured at
-    # 18 epochs of 130 steps, 1 thread, seed 0: embedding 64 (not the width, 256), recurrent dropout 0.1
-    # and lr 3e-3 reach validation 1.690 bpc (test 1.455) where the task's settings reach 1.707, and an
-    # epoch is 11% faster (48.3 s against 54.4 s, back to back; layer 1 reads 64 inputs, not 256);
-    # recurrent dropout 0.25 alone ended at 1.726; 0.1 with lr 3e-3 but embedding 256 at 1.702.
-    # Unmeasured for the GRU/RNN/transformer: theirs stay the task's.
+    # anneals to the run's budget (epochs, or --max-minutes when that ends first). The LSTM's own
+    # settings (per_model) measured better and faster; the other models keep the task's
+    # (docs/text-generation.md#the-lstms-own-settings).
     "charlm": {
         "epochs": 20,
         "batch_size": 32,
@@ -84,12 +79,7 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
         "per_model": {"lstm": {"lr": 3e-3, "model_options": {"embedding_dim": 64, "recurrent_dropout": 0.1}}},
     },
     # music: one piece per step (Bai et al.'s practice), one layer, dropout 0.5, lr 3e-3 halved on a stalled
-    # validation NLL. Measured on JSB Chorales at 300K parameters, 1 thread, early stopping on validation
-    # (README "Against a published table"): a 1×223 LSTM reached test NLL 8.32 (best epoch 19). Two layers
-    # (2×140) first sit at the marginal NLL (~11.1) for 5–9 epochs and then overfit: 8.59 at dropout 0.5,
-    # 8.6–8.7 at 0 or 0.3; lr 1e-3 is slower (9.17 vs 8.67 after 7 epochs); batch 16 never left the
-    # marginal in 12 epochs. The GRU reaches 8.47 with these settings; a plain RNN needs lr 1e-3 (8.78;
-    # at 3e-3 it stayed above the marginal for 14 epochs).
+    # validation NLL: the best LSTM setting measured on JSB Chorales (docs/bai2018.md#tuning-on-jsb-chorales)
     "music": {
         "epochs": 40,
         "batch_size": 1,
@@ -99,8 +89,8 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
         "hidden_size": 224,
         "dropout": 0.5,
     },
-    # seq2seq: lstm+attn at width 64 decodes 100% of the built-in dates' test split after 2 epochs
-    # (README "Sequence to sequence"); the plain encoder–decoder needs 4+, hence 6 (early stopping ends sooner)
+    # seq2seq: lstm+attn needs 2 epochs, the plain encoder–decoder 4+, hence 6; early stopping ends sooner
+    # (docs/seq2seq.md#measured)
     "seq2seq": {"epochs": 6, "batch_size": 64, "lr": 3e-3, "init": "orthogonal", "num_layers": 1, "hidden_size": 64},
 }
 GENERIC_DEFAULTS: dict[str, Any] = {
@@ -122,8 +112,7 @@ MIN_STEPS_PER_EPOCH = 32
 REFIT_BELOW = 150
 #: Batches group sequences of similar length (``bucket``) by default when padding every training
 #: sequence to the longest would make more than this share of the steps padding (``1 - mean/max``
-#: of the lengths). Measured on PLAID (100–1,344 steps, padding 0.76): 3× the optimiser steps in the
-#: same time, as accurate; fixed-length data is unchanged.
+#: of the lengths): more optimiser steps in the same time, as accurate (docs/real-data.md#classification).
 BUCKET_ABOVE = 0.25
 #: ``budget`` scales the epochs (and the time budget) of the standard configuration.
 BUDGET_EPOCH_FACTOR = {"quick": 0.2, "standard": 1.0, "full": 3.0}
