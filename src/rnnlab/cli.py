@@ -116,7 +116,7 @@ def tasks() -> None:
     for name in models.model_names():
         heads = models.model_heads(name)
         fits = "all" if heads is None else ", ".join(task for task, info in TASKS.items() if info.head in heads)
-        model_table.add_row(name, models._family(name).description, fits, ", ".join(models.model_options(name)) or "-")
+        model_table.add_row(name, models.family(name).description, fits, ", ".join(models.model_options(name)) or "-")
     console.print(model_table)
     console.print("Task options not covered by a flag: --option KEY=VALUE (e.g. --option n_train=2000).")
 

@@ -24,6 +24,8 @@ from typing import Any
 
 from lightning.pytorch.callbacks import Callback
 
+from rnnlab.models import family
+
 #: Test samples used for gradients, gates and attention (the test split's first ones).
 MEASURE_SAMPLES = 32
 ATTENTION_SAMPLES = 8
@@ -32,14 +34,13 @@ TARGET_SKILL = 0.9
 #: Tasks whose default target is "beat the baseline" (a skill of 0.9 is out of reach by nature).
 BEAT_BASELINE_TASKS = ("forecast", "charlm")
 LONG_RANGE_TASKS = ("recall", "copy", "adding")
-RECURRENT_MODELS = ("rnn", "lstm", "gru", "lstm+attn", "gru+attn")
 
 
 def train_config(cell: dict[str, Any], recipe: dict[str, Any], run_dir: str) -> Any:
     """The ``TrainConfig`` of a cell: the recipe's settings, the cell's model, length and seed."""
     from rnnlab.train import TrainConfig
 
-    recurrent = cell["model"] in RECURRENT_MODELS
+    recurrent = family(cell["model"]).recurrent
     init = recipe.get("init", "auto")
     if init == "auto":
         # The long-range study gives every recurrent model its best-practice start: chrono biases

@@ -29,9 +29,9 @@ from rnnlab.lab.folder import (
 )
 from rnnlab.lab.grid import Cell, CompareConfig, Experiment, config_from_dict, resolve
 from rnnlab.lab.results import format_length
+from rnnlab.models import family
 
 PROBE_OPTIONS = {"input_size": 32, "hidden_size": 128, "seq_len": 100, "batch_size": 32, "repeats": 15}
-RECURRENT = ("rnn", "lstm", "gru")
 
 
 def compare(
@@ -67,7 +67,7 @@ def compare(
     cells = experiment.cells
     pending = [cell for cell in cells if cell.key not in done]
     tasks = [cell_task(cell, experiment) for cell in pending]
-    if any(model in RECURRENT for model in experiment.models) and not (out / "probe.json").is_file():
+    if any(family(model).stacked_cell for model in experiment.models) and not (out / "probe.json").is_file():
         tasks.insert(0, {"kind": "probe", "key": "probe", "options": PROBE_OPTIONS})
     executor = make_executor(experiment.executor, workers=experiment.workers, address=experiment.address)
     machine = {**machine_facts(), **executor.describe()}

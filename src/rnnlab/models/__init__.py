@@ -73,6 +73,7 @@ __all__ = [
     "TaskModel",
     "build_model",
     "count_parameters",
+    "family",
     "model_heads",
     "model_names",
     "model_options",
@@ -91,6 +92,10 @@ class ModelFamily:
     ``check(name, spec, options)`` refuses combinations the model cannot honour.
     ``width_multiple(extras)``: widths must be a multiple of this (the transformer's head count).
     ``refine``: an integer option fitted after the width to bring the count closer to a budget.
+    ``recurrent``: the encoder is made of rnnlab's recurrent layers with a ``W_hh`` (so ``init``,
+    ``recurrent_lr``, gradient checkpointing and the task's ``bidirectional`` default apply);
+    ``stacked_cell``: the cell of a plain stack of it (rnn, lstm, gru: the models that pool every
+    step and read long series in patches, and whose cell the lab's layer probe times).
     """
 
     build: Callable[..., TaskModel]
@@ -101,6 +106,8 @@ class ModelFamily:
     refine: str | None = None
     description: str = ""
     heads: tuple[str, ...] | None = None  # the task heads the model fits; None: every head
+    recurrent: bool = False
+    stacked_cell: str | None = None
 
 
 _REGISTRY: dict[str, ModelFamily] = {}
@@ -118,19 +125,20 @@ def model_names() -> tuple[str, ...]:
 
 def model_options(name: str) -> tuple[str, ...]:
     """The options ``name`` takes beyond the common ones."""
-    return _family(name).extras
+    return family(name).extras
 
 
 def model_heads(name: str) -> tuple[str, ...] | None:
     """The task heads ``name`` fits (``None``: every head); ``rnnlab tasks`` and the lab show them."""
-    family = _family(name)
-    if family.heads is None and family.check is not _check_recurrent:
+    entry = family(name)
+    if entry.heads is None and entry.check is not _check_recurrent:
         # only rnn/lstm/gru(+attn) build the encoder–decoder of the seq2seq head
         return tuple(head for head in HEAD_NAMES if head != "seq2seq")
-    return family.heads
+    return entry.heads
 
 
-def _family(name: str) -> ModelFamily:
+def family(name: str) -> ModelFamily:
+    """The registered ``ModelFamily`` of ``name`` (what every stage asks about a model)."""
     if name not in _REGISTRY:
         raise unknown_name("model", name, model_names())
     return _REGISTRY[name]
@@ -155,11 +163,11 @@ def build_model(
     closest is chosen, and a warning says so when it lands more than 10% away), not both; neither
     gives the model's default width. ``model.options`` holds the arguments that rebuild it exactly.
     """
-    family = _family(name)
+    entry = family(name)
     spec = normalize_spec(spec)
-    if family.heads is not None and spec.head not in family.heads:
+    if entry.heads is not None and spec.head not in entry.heads:
         raise ConfigError(
-            f"model {name!r} fits tasks with head {' or '.join(family.heads)} ({family.description}); "
+            f"model {name!r} fits tasks with head {' or '.join(entry.heads)} ({entry.description}); "
             f"task {spec.task!r} has head {spec.head!r}"
         )
     if hidden_size is not None and params is not None:
@@ -183,9 +191,9 @@ def build_model(
             raise ConfigError("anchor sets where an instance-normalised forecast starts; it needs instance_norm=true")
         if isinstance(anchor, bool) or not isinstance(anchor, int) or not 1 <= anchor <= (spec.seq_len or 0):
             raise ConfigError(f"anchor must be a season of 1 to lookback ({spec.seq_len}) steps, got {anchor!r}")
-    unknown = sorted(set(extras) - set(family.extras))
+    unknown = sorted(set(extras) - set(entry.extras))
     if unknown:
-        takes = ", ".join(family.extras) if family.extras else "no further options"
+        takes = ", ".join(entry.extras) if entry.extras else "no further options"
         raise ConfigError(f"model {name!r} does not take {', '.join(unknown)}; it takes: {takes}")
     if bidirectional and spec.causal:
         raise ConfigError(
@@ -200,22 +208,21 @@ def build_model(
         init=init,
         extras=dict(extras),
     )
-    if spec.head == "seq2seq" and family.check is not _check_recurrent:
+    if spec.head == "seq2seq" and entry.check is not _check_recurrent:
         raise ConfigError(
             f"model {name!r} has no encoder–decoder for the seq2seq head; use lstm+attn, gru+attn "
             "(with attention) or rnn, lstm, gru (without)"
         )
-    if family.check is not None:
-        family.check(name, spec, options)
+    if entry.check is not None:
+        entry.check(name, spec, options)
 
-    multiple = family.width_multiple(options.extras)
+    multiple = entry.width_multiple(options.extras)
     if hidden_size is not None and hidden_size % multiple:
         raise ConfigError(f"model {name!r} needs hidden_size to be a multiple of {multiple}; got {hidden_size}")
-    if params is None:
-        width = hidden_size or family.default_width
-    else:
-        width = _fit_to_budget(name, family, spec, options, params)
-    model = family.build(name, spec, width, options)
+    width = (
+        (hidden_size or entry.default_width) if params is None else _fit_to_budget(name, entry, spec, options, params)
+    )
+    model = entry.build(name, spec, width, options)
     model.instance_norm, model.anchor = instance_norm, anchor
     if anchor is not None:  # the untrained model is the (seasonal) naive forecast
         nn.init.zeros_(model.head.linear.weight)
@@ -344,7 +351,15 @@ for _cell in ("rnn", "lstm", "gru"):
     )
     register_model(
         _cell,
-        ModelFamily(_build_recurrent, _cell_extras, 128, _check_recurrent, description=f"stacked {_cell.upper()}"),
+        ModelFamily(
+            _build_recurrent,
+            _cell_extras,
+            128,
+            _check_recurrent,
+            description=f"stacked {_cell.upper()}",
+            recurrent=True,
+            stacked_cell=_cell,
+        ),
     )
 for _cell in ("lstm", "gru"):
     register_model(
@@ -355,6 +370,7 @@ for _cell in ("lstm", "gru"):
             128,
             _check_recurrent,
             description=f"{_cell.upper()} + attention",
+            recurrent=True,
         ),
     )
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from rnnlab.errors import ConfigError, unknown_name
+from rnnlab.models import family, model_names
 
 OPTIMIZERS = ("adam", "adamw")
 SCHEDULES = ("plateau", "cosine", "none")
@@ -116,8 +117,17 @@ REFIT_BELOW = 150
 BUCKET_ABOVE = 0.25
 #: ``budget`` scales the epochs (and the time budget) of the standard configuration.
 BUDGET_EPOCH_FACTOR = {"quick": 0.2, "standard": 1.0, "full": 3.0}
-RECURRENT_MODELS = ("rnn", "lstm", "gru", "lstm+attn", "gru+attn")
-PLAIN_RECURRENT_MODELS = ("rnn", "lstm", "gru")  # the ones that pool and read patches
+
+
+def _recurrent(model: str) -> bool:
+    """``model`` is built of rnnlab's recurrent layers (``ModelFamily.recurrent``; unknown: no)."""
+    return model in model_names() and family(model).recurrent
+
+
+def _stacked_cell(model: str) -> bool:
+    """``model`` is a plain stack of one cell (``ModelFamily.stacked_cell``): it pools and reads patches."""
+    return model in model_names() and family(model).stacked_cell is not None
+
 
 #: TrainConfig fields passed to ``rnnlab.data.load_task`` as data options (field → option name).
 DATA_OPTION_FIELDS = {
@@ -255,11 +265,11 @@ class TrainConfig:
             raise ConfigError(
                 f"give params or hidden_size, not both; got params={self.params}, hidden_size={self.hidden_size}"
             )
-        if self.init not in (None, "default") and self.model not in RECURRENT_MODELS:
+        if self.init not in (None, "default") and not _recurrent(self.model):
             raise ConfigError(f"init={self.init!r} sets recurrent weights; model {self.model!r} has none")
-        if self.gradient_checkpointing and self.model not in RECURRENT_MODELS:
+        if self.gradient_checkpointing and not _recurrent(self.model):
             raise ConfigError(f"gradient_checkpointing applies to the recurrent layers; model {self.model!r} has none")
-        if self.recurrent_lr is not None and self.model not in RECURRENT_MODELS:
+        if self.recurrent_lr is not None and not _recurrent(self.model):
             raise ConfigError(
                 f"recurrent_lr sets the learning rate of recurrent weights; model {self.model!r} has none"
             )
@@ -299,21 +309,21 @@ class TrainConfig:
         for name in ("batch_size", "lr", "num_layers"):
             if getattr(self, name) is None:
                 values[name] = defaults[name]
-        if self.init is None and self.model in RECURRENT_MODELS:
+        if self.init is None and _recurrent(self.model):
             values["init"] = defaults["init"]
         if self.dropout is None:
             values["dropout"] = defaults.get("dropout", 0.0)
         if self.schedule is None:
             values["schedule"] = defaults.get("schedule", "plateau")
-        if self.hidden_size is None and self.params is None and self.model in RECURRENT_MODELS:
+        if self.hidden_size is None and self.params is None and _recurrent(self.model):
             values["hidden_size"] = defaults["hidden_size"]
         model_defaults = dict(defaults.get("model_options", {}))
-        if self.model in PLAIN_RECURRENT_MODELS:
+        if _stacked_cell(self.model):
             model_defaults.update(defaults.get("recurrent_options", {}))
             steps = defaults.get("recurrent_steps")
             if steps and median_length and median_length > steps:
                 model_defaults["patch"] = math.ceil(median_length / steps)
-        if self.bidirectional is None and self.model in RECURRENT_MODELS and "bidirectional" in defaults:
+        if self.bidirectional is None and _recurrent(self.model) and "bidirectional" in defaults:
             values["bidirectional"] = defaults["bidirectional"]
         if model_defaults:  # the user's own options win over the defaults'
             values["model_options"] = {**model_defaults, **self.model_options}
