@@ -32,7 +32,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 import numpy as np
 import torch
@@ -44,6 +44,10 @@ from rnnlab.train.config import TrainConfig
 from rnnlab.train.loaders import shard_loader
 from rnnlab.train.metrics import metrics_for, primary_metric
 from rnnlab.train.stateful import reads_stream
+
+if TYPE_CHECKING:
+    from rnnlab.models.seq2seq import Seq2SeqModel
+    from rnnlab.models.task_model import TaskModel
 
 # Lightning is imported only when training (callbacks.py, module.py): loading, evaluating and
 # predicting with a run start quicker without it.
@@ -74,7 +78,7 @@ class LoadedRun(NamedTuple):
     """``load_run``'s answer: the configuration, the model with its best weights, and ``task.json``."""
 
     config: TrainConfig
-    model: torch.nn.Module
+    model: TaskModel
     task: dict[str, Any]
 
 
@@ -187,8 +191,9 @@ def _build_model(config: TrainConfig, task_data: Any) -> torch.nn.Module:
         warnings.simplefilter("ignore", UserWarning)  # a params budget landing >10% away: reported in the summary
         model = build_model(config.model, task_data.spec, **config.model_arguments())
     rates = task_data.meta.get("key_rates")
-    if task_data.spec.head == "multilabel" and rates is not None and isinstance(getattr(model, "head", None), StepHead):
-        start_at_label_rates(model.head, rates)
+    head = getattr(model, "head", None)
+    if task_data.spec.head == "multilabel" and rates is not None and isinstance(head, StepHead):
+        start_at_label_rates(head, rates)
     return model
 
 
@@ -418,6 +423,7 @@ def _resume_config(given: TrainConfig) -> tuple[TrainConfig, Path]:
             )
     config = replace(saved, **changes).validate()
     done = _checkpoint_epoch_count(out)
+    assert config.epochs is not None  # the saved config is resolved()
     if done is not None and config.epochs < done:
         raise ConfigError(
             f"the run in {out} has already trained {done} epochs; epochs must be at least that, got {config.epochs}"
@@ -597,7 +603,8 @@ def predict_run(
     _config, model, task = load_run(run_dir)
     spec, meta = task["spec"], task["meta"]
     if spec["head"] == "seq2seq":
-        return _predict_seq2seq(model, meta, Path(data), out, batch_size=batch_size)
+        seq2seq = cast("Seq2SeqModel", model)  # only Seq2SeqModel has the seq2seq head
+        return _predict_seq2seq(seq2seq, meta, Path(data), out, batch_size=batch_size)
     if spec["task"] not in ("classify", "tag"):
         hint = "; use `rnnlab forecast`" if spec["task"] == "forecast" else ""
         raise ConfigError(f"predict works on classify and tag runs; this run's task is {spec['task']!r}{hint}")
@@ -642,7 +649,7 @@ def predict_run(
 
 
 def _predict_seq2seq(
-    model: torch.nn.Module, meta: dict[str, Any], data: Path, out: str | os.PathLike | None, *, batch_size: int
+    model: Seq2SeqModel, meta: dict[str, Any], data: Path, out: str | os.PathLike | None, *, batch_size: int
 ) -> list[dict[str, Any]]:
     """seq2seq rows: ``line``, ``source``, ``predicted`` (decoded as the model's ``beam_size`` says),
     ``log_probability`` (of the decoded sequence), ``true`` when the file has targets."""
