@@ -65,7 +65,7 @@ class RunResult:
 
     dir: Path
     summary: dict[str, Any]
-    model: torch.nn.Module
+    model: TaskModel
     task_data: Any
     config: TrainConfig
 
@@ -181,7 +181,7 @@ def data_sizes(task_data: Any) -> dict[str, int | None]:
     }
 
 
-def _build_model(config: TrainConfig, task_data: Any) -> torch.nn.Module:
+def _build_model(config: TrainConfig, task_data: Any) -> TaskModel:
     """The model ``config`` names for ``task_data``; a multilabel head starts at the training label rates
     when the data gives them (``meta["key_rates"]`` of ``music``)."""
     from rnnlab.models import build_model
@@ -219,7 +219,7 @@ def task_description(config: TrainConfig, task_data: Any, model: torch.nn.Module
 def _fit_and_test(
     config: TrainConfig,
     out: Path,
-    model: torch.nn.Module,
+    model: TaskModel,
     task_data: Any,
     *,
     resume: bool,
@@ -297,7 +297,7 @@ def _fit_and_test(
 
 def refit(
     config: TrainConfig, task_data: Any, record: dict[str, Any], budget: float | None
-) -> tuple[torch.nn.Module | None, dict[str, Any]]:
+) -> tuple[TaskModel | None, dict[str, Any]]:
     """Train a fresh model on train + validation for the selection run's epoch count (its best with
     early stopping, else every epoch it trained), at the learning rates that run used epoch by epoch (Darts'
     and NeuralForecast's refit: the held-out
