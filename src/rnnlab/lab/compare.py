@@ -197,7 +197,7 @@ def _clear(out: Path) -> None:
 
 def finished_cells(out: Path) -> dict[str, dict[str, Any]]:
     """The finished cells stored in ``out/cells`` (key → record); unreadable files are ignored (re-run)."""
-    cells = {}
+    cells: dict[str, dict[str, Any]] = {}
     folder = out / "cells"
     if not folder.is_dir():
         return cells
@@ -347,7 +347,7 @@ class _Display:
         self.done_cells = len(cells) - len(pending)
         self.weights = {cell.key: self._weight(cell) for cell in pending}
         self.experiment = experiment
-        self.progress = None
+        self.progress: Any = None  # a rich Progress while shown
         self.task_id = None
 
     @staticmethod
