@@ -5,6 +5,8 @@ No logic lives here that the Python API lacks.
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -206,7 +208,7 @@ def train(
     from rnnlab.train import TrainConfig
     from rnnlab.train import train as train_run
 
-    given = {
+    given: dict[str, Any] = {
         "task": task,
         "model": model,
         "data": data,
@@ -248,7 +250,7 @@ def train(
         "seed": seed,
         "devices": devices,
     }
-    fields = {name: value for name, value in given.items() if value is not None}
+    fields: dict[str, Any] = {name: value for name, value in given.items() if value is not None}
     if patience is not None:
         fields["patience"] = patience if patience > 0 else None
     if option:

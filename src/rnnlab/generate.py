@@ -25,11 +25,14 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from rnnlab.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from rnnlab.models.task_model import TaskModel
 
 UNK_INDEX = 0
 
@@ -89,7 +92,7 @@ def generate_stream(
 
 
 def _produce(
-    model: torch.nn.Module,
+    model: TaskModel,
     vocab: list[str],
     ids: list[int],
     length: int,
@@ -119,7 +122,7 @@ def _produce(
         model.train(was_training)
 
 
-def _stateful_logits(model: torch.nn.Module, ids: list[int]):
+def _stateful_logits(model: TaskModel, ids: list[int]):
     """Coroutine: yields the next-character logits ``[V]``, is sent the chosen id. The prompt is
     read in one pass; each later character is one step of ``model.step_runner()`` (the compiled
     stacked-layer step) with the carried state."""
@@ -246,7 +249,7 @@ def encode_prompt(vocab: list[str], prompt: str) -> list[int]:
     return encode_text(vocab, prompt).tolist()
 
 
-def _model_and_vocab(source: Any, vocab: list[str] | None) -> tuple[torch.nn.Module, list[str]]:
+def _model_and_vocab(source: Any, vocab: list[str] | None) -> tuple[TaskModel, list[str]]:
     if isinstance(source, (str, os.PathLike)):
         from rnnlab.train import load_run
 

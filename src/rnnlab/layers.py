@@ -48,8 +48,9 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -116,6 +117,7 @@ def active_kernel_paths() -> dict[str, str]:
 
 
 # torch.nn's fused kernels by RNNBase.mode, looked up once (each _VF attribute access costs a call)
+_FUSED_KERNELS: dict[str, Callable[..., Any]]  # their overloads differ: inferred, they join to "function"
 _FUSED_KERNELS = {"LSTM": _VF.lstm, "GRU": _VF.gru, "RNN_TANH": _VF.rnn_tanh, "RNN_RELU": _VF.rnn_relu}
 
 
@@ -132,7 +134,13 @@ class _Batch:
     seq_len: int
 
 
-class _RecurrentLayer:
+if TYPE_CHECKING:  # the mixin only ever sits before a torch.nn recurrent layer, whose attributes it reads
+    _LayerBase = nn.RNNBase
+else:
+    _LayerBase = object
+
+
+class _RecurrentLayer(_LayerBase):
     """What rnnlab.RNN, LSTM and GRU add to their torch.nn parents: the loop, the extras, checks."""
 
     cell_kind: str  # "rnn" | "lstm" | "gru"
@@ -185,7 +193,7 @@ class _RecurrentLayer:
         self.convention = convention
         self._gate_recorder: tuple[GateRecord, str] | None = None
 
-        factory = {"device": self.weight_ih_l0.device, "dtype": self.weight_ih_l0.dtype}
+        factory: dict[str, Any] = {"device": self.weight_ih_l0.device, "dtype": self.weight_ih_l0.dtype}
         gate_rows = self.gate_count * self.hidden_size
         for suffix in self._suffixes():
             if self.layer_norm:
@@ -246,6 +254,7 @@ class _RecurrentLayer:
     def _init_chrono(self, suffix: str) -> None:
         hidden_size = self.hidden_size
         bias_ih = getattr(self, f"bias_ih{suffix}")
+        assert self.chrono_max_len is not None  # _init_extras requires it for init="chrono"
         # A gate that keeps a fraction u/(1+u) per step remembers for about 1+u steps; spreading u
         # over [1, T_max − 1] covers the time scales up to T_max (Tallec & Ollivier 2018, eq. 9).
         log_u = torch.empty(hidden_size, device=bias_ih.device).uniform_(1.0, self.chrono_max_len - 1).log()
@@ -279,7 +288,7 @@ class _RecurrentLayer:
     def _cell_weights(self, layer: int, direction: int) -> CellWeights:
         """The tensors the cell of one layer and direction uses (weight norm applied)."""
         suffix = f"_l{layer}{'_reverse' if direction else ''}"
-        found = {name: getattr(self, name + suffix, None) for name in CellWeights._fields}
+        found: dict[str, Any] = {name: getattr(self, name + suffix, None) for name in CellWeights._fields}
         if self.weight_norm:
             for name in ("weight_ih", "weight_hh"):
                 found[name] = _normalise_rows(found[name], getattr(self, f"{name}_scale{suffix}"))
@@ -288,7 +297,7 @@ class _RecurrentLayer:
     def _fused_weights(self) -> list[Tensor]:
         """The flat weight list the fused kernel takes, in torch.nn's order."""
         if not self.weight_norm:
-            return self._flat_weights
+            return cast(list[Tensor], self._flat_weights)  # torch lists the weights it registered: no None
         weights = []
         for name in self._flat_weights_names:
             tensor = getattr(self, name)
@@ -319,6 +328,7 @@ class _RecurrentLayer:
         if self.gradient_checkpointing and torch.is_grad_enabled():
             return False
         data = batch.packed.data if batch.packed is not None else batch.padded
+        assert data is not None  # a batch is packed or padded
         return kernel_applies(self, data.dtype, data.device)
 
     def _runs_fused(self) -> bool:
@@ -390,6 +400,7 @@ class _RecurrentLayer:
             output, state = self._fused_packed(batch.packed, batch.hx, weights)
             return output, self._public_state(state, False)
         x = batch.padded
+        assert x is not None  # not packed, so padded
         if batch.lengths is not None:
             packed = pack_padded_sequence(x, batch.lengths, batch_first=self.batch_first, enforce_sorted=False)
             packed_output, state = self._fused_packed(packed, batch.hx, weights)
@@ -412,9 +423,11 @@ class _RecurrentLayer:
 
     # ---- layer by layer, direction by direction (the loop, or the fused kernel chunk by chunk)
     def _forward_over_time(self, batch: _Batch, run_direction):
+        lengths: Tensor | None
         if batch.packed is not None:
             x, lengths = pad_packed_sequence(batch.packed)  # [T, B, I] in the caller's batch order
         else:
+            assert batch.padded is not None  # not packed, so padded
             x = batch.padded.transpose(0, 1) if self.batch_first else batch.padded
             lengths = batch.lengths
         seq_len, batch_size = x.shape[0], x.shape[1]
@@ -476,8 +489,8 @@ class _RecurrentLayer:
         )
         return output, tuple(s.squeeze(0) for s in final)
 
-    def _fused_chunk(self, chunk: Tensor, chunk_lengths: Tensor | None, weights: list[Tensor], *state: Tensor):
-        run = {"num_layers": 1, "bidirectional": False, "dropout": 0.0}
+    def _fused_chunk(self, chunk: Tensor, chunk_lengths: Tensor | None, weights: Sequence[Tensor], *state: Tensor):
+        run: dict[str, Any] = {"num_layers": 1, "bidirectional": False, "dropout": 0.0}
         if chunk_lengths is None or bool((chunk_lengths == chunk.shape[0]).all()):
             output, state = self._fused_call(chunk, None, state, weights, batch_first=False, **run)
             return (output, *state)
@@ -508,7 +521,7 @@ class _RecurrentLayer:
             steps = torch.arange(seq_len, device=sequence.device).unsqueeze(1)
             valid = (steps < lengths.to(sequence.device).unsqueeze(0)).unsqueeze(-1)  # [T, B, 1]
         recurrent_mask = self._recurrent_mask(sequence)
-        recording = [] if self._gate_recorder is not None else None
+        recording: list | None = [] if self._gate_recorder is not None else None
         if self.gradient_checkpointing and torch.is_grad_enabled() and recording is None:
             steps_per_chunk = self._chunk_steps(seq_len)
             outputs = []
@@ -528,6 +541,7 @@ class _RecurrentLayer:
             return torch.cat(outputs), tuple(state)
         output, *state = self._scan(sequence, valid, weights, recurrent_mask, recording, *state)
         if recording is not None:
+            assert self._gate_recorder is not None  # recording is made only when it is set
             record, module_name = self._gate_recorder
             record._add(
                 module_name,
@@ -1135,7 +1149,7 @@ def parameter_table(input_size: int, hidden_size: int, num_layers: int = 1) -> l
     each gate has an input matrix ``H·I``, a recurrent matrix ``H·H`` and torch.nn's two biases
     ``2H``, so LSTM is 4× and GRU 3× a vanilla RNN exactly.
     """
-    rows = []
+    rows: list[dict[str, Any]] = []
     for gates, layer_class in ((1, RNN), (4, LSTM), (3, GRU)):
         layer = layer_class(input_size, hidden_size, num_layers, device="meta")
         rows.append(

@@ -11,7 +11,7 @@ on its own before its bias is added: ``LN(W_ih x_t) + b_ih + LN(W_hh h_{t-1}) + 
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import Any, NamedTuple, TypeVar, cast
 
 import torch
 import torch.nn.functional as F
@@ -20,6 +20,8 @@ from torch import Tensor, nn
 from rnnlab.errors import ConfigError
 
 LAYER_NORM_EPS = 1e-5
+
+_State = TypeVar("_State", bound=tuple[Tensor, ...])  # a cell's carry: (h,) or (h, c)
 
 
 class CellWeights(NamedTuple):
@@ -131,9 +133,10 @@ class CellModule(nn.Module):
                 nn.init.constant_(tensor, 0.0 if name.endswith("bias") else 1.0)
 
     def weights(self) -> CellWeights:
-        return CellWeights(**{name: getattr(self, name, None) for name in CellWeights._fields})
+        fields: dict[str, Any] = {name: getattr(self, name, None) for name in CellWeights._fields}
+        return CellWeights(**fields)
 
-    def _batched(self, input: Tensor, hx: tuple[Tensor, ...] | None) -> tuple[Tensor, tuple[Tensor, ...], bool]:
+    def _batched(self, input: Tensor, hx: _State | None) -> tuple[Tensor, _State, bool]:
         """Give a batch dimension to an unbatched input and check shapes, as torch.nn's cells do."""
         if input.dim() not in (1, 2):
             raise ConfigError(
@@ -148,16 +151,18 @@ class CellModule(nn.Module):
         if unbatched:
             input = input.unsqueeze(0)
         sizes = (self.hidden_size,) * self.state_count
+        states: tuple[Tensor, ...]
         if hx is None:
-            hx = tuple(input.new_zeros(input.size(0), size) for size in sizes)
+            states = tuple(input.new_zeros(input.size(0), size) for size in sizes)
         else:
-            hx = tuple(state.unsqueeze(0) if unbatched else state for state in hx)
-            for state, size in zip(hx, sizes):
+            states = tuple(state.unsqueeze(0) if unbatched else state for state in hx)
+            for state, size in zip(states, sizes):
                 if tuple(state.shape) != (input.size(0), size):
                     expected = [size] if unbatched else [input.size(0), size]
                     got = list(state.shape[1:] if unbatched else state.shape)
                     raise ConfigError(f"{type(self).__name__}: expected a state of shape {expected}, got {got}")
-        return input, hx, unbatched
+        # state_count tensors, one per tensor of the carry the cell's forward passes (or would pass)
+        return input, cast(_State, states), unbatched
 
     def extra_repr(self) -> str:
         text = f"{self.input_size}, {self.hidden_size}"

@@ -92,11 +92,11 @@ def scan_linear_recurrence(a: Tensor, b: Tensor, h0: Tensor) -> Tensor:
         b = torch.cat([b, b.new_zeros(padding, *b.shape[1:])])
     shape = (blocks, block, *a.shape[1:])
     a, b = a.reshape(shape), b.reshape(shape)
-    u, from_zero = torch.zeros_like(b[:, 0]), []
+    u, steps = torch.zeros_like(b[:, 0]), []
     for a_t, b_t in zip(a.unbind(1), b.unbind(1)):  # unbind, not a[:, t]: slices make backward O(T²)
         u = a_t * u + b_t
-        from_zero.append(u)
-    from_zero = torch.stack(from_zero, dim=1)  # [blocks, block, ...]
+        steps.append(u)
+    from_zero = torch.stack(steps, dim=1)  # [blocks, block, ...]
     decay = a.cumprod(dim=1)
     starts, state = [], h0
     for decay_end, from_zero_end in zip(decay[:, -1].unbind(0), from_zero[:, -1].unbind(0)):

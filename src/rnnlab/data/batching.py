@@ -14,8 +14,8 @@ of similar length (little padding) while which sequences meet in a batch still c
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
-from typing import NamedTuple
+from collections.abc import Iterator, Sequence, Sized
+from typing import NamedTuple, cast
 
 import numpy as np
 import torch
@@ -96,7 +96,7 @@ class SeededShuffleSampler(RandomSampler):
     small training set gets an epoch of more than a handful of optimiser steps.
     """
 
-    def __init__(self, data_source: Dataset, seed: int = 0, num_samples: int | None = None):
+    def __init__(self, data_source: Sized, seed: int = 0, num_samples: int | None = None):
         super().__init__(data_source)
         self.seed = int(seed)
         self.epoch = 0
@@ -177,7 +177,7 @@ class BucketBatchSampler(BatchSampler):
         return iter(batches)
 
     def __len__(self) -> int:
-        count = len(self.sampler)
+        count = len(cast(Sized, self.sampler))  # the samplers batched here have a length
         return count // self.batch_size if self.drop_last else -(-count // self.batch_size)
 
 
@@ -198,7 +198,8 @@ def dataset_lengths(dataset: Dataset) -> np.ndarray:
     lengths = getattr(dataset, "lengths", None)
     if lengths is not None:
         return np.asarray(lengths, dtype=np.int64)
-    return np.array([dataset[i][0].shape[0] for i in range(len(dataset))], dtype=np.int64)
+    size = len(cast(Sized, dataset))  # map-style: it has a length (torch's Dataset does not declare one)
+    return np.array([dataset[i][0].shape[0] for i in range(size)], dtype=np.int64)
 
 
 def make_loader(
@@ -219,7 +220,8 @@ def make_loader(
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    sampler: Sampler[int] = SeededShuffleSampler(dataset, seed) if shuffle else SequentialSampler(dataset)
+    sized = cast(Sized, dataset)  # map-style: it has a length (torch's Dataset does not declare one)
+    sampler: Sampler[int] = SeededShuffleSampler(sized, seed) if shuffle else SequentialSampler(sized)
     if bucket:
         batch_sampler = BucketBatchSampler(sampler, batch_size, drop_last, lengths=dataset_lengths(dataset), seed=seed)
         return DataLoader(dataset, batch_sampler=batch_sampler, collate_fn=collate)

@@ -27,7 +27,7 @@ What was applied is ``meta["scaler"]``. ``y`` is the index of the label in ``met
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -272,7 +272,7 @@ def read_records(table: Table, fmt: str, columns: dict[str, str], *, lowercase: 
             raise DataError(f"{table.path}: line {line}: the text column {columns['text']!r} is empty")
         inputs.append(tokens)
         keys.append({"line": int(line)})
-    return Records(inputs, labels or [None] * len(inputs), keys)
+    return Records(inputs, cast(list[str | None], labels or [None] * len(inputs)), keys)  # all labelled or none
 
 
 def _labels(table: Table, label: str) -> list[str]:
@@ -302,7 +302,7 @@ def _read_wide(table: Table, label: str, labels: list[str] | None) -> Records:
         )
     inputs = [values[i, : lengths[i], None] for i in range(len(values))]
     keys = [{"line": int(line)} for line in table.lines]
-    return Records(inputs, labels or [None] * len(inputs), keys)
+    return Records(inputs, cast(list[str | None], labels or [None] * len(inputs)), keys)  # all labelled or none
 
 
 def _feature_columns(table: Table, columns: dict[str, str]) -> list[str]:
@@ -360,7 +360,10 @@ def _read_long(table: Table, columns: dict[str, str], labels: list[str] | None) 
 def _order_values(table: Table, column: str) -> np.ndarray:
     """The time column as sortable numbers (dates as their timestamps)."""
     kind, times = parse_times(table, column)
-    return times if kind == "numeric" else times.asi8.astype(np.float64)
+    if kind == "numeric":
+        return times
+    assert isinstance(times, pd.DatetimeIndex)  # not numbers, so dates
+    return times.asi8.astype(np.float64)
 
 
 def sort_labels(labels: set[str]) -> list[str]:
@@ -375,7 +378,7 @@ def _check_known_labels(records: Records, label_names: list[str], source: str) -
     known = set(label_names)
     unseen = [i for i, lab in enumerate(records.labels) if lab not in known]
     if unseen:
-        names = sort_labels({records.labels[i] for i in unseen})
+        names = sort_labels({cast(str, records.labels[i]) for i in unseen})  # read with require_label=True
         more = f" and {len(unseen) - 5} more" if len(unseen) > 5 else ""
         where = ", ".join(records.where(i) for i in unseen[:5]) + more
         raise DataError(
@@ -446,7 +449,8 @@ def load_digits(*, seed: int, val_fraction: float, test_fraction: float):
         "sizes": {name: len(d) for name, d in zip(("train", "val", "test"), datasets)},
     }
     baselines = majority_baselines([str(t) for t in targets[rows[0]]], [str(t) for t in targets[rows[2]]])
-    return TaskData(spec, *datasets, baselines=baselines, meta=meta)
+    train, val, test = datasets  # split_indices gives three parts
+    return TaskData(spec, train, val, test, baselines=baselines, meta=meta)
 
 
 def classify_inputs(meta: dict[str, Any], path: str):

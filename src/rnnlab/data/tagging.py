@@ -51,7 +51,9 @@ def read_conll(path: str, *, require_tags: bool = True) -> list[Sentence]:
     def close() -> None:
         if tokens:
             sentences.append(Sentence(tokens.copy(), tags.copy() if tagged else None, lines.copy()))
-        tokens.clear(), tags.clear(), lines.clear()
+        tokens.clear()
+        tags.clear()
+        lines.clear()
 
     for number, line in enumerate(text.splitlines(), start=1):
         fields = line.split()
@@ -166,9 +168,10 @@ def load_tagging(
 
 
 def _check_known_tags(sentences: list[Sentence], known: set[str], source: str) -> None:
-    unseen = [
-        (tag, line) for s in sentences for tag, line in zip(s.tags, s.lines or [0] * len(s.tags)) if tag not in known
-    ]
+    unseen: list[tuple[str, int]] = []
+    for s in sentences:
+        assert s.tags is not None  # read with require_tags=True, or generated with tags
+        unseen += [(tag, line) for tag, line in zip(s.tags, s.lines or [0] * len(s.tags)) if tag not in known]
     if unseen:
         names = sorted({tag for tag, _ in unseen})
         more = f" and {len(unseen) - 5} more" if len(unseen) > 5 else ""

@@ -445,6 +445,7 @@ def _join_test(series: Series, test: Series, lookback: int, horizon: int):
 def read_series(path: str, *, time: str | None, target: str | None, covariates: str | None, fill: str) -> Series:
     """Read and validate a CSV series: columns, numbers, time order, gaps and missing values."""
     table = read_table(path)
+    time_column: str | None
     if time is not None:
         require_columns(table, [time], "time")
         time_column = time
@@ -537,9 +538,11 @@ def _positions(series: Series) -> np.ndarray:
     """Each row's position in steps from the first row (0, 1, 2, ... when there are no gaps)."""
     times, step = series.times, series.step
     if step["unit"] == "months":
+        assert isinstance(times, pd.DatetimeIndex)  # a calendar step: the times are dates
         ordinal = times.year.to_numpy() * 12 + times.month.to_numpy()
         return (ordinal - ordinal[0]) / step["n"]
     if step["unit"] == "seconds":
+        assert isinstance(times, pd.DatetimeIndex)  # a clock step: the times are dates
         return (times.asi8 - times.asi8[0]) / _ticks_per_second(times) / step["n"]
     if step["unit"] == "number":
         return (times - times[0]) / step["n"]
@@ -550,6 +553,7 @@ def _fill_time_gaps(series: Series, fill: str) -> None:
     """Missing time steps: an error naming the gap, or (with a fill method) rows inserted as missing values."""
     if series.time_kind == "index" or len(series) < 2:
         return
+    assert series.lines is not None  # read from a file: each row has its line
     positions = _positions(series)
     rounded = np.round(positions)
     off_grid = np.abs(positions - rounded) > 1e-6
@@ -589,6 +593,7 @@ def _fill_missing(series: Series, fill: str) -> None:
     missing = np.isnan(series.values)
     if not missing.any():
         return
+    assert series.lines is not None  # read from a file: each row has its line
     inserted_rows = series.lines == 0
     empty_columns = [name for name, m in zip(series.columns, missing.all(axis=0)) if m]
     if empty_columns:

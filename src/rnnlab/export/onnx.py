@@ -30,7 +30,7 @@ import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -39,6 +39,9 @@ from torch import nn
 from rnnlab.errors import ConfigError, RnnlabError, unknown_name
 from rnnlab.export.recurrence import replace_recurrent_layers
 from rnnlab.io import atomic_write
+
+if TYPE_CHECKING:
+    from rnnlab.models.task_model import TaskModel
 
 MODES = ("sequence", "step")
 RECURRENCE_PATHS = ("auto", "native", "loop")
@@ -134,7 +137,7 @@ class _SequenceGraph(nn.Module):
 class _StepGraph(nn.Module):
     """``(x, h[, c]) -> (output, h_out[, c_out])``: one step with the state in and out."""
 
-    def __init__(self, model: nn.Module, has_cell_state: bool) -> None:
+    def __init__(self, model: TaskModel, has_cell_state: bool) -> None:
         super().__init__()
         self.model = model
         self.has_cell_state = has_cell_state
@@ -145,9 +148,9 @@ class _StepGraph(nn.Module):
         return (output, *state) if self.has_cell_state else (output, state)
 
 
-def state_layout(model: nn.Module) -> list[dict[str, Any]]:
+def state_layout(model: TaskModel) -> list[dict[str, Any]]:
     """The step model's state tensors: name and shape (``"batch"`` for the dynamic axis)."""
-    layer = model.encoder.rnn
+    layer: Any = model.encoder.rnn  # an rnnlab layer, or its quantised stand-in with the same shape attributes
     rows = layer.num_layers * (2 if layer.bidirectional else 1)
     names = ("h", "c") if layer.mode == "LSTM" else ("h",)  # torch.nn's mode: LSTM, GRU, RNN_TANH, RNN_RELU
     return [{"name": name, "shape": [rows, "batch", layer.hidden_size]} for name in names]
@@ -203,15 +206,16 @@ def export_onnx(
         raise ConfigError(f"{path} is a directory; give a file name such as model.onnx")
     if path.exists() and not force:
         raise ConfigError(f"{path} exists; choose another output or pass force=True (--force) to overwrite it")
+    task_model = cast("TaskModel", model)  # _check_exportable: it has a spec and an encoder
     was_training = model.training
     try:
-        return _export(model.eval(), path, mode, recurrence, quantize, tolerance, check_shapes, seed)
+        return _export(task_model.eval(), path, mode, recurrence, quantize, tolerance, check_shapes, seed)
     finally:
         model.train(was_training)
 
 
 def _export(
-    model: nn.Module,
+    model: TaskModel,
     path: Path,
     mode: str,
     recurrence: str,
@@ -498,7 +502,7 @@ class OnnxSequenceModule(nn.Module):
 
 
 def check_onnx(
-    model: nn.Module, path: str | os.PathLike, *, check_shapes=CHECK_SHAPES, seed: int = 0
+    model: TaskModel, path: str | os.PathLike, *, check_shapes=CHECK_SHAPES, seed: int = 0
 ) -> tuple[float, list[str]]:
     """Run the ONNX file at ``check_shapes`` and return the largest |onnxruntime − PyTorch| and what ran.
 
@@ -535,6 +539,7 @@ def check_onnx(
                     got, state = onnx_model.run_step(x[:, t], state)
                     worst = max(worst, float(np.abs(got - expected.numpy()).max()))
                 torch_states = torch_state if isinstance(torch_state, tuple) else (torch_state,)
+                assert state is not None  # at least one step ran
                 for ours, theirs in zip(state, torch_states):
                     worst = max(worst, float(np.abs(ours - theirs.numpy()).max()))
                 checked.append(f"batch {batch_size} × {length} steps")

@@ -50,8 +50,8 @@ def prunable_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
             if parametrizations is not None and "weight" in parametrizations:
                 # weight norm: W = g · v / ‖v‖; zeroing entries of the direction v zeroes them in W.
                 found[prefix + "parametrizations.weight.original1"] = parametrizations.weight.original1
-            elif isinstance(getattr(module, "weight", None), nn.Parameter):
-                found[prefix + "weight"] = module.weight
+            elif isinstance(weight := getattr(module, "weight", None), nn.Parameter):
+                found[prefix + "weight"] = weight
     return found
 
 

@@ -51,7 +51,7 @@ def _torch_quantisation() -> Iterator[None]:
         yield
 
 
-def _float_twin(layer: nn.Module) -> nn.Module:
+def _float_twin(layer: LSTM | GRU) -> nn.Module:
     """The torch.nn layer computing what ``layer`` computes (weight norm folded into the weights)."""
     twin_class = {"LSTM": nn.LSTM, "GRU": nn.GRU}[layer.mode]
     twin = twin_class(
@@ -82,7 +82,7 @@ class QuantizedRecurrent(nn.Module):
     ``lengths`` the batch is packed, so padding never enters the recurrence.
     """
 
-    def __init__(self, layer: nn.Module) -> None:
+    def __init__(self, layer: LSTM | GRU) -> None:
         super().__init__()
         _copy_shape(layer, self)
         holder = nn.Sequential(_float_twin(layer))
@@ -102,7 +102,10 @@ class QuantizedRNN(nn.Module):
     """A vanilla rnnlab ``RNN`` on torch's dynamically quantised ``RNNCell``, run over time with masks
     (torch has no quantised RNN layer): finished sequences keep their state, their outputs are 0."""
 
-    def __init__(self, layer: nn.Module) -> None:
+    num_layers: int  # set by _copy_shape, as the layer's
+    hidden_size: int
+
+    def __init__(self, layer: RNN) -> None:
         super().__init__()
         _copy_shape(layer, self)
         self.directions = 2 if layer.bidirectional else 1

@@ -231,12 +231,12 @@ class _OnnxOperator(torch.autograd.Function):
         # The exporter traces inside a Function's forward too, and cannot lower the scripted scan
         # there; the symbolic below replaces all of it anyway, so compute untraced.
         tracing_state = torch._C._get_tracing_state()
-        torch._C._set_tracing_state(None)
+        torch._C._set_tracing_state(None)  # type: ignore[attr-defined]  # in torch._C, missing from its stubs
         try:
             with torch.no_grad():
                 return _OnnxOperator._compute(x, sequence_lens, h_0, c_0, W, R, B, kind, hidden_size)
         finally:
-            torch._C._set_tracing_state(tracing_state)
+            torch._C._set_tracing_state(tracing_state)  # type: ignore[attr-defined]  # as above
 
     @staticmethod
     def _compute(
@@ -364,7 +364,7 @@ class ExportRecurrent(nn.Module):
     the cell equations once, without a loop (the step model a real-time system calls).
     """
 
-    def __init__(self, layer: nn.Module, path: str = "loop", *, single_step: bool = False) -> None:
+    def __init__(self, layer: RNN | LSTM | GRU, path: str = "loop", *, single_step: bool = False) -> None:
         super().__init__()
         if path not in PATHS:
             raise ConfigError(f"recurrence path must be one of {', '.join(PATHS)}; got {path!r}")
@@ -429,7 +429,7 @@ class ExportRecurrent(nn.Module):
             )
         return {name: None if t is None else t.contiguous() for name, t in tensors.items()}
 
-    def _register_operator_weights(self, layer: nn.Module, layer_index: int) -> None:
+    def _register_operator_weights(self, layer: RNN | LSTM | GRU, layer_index: int) -> None:
         stacks: dict[str, list[Tensor]] = {"W": [], "R": [], "B": []}
         for direction in range(self.directions):
             weights = layer._cell_weights(layer_index, direction)
@@ -489,11 +489,13 @@ class ExportRecurrent(nn.Module):
 
     def _project(self, x: Tensor, unit: dict[str, Tensor | None]) -> Tensor:
         """``W_ih x + b_ih`` (``LN(W_ih x) + b_ih`` with layer norm) for every step at once."""
+        weight, bias = unit["input_weight"], unit["input_bias"]
+        assert weight is not None and bias is not None  # always there (a zero bias for bias=False)
         if unit["input_gain"] is None:
-            return F.linear(x, unit["input_weight"], unit["input_bias"])
-        projected = F.linear(x, unit["input_weight"])
+            return F.linear(x, weight, bias)
+        projected = F.linear(x, weight)
         gain = unit["input_gain"]
-        return F.layer_norm(projected, (gain.shape[0],), gain, None, LAYER_NORM_EPS) + unit["input_bias"]
+        return F.layer_norm(projected, (gain.shape[0],), gain, None, LAYER_NORM_EPS) + bias
 
     def _step_arguments(self, unit: dict[str, Tensor | None]) -> tuple:
         return (

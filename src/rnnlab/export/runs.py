@@ -26,9 +26,10 @@ import statistics
 import tempfile
 import time
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import nn
@@ -46,6 +47,9 @@ from rnnlab.export.onnx import (
 from rnnlab.export.prune import check_fraction, compressed_bytes, finetune, prune_model
 from rnnlab.export.quantise import quantize_model, serialized_bytes
 
+if TYPE_CHECKING:
+    from rnnlab.models.task_model import TaskModel
+
 FORMATS = ("onnx",)
 QUANTISATIONS = ("int8",)
 LATENCY_REPEATS = 50
@@ -61,7 +65,7 @@ class Variant:
     file_bytes: int  # the file you would ship: that state dict (PyTorch) or the .onnx file (graph included)
     compressed_bytes: int | None  # gzip of the weights: what zeros from pruning save
     latency_ms: float
-    metrics: dict[str, float | None]
+    metrics: Mapping[str, float | None]
 
 
 @dataclass
@@ -178,7 +182,7 @@ def export_run(
     def measure(name: str, runtime: str, module: nn.Module, *, onnx_path: Path | None = None) -> Variant:
         metrics = _evaluate(module, task_data, task) if evaluate else {}
         if onnx_path is not None:
-            onnx_model = module.onnx_model
+            onnx_model = cast(OnnxSequenceModule, module).onnx_model  # the module measured over the file
             call = (
                 (lambda: onnx_model.run_step(latency_input))
                 if step
@@ -189,12 +193,14 @@ def export_run(
             )
         state_dict_bytes = serialized_bytes(module)
         with torch.inference_mode():
-            call = (lambda: module.step(latency_input)) if step else (lambda: module(latency_input))
+            step_model = cast("TaskModel", module)  # not an ONNX file: the model, pruned or quantised copy
+            call = (lambda: step_model.step(latency_input)) if step else (lambda: module(latency_input))
             latency = _median_ms(call)
         return Variant(name, runtime, state_dict_bytes, state_dict_bytes, compressed_bytes(module), latency, metrics)
 
     variants = [measure("float", "PyTorch", model)]
-    exported, label = model, "float"
+    exported: nn.Module = model
+    label = "float"
     if prune is not None:
         result = prune_model(model, prune, scope=prune_scope)
         label = f"pruned {prune:.0%}"
@@ -261,7 +267,7 @@ def _typical_length(task_data: Any) -> int | None:
     return int(statistics.median(lengths))
 
 
-def _evaluate(module: nn.Module, task_data: Any, task: dict[str, Any]) -> dict[str, float | None]:
+def _evaluate(module: nn.Module, task_data: Any, task: dict[str, Any]) -> dict[str, float]:
     from rnnlab.train import evaluate_model
 
     with warnings.catch_warnings():

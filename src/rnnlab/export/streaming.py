@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 from collections.abc import Hashable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -30,11 +30,14 @@ from torch import nn
 from rnnlab.errors import ConfigError
 from rnnlab.export.onnx import OnnxModel, state_layout, step_refusal
 
+if TYPE_CHECKING:
+    from rnnlab.models.task_model import TaskModel
+
 
 class _TorchBackend:
     """A ``TaskModel`` run with PyTorch; states are lists of tensors ``[layers, batch, hidden]``."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: TaskModel) -> None:
         refusal = step_refusal(model)
         if refusal:
             raise ConfigError(
@@ -147,7 +150,7 @@ class StreamingPredictor:
     classify/tag/lm, ``[horizon, n_targets]`` for forecast, ``[]`` for regress).
     """
 
-    def __init__(self, model: nn.Module | str | os.PathLike, *, threads: int | None = None) -> None:
+    def __init__(self, model: TaskModel | str | os.PathLike, *, threads: int | None = None) -> None:
         if isinstance(model, (str, os.PathLike)):
             self.backend: Any = _OnnxBackend(model, threads)
         elif isinstance(model, nn.Module):

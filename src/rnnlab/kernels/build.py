@@ -157,7 +157,7 @@ def _module_name() -> str:
 def _import(path: Path, module_name: str) -> ModuleType:
     loader = importlib.machinery.ExtensionFileLoader(module_name, str(path))
     spec = importlib.util.spec_from_file_location(module_name, path, loader=loader)
-    module = importlib.util.module_from_spec(spec)
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]  # a loader is given: never None
     loader.exec_module(module)
     return module
 

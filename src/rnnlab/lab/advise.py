@@ -186,7 +186,6 @@ def advise(results: dict[str, Any] | str | Path, limits: Limits | None = None) -
 
 def guide_rules(seq_len: int | None, limits: Limits, task: str = "") -> list[Rule]:
     """The guide's rules, each marked with whether it applies to this sequence length and these limits."""
-    known = seq_len is not None
     tight = limits.max_latency_ms is not None or limits.max_params is not None
     return [
         Rule(
@@ -194,10 +193,16 @@ def guide_rules(seq_len: int | None, limits: Limits, task: str = "") -> list[Rul
             "sequence length < 20 steps",
             "a vanilla RNN, bidirectional when the whole sequence is at hand",
             ["rnn"],
-            known and seq_len < 20,
+            seq_len is not None and seq_len < 20,
         ),
-        Rule("medium", "20–100 steps", "GRU first", ["gru"], known and 20 <= seq_len <= 100),
-        Rule("long", "more than 100 steps", "LSTM with gradient clipping", ["lstm"], known and seq_len > 100),
+        Rule("medium", "20–100 steps", "GRU first", ["gru"], seq_len is not None and 20 <= seq_len <= 100),
+        Rule(
+            "long",
+            "more than 100 steps",
+            "LSTM with gradient clipping",
+            ["lstm"],
+            seq_len is not None and seq_len > 100,
+        ),
         Rule(
             "long-range",
             "the task needs long-range context (e.g. named entities)",

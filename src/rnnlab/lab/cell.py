@@ -20,11 +20,14 @@ import time
 import traceback
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from lightning.pytorch.callbacks import Callback
 
 from rnnlab.models import family
+
+if TYPE_CHECKING:
+    from rnnlab.models.seq2seq import Seq2SeqModel
 
 #: Test samples used for gradients, gates and attention (the test split's first ones).
 MEASURE_SAMPLES = 32
@@ -140,7 +143,7 @@ def _train_and_measure(cell: dict[str, Any], recipe: dict[str, Any], run_dir: st
     seq2seq = spec.head == "seq2seq"
     # seq2seq: the training-like measures read the teacher-forced logits; gates, the encoder's;
     # the gradient flow through a decoder is not the seeds' question and is not measured
-    trained = TeacherForced(model, train_batch.y) if seq2seq else model
+    trained = TeacherForced(cast("Seq2SeqModel", model), train_batch.y) if seq2seq else model
     trained_flow = None if seq2seq else measures.measure_gradient_flow(model, test.x, test.y, loss_fn, test.lengths)
     gradient_flow = None
     if trained_flow is not None and at_init.flow is not None:
@@ -157,7 +160,9 @@ def _train_and_measure(cell: dict[str, Any], recipe: dict[str, Any], run_dir: st
         from rnnlab.data import collate
 
         sample = collate([task_data.test[i] for i in measures.alignment_examples(task_data.test)])
-        alignments = measures.measure_alignments(model, sample.x, sample.lengths, sample.y, task_data.meta)
+        alignments = measures.measure_alignments(
+            cast("Seq2SeqModel", model), sample.x, sample.lengths, sample.y, task_data.meta
+        )
         by_source_length = measures.exact_match_by_source_length(model, task_data.test, task_data.meta)
     elif cell["model"].endswith("+attn") or cell["model"] == "transformer":
         sample = _batch(task_data.test, ATTENTION_SAMPLES)
@@ -250,7 +255,7 @@ def _batch(dataset: Any, count: int) -> Any:
 
     count = max(1, min(count, len(dataset)))
     batch = collate([dataset[index] for index in range(count)])
-    lengths = batch.lengths
+    lengths: Any = batch.lengths  # None below: the measures' "nothing padded" (Batch declares a tensor)
     if lengths is not None and bool((lengths == batch.x.size(1)).all()):
         lengths = None  # nothing is padded: the models' fast path
     return type(batch)(batch.x, batch.y, lengths)

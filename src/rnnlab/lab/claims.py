@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import statistics
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from rnnlab.lab.results import format_length, lengths_of, row, row_skill
 
@@ -82,11 +82,12 @@ def check_rnn_short_memory(results: dict[str, Any]) -> Claim:
     claim.measured = "RNN skill (0 chance, 1 perfect): " + ", ".join(
         f"{format_length(length)} {skills[length]:.2f}" for length in lengths
     )
-    long = [length for length in lengths if length > 20]
+    long = [length for length in lengths if length is not None and length > 20]  # long-range: every length set
     if not long:
         claim.why = f"the longest length with an rnn cell is {lengths[-1]}; the claim needs lengths above 20"
         return claim
-    bridged = [length for length in long if skills[length] >= USES_DEPENDENCY]
+    known = cast("dict[int | None, float]", skills)  # no None (checked above)
+    bridged = [length for length in long if known[length] >= USES_DEPENDENCY]
     if bridged:
         claim.verdict = FAILS
         claim.why = (
@@ -121,7 +122,7 @@ def check_rnn_collapses_lstm_holds(results: dict[str, Any]) -> Claim:
         for length in lengths_of(results)
         if row(results, "rnn", length) is not None and row(results, "lstm", length) is not None
     ]
-    if not lengths or lengths[-1] < 1000:
+    if not lengths or (lengths[-1] or 0) < 1000:  # a long-range task sets every length
         longest = lengths[-1] if lengths else None
         claim.why = (
             f"the longest length measured for both is {longest}; the claim is about T=1000 — "
@@ -132,9 +133,9 @@ def check_rnn_collapses_lstm_holds(results: dict[str, Any]) -> Claim:
         return claim
     short, long = lengths[0], 1000
     rnn_skill = row_skill(results, row(results, "rnn", long))
-    lstm_short = row(results, "lstm", short)["metric_mean"]
-    lstm_long = row(results, "lstm", long)["metric_mean"]
-    if rnn_skill is None or not row(results, "lstm", long)["higher_is_better"]:
+    lstm_short = _row(results, "lstm", short)["metric_mean"]
+    lstm_long = _row(results, "lstm", long)["metric_mean"]
+    if rnn_skill is None or not _row(results, "lstm", long)["higher_is_better"]:
         claim.why = "the task's metric is not an accuracy with a known chance level"
         return claim
     drop = (lstm_short - lstm_long) / lstm_short if lstm_short > 0 else math.inf
@@ -176,10 +177,10 @@ def still_learning(results: dict[str, Any], model: str, length: int | None) -> l
     return found
 
 
-def _long_range_text(results: dict[str, Any], short: int, long: int) -> str:
+def _long_range_text(results: dict[str, Any], short: int | None, long: int | None) -> str:
     texts = []
     for model in ("rnn", "lstm"):
-        first, last = row(results, model, short), row(results, model, long)
+        first, last = _row(results, model, short), _row(results, model, long)
         texts.append(
             f"{model.upper()} {first['metric']} {first['metric_mean']:.3f} at {format_length(short)} → "
             f"{last['metric_mean']:.3f} at {format_length(long)}"
@@ -199,9 +200,10 @@ def check_gradient_flow(results: dict[str, Any]) -> Claim:
     if missing:
         claim.why = f"no gradient-flow measurement of {' or '.join(missing)} in this run; add it to --models"
         return claim
-    length = min(flows["rnn"]["length"], flows["lstm"]["length"])
+    length = min(cast(dict, flows["rnn"])["length"], cast(dict, flows["lstm"])["length"])  # none missing
     rnn = _flow_ratios(results, "rnn", length)
     lstm = _flow_ratios(results, "lstm", length)
+    assert rnn is not None and lstm is not None  # both measured at the shorter of their longest lengths
     rnn_ratio = rnn["init"]["h"]
     lstm_ratio = lstm["init"].get("c")
     if lstm_ratio is None:
@@ -307,6 +309,7 @@ class ProbeRatio:
                 "the layer cost probe did not run (it runs with every comparison that includes rnn, lstm and gru)"
             )
             return result
+        assert probe is not None  # it has the layers
         ratio = layers[slow][measure] / layers[fast][measure]
         excess = ratio - 1
         result.figures = {"ratio": ratio, slow: layers[slow][measure], fast: layers[fast][measure]}
@@ -378,7 +381,7 @@ def check_lstm_converges_faster(results: dict[str, Any]) -> Claim:
         return claim
     compared, lstm_wins, parts = 0, 0, []
     for length in lengths:
-        rnn, lstm = row(results, "rnn", length), row(results, "lstm", length)
+        rnn, lstm = _row(results, "rnn", length), _row(results, "lstm", length)
         rnn_epochs = rnn["epochs_to_target"] if rnn["reached_target"] == rnn["n"] else None
         lstm_epochs = lstm["epochs_to_target"] if lstm["reached_target"] == lstm["n"] else None
         parts.append(
@@ -462,7 +465,7 @@ def check_challengers_train_faster(results: dict[str, Any]) -> Claim:
     if length is False:
         claim.why = "needs finished lstm, tcn and transformer cells at a common length; add them to --models"
         return claim
-    steps = {m: row(results, m, length)["cost"].get("train_ms_per_step") for m in ("lstm", "tcn", "transformer")}
+    steps = {m: _row(results, m, length)["cost"].get("train_ms_per_step") for m in ("lstm", "tcn", "transformer")}
     if any(value is None for value in steps.values()):
         claim.why = "the cells carry no training step time"
         return claim
@@ -492,7 +495,7 @@ def check_challengers_match_lstm(results: dict[str, Any]) -> Claim:
     if length is not None and length < 100:
         claim.why = f"the longest common length is {length}; long sequences start above 100 steps (budget standard)"
         return claim
-    entries = {m: row(results, m, length) for m in ("lstm", "tcn", "transformer")}
+    entries = {m: _row(results, m, length) for m in ("lstm", "tcn", "transformer")}
     skills = {m: row_skill(results, entries[m]) for m in entries}
     if any(value is None for value in skills.values()):
         claim.why = "the task reports no chance level or baseline to compare skills on"
@@ -501,7 +504,8 @@ def check_challengers_match_lstm(results: dict[str, Any]) -> Claim:
     claim.measured = f"{entries['lstm']['metric']} at {format_length(length)}: " + ", ".join(
         f"{m} {entries[m]['metric_mean']:.3f} (skill {skills[m]:.2f})" for m in entries
     )
-    matching = [m for m in ("tcn", "transformer") if skills[m] >= skills["lstm"] - MATCH]
+    known = cast("dict[str, float]", skills)  # no None (checked above)
+    matching = [m for m in ("tcn", "transformer") if known[m] >= known["lstm"] - MATCH]
     claim.verdict = HOLDS if len(matching) == 2 else FAILS
     claim.why = (
         f"{' and '.join(matching) if matching else 'neither'} within {MATCH} skill of the LSTM or above "
@@ -527,6 +531,13 @@ def _longest_common(results: dict[str, Any], models: tuple[str, ...]) -> int | b
     """The longest length where every model finished; ``False`` if there is none."""
     common = [length for length in lengths_of(results) if all(row(results, m, length) for m in models)]
     return common[-1] if common else False
+
+
+def _row(results: dict[str, Any], model: str, length: int | None) -> dict[str, Any]:
+    """The summary row of a cell the caller found finished."""
+    entry = row(results, model, length)
+    assert entry is not None, f"no summary row of {model} at {format_length(length)}"
+    return entry
 
 
 def _task_name(results: dict[str, Any]) -> str:

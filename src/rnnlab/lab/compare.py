@@ -130,7 +130,7 @@ class _Display:
         self.done_cells = len(cells) - len(pending)
         self.weights = {cell.key: self._weight(cell) for cell in pending}
         self.experiment = experiment
-        self.progress = None
+        self.progress: Any = None  # a rich Progress while shown
         self.task_id = None
 
     @staticmethod

@@ -142,7 +142,7 @@ def _clear(out: Path) -> None:
 
 def finished_cells(out: Path) -> dict[str, dict[str, Any]]:
     """The finished cells stored in ``out/cells`` (key → record); unreadable files are ignored (re-run)."""
-    cells = {}
+    cells: dict[str, dict[str, Any]] = {}
     folder = out / "cells"
     if not folder.is_dir():
         return cells
@@ -159,7 +159,7 @@ def finished_cells(out: Path) -> dict[str, dict[str, Any]]:
 
 
 def failed_cells(out: Path) -> dict[str, dict[str, Any]]:
-    cells = {}
+    cells: dict[str, dict[str, Any]] = {}
     for path in (out / "cells").glob("*.failed.json") if (out / "cells").is_dir() else ():
         try:
             record = json.loads(path.read_text(encoding="utf-8"))

@@ -368,7 +368,7 @@ def _resolve_lengths(config: CompareConfig, budget: Budget) -> list[int | None]:
                 f"lengths: task {config.task!r} takes its sequence lengths from the data "
                 f"({_task_info(config.task).seq_len}); leave out --lengths"
             )
-        return sorted(lengths)
+        return [*sorted(lengths)]  # a list[int | None] (a list[int] is not one: lists are invariant)
     if is_generated(config.task):
         return list(budget.lengths)
     # Real data has its own length (or a lookback the data source chooses): one column of cells.
@@ -408,8 +408,8 @@ def _check_models_fit_task(models: list[str], task: str) -> None:
     info = _task_info(task)
     if info is None:
         return
-    unfit = [(name, model_heads(name)) for name in models if name in model_names()]
-    unfit = [(name, heads) for name, heads in unfit if heads is not None and info.head not in heads]
+    heads_of = [(name, model_heads(name)) for name in models if name in model_names()]
+    unfit = [(name, heads) for name, heads in heads_of if heads is not None and info.head not in heads]
     if unfit:
         reasons = "; ".join(f"{name} fits head {' or '.join(heads)}" for name, heads in unfit)
         raise ConfigError(

@@ -33,10 +33,15 @@ import resource
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from rnnlab.models.attention import AttentionPooling
+    from rnnlab.models.seq2seq import Seq2SeqModel
+    from rnnlab.models.task_model import TaskModel
 
 #: At most this many points of a per-step curve are kept (evenly spaced, first and last included).
 MAX_CURVE_POINTS = 128
@@ -60,7 +65,7 @@ def measure_gradient_flow(
         with record_gates(model, detach=False) as record:
             output = model(x, lengths)
         key = _top_forward_key(record)
-        entry = record[key]
+        entry: dict[str, Any] = record[key]
         states = {"h": entry["h_steps"]}
         if "c_steps" in entry:
             states["c"] = entry["c_steps"]
@@ -135,7 +140,7 @@ def measure_gates(model: nn.Module, x: torch.Tensor, lengths: torch.Tensor | Non
     retention_over_time: list[torch.Tensor] = []
     retention_name = None
     for key in record:
-        entry = record[key]
+        entry: dict[str, Any] = record[key]
         gates = _sigmoid_gates(entry)
         if not gates:
             return None  # a vanilla RNN: no gates
@@ -185,7 +190,7 @@ def _gate_stats(values: torch.Tensor) -> dict[str, float]:
 
 
 # --------------------------------------------------------------------------- attention
-def measure_attention(model: nn.Module, x: torch.Tensor, lengths: torch.Tensor | None = None) -> dict[str, Any] | None:
+def measure_attention(model: TaskModel, x: torch.Tensor, lengths: torch.Tensor | None = None) -> dict[str, Any] | None:
     """Attention weights over the input steps, one row per sample; ``None`` for models without attention.
 
     Attention pooling (``lstm+attn`` on sequence heads): its ``α_t``. Per-step attention: the row of
@@ -199,6 +204,7 @@ def measure_attention(model: nn.Module, x: torch.Tensor, lengths: torch.Tensor |
             with torch.no_grad():
                 model(x, lengths)
             weights = model.attention_weights
+            assert weights is not None  # the forward call just set it
             kind = "attention pooling α_t" if weights.dim() == 2 else "per-step attention of the last step"
             if weights.dim() == 3:
                 weights = weights[:, -1, :]
@@ -302,7 +308,7 @@ def alignment_examples(dataset: Any, count: int = ALIGNMENT_SAMPLES) -> list[int
 
 
 def measure_alignments(
-    model: nn.Module, x: torch.Tensor, lengths: torch.Tensor | None, y: torch.Tensor, meta: dict[str, Any]
+    model: Seq2SeqModel, x: torch.Tensor, lengths: torch.Tensor | None, y: torch.Tensor, meta: dict[str, Any]
 ) -> list[dict[str, Any]] | None:
     """The decoder's attention ``α_{t,s}`` while it decodes each source (greedy), as text and weights:
     ``[{source, output, target, weights: [T_out][T_in]}]``; ``None`` for a model without attention."""
@@ -317,6 +323,7 @@ def measure_alignments(
         weights = model.attention_weights
     finally:
         model.train(was_training)
+    assert weights is not None  # a model with attention, which decode just ran
     maps = []
     for row in range(x.size(0)):
         length = int(lengths[row]) if lengths is not None else x.size(1)
@@ -417,7 +424,7 @@ def time_inference(
         model.train(was_training)
 
 
-def time_stream_step(model: nn.Module, x: torch.Tensor, *, budget_seconds: float = 2.0) -> tuple[float | None, str]:
+def time_stream_step(model: TaskModel, x: torch.Tensor, *, budget_seconds: float = 2.0) -> tuple[float | None, str]:
     """Milliseconds of producing the output for one new step at batch 1 (fastest of repeated runs),
     and how it was done.
 
@@ -463,15 +470,15 @@ class PoolingStream:
     ``output = head(v / s)`` equals the model's output on the sequence so far.
     """
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: TaskModel) -> None:
         self.model = model
-        self.state = None
-        self.running_max = None
-        self.normaliser = None
-        self.weighted_sum = None
+        self.state: Any = None
+        self.running_max: torch.Tensor | None = None
+        self.normaliser: torch.Tensor | None = None
+        self.weighted_sum: torch.Tensor | None = None
 
     @classmethod
-    def for_model(cls, model: nn.Module) -> PoolingStream | None:
+    def for_model(cls, model: TaskModel) -> PoolingStream | None:
         from rnnlab.models.attention import AttentionPooling
 
         if (
@@ -485,7 +492,7 @@ class PoolingStream:
     def _advance(self, x_t: torch.Tensor, state: Any, running_max, normaliser, weighted_sum):
         encoded = self.model.encoder(x_t.unsqueeze(1), None, state)
         output_t = encoded.steps[:, 0]
-        score = self.model.attention.score(output_t)  # e_t  [B, 1]
+        score = cast("AttentionPooling", self.model.attention).score(output_t)  # e_t  [B, 1] (see for_model)
         new_max = score if running_max is None else torch.maximum(running_max, score)
         scale_new = torch.exp(score - new_max)
         if running_max is None:
@@ -506,6 +513,7 @@ class PoolingStream:
     def step(self, x_t: torch.Tensor) -> torch.Tensor:
         """Take step ``x_t`` ``[B, ...]`` and return the output for the sequence so far."""
         self.feed(x_t.unsqueeze(1))
+        assert self.weighted_sum is not None and self.normaliser is not None  # fed just above
         return self.model.head(self.weighted_sum / self.normaliser)
 
     def peek(self, x_t: torch.Tensor) -> torch.Tensor:
@@ -640,7 +648,8 @@ def probe_layer_costs(
             layer(x)
 
     for layer in layers.values():  # warm-up
-        train_once(layer), infer_once(layer)
+        train_once(layer)
+        infer_once(layer)
     for _ in range(repeats):
         for name, layer in layers.items():
             started = time.perf_counter()

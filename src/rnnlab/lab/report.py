@@ -17,7 +17,7 @@ import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -60,7 +60,11 @@ def write_report(results: dict[str, Any], out_dir: str | Path) -> Path:
     figures = draw_figures(results)
     for figure in figures:
         path = out_dir / "figures" / f"{figure.name}.png"
-        atomic_write(path, lambda tmp, data=figure.png: Path(tmp).write_bytes(data))
+
+        def write(tmp: str, data: bytes = figure.png) -> None:  # a def: mypy types no lambda with a default
+            Path(tmp).write_bytes(data)
+
+        atomic_write(path, write)
     return atomic_write_text(out_dir / "report.html", render_html(results, figures))
 
 
@@ -163,7 +167,7 @@ def _accuracy_against_length(results: dict[str, Any]) -> DrawnFigure | None:
     seeds = max(entry["n"] for entry in summary)
     if all(length is not None for length in lengths) and len(lengths) > 1:
         for model in models:
-            points = [(length, row(results, model, length)) for length in lengths if row(results, model, length)]
+            points = [(length, entry) for length in lengths if (entry := row(results, model, length))]
             # bars span the seeds' range (min–max): with two or three seeds a standard deviation says
             # little, and it would reach past the metric's bounds (accuracy above 1)
             means = [entry["metric_mean"] for _, entry in points]
@@ -180,12 +184,13 @@ def _accuracy_against_length(results: dict[str, Any]) -> DrawnFigure | None:
                 label=model,
                 color=_colour(model, models),
             )
-        _plain_log_axis(axes, "x", lengths)
+        _plain_log_axis(axes, "x", cast("list[float]", lengths))  # every length set (checked above)
         axes.set_xlabel("sequence length T (steps the dependency must cross; log scale)")
         title = f"Test {metric} against sequence length — {_task_title(results)}"
     else:
         length = lengths[-1]
-        entries = [row(results, model, length) for model in models]
+        # one length (or the native one): every model with a finished cell has it
+        entries = cast("list[dict[str, Any]]", [row(results, model, length) for model in models])
         positions = range(len(models))
         axes.bar(
             positions,
@@ -335,7 +340,9 @@ def _gates(results: dict[str, Any]) -> DrawnFigure | None:
         for length in lengths:
             group = [c for c in cells if c["model"] == model and (c["length"] or 0) == length]
             if not group:
-                means.append(math.nan), lows.append(math.nan), highs.append(math.nan)
+                means.append(math.nan)
+                lows.append(math.nan)
+                highs.append(math.nan)
                 continue
             means.append(sum(c["gates"]["retention"]["mean"] for c in group) / len(group))
             saturation = [
@@ -483,7 +490,7 @@ def _cost_against_accuracy(results: dict[str, Any]) -> DrawnFigure | None:
         return None
     length = lengths[-1]
     models = models_of(results)
-    entries = {model: row(results, model, length) for model in models if row(results, model, length)}
+    entries = {model: entry for model in models if (entry := row(results, model, length))}
     if not entries:
         return None
     metric = (results.get("task") or {}).get("metric") or "metric"

@@ -32,7 +32,7 @@ import os
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from rnnlab.errors import ConfigError, DataError, unknown_name
 from rnnlab.io import atomic_write_json, atomic_write_text
@@ -529,8 +529,10 @@ def _row(
     steps_per_epoch = _steps_per_epoch(experiment, cells)
     diagnosis = None
     if verdict == "misses":
+        assert ours is not None and bound is not None  # a miss compares the two
         curve = _validation_curve(cells[0], metric)
-        steps = None if steps_per_epoch is None else round(_mean([c["epochs"] for c in cells]) * steps_per_epoch)
+        mean_epochs = cast(float, _mean([c["epochs"] for c in cells]))  # finished cells count their epochs
+        steps = None if steps_per_epoch is None else round(mean_epochs * steps_per_epoch)
         diagnosis = diagnose_miss(ours, bound, baseline, curve, steps, steps_per_epoch)
         reason = f"{sentence}. {diagnosis}"
     return {
@@ -551,7 +553,7 @@ def _row(
         "epochs": _mean([cell["epochs"] for cell in cells]),
         "steps": None
         if steps_per_epoch is None or not cells
-        else round(_mean([cell["epochs"] for cell in cells]) * steps_per_epoch),
+        else round(cast(float, _mean([cell["epochs"] for cell in cells])) * steps_per_epoch),
         "stopped": sorted({str(cell.get("stopped")) for cell in cells}),
         "bound": bound,
         "criterion": sentence,
@@ -914,7 +916,8 @@ class _Display:
 
     def __init__(self, enabled: bool, console: Any, total: int, pending: int) -> None:
         self.enabled, self.console, self.total, self.done = enabled, console, total, total - pending
-        self.progress = self.task_id = None
+        self.progress: Any = None  # a rich Progress while shown
+        self.task_id: Any = None
 
     def __enter__(self) -> _Display:
         if not self.enabled:

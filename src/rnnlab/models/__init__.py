@@ -225,6 +225,7 @@ def build_model(
     model = entry.build(name, spec, width, options)
     model.instance_norm, model.anchor = instance_norm, anchor
     if anchor is not None:  # the untrained model is the (seasonal) naive forecast
+        assert isinstance(model.head.linear, nn.Linear)  # a forecast's SequenceHead
         nn.init.zeros_(model.head.linear.weight)
         nn.init.zeros_(model.head.linear.bias)
     model.options = {
@@ -251,10 +252,11 @@ def _fit_to_budget(name: str, family: ModelFamily, spec: SimpleNamespace, option
         return count_built(lambda: family.build(name, spec, width, trial))
 
     width = fit_width(lambda k: count_at(k * multiple), params) * multiple
-    if family.refine is not None and family.refine not in options.extras:
-        refined = fit_width(lambda value: count_at(width, **{family.refine: value}), params)
-        options.extras[family.refine] = refined
-    refined_option = {family.refine: options.extras[family.refine]} if family.refine in options.extras else {}
+    refine = family.refine
+    if refine is not None and refine not in options.extras:
+        refined = fit_width(lambda value: count_at(width, **{refine: value}), params)
+        options.extras[refine] = refined
+    refined_option = {refine: options.extras[refine]} if refine is not None and refine in options.extras else {}
     reached = count_at(width, **refined_option)
     if abs(reached - params) > 0.1 * params:
         warnings.warn(
@@ -304,7 +306,7 @@ def _build_recurrent(name: str, spec: SimpleNamespace, width: int, options: Simp
         embedding_dim=embedding_dim,
         **layer_options,
     )
-    attention = None
+    attention: StepAttention | AttentionPooling | None = None
     if attention_kind == "attn":
         if spec.head in PER_STEP_HEADS:
             attention = StepAttention(encoder.step_size, causal=spec.causal)

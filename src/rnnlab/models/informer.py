@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import math
 from types import SimpleNamespace
+from typing import Any
 
 import torch
 from torch import nn
@@ -290,7 +291,7 @@ class InformerEncoder(nn.Module):
         self.lookback = spec.seq_len
         self.label_len = label_len
         feedforward_size = feedforward_size or 4 * d_model
-        layer = dict(attention=attention, factor=factor)
+        layer: dict[str, Any] = dict(attention=attention, factor=factor)
         self.input = nn.Linear(spec.input_size, d_model)
         self.decoder_input = nn.Linear(spec.input_size, d_model)
         self.dropout = nn.Dropout(dropout)

@@ -172,6 +172,7 @@ class Attention(nn.Module):
 
     def forward(self, queries: torch.Tensor, memory: Memory) -> tuple[torch.Tensor, torch.Tensor]:
         """``queries`` ``[N, T_q, H]`` → contexts ``c`` ``[N, T_q, M]`` and weights ``α`` ``[N, T_q, T_in]``."""
+        assert memory.keys is not None  # encode() projects the keys when there is attention
         if self.kind == "bahdanau":
             # [N, T_q, 1, A] + [N, 1, T_in, A]: one tanh per (query, source step) pair
             scores = self.score(torch.tanh(self.query(queries).unsqueeze(2) + memory.keys.unsqueeze(1))).squeeze(-1)
@@ -186,6 +187,9 @@ class Seq2SeqModel(TaskModel):
     """Encoder–decoder for the ``seq2seq`` head; see the module docstring. Build it with
     ``rnnlab.models.build_model(name, spec, ...)``; ``attention`` is ``None``, ``"bahdanau"`` or
     ``"luong"``."""
+
+    encoder: SourceEncoder
+    attention: Attention | None
 
     def __init__(
         self,
@@ -252,7 +256,8 @@ class Seq2SeqModel(TaskModel):
         return None if self.attention is None else self._last_weights
 
     # ----------------------------------------------------------------- forward
-    def forward(
+    # target comes third (callers pass it by name), where TaskModel.forward has state: a real mismatch, kept
+    def forward(  # type: ignore[override]
         self,
         x: torch.Tensor,
         lengths: torch.Tensor | None = None,
@@ -281,13 +286,14 @@ class Seq2SeqModel(TaskModel):
         previous = target[:, :-1].clamp(min=0)  # -100 padding → <pad>: those steps are not scored anyway
         inputs = torch.cat([torch.full_like(target[:, :1], BOS_INDEX), previous], dim=1)  # y_0 = <bos>
         embedded = self.target_embedding(inputs)
+        weights: torch.Tensor | None
         if self.attention_kind == "bahdanau":
-            steps, weights = [], []
+            steps, step_weights = [], []
             for embedded_t in embedded.unbind(1):  # unbind, not x[:, t]: slicing in a loop makes backward O(T²)
                 logits_t, decoder_state, weights_t = self._bahdanau_step(embedded_t, decoder_state, memory)
                 steps.append(logits_t)
-                weights.append(weights_t)
-            logits, weights = torch.stack(steps, 1), torch.stack(weights, 1)
+                step_weights.append(weights_t)
+            logits, weights = torch.stack(steps, 1), torch.stack(step_weights, 1)
         else:
             states, _ = self.decoder(embedded, decoder_state)  # s_t for every t at once
             logits, weights = self._read_out(states, memory)
@@ -317,11 +323,13 @@ class Seq2SeqModel(TaskModel):
         if self.attention is None:
             return self.head(self.head_dropout(states)), None
         context, weights = self.attention(states, memory)
+        assert self.combine is not None  # built with the attention
         combined = torch.tanh(self.combine(torch.cat([context, states], dim=-1)))  # h̃_t
         return self.head(self.head_dropout(combined)), weights
 
     def _bahdanau_step(self, embedded_t: torch.Tensor, state: Any, memory: Memory):
         top = (state[0] if isinstance(state, tuple) else state)[-1]  # s_{t-1}, top layer
+        assert self.attention is not None and self.combine is not None  # Bahdanau attention is on
         context, weights = self.attention(top.unsqueeze(1), memory)
         output, state = self.decoder(torch.cat([embedded_t.unsqueeze(1), context], dim=-1), state)
         combined = torch.tanh(self.combine(torch.cat([output, context], dim=-1)))
@@ -387,7 +395,8 @@ def beam_search(step, state: Any, memory: Memory, *, batch_size: int, beam_size:
     attention of the chosen beams ``[B, T, T_in]`` (0 after ``<eos>``; ``None`` without attention).
     """
     K = beam_size
-    memory = Memory(*(None if t is None else t.repeat_interleave(K, 0) for t in memory))
+    keys = None if memory.keys is None else memory.keys.repeat_interleave(K, 0)
+    memory = Memory(memory.outputs.repeat_interleave(K, 0), keys, memory.valid.repeat_interleave(K, 0))
     state = reorder_state(state, torch.arange(batch_size, device=memory.outputs.device).repeat_interleave(K))
     device = memory.outputs.device
     scores = torch.zeros(batch_size, K, device=device)

@@ -17,9 +17,10 @@ get a clear message), runs the encoder, the attention if any, dropout, and the h
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, is_dataclass
 from types import SimpleNamespace
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple, cast, overload
 
 import torch
 from torch import nn
@@ -57,7 +58,7 @@ def normalize_spec(spec: Any) -> SimpleNamespace:
     the same attributes; refuses one a model cannot be built for, saying which field is wrong.
     """
     if is_dataclass(spec):
-        values = asdict(spec)
+        values = asdict(cast(Any, spec))  # an instance (a TaskSpec), not a dataclass type
     elif isinstance(spec, dict):
         values = dict(spec)
     else:
@@ -98,6 +99,10 @@ def _check_spec(spec: SimpleNamespace) -> None:
         raise ConfigError(f"spec.seq_len must be ≥ 1 when set; got {spec.seq_len}")
 
 
+@overload
+def input_layer(spec: Any, size: int, *, project_features: Literal[True]) -> tuple[nn.Module, int]: ...
+@overload
+def input_layer(spec: Any, size: int, *, project_features: bool) -> tuple[nn.Module | None, int]: ...
 def input_layer(spec: Any, size: int, *, project_features: bool) -> tuple[nn.Module | None, int]:
     """The first layer: an embedding table for token ids; float features pass through unchanged
     (or are projected to ``size`` when ``project_features``, as the transformer needs).
@@ -145,6 +150,8 @@ class TaskModel(nn.Module):
     ``options`` (the ``build_model`` arguments that rebuild this exact architecture),
     ``stateful`` (the encoder carries a recurrent state), ``streamable`` (``step`` works).
     """
+
+    receptive_field: int  # TCN models only (set by their builder): the steps one output sees
 
     def __init__(
         self,
@@ -194,7 +201,7 @@ class TaskModel(nn.Module):
         models without attention. The transformer's is its last layer's self-attention, mean over heads."""
         if self.attention is None:
             return getattr(self.encoder, "attention_weights", None)
-        return self.attention.last_weights
+        return cast("torch.Tensor | None", self.attention.last_weights)  # AttentionPooling's or StepAttention's
 
     @property
     def num_parameters(self) -> int:
@@ -331,7 +338,7 @@ class StepRunner:
         encoder = model.encoder
         embedding = getattr(encoder, "embedding", None)
         self.embedding_weight = None if embedding is None else embedding.weight.detach()
-        self.head = model.head
+        self.head: Callable[[torch.Tensor], torch.Tensor] = model.head
         linear = getattr(model.head, "linear", None)
         if model.per_step and isinstance(linear, nn.Linear):  # a per-step head is one linear map:
             # call it as a function, not through two module calls (their hooks cost more than it)

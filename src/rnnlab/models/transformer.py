@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import math
 from types import SimpleNamespace
+from typing import cast
 
 import torch
 from torch import nn
@@ -148,7 +149,7 @@ class TransformerEncoder(nn.Module):
     def attention_weights(self) -> torch.Tensor | None:
         """The last layer's self-attention of the last forward call, mean over heads, detached:
         ``[B, T_query, T_key]``; rows sum to 1, padding and (causal) later keys get 0."""
-        return self.layers[-1].attention.weights() if len(self.layers) else None
+        return cast(PreNormLayer, self.layers[-1]).attention.weights() if len(self.layers) else None
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> EncoderOutput:
         batch_size, seq_len = x.shape[:2]

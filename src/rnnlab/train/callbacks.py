@@ -20,7 +20,7 @@ import math
 import random
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import lightning as L
 import numpy as np
@@ -31,6 +31,9 @@ from lightning.pytorch.callbacks import Checkpoint
 from rnnlab.io import atomic_save_safetensors, atomic_write_json, atomic_write_text
 from rnnlab.train.checkpoint import CHECKPOINT_DIR, CHECKPOINT_FILE, RECORD_FILE, load_checkpoint, save_checkpoint
 from rnnlab.train.metrics import PERFECT_SCORE
+
+if TYPE_CHECKING:
+    from rnnlab.train.module import TaskModule
 
 
 class RunRecorder(Checkpoint):
@@ -83,16 +86,17 @@ class RunRecorder(Checkpoint):
         self._session_started = time.perf_counter()
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        module = cast("TaskModule", pl_module)  # the module rnnlab.train runs
         if self.stop_reason is not None:  # resumed from the checkpoint of a run that had decided to stop
             trainer.should_stop = True
-        if not self.history and self.best_epoch is None and getattr(pl_module.model, "anchor", None) is not None:
+        if not self.history and self.best_epoch is None and getattr(module.model, "anchor", None) is not None:
             # a forecast that starts at the (seasonal) naive forecast: that start is "epoch 0", and
             # the run keeps it unless an epoch does better on validation
-            score = pl_module.untrained_score()
+            score = module.untrained_score()
             if not math.isnan(score):
                 self.best_score, self.best_epoch = score, 0
                 self.best_weights = {
-                    name: tensor.detach().cpu().clone() for name, tensor in pl_module.model.state_dict().items()
+                    name: tensor.detach().cpu().clone() for name, tensor in module.model.state_dict().items()
                 }
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -134,13 +138,14 @@ class RunRecorder(Checkpoint):
         self._validated_epoch = trainer.current_epoch
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        module = cast("TaskModule", pl_module)  # the module rnnlab.train runs
         epoch = trainer.current_epoch
         if self._validated_epoch != epoch:
             return  # the epoch was cut short (time budget): no validation, nothing to record
-        train_loss = torch.tensor(pl_module.train_loss, dtype=torch.float64)
+        train_loss = torch.tensor(module.train_loss, dtype=torch.float64)
         if trainer.world_size > 1:
             train_loss = trainer.strategy.reduce(train_loss, reduce_op="mean")
-        results = dict(pl_module.val_results)
+        results = dict(module.val_results)
         row = {"epoch": epoch + 1, "train_loss": float(train_loss), "val_loss": results.pop("loss", float("nan"))}
         row.update({f"val_{name}": value for name, value in results.items()})
         row["lr"] = self._epoch_lr
@@ -151,7 +156,7 @@ class RunRecorder(Checkpoint):
         if self._improved(score):
             self.best_score, self.best_epoch = score, epoch + 1
             self.best_weights = {
-                name: tensor.detach().cpu().clone() for name, tensor in pl_module.model.state_dict().items()
+                name: tensor.detach().cpu().clone() for name, tensor in module.model.state_dict().items()
             }
         if self.target is not None and self.epochs_to_target is None and self._reached(score):
             self.epochs_to_target, self.seconds_to_target = epoch + 1, round(self.seconds, 3)
@@ -165,7 +170,7 @@ class RunRecorder(Checkpoint):
         if math.isnan(score) and self.best_epoch is None and self.best_weights is None:
             # Keep something to evaluate even if the metric is undefined (e.g. empty validation split).
             self.best_weights = {
-                name: tensor.detach().cpu().clone() for name, tensor in pl_module.model.state_dict().items()
+                name: tensor.detach().cpu().clone() for name, tensor in module.model.state_dict().items()
             }
             self.best_epoch = epoch + 1
 
@@ -183,14 +188,14 @@ class RunRecorder(Checkpoint):
     def _reached(self, score: float) -> bool:
         if math.isnan(score):
             return False
+        assert self.target is not None  # asked only when there is a target
         return score >= self.target if self.mode == "max" else score <= self.target
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Publish the best weights and the final record (read by ``train`` in the main process)."""
         if self.best_weights is None:  # stopped before any epoch finished: keep what there is
-            self.best_weights = {
-                name: tensor.detach().cpu().clone() for name, tensor in pl_module.model.state_dict().items()
-            }
+            model = cast("TaskModule", pl_module).model  # the module rnnlab.train runs
+            self.best_weights = {name: tensor.detach().cpu().clone() for name, tensor in model.state_dict().items()}
         if trainer.is_global_zero:
             atomic_save_safetensors(self.run_dir / "model.safetensors", self.best_weights)
             atomic_write_json(self.run_dir / CHECKPOINT_DIR / RECORD_FILE, self.record())

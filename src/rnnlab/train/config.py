@@ -334,10 +334,12 @@ class TrainConfig:
             if self.batch_size is None:
                 values["batch_size"] = max(1, min(values["batch_size"], int(train_size * MAX_BATCH_FRACTION)))
             batch_size = values.get("batch_size", self.batch_size)
+            assert batch_size is not None  # filled in from the defaults above
             if self.steps_per_epoch is None and math.ceil(train_size / batch_size) < MIN_STEPS_PER_EPOCH:
                 values["steps_per_epoch"] = MIN_STEPS_PER_EPOCH
         if self.bucket is None:
             batch_size = values.get("batch_size", self.batch_size)
+            assert batch_size is not None  # filled in from the defaults above
             values["bucket"] = padding is not None and padding > BUCKET_ABOVE and batch_size > 1
         if self.refit is None:
             values["refit"] = val_size is not None and 0 < val_size < REFIT_BELOW

@@ -6,7 +6,8 @@ they should). No Lightning here: evaluation and prediction use these without it.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sized
+from typing import cast
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, SequentialSampler
@@ -45,7 +46,7 @@ class ShardSampler(Sampler[int]):
         return bool(getattr(self.sampler, "shuffle", False))
 
     def _total(self) -> int:
-        count = len(self.sampler)
+        count = len(cast(Sized, self.sampler))  # the samplers sharded here have a length
         return math.ceil(count / self.world_size) * self.world_size if self.pad else count
 
     def __iter__(self) -> Iterator[int]:
@@ -79,8 +80,9 @@ def shard_loader(
     loaders): an epoch of this many batches per process, drawn as back-to-back permutations.
     """
     samples = None if steps is None else steps * batch_size * world_size
+    sized = cast(Sized, dataset)  # map-style: it has a length (torch's Dataset does not declare one)
     sampler: Sampler[int] = (
-        SeededShuffleSampler(dataset, seed, num_samples=samples) if shuffle else SequentialSampler(dataset)
+        SeededShuffleSampler(sized, seed, num_samples=samples) if shuffle else SequentialSampler(sized)
     )
     if world_size > 1:
         sampler = ShardSampler(sampler, rank, world_size, pad=shuffle)

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -37,7 +37,7 @@ import torch.nn.functional as F
 IGNORE_INDEX = -100
 
 #: The metric each task is judged by (early stopping, ``target``, the lab), and whether more is better.
-PRIMARY_METRIC: dict[str, tuple[str, str]] = {
+PRIMARY_METRIC: dict[str, tuple[str, Literal["max", "min"]]] = {
     "recall": ("accuracy", "max"),
     "adding": ("mse", "min"),
     "copy": ("accuracy", "max"),
@@ -49,7 +49,7 @@ PRIMARY_METRIC: dict[str, tuple[str, str]] = {
     "seq2seq": ("exact_match", "max"),
 }
 #: When a task is not listed above, its head decides.
-HEAD_PRIMARY_METRIC: dict[str, tuple[str, str]] = {
+HEAD_PRIMARY_METRIC: dict[str, tuple[str, Literal["max", "min"]]] = {
     "classify": ("accuracy", "max"),
     "tag": ("macro_f1", "max"),
     "lm": ("bpc", "min"),
@@ -64,7 +64,7 @@ HEAD_PRIMARY_METRIC: dict[str, tuple[str, str]] = {
 PERFECT_SCORE: dict[str, float] = {"accuracy": 1.0, "macro_f1": 1.0, "exact_match": 1.0}
 
 
-def primary_metric(task: str, head: str) -> tuple[str, str]:
+def primary_metric(task: str, head: str) -> tuple[str, Literal["max", "min"]]:
     """``(metric name, "max" | "min")`` for a task."""
     return PRIMARY_METRIC.get(task) or HEAD_PRIMARY_METRIC[head]
 
@@ -347,7 +347,7 @@ def loss_function(head: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Ten
     raise ValueError(f"no loss for head {head!r}")
 
 
-def _ratio(numerator: torch.Tensor, denominator: torch.Tensor) -> float:
+def _ratio(numerator: torch.Tensor, denominator: torch.Tensor | float) -> float:
     denominator = float(denominator)
     return float(numerator) / denominator if denominator > 0 else float("nan")
 

@@ -157,9 +157,11 @@ class TaskModule(L.LightningModule):
     # ----------------------------------------------------------------- optimiser and schedule
     def configure_optimizers(self) -> Any:
         config = self.config
+        assert config.lr is not None and config.epochs is not None  # the config is resolved()
         groups = parameter_groups(
             self.model, config.lr, config.recurrent_lr, config.weight_decay, decoupled=config.optimizer == "adamw"
         )
+        optimizer: torch.optim.Optimizer
         if config.optimizer == "adamw":
             optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
         else:
@@ -182,7 +184,8 @@ class TaskModule(L.LightningModule):
             if config.max_minutes:
                 from rnnlab.train.callbacks import RunRecorder
 
-                recorder = next((c for c in self.trainer.callbacks if isinstance(c, RunRecorder)), None)
+                # Trainer.callbacks: set by Lightning's callback connector, not declared on the class
+                recorder = next((c for c in self.trainer.callbacks if isinstance(c, RunRecorder)), None)  # type: ignore[attr-defined]
                 if recorder is not None and recorder.max_seconds:  # its clock counts earlier sessions too
                     budget_seconds, clock = recorder.max_seconds, lambda: recorder.seconds
             schedule = CosineWithWarmup(warmup_steps, total_steps, budget_seconds=budget_seconds, clock=clock)
@@ -195,6 +198,7 @@ class TaskModule(L.LightningModule):
 
     # ----------------------------------------------------------------- data
     def train_dataloader(self) -> DataLoader:
+        assert self.config.batch_size is not None  # the config is resolved()
         if self.streams:
             return stream_loader(
                 self.task_data.train.tokens,
@@ -217,6 +221,7 @@ class TaskModule(L.LightningModule):
         """This process's share of ``dataset``, in an order fixed by ``(seed, epoch)``; ``steps``: an
         epoch of that many batches (``config.steps_per_epoch``), else one pass."""
         rank, world_size = self.trainer.global_rank, self.trainer.world_size
+        assert self.config.batch_size is not None and self.config.bucket is not None  # the config is resolved()
         return shard_loader(
             dataset,
             self.config.batch_size,
@@ -242,7 +247,7 @@ def keep_lstm_in_float32_if_needed(model: torch.nn.Module, precision: str) -> in
     count = 0
     for module in model.modules():
         if isinstance(module, torch.nn.LSTM):
-            module.forward = _in_float32(module.forward)
+            module.forward = _in_float32(module.forward)  # type: ignore[method-assign]  # this instance's forward only
             count += 1
     return count
 

@@ -32,7 +32,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 import numpy as np
 import torch
@@ -44,6 +44,10 @@ from rnnlab.train.config import TrainConfig
 from rnnlab.train.loaders import shard_loader
 from rnnlab.train.metrics import metrics_for, primary_metric
 from rnnlab.train.stateful import reads_stream
+
+if TYPE_CHECKING:
+    from rnnlab.models.seq2seq import Seq2SeqModel
+    from rnnlab.models.task_model import TaskModel
 
 # Lightning is imported only when training (callbacks.py, module.py): loading, evaluating and
 # predicting with a run start quicker without it.
@@ -61,7 +65,7 @@ class RunResult:
 
     dir: Path
     summary: dict[str, Any]
-    model: torch.nn.Module
+    model: TaskModel
     task_data: Any
     config: TrainConfig
 
@@ -74,7 +78,7 @@ class LoadedRun(NamedTuple):
     """``load_run``'s answer: the configuration, the model with its best weights, and ``task.json``."""
 
     config: TrainConfig
-    model: torch.nn.Module
+    model: TaskModel
     task: dict[str, Any]
 
 
@@ -177,7 +181,7 @@ def data_sizes(task_data: Any) -> dict[str, int | None]:
     }
 
 
-def _build_model(config: TrainConfig, task_data: Any) -> torch.nn.Module:
+def _build_model(config: TrainConfig, task_data: Any) -> TaskModel:
     """The model ``config`` names for ``task_data``; a multilabel head starts at the training label rates
     when the data gives them (``meta["key_rates"]`` of ``music``)."""
     from rnnlab.models import build_model
@@ -187,8 +191,9 @@ def _build_model(config: TrainConfig, task_data: Any) -> torch.nn.Module:
         warnings.simplefilter("ignore", UserWarning)  # a params budget landing >10% away: reported in the summary
         model = build_model(config.model, task_data.spec, **config.model_arguments())
     rates = task_data.meta.get("key_rates")
-    if task_data.spec.head == "multilabel" and rates is not None and isinstance(getattr(model, "head", None), StepHead):
-        start_at_label_rates(model.head, rates)
+    head = getattr(model, "head", None)
+    if task_data.spec.head == "multilabel" and rates is not None and isinstance(head, StepHead):
+        start_at_label_rates(head, rates)
     return model
 
 
@@ -214,7 +219,7 @@ def task_description(config: TrainConfig, task_data: Any, model: torch.nn.Module
 def _fit_and_test(
     config: TrainConfig,
     out: Path,
-    model: torch.nn.Module,
+    model: TaskModel,
     task_data: Any,
     *,
     resume: bool,
@@ -292,7 +297,7 @@ def _fit_and_test(
 
 def refit(
     config: TrainConfig, task_data: Any, record: dict[str, Any], budget: float | None
-) -> tuple[torch.nn.Module | None, dict[str, Any]]:
+) -> tuple[TaskModel | None, dict[str, Any]]:
     """Train a fresh model on train + validation for the selection run's epoch count (its best with
     early stopping, else every epoch it trained), at the learning rates that run used epoch by epoch (Darts'
     and NeuralForecast's refit: the held-out
@@ -418,6 +423,7 @@ def _resume_config(given: TrainConfig) -> tuple[TrainConfig, Path]:
             )
     config = replace(saved, **changes).validate()
     done = _checkpoint_epoch_count(out)
+    assert config.epochs is not None  # the saved config is resolved()
     if done is not None and config.epochs < done:
         raise ConfigError(
             f"the run in {out} has already trained {done} epochs; epochs must be at least that, got {config.epochs}"
@@ -597,7 +603,8 @@ def predict_run(
     _config, model, task = load_run(run_dir)
     spec, meta = task["spec"], task["meta"]
     if spec["head"] == "seq2seq":
-        return _predict_seq2seq(model, meta, Path(data), out, batch_size=batch_size)
+        seq2seq = cast("Seq2SeqModel", model)  # only Seq2SeqModel has the seq2seq head
+        return _predict_seq2seq(seq2seq, meta, Path(data), out, batch_size=batch_size)
     if spec["task"] not in ("classify", "tag"):
         hint = "; use `rnnlab forecast`" if spec["task"] == "forecast" else ""
         raise ConfigError(f"predict works on classify and tag runs; this run's task is {spec['task']!r}{hint}")
@@ -642,7 +649,7 @@ def predict_run(
 
 
 def _predict_seq2seq(
-    model: torch.nn.Module, meta: dict[str, Any], data: Path, out: str | os.PathLike | None, *, batch_size: int
+    model: Seq2SeqModel, meta: dict[str, Any], data: Path, out: str | os.PathLike | None, *, batch_size: int
 ) -> list[dict[str, Any]]:
     """seq2seq rows: ``line``, ``source``, ``predicted`` (decoded as the model's ``beam_size`` says),
     ``log_probability`` (of the decoded sequence), ``true`` when the file has targets."""
