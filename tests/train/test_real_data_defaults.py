@@ -13,7 +13,8 @@ import torch
 from rnnlab.data import load_task
 from rnnlab.errors import ConfigError, DataError
 from rnnlab.models import build_model
-from rnnlab.models.instance_norm import instance_normalise, seasonal_naive_path
+from rnnlab.data.timeseries import choose_anchor
+from rnnlab.models.instance_norm import instance_normalise, seasonal_naive_path, smoothed_level
 from rnnlab.train import TrainConfig, train
 
 
@@ -126,6 +127,38 @@ def test_an_anchored_forecast_starts_as_the_seasonal_naive_forecast():
     torch.testing.assert_close(seasonal_naive_path(x, None, 7, 5), expected)
     with pytest.raises(ConfigError, match="anchor must be a season of 1 to lookback"):
         build_model("lstm", forecast_spec(inputs=1), instance_norm=True, anchor=13)
+
+
+def test_a_smoothed_start_is_the_exponential_smoothing_recursion():
+    x = torch.tensor([[3.0, 1.0, 4.0, 1.0, 5.0]])[..., None]  # one window, T = 5
+    level = 3.0  # l_1 = x[1], then l_t = α x[t] + (1 − α) l_{t−1} with α = 0.5, by hand:
+    for value in (1.0, 4.0, 1.0, 5.0):
+        level = 0.5 * value + 0.5 * level  # 2, 3, 2, 3.5
+    assert level == 3.5
+    torch.testing.assert_close(smoothed_level(x, None, 0.5), torch.tensor([[[3.5]]]))
+    padded = torch.cat([x[:, :3], torch.full((1, 2, 1), 99.0)], dim=1)  # valid steps 3, 1, 4: l = 3
+    torch.testing.assert_close(smoothed_level(padded, torch.tensor([3]), 0.5), torch.tensor([[[3.0]]]))
+    window = torch.cat([x, x, x[:, :2]], dim=1)  # the model's lookback of 12 steps
+    model = build_model("gru", forecast_spec(inputs=1, horizon=3), instance_norm=True, anchor=1, smoothing=0.5)
+    level = smoothed_level(window, None, 0.5)
+    torch.testing.assert_close(model(window), level.expand(1, 3, 1))  # the untrained model *is* that forecast
+    with pytest.raises(ConfigError, match="smoothing .* needs anchor=1"):
+        build_model("gru", forecast_spec(inputs=1), instance_norm=True, anchor=5, smoothing=0.5)
+    with pytest.raises(ConfigError, match=r"smoothing must lie in \(0, 1\]"):
+        build_model("gru", forecast_spec(inputs=1), instance_norm=True, anchor=1, smoothing=1.5)
+
+
+def test_the_anchor_is_the_start_with_the_lowest_error_before_the_test_part():
+    steps = np.arange(60.0)
+    seasonal = 10 * np.tile([0.0, 3.0, 1.0, 5.0], 15)  # a pure season of 4: seasonal naive is exact
+    origins = np.arange(8, 50)
+    assert choose_anchor(seasonal, origins, 4, 4, 8) == (4, None)
+    assert choose_anchor(5 * steps, origins, 4, 4, 8) == (1, None)  # a straight trend: the last value
+    rng = np.random.default_rng(0)
+    noisy_level = 100 + rng.normal(scale=10, size=400)  # noise round a constant: a long average wins
+    anchor, alpha = choose_anchor(noisy_level, np.arange(30, 390), 5, None, 30)
+    assert anchor == 1 and alpha is not None and alpha <= 0.2
+    assert choose_anchor(noisy_level, np.arange(0), 5, None, 30) == (1, None)  # no window: the last value
 
 
 def monthly(path, values, **columns):

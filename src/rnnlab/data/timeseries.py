@@ -220,7 +220,8 @@ def load_forecast(
         test_values = scaled(test_raw)
     datasets["test"] = WindowDataset(test_values, origins["test"], lookback, horizon, n_targets)
 
-    anchor = naive_anchor(series.values[:n_train, 0], origins["train"], horizon, season, lookback)
+    before_test = np.arange(lookback, n_train + n_val - horizon + 1)
+    anchor, smoothing = choose_anchor(series.values[: n_train + n_val, 0], before_test, horizon, season, lookback)
     raw_targets = undo_logs(test_raw[:, :n_targets], [name in logged for name in series.targets])
     baselines = naive_baselines(raw_targets, origins["test"], horizon, season)
     if test_series is None:
@@ -282,6 +283,7 @@ def load_forecast(
         "horizon": horizon,
         "season": season,
         "anchor": anchor,
+        "smoothing": smoothing,
         "scaler": {"columns": series.columns, "mean": mean.tolist(), "std": std.tolist(), "log": logged},
         "fill": fill,
         "filled": series.filled,
@@ -364,17 +366,34 @@ def default_lookback(n_train: int, horizon: int, season: int | None) -> int:
     return max(1, min(wanted, (n_train - horizon) // 2))
 
 
-def naive_anchor(values: np.ndarray, origins: np.ndarray, horizon: int, season: int | None, lookback: int) -> int:
-    """Where a forecast should start (``anchor`` of ``models/instance_norm.py``): the season ``m`` when the
-    seasonal-naive forecast beats the naive one over the training windows (first target), else 1 (the
-    last value). Measured, not assumed: a monthly series whose trend outweighs its season gets 1."""
-    if not season or season < 2 or season > lookback or len(origins) == 0:
-        return 1
+#: The smoothing constants tried for the level a forecast starts from (``choose_anchor``).
+SMOOTHING_GRID = tuple(round(0.05 * k, 2) for k in range(1, 20))
+
+
+def choose_anchor(
+    values: np.ndarray, origins: np.ndarray, horizon: int, season: int | None, lookback: int
+) -> tuple[int, float | None]:
+    """Where a forecast should start (``anchor`` and ``smoothing`` of ``models/instance_norm.py``):
+    whichever of the naive forecast (the window's last value), the seasonal-naive path (season ``m``)
+    and the window's exponentially smoothed level (``α`` in ``SMOOTHING_GRID``) has the lowest MAE
+    over the windows at ``origins`` (first target; the windows before the test part). Measured, not
+    assumed: a monthly series whose trend outweighs its season gets the last value, a noisy level
+    (the Nile) a smoothed one. Returns ``(m, None)``, ``(1, None)`` or ``(1, α)``."""
+    if len(origins) == 0:
+        return 1, None
     steps = np.arange(horizon)
     truth = values[origins[:, None] + steps[None, :]]
-    naive = values[origins - 1][:, None]
-    seasonal = values[origins[:, None] + steps[None, :] - season * (steps[None, :] // season + 1)]
-    return season if np.abs(truth - seasonal).mean() < np.abs(truth - naive).mean() else 1
+    windows = values[origins[:, None] - lookback + np.arange(lookback)[None, :]]  # [n, lookback]
+    errors: dict[tuple[int, float | None], float] = {(1, None): float(np.abs(truth - windows[:, -1:]).mean())}
+    if season and 2 <= season <= lookback:
+        seasonal = values[origins[:, None] + steps[None, :] - season * (steps[None, :] // season + 1)]
+        errors[(season, None)] = float(np.abs(truth - seasonal).mean())
+    age = lookback - 1 - np.arange(lookback)
+    for alpha in SMOOTHING_GRID:
+        weights = alpha * (1 - alpha) ** age
+        weights[0] = (1 - alpha) ** (lookback - 1)
+        errors[(1, alpha)] = float(np.abs(truth - (windows @ weights)[:, None]).mean())
+    return min(errors, key=errors.__getitem__)  # ties: the first, simplest candidate
 
 
 def detect_season(values: np.ndarray) -> int | None:

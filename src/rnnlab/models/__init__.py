@@ -180,6 +180,7 @@ def build_model(
     if not 0.0 <= dropout < 1.0:
         raise ConfigError(f"dropout must lie in [0, 1); got {dropout}")
     instance_norm, anchor = extras.pop("instance_norm", False), extras.pop("anchor", None)
+    smoothing = extras.pop("smoothing", None)
     if not isinstance(instance_norm, bool):
         raise ConfigError(f"instance_norm must be true or false, got {instance_norm!r}")
     if (instance_norm or anchor is not None) and spec.head != "forecast":
@@ -191,6 +192,11 @@ def build_model(
             raise ConfigError("anchor sets where an instance-normalised forecast starts; it needs instance_norm=true")
         if isinstance(anchor, bool) or not isinstance(anchor, int) or not 1 <= anchor <= (spec.seq_len or 0):
             raise ConfigError(f"anchor must be a season of 1 to lookback ({spec.seq_len}) steps, got {anchor!r}")
+    if smoothing is not None:
+        if anchor != 1:
+            raise ConfigError(f"smoothing sets the level a forecast starts from; it needs anchor=1, got {anchor!r}")
+        if isinstance(smoothing, bool) or not isinstance(smoothing, int | float) or not 0 < smoothing <= 1:
+            raise ConfigError(f"smoothing must lie in (0, 1], got {smoothing!r}")
     unknown = sorted(set(extras) - set(entry.extras))
     if unknown:
         takes = ", ".join(entry.extras) if entry.extras else "no further options"
@@ -224,6 +230,7 @@ def build_model(
     )
     model = entry.build(name, spec, width, options)
     model.instance_norm, model.anchor = instance_norm, anchor
+    model.smoothing = None if smoothing is None else float(smoothing)
     if anchor is not None:  # the untrained model is the (seasonal) naive forecast
         assert isinstance(model.head.linear, nn.Linear)  # a forecast's SequenceHead
         nn.init.zeros_(model.head.linear.weight)
@@ -238,6 +245,7 @@ def build_model(
         **options.extras,
         **({"instance_norm": True} if instance_norm else {}),
         **({"anchor": anchor} if anchor is not None else {}),
+        **({"smoothing": float(smoothing)} if smoothing is not None else {}),
     }
     return model
 

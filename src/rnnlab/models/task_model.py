@@ -176,6 +176,7 @@ class TaskModel(nn.Module):
         self.options = dict(options or {})
         self.instance_norm = False  # forecast: each window scaled by its own statistics (instance_norm.py)
         self.anchor: int | None = None  # forecast: start from the seasonal-naive path of this season
+        self.smoothing: float | None = None  # forecast, anchor 1: start from the smoothed level
 
     # ----------------------------------------------------------------- properties
     @property
@@ -230,7 +231,7 @@ class TaskModel(nn.Module):
             self._check_inputs(x, lengths, state)
         undo = None
         if self.instance_norm:
-            x, undo = instance_normalise(x, lengths, self.spec["output_shape"][-1], self.anchor)
+            x, undo = instance_normalise(x, lengths, self.spec["output_shape"][-1], self.anchor, self.smoothing)
         encoded = self.encoder(x, lengths, state) if self.stateful else self.encoder(x, lengths)
         steps, summary = encoded.steps, encoded.summary
         if self.attention is not None:

@@ -286,6 +286,7 @@ class TrainConfig:
         median_length: int | None = None,
         padding: float | None = None,
         anchor: int | None = None,
+        smoothing: float | None = None,
     ) -> TrainConfig:
         """A copy with every ``None`` that has a task default filled in (what ``config.json`` holds).
 
@@ -296,8 +297,8 @@ class TrainConfig:
         median training sequence) sets a task's ``recurrent_steps``: patches of
         ``⌈median_length / recurrent_steps⌉`` steps; ``padding`` (``1 - mean/max`` of the training
         lengths) turns ``bucket`` on above ``BUCKET_ABOVE`` when batches hold several sequences.
-        ``anchor`` (forecast: the data's naive or seasonal-naive start) goes to instance-normalised
-        models.
+        ``anchor`` and ``smoothing`` (forecast: the data's naive, seasonal-naive or smoothed-level
+        start) go to instance-normalised models.
         """
         self.validate()
         defaults = {**GENERIC_DEFAULTS, **TASK_DEFAULTS.get(self.task, {})}
@@ -329,7 +330,8 @@ class TrainConfig:
             values["model_options"] = {**model_defaults, **self.model_options}
         merged = values.get("model_options", self.model_options)
         if defaults.get("anchored") and anchor is not None and "instance_norm" not in merged and "anchor" not in merged:
-            values["model_options"] = {**merged, "instance_norm": True, "anchor": anchor}
+            start = {"anchor": anchor, **({"smoothing": smoothing} if smoothing is not None else {})}
+            values["model_options"] = {**merged, "instance_norm": True, **start}
         if train_size is not None:
             if self.batch_size is None:
                 values["batch_size"] = max(1, min(values["batch_size"], int(train_size * MAX_BATCH_FRACTION)))

@@ -165,6 +165,7 @@ def data_sizes(task_data: Any) -> dict[str, int | None]:
         "median_length": int(np.median(lengths)) if len(lengths) else None,
         "padding": float(1 - np.mean(lengths) / np.max(lengths)) if len(lengths) else None,
         "anchor": task_data.meta.get("anchor"),
+        "smoothing": task_data.meta.get("smoothing"),
     }
 
 
