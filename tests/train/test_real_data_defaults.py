@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from rnnlab.data import load_task
+from rnnlab.data.timeseries import choose_anchor
 from rnnlab.errors import ConfigError, DataError
 from rnnlab.models import build_model
-from rnnlab.data.timeseries import choose_anchor
 from rnnlab.models.instance_norm import instance_normalise, seasonal_naive_path, smoothed_level
 from rnnlab.train import TrainConfig, train
 
@@ -142,7 +142,7 @@ def test_a_smoothed_start_is_the_exponential_smoothing_recursion():
     model = build_model("gru", forecast_spec(inputs=1, horizon=3), instance_norm=True, anchor=1, smoothing=0.5)
     level = smoothed_level(window, None, 0.5)
     torch.testing.assert_close(model(window), level.expand(1, 3, 1))  # the untrained model *is* that forecast
-    with pytest.raises(ConfigError, match="smoothing .* needs anchor=1"):
+    with pytest.raises(ConfigError, match=r"smoothing .* needs anchor=1"):
         build_model("gru", forecast_spec(inputs=1), instance_norm=True, anchor=5, smoothing=0.5)
     with pytest.raises(ConfigError, match=r"smoothing must lie in \(0, 1\]"):
         build_model("gru", forecast_spec(inputs=1), instance_norm=True, anchor=1, smoothing=1.5)
