@@ -29,6 +29,7 @@ from rnnlab.lab.folder import (
 )
 from rnnlab.lab.grid import Cell, CompareConfig, Experiment, config_from_dict, resolve
 from rnnlab.lab.results import format_length
+from rnnlab.locks import ensure_free, folder_lock
 from rnnlab.models import family
 
 PROBE_OPTIONS = {"input_size": 32, "hidden_size": 128, "seq_len": 100, "batch_size": 32, "repeats": 15}
@@ -61,21 +62,24 @@ def compare(
     from rnnlab.lab.executors import check_executor, make_executor
 
     check_executor(experiment.executor, experiment.address)  # fail fast, before the folder is touched
-    prepare_out(experiment)
     out = experiment.out
-    done = finished_cells(out)
-    cells = experiment.cells
-    pending = [cell for cell in cells if cell.key not in done]
-    tasks = [cell_task(cell, experiment) for cell in pending]
-    if any(family(model).stacked_cell for model in experiment.models) and not (out / "probe.json").is_file():
-        tasks.insert(0, {"kind": "probe", "key": "probe", "options": PROBE_OPTIONS})
-    executor = make_executor(experiment.executor, workers=experiment.workers, address=experiment.address)
-    machine = {**machine_facts(), **executor.describe()}
-    started = datetime.now(timezone.utc)
-    display = _Display(progress, console, cells, pending, experiment)
-    interrupted = run_tasks(executor, tasks, display, lambda task: out)
-    results = build_results(experiment, machine=machine, started=started)
-    write_outputs(results, out)
+    ensure_free(out, "comparison folder")
+    out.mkdir(parents=True, exist_ok=True)
+    with folder_lock(out, "comparison folder"):  # one comparison writes a folder at a time
+        prepare_out(experiment)
+        done = finished_cells(out)
+        cells = experiment.cells
+        pending = [cell for cell in cells if cell.key not in done]
+        tasks = [cell_task(cell, experiment) for cell in pending]
+        if any(family(model).stacked_cell for model in experiment.models) and not (out / "probe.json").is_file():
+            tasks.insert(0, {"kind": "probe", "key": "probe", "options": PROBE_OPTIONS})
+        executor = make_executor(experiment.executor, workers=experiment.workers, address=experiment.address)
+        machine = {**machine_facts(), **executor.describe()}
+        started = datetime.now(timezone.utc)
+        display = _Display(progress, console, cells, pending, experiment)
+        interrupted = run_tasks(executor, tasks, display, lambda task: out)
+        results = build_results(experiment, machine=machine, started=started)
+        write_outputs(results, out)
     return CompareOutcome(results, out, interrupted, ran=len(pending), skipped=len(cells) - len(pending))
 
 

@@ -28,6 +28,7 @@ from rnnlab.lab.advise import advise
 from rnnlab.lab.claims import check_claims
 from rnnlab.lab.grid import Cell, Experiment
 from rnnlab.lab.results import SCHEMA_ID, SCHEMA_VERSION, chance_level, summarise, validate
+from rnnlab.locks import LOCK_FILE
 from rnnlab.version import __version__
 
 EXPERIMENT_FILE = "experiment.json"
@@ -101,7 +102,7 @@ def prepare_out(experiment: Experiment) -> None:
                     "or add --force to replace it"
                 )
             _clear(out)
-    elif out.exists() and any(out.iterdir()) and not experiment.force:
+    elif out.exists() and any(path.name != LOCK_FILE for path in out.iterdir()) and not experiment.force:
         raise ConfigError(
             f"{out} exists, is not empty and holds no {EXPERIMENT_FILE} (it is not an rnnlab comparison); "
             "choose another --out, or add --force to write into it"

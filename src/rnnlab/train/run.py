@@ -36,6 +36,7 @@ import torch
 
 from rnnlab.errors import ConfigError, TrainingError
 from rnnlab.io import atomic_save_safetensors, atomic_write_json
+from rnnlab.locks import LOCK_FILE, ensure_free, folder_lock
 from rnnlab.train.checkpoint import CHECKPOINT_DIR, CHECKPOINT_FILE, RECORD_FILE
 from rnnlab.train.config import TrainConfig
 from rnnlab.train.evaluation import evaluate_model, finite_or_none
@@ -104,6 +105,7 @@ def train(
         config.validate()
         out = Path(config.out) if config.out else _default_out(config)
         config = replace(config, out=str(out))
+        ensure_free(out)
         _check_fresh_out(out)
 
     # Everything that can fail on bad input happens before the run directory exists.
@@ -117,25 +119,33 @@ def train(
     model = _build_model(config, task_data)
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    try:
-        if not resume:
-            config.save(out / "config.json")
-            atomic_write_json(out / "task.json", task_description(config, task_data, model))
-        with _quiet_lightning():
-            return _fit_and_test(config, out, model, task_data, resume=resume, progress=progress, callbacks=callbacks)
-    except BaseException as error:
-        has_checkpoint = (out / CHECKPOINT_DIR / CHECKPOINT_FILE).is_file()
-        if not has_checkpoint and created:
-            shutil.rmtree(out, ignore_errors=True)
-        if isinstance(error, TrainingError):
-            kept = (
-                f" The last good checkpoint ({_checkpoint_epochs(out)}) is kept in {out / CHECKPOINT_DIR}; "
-                f"continue it with `rnnlab train --resume --out {out}`."
-                if has_checkpoint
-                else " No epoch had finished, so no run directory was kept."
-            )
-            raise TrainingError(f"{error}.{kept}") from None
-        raise
+    with folder_lock(out):  # one writer per run directory: a second train or resume is refused
+        # checked again under the lock: another process may have written here since the check above
+        if resume:
+            _check_resumable(out)
+        else:
+            _check_fresh_out(out)
+        try:
+            if not resume:
+                config.save(out / "config.json")
+                atomic_write_json(out / "task.json", task_description(config, task_data, model))
+            with _quiet_lightning():
+                return _fit_and_test(
+                    config, out, model, task_data, resume=resume, progress=progress, callbacks=callbacks
+                )
+        except BaseException as error:
+            has_checkpoint = (out / CHECKPOINT_DIR / CHECKPOINT_FILE).is_file()
+            if not has_checkpoint and created:
+                shutil.rmtree(out, ignore_errors=True)
+            if isinstance(error, TrainingError):
+                kept = (
+                    f" The last good checkpoint ({_checkpoint_epochs(out)}) is kept in {out / CHECKPOINT_DIR}; "
+                    f"continue it with `rnnlab train --resume --out {out}`."
+                    if has_checkpoint
+                    else " No epoch had finished, so no run directory was kept."
+                )
+                raise TrainingError(f"{error}.{kept}") from None
+            raise
 
 
 def load_task_data(config: TrainConfig) -> Any:
@@ -392,8 +402,8 @@ def _resume_config(given: TrainConfig) -> tuple[TrainConfig, Path]:
         raise ConfigError(
             f"nothing to resume in {out}: no config.json (expected the directory of a run started with rnnlab train)"
         )
-    if (out / "summary.json").is_file():
-        raise ConfigError(f"the run in {out} has finished (summary.json exists); there is nothing to resume")
+    ensure_free(out)
+    _check_resumable(out)
     saved = TrainConfig.load(out / "config.json")
     defaults = TrainConfig()
     changes = {}
@@ -421,6 +431,11 @@ def _resume_config(given: TrainConfig) -> tuple[TrainConfig, Path]:
     return config, out
 
 
+def _check_resumable(out: Path) -> None:
+    if (out / "summary.json").is_file():
+        raise ConfigError(f"the run in {out} has finished (summary.json exists); there is nothing to resume")
+
+
 def _checkpoint_epoch_count(out: Path) -> int | None:
     path = out / CHECKPOINT_DIR / CHECKPOINT_FILE
     if not path.is_file():
@@ -435,7 +450,9 @@ def _checkpoint_epochs(out: Path) -> str:
 
 
 def _check_fresh_out(out: Path) -> None:
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    if out.exists() and (not out.is_dir() or any(path.name != LOCK_FILE for path in out.iterdir())):
+        if (out / "summary.json").exists():
+            raise ConfigError(f"{out} holds a finished run; choose another --out")
         what = "holds a run" if (out / "config.json").exists() else "is not an empty directory"
         raise ConfigError(f"{out} {what}; continue it with --resume, or choose another --out")
 
