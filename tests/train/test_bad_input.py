@@ -1,8 +1,8 @@
 """Bad input gets a clear message and leaves no partial run directory; a failure while training keeps
 the last good checkpoint and names the step."""
 
-import json
 import math
+import re
 
 import lightning as L
 import pytest
@@ -155,29 +155,48 @@ class PoisonWeights(L.Callback):
                     parameter.fill_(float("nan"))
 
 
-def test_non_finite_loss_later_keeps_the_last_good_checkpoint_which_resumes(tmp_path):
+def test_non_finite_loss_later_ends_the_run_on_its_best_finite_epoch(tmp_path):
     out = tmp_path / "run"
-    with pytest.raises(
-        TrainingError,
-        match=r"at epoch 2, batch 0 \(global step 8\).*The last good checkpoint "
-        r"\(after epoch 2\) is kept in .*checkpoint.*--resume",
-    ):
-        train(tiny_recall(out), callbacks=[PoisonWeights(epoch=2)])
-    assert sorted(p.name for p in out.iterdir()) == ["checkpoint", "config.json", "metrics.csv", "task.json"]
+    summary = train(tiny_recall(out), callbacks=[PoisonWeights(epoch=2)]).summary
+    assert re.match(r"non-finite loss \(nan\) at epoch 2, batch 0 \(global step 8\)", summary["stop_reason"])
+    assert summary["stop_reason"].endswith(f"the best finite epoch ({summary['best_epoch']}) is the model")
+    assert sorted(p.name for p in out.iterdir()) == [
+        "config.json",
+        "metrics.csv",
+        "model.safetensors",
+        "summary.json",
+        "task.json",
+    ]
     assert len((out / "metrics.csv").read_text().splitlines()) == 1 + 2  # header + 2 good epochs
-    # The kept checkpoint is good: resuming (without the poison) finishes the run as if never poisoned.
-    summary = train(TrainConfig(out=str(out)), resume=True).summary
-    assert json.loads((out / "summary.json").read_text()) == summary
-    uninterrupted = train(tiny_recall(tmp_path / "uninterrupted")).summary
-    assert summary["epochs"] == 3 and summary["test_metrics"] == uninterrupted["test_metrics"]
-    assert (out / "model.safetensors").read_bytes() == (tmp_path / "uninterrupted" / "model.safetensors").read_bytes()
+    assert summary["refit"] == {"done": False, "reason": "training ended on a non-finite loss: no refit"}
+    # the model is the best of the two good epochs: what a run of two epochs (without refit) keeps
+    two = train(tiny_recall(tmp_path / "two", epochs=2, refit=False)).summary
+    assert summary["best_epoch"] == two["best_epoch"] and summary["test_metrics"] == two["test_metrics"]
+    assert (out / "model.safetensors").read_bytes() == (tmp_path / "two" / "model.safetensors").read_bytes()
+    with pytest.raises(ConfigError, match="has finished"):  # nothing left to resume: it would diverge again
+        train(TrainConfig(out=str(out)), resume=True)
+
+
+class Crash(L.Callback):
+    """Ends training with an error at the start of epoch ``epoch`` (a crash, not a divergence)."""
+
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        if trainer.current_epoch == self.epoch:
+            raise RuntimeError("crashed")
 
 
 def test_resume_refuses_to_change_the_configuration(tmp_path):
     out = tmp_path / "run"
-    with pytest.raises(TrainingError):
-        train(tiny_recall(out), callbacks=[PoisonWeights(epoch=1)])
+    with pytest.raises(RuntimeError, match="crashed"):
+        train(tiny_recall(out, clip=0.5), callbacks=[Crash(epoch=1)])
     with pytest.raises(ConfigError, match=r"a resumed run keeps its configuration; lr was 0.002, got 0.1"):
         train(TrainConfig(out=str(out), lr=0.1), resume=True)
+    # a flag given with its default value is a change too when the run had another (refused alike)
+    with pytest.raises(ConfigError, match=r"a resumed run keeps its configuration; clip was 0.5, got 1.0"):
+        train(out=str(out), clip=1.0, resume=True)
+    assert train(out=str(out), clip=0.5, resume=True).summary["epochs"] == 3  # the saved value: no change
     with pytest.raises(ConfigError, match=r"nothing to resume in .*nowhere"):
         train(TrainConfig(out=str(tmp_path / "nowhere")), resume=True)

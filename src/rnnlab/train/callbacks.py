@@ -28,6 +28,7 @@ import torch
 from lightning.fabric.plugins.io.checkpoint_io import CheckpointIO
 from lightning.pytorch.callbacks import Checkpoint
 
+from rnnlab.errors import TrainingError
 from rnnlab.io import atomic_save_safetensors, atomic_write_json, atomic_write_text
 from rnnlab.train.checkpoint import CHECKPOINT_DIR, CHECKPOINT_FILE, RECORD_FILE, load_checkpoint, save_checkpoint
 from rnnlab.train.metrics import PERFECT_SCORE
@@ -147,6 +148,13 @@ class RunRecorder(Checkpoint):
             train_loss = trainer.strategy.reduce(train_loss, reduce_op="mean")
         results = dict(module.val_results)
         row = {"epoch": epoch + 1, "train_loss": float(train_loss), "val_loss": results.pop("loss", float("nan"))}
+        if module.val_count and not math.isfinite(row["val_loss"]):
+            # raised before this epoch is recorded or checkpointed: the last good epoch stays the last
+            raise TrainingError(
+                f"non-finite validation loss ({row['val_loss']:.4g}) after epoch {epoch + 1} (train loss "
+                f"{row['train_loss']:.4g}): the weights diverged; try a lower lr (now {module.config.lr:g}) "
+                f"or clip (now {module.config.clip:g})"
+            )
         row.update({f"val_{name}": value for name, value in results.items()})
         row["lr"] = self._epoch_lr
         row["seconds"] = round(self.seconds, 3)
@@ -179,7 +187,7 @@ class RunRecorder(Checkpoint):
         trainer.save_checkpoint(self.run_dir / CHECKPOINT_DIR)
 
     def _improved(self, score: float) -> bool:
-        if math.isnan(score):
+        if not math.isfinite(score):
             return False
         if self.best_score is None:
             return True

@@ -371,3 +371,47 @@ def baselines_beside(metrics: dict[str, Any], baselines: dict[str, Any]) -> dict
             metric = max(matches, key=len)
             paired.setdefault(metric, []).append((name[: -len(metric) - 1].replace("_", " "), value))
     return paired
+
+
+#: A training loss this many times its first epoch's, or a test metric this many times worse than
+#: the best baseline of the same metric, is reported as a divergence.
+DIVERGED_FACTOR = 100.0
+
+
+def divergence_warnings(
+    history: list[dict[str, Any]], metrics: dict[str, Any], baselines: dict[str, Any], mode: str
+) -> list[str]:
+    """What says a finished run diverged though its numbers are finite: a training loss that grew by
+    orders of magnitude (``DIVERGED_FACTOR``) over its first epoch's, and a test metric worse than
+    every trivial baseline of it by that factor (lower-is-better metrics) or below the majority class
+    (accuracy).
+
+    >>> divergence_warnings([{"epoch": 1, "train_loss": 0.5}, {"epoch": 2, "train_loss": 3e9}], {}, {}, "min")
+    ['the training loss grew from 0.5 (epoch 1) to 3e+09 (epoch 2): the run diverged; try a lower lr or clip']
+    """
+    warnings = []
+    losses = [(row["epoch"], row["train_loss"]) for row in history if math.isfinite(row.get("train_loss", math.nan))]
+    if len(losses) >= 2:
+        (first_epoch, first), (worst_epoch, worst) = losses[0], max(losses[1:], key=lambda pair: pair[1])
+        if first > 0 and worst > DIVERGED_FACTOR * first:
+            warnings.append(
+                f"the training loss grew from {first:.4g} (epoch {first_epoch}) to {worst:.4g} (epoch {worst_epoch}): "
+                "the run diverged; try a lower lr or clip"
+            )
+    for metric, references in baselines_beside(metrics, baselines).items():
+        value = metrics.get(metric)
+        known = [(label, ref) for label, ref in references if isinstance(ref, int | float) and math.isfinite(ref)]
+        if not isinstance(value, int | float) or not math.isfinite(value) or not known:
+            continue
+        if metric == "accuracy" and mode == "max":
+            majority = dict(known).get("majority")
+            if majority is not None and value < majority:
+                warnings.append(f"test accuracy {value:.4g} is below the majority class's {majority:.4g}")
+        elif mode == "min":
+            label, best = min(known, key=lambda pair: pair[1])
+            if best > 0 and value > DIVERGED_FACTOR * best:
+                warnings.append(
+                    f"test {metric} {value:.4g} is {value / best:.3g}× the {label} baseline's {best:.4g}: "
+                    "the model is far worse than the trivial forecast"
+                )
+    return warnings

@@ -54,6 +54,7 @@ class TaskModule(L.LightningModule):
         self.monitor, self.mode = primary_metric(self.spec.task, self.spec.head)
         self.val_metrics = metrics_for(self.spec, task_data.meta)
         self.val_results: dict[str, float] = {}
+        self.val_count = 0  # validation samples of the last check
         self._train_loss_sum = 0.0
         self._train_batches = 0
         self._val_loss_sum = 0.0
@@ -127,7 +128,7 @@ class TaskModule(L.LightningModule):
         loss_sum, count = sums.pop("__loss").tolist()
         results = self.val_metrics.compute(sums) if sums else {}
         results["loss"] = loss_sum / count if count else float("nan")
-        self.val_results = results
+        self.val_results, self.val_count = results, int(count)
         for name, value in results.items():
             self.log(f"val_{name}", float(value), prog_bar=name == self.monitor, on_epoch=True, sync_dist=False)
         score = results.get(self.monitor, float("nan"))

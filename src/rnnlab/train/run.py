@@ -40,7 +40,7 @@ from rnnlab.locks import LOCK_FILE, ensure_free, folder_lock
 from rnnlab.train.checkpoint import CHECKPOINT_DIR, CHECKPOINT_FILE, RECORD_FILE
 from rnnlab.train.config import TrainConfig
 from rnnlab.train.evaluation import evaluate_model, finite_or_none
-from rnnlab.train.metrics import primary_metric
+from rnnlab.train.metrics import divergence_warnings, primary_metric
 from rnnlab.train.stateful import reads_stream
 
 if TYPE_CHECKING:
@@ -95,12 +95,15 @@ def train(
     """
     if config is None:
         config = TrainConfig(**changes)
+        given = set(changes)
     else:
         config = TrainConfig.from_dict(config) if isinstance(config, dict) else config
         config = replace(config, **changes)
+        given = {f.name for f in fields(TrainConfig) if getattr(config, f.name) != getattr(TrainConfig(), f.name)}
+        given |= set(changes)
 
     if resume:
-        config, out = _resume_config(config)
+        config, out = _resume_config(config, given)
     else:
         config.validate()
         out = Path(config.out) if config.out else _default_out(config)
@@ -273,15 +276,21 @@ def _fit_and_test(
         trainer.fit(module, ckpt_path=ckpt_path)
     except Exception as error:  # a forked process's error arrives as text: recover ours
         unwrapped = _unwrap_process_error(error)
-        if unwrapped is error:
+        if unwrapped is error and not isinstance(error, TrainingError):
             raise
-        raise unwrapped from None
+        if not isinstance(unwrapped, TrainingError):
+            raise unwrapped from None
+        record = _best_finite_epoch(checkpoint, recorder, unwrapped)
+        if record is None:  # no epoch to keep: the error, with the checkpoint left to resume
+            raise unwrapped from None
+        atomic_save_safetensors(out / "model.safetensors", record.pop("best_weights"))
+    else:
+        record = json.loads((checkpoint / RECORD_FILE).read_text(encoding="utf-8"))
 
     from safetensors.torch import load_file
 
-    record = json.loads((checkpoint / RECORD_FILE).read_text(encoding="utf-8"))
     model.load_state_dict(load_file(out / "model.safetensors"))
-    if config.refit:
+    if config.refit and "diverged" not in record:
         refitted, record["refit"] = refit(config, task_data, record, budget)
         if refitted is not None:
             model = refitted
@@ -291,6 +300,29 @@ def _fit_and_test(
     atomic_write_json(out / "summary.json", summary)
     shutil.rmtree(checkpoint, ignore_errors=True)
     return RunResult(out, summary, model, task_data, config)
+
+
+def _best_finite_epoch(checkpoint: Path, recorder: Any, error: TrainingError) -> dict[str, Any] | None:
+    """The record of a run that a non-finite loss ended after it had a best epoch: that epoch's
+    weights (``best_weights``) and the history up to the last good checkpoint, with ``stop_reason``
+    saying what happened (``None``: no epoch finished, nothing to keep)."""
+    from rnnlab.train.checkpoint import load_checkpoint
+
+    if not (checkpoint / CHECKPOINT_FILE).is_file():
+        return None
+    states = load_checkpoint(checkpoint).get("callbacks", {}).values()
+    state = next((state for state in states if isinstance(state, dict) and "best_weights" in state), None)
+    if state is None or state["best_epoch"] is None or state["best_weights"] is None:
+        return None
+    seconds = recorder.seconds  # this session's training, the failed epoch included
+    recorder.load_state_dict(state)  # the last good epoch's records (in this process, also under DDP)
+    record = {**recorder.record(), "train_seconds": round(seconds, 3)}
+    reason = str(error).split(";")[0]
+    record["stop_reason"] = f"{reason}: the best finite epoch ({state['best_epoch']}) is the model"
+    record["diverged"] = str(error)
+    record["refit"] = {"done": False, "reason": "training ended on a non-finite loss: no refit"}
+    record["best_weights"] = state["best_weights"]
+    return record
 
 
 def refit(
@@ -382,6 +414,9 @@ def _summary(
         "seconds_per_step": record["seconds_per_step"],
         "steps": record["steps"],
         "stop_reason": record["stop_reason"],
+        # what says the numbers above should not be trusted (a divergence, a metric below the trivial one)
+        "warnings": ([record["diverged"]] if "diverged" in record else [])
+        + divergence_warnings(record["history"], test_metrics, baselines, mode),
         # how the number of epochs was chosen and what the tested model was trained on
         "validation": "held-out split, then refit on train + validation"
         if record.get("refit", {}).get("done")
@@ -394,10 +429,13 @@ def _summary(
 
 
 # --------------------------------------------------------------------------------------------- resume
-def _resume_config(given: TrainConfig) -> tuple[TrainConfig, Path]:
-    if not given.out:
+def _resume_config(config: TrainConfig, given: set[str]) -> tuple[TrainConfig, Path]:
+    """The saved configuration of the run in ``config.out``, with the fields of ``given`` (the ones
+    the caller set) checked against it: each that differs is refused alike, unless it is one of
+    ``RESUMABLE_CHANGES``; a field given with the saved value is no change."""
+    if not config.out:
         raise ConfigError("resume needs the run directory: --out DIR")
-    out = Path(given.out)
+    out = Path(config.out)
     if not (out / "config.json").is_file():
         raise ConfigError(
             f"nothing to resume in {out}: no config.json (expected the directory of a run started with rnnlab train)"
@@ -405,12 +443,10 @@ def _resume_config(given: TrainConfig) -> tuple[TrainConfig, Path]:
     ensure_free(out)
     _check_resumable(out)
     saved = TrainConfig.load(out / "config.json")
-    defaults = TrainConfig()
     changes = {}
-    for field in fields(TrainConfig):
-        name = field.name
-        value, before = getattr(given, name), getattr(saved, name)
-        if name == "out" or value == before or value == getattr(defaults, name):
+    for name in sorted(given - {"out"}):
+        value, before = getattr(config, name), getattr(saved, name)
+        if value == before:
             continue
         if name in RESUMABLE_CHANGES:
             changes[name] = value
