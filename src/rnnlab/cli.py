@@ -22,7 +22,7 @@ console = Console()
 
 def fail(message: str, code: int = 2) -> None:
     """Print a clear error and exit without a traceback."""
-    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)  # one line, unbroken
     raise typer.Exit(code)
 
 

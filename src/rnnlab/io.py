@@ -13,10 +13,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from rnnlab.errors import ConfigError
+
+
+def check_output_file(path: str | os.PathLike) -> Path:
+    """``path`` as a file to write: a ``ConfigError`` when it names a folder (checked before the work)."""
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path} is a folder; give the name of the file to write, e.g. {path / 'predictions.csv'}")
+    return path
+
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
     """Call ``write(tmp_path)`` to produce the file, then rename it to ``path``."""
-    path = Path(path)
+    path = check_output_file(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ CHECKPOINT_DIR = "checkpoint"  # inside a run directory, while the run trains
 CHECKPOINT_FILE = "last.json"
 RECORD_FILE = "record.json"  # the finished training's record, read by train() in the main process
 FORMAT = "rnnlab-checkpoint-1"
+TENSOR_FILE = re.compile(r"train-e\d{4,}-s\d{8,}\.safetensors")
 
 
 def encode(value: Any, tensors: dict[str, torch.Tensor], path: str = "") -> Any:
@@ -113,6 +115,7 @@ def save_checkpoint(checkpoint: dict[str, Any], folder: str | os.PathLike) -> Pa
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Read a checkpoint written by ``save_checkpoint`` (``path``: its folder or its ``last.json``)."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     path = Path(path)
@@ -129,8 +132,17 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
             f"checkpoint {path}: expected format {FORMAT!r}, "
             f"got {index.get('format') if isinstance(index, dict) else type(index).__name__!r}"
         )
-    tensor_path = path.parent / index["tensors"]
+    name = index.get("tensors")
+    if not isinstance(name, str) or not TENSOR_FILE.fullmatch(name):
+        # a bare train-*.safetensors name: a path that leaves the checkpoint folder is never followed
+        raise ConfigError(f"checkpoint {path} names tensors {name!r}; expected a train-*.safetensors file beside it")
+    tensor_path = path.parent / name
     if not tensor_path.is_file():
-        raise ConfigError(f"checkpoint {path} names {index['tensors']}, which is missing")
-    tensors = load_file(tensor_path)
+        raise ConfigError(f"checkpoint {path} names {name}, which is missing")
+    try:
+        tensors = load_file(tensor_path)
+    except (SafetensorError, OSError, ValueError) as error:
+        raise ConfigError(f"checkpoint tensors {tensor_path} are not readable ({error}); was it truncated?") from None
+    if "state" not in index:
+        raise ConfigError(f"checkpoint {path} holds no state")
     return decode(index["state"], tensors)

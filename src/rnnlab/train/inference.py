@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, cast
 import torch
 
 from rnnlab.errors import ConfigError, DataError
-from rnnlab.io import atomic_write, atomic_write_json
+from rnnlab.io import atomic_write, atomic_write_json, check_output_file
 from rnnlab.train.config import TrainConfig
 from rnnlab.train.evaluation import EVALUATION_BATCH_SIZE, evaluate_model, finite_or_none
 from rnnlab.train.run import load_task_data
@@ -34,9 +34,13 @@ class LoadedRun(NamedTuple):
 
 # --------------------------------------------------------------------------------------------- load, evaluate
 def load_run(run_dir: str | os.PathLike) -> LoadedRun:
-    """Rebuild a finished run's model with its best weights (read with safetensors: no pickle)."""
-    from safetensors.torch import load_file
+    """Rebuild a finished run's model with its best weights (read with safetensors: no pickle).
 
+    Every file is checked before anything is allocated: the JSON files parse and agree with each
+    other, and the model ``task.json`` describes is first built without storage (PyTorch's ``meta``
+    device) so that its tensor names and shapes can be held against ``model.safetensors``' header. A
+    corrupt or edited file is a ``ConfigError`` naming it, never a traceback or a huge allocation.
+    """
     from rnnlab.models import build_model
 
     run_dir = Path(run_dir)
@@ -47,13 +51,88 @@ def load_run(run_dir: str | os.PathLike) -> LoadedRun:
                 "and model.safetensors, as rnnlab train writes them)"
             )
     config = TrainConfig.load(run_dir / "config.json")
-    task = json.loads((run_dir / "task.json").read_text(encoding="utf-8"))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        model = build_model(task["model"], task["spec"], **task["model_options"])
-    model.load_state_dict(load_file(run_dir / "model.safetensors"))
+    task = _read_task(run_dir / "task.json", config)
+    weights_path = run_dir / "model.safetensors"
+    stored = tensor_shapes(weights_path)
+
+    def build() -> TaskModel:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                return build_model(task["model"], task["spec"], **task["model_options"])
+        except (ConfigError, TypeError, ValueError) as error:
+            raise ConfigError(f"{run_dir / 'task.json'}: its model cannot be built: {error}") from None
+
+    with torch.device("meta"):  # names and shapes only: nothing is allocated
+        expected = {name: tuple(tensor.shape) for name, tensor in build().state_dict().items()}
+    if expected != stored:
+        raise ConfigError(
+            f"{weights_path} does not hold the model task.json describes: {_differences(expected, stored)}"
+        )
+    model = build()
+    model.load_state_dict(load_weights(weights_path))
     model.eval()
     return LoadedRun(config, model, task)
+
+
+def tensor_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """The tensor names and shapes in a safetensors file's header (its data is not read)."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return {name: tuple(handle.get_slice(name).get_shape()) for name in handle.keys()}  # noqa: SIM118
+    except (SafetensorError, OSError, ValueError) as error:
+        raise ConfigError(
+            f"{path} is not a readable safetensors file ({error}); was it truncated or replaced?"
+        ) from None
+
+
+def load_weights(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file, or a ``ConfigError`` naming it."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(path)
+    except (SafetensorError, OSError, ValueError) as error:
+        raise ConfigError(
+            f"{path} is not a readable safetensors file ({error}); was it truncated or replaced?"
+        ) from None
+
+
+def _differences(expected: dict[str, tuple[int, ...]], stored: dict[str, tuple[int, ...]]) -> str:
+    missing = sorted(set(expected) - set(stored))
+    extra = sorted(set(stored) - set(expected))
+    shapes = sorted(name for name in set(expected) & set(stored) if expected[name] != stored[name])
+    parts = [
+        f"missing {', '.join(missing[:3])}" if missing else "",
+        f"unexpected {', '.join(extra[:3])}" if extra else "",
+    ]
+    parts += [f"{name} is {list(stored[name])} in the file, {list(expected[name])} in task.json" for name in shapes[:3]]
+    return "; ".join(part for part in parts if part) + " (were task.json or the weights edited?)"
+
+
+def _read_task(path: Path, config: TrainConfig) -> dict[str, Any]:
+    """``task.json``, checked: valid JSON with the keys a run writes, naming the same task and model as
+    ``config.json`` (one file decides the model; an edit to one of them alone is refused)."""
+    try:
+        task = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path} is not valid JSON: {error}") from None
+    missing = [
+        key for key in ("model", "spec", "model_options", "meta") if not isinstance(task, dict) or key not in task
+    ]
+    if missing:
+        raise ConfigError(f"{path}: missing {', '.join(missing)} (expected the task.json rnnlab train writes)")
+    spec_task = task["spec"].get("task") if isinstance(task["spec"], dict) else None
+    for name, saved, described in (("model", config.model, task["model"]), ("task", config.task, spec_task)):
+        if saved != described:
+            raise ConfigError(
+                f"config.json and task.json of {path.parent} disagree: {name} {saved!r} in config.json, {described!r} "
+                "in task.json (task.json decides the model; was one of them edited?)"
+            )
+    return task
 
 
 def evaluate_run(run_dir: str | os.PathLike, data: str | os.PathLike | None = None) -> dict[str, float | None]:
@@ -155,6 +234,8 @@ def predict_run(
     """
     from rnnlab.data import collate, predict_inputs
 
+    if out is not None:
+        check_output_file(out)
     _config, model, task = load_run(run_dir)
     spec, meta = task["spec"], task["meta"]
     if spec["head"] == "seq2seq":
@@ -242,6 +323,8 @@ def forecast_run(
     """
     from rnnlab.data.timeseries import forecast_windows, inverse_scale
 
+    if out is not None:
+        check_output_file(out)
     _config, model, task = load_run(run_dir)
     meta = task["meta"]
     if task["spec"]["task"] != "forecast":

@@ -476,8 +476,10 @@ def _checkpoint_epoch_count(out: Path) -> int | None:
     path = out / CHECKPOINT_DIR / CHECKPOINT_FILE
     if not path.is_file():
         return None
-    state = json.loads(path.read_text(encoding="utf-8"))["state"]
-    return int(state["epoch"]) + 1
+    try:
+        return int(json.loads(path.read_text(encoding="utf-8"))["state"]["epoch"]) + 1
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as error:
+        raise ConfigError(f"checkpoint {path} is unreadable ({error!r}); was it truncated or edited?") from None
 
 
 def _checkpoint_epochs(out: Path) -> str:
