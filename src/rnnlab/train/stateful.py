@@ -149,7 +149,10 @@ def stream_loader(
         rank=rank,
         world_size=world_size,
     )
-    return DataLoader(StreamWindows(tokens, seq_len), batch_sampler=sampler, collate_fn=collate)
+    # its own generator: DataLoader would otherwise draw its base seed from the global RNG at each
+    # epoch's start, so a resumed run's dropout masks would be one draw away from the uninterrupted run's
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(StreamWindows(tokens, seq_len), batch_sampler=sampler, collate_fn=collate, generator=generator)
 
 
 def detach_state(state: Any) -> Any:
