@@ -47,7 +47,7 @@ def run_script(tmp_path: Path, out: Path, mode: str, kind: str = "recall") -> su
     script.write_text(SCRIPT)
     if not text.exists():  # a small text of words drawn from a fixed vocabulary
         rng = random.Random(0)
-        words = ["the", "a", "recurrent", "network", "reads", "one", "step", "at", "a", "time", "and", "carries", "its", "state", "forward"]
+        words = "the a recurrent network reads one step at a time and carries its state forward".split()  # noqa: SIM905
         text.write_text(" ".join(rng.choice(words) for _ in range(1500)) + "\n")
     # One thread per process: the same floating-point reduction order in every run.
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
