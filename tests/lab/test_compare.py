@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -206,51 +207,46 @@ cell.run_cell = held
 """
 
 
+def held_comparison(tmp_path, out, lengths="6,8,10,12,14,16", gate=True):
+    """The command of a small comparison and its environment; with ``gate``, every cell after the
+    first waits (``HOLD_LATER_CELLS``) until ``tmp_path / "hook" / "release"`` exists."""
+    hook = tmp_path / "hook"
+    hook.mkdir(exist_ok=True)
+    (hook / "sitecustomize.py").write_text(HOLD_LATER_CELLS)
+    command = [sys.executable, "-m", "rnnlab.cli", "compare", "--out", str(out), "--models", "rnn,lstm"]
+    command += ["--lengths", lengths, "--seeds", "1", "--budget", "quick", "--params", "1500", "--epochs", "3"]
+    command += ["--train-samples", "256", "--workers", "2", "-q"]
+    environment = {**os.environ, "COLUMNS": "200"}
+    if gate:
+        environment["RNNLAB_TEST_GATE"] = str(hook)
+        environment["PYTHONPATH"] = os.pathsep.join([str(hook), *filter(None, [os.environ.get("PYTHONPATH")])])
+    return command, environment
+
+
+def wait_for_first_cell(process, out):
+    deadline = time.monotonic() + 240
+    while not list((out / "cells").glob("*__s0.json")) if (out / "cells").is_dir() else True:
+        assert process.poll() is None, process.stdout.read().decode()
+        assert time.monotonic() < deadline, "no cell finished in time"
+        time.sleep(0.2)
+
+
+def alive(pids):
+    return [
+        pid
+        for pid in pids
+        if Path(f"/proc/{pid}").exists() and "State:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+    ]
+
+
 def test_ctrl_c_leaves_a_valid_partial_report(tmp_path):
     out = tmp_path / "interrupted"
-    hook = tmp_path / "hook"
-    hook.mkdir()
-    (hook / "sitecustomize.py").write_text(HOLD_LATER_CELLS)
-    command = [
-        sys.executable,
-        "-m",
-        "rnnlab.cli",
-        "compare",
-        "--out",
-        str(out),
-        "--models",
-        "rnn,lstm",
-        "--lengths",
-        "6,8,10,12,14,16",
-        "--seeds",
-        "1",
-        "--budget",
-        "quick",
-        "--params",
-        "1500",
-        "--epochs",
-        "3",
-        "--train-samples",
-        "256",
-        "--workers",
-        "2",
-        "-q",
-    ]
-    environment = {
-        **os.environ,
-        "COLUMNS": "200",
-        "RNNLAB_TEST_GATE": str(hook),
-        "PYTHONPATH": os.pathsep.join([str(hook), *filter(None, [os.environ.get("PYTHONPATH")])]),
-    }
+    command, environment = held_comparison(tmp_path, out)
     process = subprocess.Popen(
         command, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=environment
     )
     try:
-        deadline = time.monotonic() + 240
-        while not list((out / "cells").glob("*__s0.json")) if (out / "cells").is_dir() else True:
-            assert process.poll() is None, process.stdout.read().decode()
-            assert time.monotonic() < deadline, "no cell finished in time"
-            time.sleep(0.2)
+        wait_for_first_cell(process, out)
         workers = [pid for child in _children(process.pid) for pid in [child, *_children(child)]]
         os.killpg(process.pid, signal.SIGINT)  # what the terminal does on Ctrl-C: the whole group
         output = process.communicate(timeout=120)[0].decode()
@@ -263,12 +259,33 @@ def test_ctrl_c_leaves_a_valid_partial_report(tmp_path):
     assert results["status"] == "partial" and results["cells_done"] == 1 and results["cells_expected"] == 12
     assert (out / "report.html").is_file()
     time.sleep(1)
-    alive = [
-        pid
-        for pid in workers
-        if Path(f"/proc/{pid}").exists() and "State:\tZ" not in Path(f"/proc/{pid}/status").read_text()
-    ]
-    assert not alive, f"worker processes left running: {alive}"
+    assert not alive(workers), f"worker processes left running: {alive(workers)}"
+
+
+def test_sigkill_of_a_comparison_leaves_no_worker_and_a_rerun_completes(tmp_path):
+    out = tmp_path / "killed"
+    command, environment = held_comparison(tmp_path, out, lengths="6,8")
+    process = subprocess.Popen(
+        command, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=environment
+    )
+    try:
+        wait_for_first_cell(process, out)
+        workers = [pid for child in _children(process.pid) for pid in [child, *_children(child)]]
+        assert workers
+        process.kill()  # SIGKILL of the comparison alone: it can stop nothing, its workers must see it
+        process.wait()
+        deadline = time.monotonic() + 5
+        while alive(workers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not alive(workers), f"worker processes left running 5 s after the kill: {alive(workers)}"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    command, environment = held_comparison(tmp_path, out, lengths="6,8", gate=False)
+    rerun = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=600)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    results = load(out / "results.json")
+    assert results["status"] == "complete" and results["cells_done"] == results["cells_expected"] == 4
 
 
 def test_sigterm_interrupts_a_comparison_like_ctrl_c():

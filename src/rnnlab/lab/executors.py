@@ -13,7 +13,9 @@ cell resets the process's peak-memory mark, see ``measures.reset_peak_rss``). Ea
 through ``OMP_NUM_THREADS`` in the environment the workers start with: two workers on two cores
 would otherwise run four OpenMP threads that spin against each other. Workers ignore SIGINT — a
 Ctrl-C goes to the whole process group, and a cell interrupted half-way must not report a
-half-trained model as done; the parent stops them instead (``abort``).
+half-trained model as done; the parent stops them instead (``abort``). A worker whose parent is
+gone (the comparison killed with SIGKILL, which it cannot pass on) ends itself within
+``PARENT_CHECK_SECONDS``: no orphan goes on training into the folder.
 
 Ray: ``ray.init(address)`` joins a running cluster (``--address host:port``, ``ray://host:port``
 or ``auto``) or, without an address, starts a local instance with ``workers`` CPUs. Each cell is a
@@ -30,6 +32,7 @@ import multiprocessing
 import os
 import signal
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -92,8 +95,22 @@ def make_executor(
 
 
 # --------------------------------------------------------------------------- local
-def _ignore_sigint() -> None:
+#: How often a worker checks that the comparison that started it is still alive, seconds.
+PARENT_CHECK_SECONDS = 0.5
+
+
+def _start_worker(parent: int) -> None:
+    """A local worker's start: ignore SIGINT (the parent stops the workers), and end when the
+    parent ``parent`` is gone — killed with SIGKILL it can end nothing, and an orphan would go on
+    training and writing into the comparison folder. The worker then sees another parent PID."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_CHECK_SECONDS)
+        os._exit(1)  # no clean-up: what the cell was writing is the parent's to refuse or redo
+
+    threading.Thread(target=watch, name="rnnlab-parent-watch", daemon=True).start()
 
 
 @contextlib.contextmanager
@@ -138,7 +155,8 @@ class LocalExecutor:
         self._pool = futures.ProcessPoolExecutor(
             max_workers=min(self.workers, len(tasks)),
             mp_context=multiprocessing.get_context("spawn"),
-            initializer=_ignore_sigint,
+            initializer=_start_worker,
+            initargs=(os.getpid(),),
         )
         try:
             pending = {self._pool.submit(self.function, task): task for task in tasks}
