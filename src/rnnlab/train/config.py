@@ -219,7 +219,8 @@ class TrainConfig:
     steps_per_epoch: int | None = field(
         default=None,
         metadata=flag(
-            "Optimiser steps per epoch (one validation check); default one pass, at least 32 steps on small sets."
+            "Optimiser steps per epoch (one validation check); default one pass, "
+            f"at least {MIN_STEPS_PER_EPOCH} steps on small sets."
         ),
     )
     max_minutes: float | None = field(default=None, metadata=flag("Training time budget in minutes."))
@@ -239,10 +240,12 @@ class TrainConfig:
     warmup_epochs: float = field(
         default=0.0, metadata=flag("Linear warm-up of the learning rate in epochs (cosine and plateau).")
     )
-    precision: str = field(default="32", metadata=flag("32 | bf16 (autocast on the CPU)."))
+    precision: str = field(default="32", metadata=flag(" | ".join(PRECISIONS) + " (autocast on the CPU)."))
     bucket: bool | None = field(
         default=None,
-        metadata=flag("Batch sequences of similar length together (default: when padding would exceed 25%)."),
+        metadata=flag(
+            f"Batch sequences of similar length together (default: when padding would exceed {BUCKET_ABOVE:.0%})."
+        ),
     )
     # early stopping: epochs (validation checks) without improvement; None: off
     patience: int | None = field(default=5, metadata=flag("Early stopping patience in epochs (0: off)."))
@@ -253,7 +256,7 @@ class TrainConfig:
         default=None,
         metadata=flag(
             "After early stopping, retrain on train + validation for the best epoch count "
-            "(default: when validation has < 150 samples).",
+            f"(default: when validation has < {REFIT_BELOW} samples).",
             negatable=True,
         ),
     )
