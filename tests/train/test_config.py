@@ -135,3 +135,8 @@ def test_init_has_one_vocabulary_and_auto_leaves_it_to_the_task():
     assert TrainConfig(task="tag", init="default").resolved().model_arguments()["init"] is None  # torch's
     with pytest.raises(ConfigError, match="unknown init 'chrno'; did you mean 'chrono'"):
         TrainConfig(init="chrno").validate()
+
+
+def test_a_number_given_as_target_says_the_stop_level_is_stop_at():
+    with pytest.raises(ConfigError, match=r"target names the forecast target column\(s\).*stop_at"):
+        TrainConfig(task="forecast", target=0.5).validate()

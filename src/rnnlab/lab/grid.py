@@ -406,8 +406,16 @@ def file_fingerprint(data: str | None) -> str | None:
     return digest.hexdigest()
 
 
+#: keys renamed in #17 (old → new), still read from a dict for one release
+RENAMED_KEYS = {"target_metric": "stop_at"}
+
+
 def config_from_dict(values: dict[str, Any]) -> CompareConfig:
-    """A ``CompareConfig`` from a plain dict, refusing unknown keys by name."""
+    """A ``CompareConfig`` from a plain dict, refusing unknown keys by name (``RENAMED_KEYS`` are read)."""
+    values = dict(values)
+    for old, new in RENAMED_KEYS.items():
+        if old in values and new not in values:
+            values[new] = values.pop(old)
     known = {f.name for f in fields(CompareConfig)}
     unknown = sorted(set(values) - known)
     if unknown:

@@ -319,6 +319,11 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be a number ≥ 0, got {value!r}")
         if self.dropout is not None and not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout must lie in [0, 1), got {self.dropout!r}")
+        if self.target is not None and not isinstance(self.target, str):
+            raise ConfigError(
+                f"target names the forecast target column(s), comma-separated; got {self.target!r} "
+                "(the validation level to stop at is stop_at, called target before #17)"
+            )
         if self.stop_at is not None and not math.isfinite(self.stop_at):
             raise ConfigError(f"stop_at must be a finite number, got {self.stop_at!r}")
         if self.params is not None and self.hidden_size is not None:
