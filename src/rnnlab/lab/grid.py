@@ -26,7 +26,7 @@ from typing import Any
 
 from rnnlab.config_fields import flag
 from rnnlab.errors import ConfigError, unknown_name
-from rnnlab.train.config import INIT_HELP, INITS
+from rnnlab.train.config import INIT_HELP, INITS, task_list
 
 #: The long-range study: the family and its two challengers, each at the same parameter budget.
 DEFAULT_MODELS = ("rnn", "lstm", "gru", "lstm+attn", "tcn", "transformer")
@@ -115,7 +115,7 @@ class CompareConfig:
 
     task: str = field(
         default=DEFAULT_TASK,
-        metadata=flag("Task (see `rnnlab tasks`); default: the long-range recall study.", short="-t"),
+        metadata=flag(lambda: f"Task: {task_list()}; recall is the long-range study.", short="-t"),
     )
     data: str | None = field(
         default=None, metadata=flag("Data file, or a built-in data set name (see `rnnlab tasks`).")

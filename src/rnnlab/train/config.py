@@ -162,8 +162,8 @@ class TrainConfig:
     """
 
     # what to learn
-    task: str = field(default="recall", metadata=flag(lambda: f"Task: {_task_list()}.", short="-t"))
-    model: str = field(default="lstm", metadata=flag(lambda: f"Model: {_model_list()}.", short="-m"))
+    task: str = field(default="recall", metadata=flag(lambda: f"Task: {task_list()}.", short="-t"))
+    model: str = field(default="lstm", metadata=flag(lambda: f"Model: {model_list()}.", short="-m"))
     data: str | None = field(
         default=None, metadata=flag("Data file, or a built-in data set name (see `rnnlab tasks`).")
     )
@@ -502,13 +502,13 @@ def _renamed_keys(values: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
-def _task_list() -> str:
+def task_list() -> str:
     from rnnlab.data import TASKS
 
     return ", ".join(TASKS) + " (see `rnnlab tasks`)"
 
 
-def _model_list() -> str:
+def model_list() -> str:
     """The registered models; one that fits only a few tasks names them (``informer (forecast)``)."""
     from rnnlab.data import TASKS
 
