@@ -67,6 +67,13 @@ def test_unknown_task_is_one_line_with_a_suggestion_and_no_directory(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def test_errors_go_to_stderr_and_not_to_stdout(tmp_path):
+    result = invoke("train", "--task", "recal", "--out", tmp_path / "run")
+    assert result.exit_code == 2
+    assert " ".join(result.stderr.split()).startswith("error: unknown task 'recal'")
+    assert "error" not in result.stdout and "recal" not in result.stdout
+
+
 def test_unknown_model_suggests_the_nearest(tmp_path):
     result = invoke("train", "--model", "lstmm", "--out", tmp_path / "run")
     assert result.exit_code == 2 and "did you mean 'lstm'" in result.output and "Traceback" not in result.output
@@ -185,3 +192,18 @@ def test_resume_of_a_finished_run_says_there_is_nothing_to_do(tmp_path):
 def test_bad_key_value_option_is_refused(tmp_path):
     result = invoke("train", "--option", "n_train", "--out", tmp_path / "run")
     assert result.exit_code == 2 and "--option expects KEY=VALUE, got 'n_train'" in result.output
+
+
+def test_a_run_whose_config_json_has_the_names_before_17_still_evaluates_and_resumes(tmp_path):
+    data, run = shapes_csv(tmp_path / "shapes.csv"), tmp_path / "run"
+    assert invoke("train", "--task", "classify", "--data", data, "--out", run, *TINY_MODEL).exit_code == 0
+    summary = json.loads((run / "summary.json").read_text())
+    config = json.loads((run / "config.json").read_text())
+    config["target_column"], config["target"] = config.pop("target"), config.pop("stop_at")
+    (run / "config.json").write_text(json.dumps(config))
+    result = invoke("evaluate", run)
+    assert result.exit_code == 0, result.output
+    evaluations = json.loads((run / "evaluation.json").read_text())
+    assert evaluations["test split"]["accuracy"] == pytest.approx(summary["test_metrics"]["accuracy"])
+    result = invoke("train", "--out", run, "--resume")
+    assert result.exit_code == 2 and "has finished" in result.output

@@ -11,6 +11,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from rnnlab.config_fields import given_fields, with_config_options
+from rnnlab.lab.grid import DEFAULT_MODELS, CompareConfig
+from rnnlab.train.config import TrainConfig
+
 app = typer.Typer(
     help="rnnlab: train, compare, explain and ship the recurrent network family.",
     no_args_is_help=True,
@@ -18,11 +22,12 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 console = Console()
+errors = Console(stderr=True)
 
 
 def fail(message: str, code: int = 2) -> None:
-    """Print a clear error and exit without a traceback."""
-    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)  # one line, unbroken
+    """Print a clear error on stderr, on one unbroken line, and exit without a traceback."""
+    errors.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -123,142 +128,34 @@ def tasks() -> None:
     console.print("Task options not covered by a flag: --option KEY=VALUE (e.g. --option n_train=2000).")
 
 
+# ``--option`` and ``--quiet`` are the same flag on train and compare
+OPTION = typer.Option(None, "--option", help="Further task option KEY=VALUE (repeatable).")
+QUIET = typer.Option(False, "--quiet", "-q", help="No progress display.")
+
+
 @app.command()
+@with_config_options(TrainConfig)
 def train(
-    out: str = typer.Option(..., "--out", "-o", help="Run directory (created; must not hold another run)."),
-    task: str = typer.Option(
-        None,
-        "--task",
-        "-t",
-        help="Task: recall, adding, copy, forecast, classify, tag, "
-        "charlm, music, seq2seq (see `rnnlab tasks`). Default recall.",
-    ),
-    model: str = typer.Option(
-        None,
-        "--model",
-        "-m",
-        help="rnn, lstm, gru, lstm+attn, gru+attn, tcn, transformer, mingru, minlstm, "
-        "informer (forecast), transformer-xl (charlm). Default lstm.",
-    ),
-    data: str = typer.Option(None, "--data", help="Data file, or a built-in data set name (see `rnnlab tasks`)."),
-    test_data: str = typer.Option(
-        None, "--test-data", help="Separate test file (else the test split is cut from --data)."
-    ),
-    seq_len: int = typer.Option(None, "--seq-len", help="Sequence length T (generated tasks, text windows)."),
-    params: int = typer.Option(None, "--params", help="Size the model to about this many parameters."),
-    epochs: int = typer.Option(None, "--epochs", help="Epochs (default: the task's)."),
-    steps_per_epoch: int = typer.Option(
-        None,
-        "--steps-per-epoch",
-        help="Optimiser steps per epoch (one validation check); default one pass, at least 32 steps on small sets.",
-    ),
-    max_minutes: float = typer.Option(None, "--max-minutes", help="Training time budget in minutes."),
-    label: str = typer.Option(None, "--label", help="classify: label column (default label)."),
-    target_column: str = typer.Option(None, "--target", help="forecast: target column(s), comma-separated."),
-    time: str = typer.Option(None, "--time", help="Time column (forecast, long classify CSV)."),
-    covariates: str = typer.Option(None, "--covariates", help="forecast: covariate columns, comma-separated."),
-    lookback: int = typer.Option(None, "--lookback", help="forecast: input window in steps."),
-    horizon: int = typer.Option(None, "--horizon", help="forecast: steps forecast at once."),
-    season: int = typer.Option(None, "--season", help="forecast: season in steps (seasonal naive, MASE)."),
-    fill: str = typer.Option(None, "--fill", help="Missing values: none (error) | ffill | interpolate | zero."),
-    log: bool = typer.Option(None, "--log", help="forecast: model log(target) for a multiplicative series (> 0)."),
-    option: list[str] = typer.Option(None, "--option", help="Further task option KEY=VALUE (repeatable)."),
-    batch_size: int = typer.Option(None, "--batch-size", help="Sequences per batch (default: the task's)."),
-    lr: float = typer.Option(None, "--lr", help="Learning rate (default: the task's)."),
-    recurrent_lr: float = typer.Option(None, "--recurrent-lr", help="Learning rate of the recurrent weights W_hh."),
-    optimizer: str = typer.Option(None, "--optimizer", help="adam | adamw."),
-    weight_decay: float = typer.Option(None, "--weight-decay", help="Weight decay."),
-    clip: float = typer.Option(None, "--clip", help="Gradient clipping max-norm (default 1.0; 0 disables)."),
-    schedule: str = typer.Option(
-        None,
-        "--schedule",
-        help="plateau | cosine | none (default: the task's; charlm cosine to the budget, else plateau).",
-    ),
-    warmup_epochs: float = typer.Option(None, "--warmup-epochs", help="cosine: linear warm-up in epochs."),
-    num_layers: int = typer.Option(None, "--layers", "--num-layers", help="Stacked layers."),
-    hidden_size: int = typer.Option(None, "--hidden-size", help="Hidden units (width) instead of --params."),
-    bidirectional: bool = typer.Option(
-        None, "--bidirectional/--no-bidirectional", help="Default: the task decides (tag: bidirectional)."
-    ),
-    layer_norm: bool = typer.Option(None, "--layer-norm", help="Layer normalisation in the recurrent cells."),
-    dropout: float = typer.Option(None, "--dropout", help="Dropout between layers and before the head."),
-    init: str = typer.Option(None, "--init", help="orthogonal | chrono | default (torch's)."),
-    gradient_checkpointing: bool = typer.Option(
-        None, "--gradient-checkpointing", help="Recompute activations in backward (long sequences)."
-    ),
+    option: list[str] = OPTION,
     model_option: list[str] = typer.Option(None, "--model-option", help="Model option KEY=VALUE (repeatable)."),
-    bucket: bool = typer.Option(None, "--bucket", help="Batch sequences of similar length together."),
-    precision: str = typer.Option(None, "--precision", help="32 | bf16 (autocast on the CPU)."),
-    patience: int = typer.Option(None, "--patience", help="Early stopping patience in epochs (0: off)."),
-    stop_at: float = typer.Option(None, "--stop-at", help="Stop once the validation metric reaches this value."),
-    refit: bool = typer.Option(
-        None,
-        "--refit/--no-refit",
-        help="After early stopping, retrain on train + "
-        "validation for the best epoch count (default: when validation has < 150 samples).",
-    ),
-    budget: str = typer.Option(None, "--budget", help="quick | standard | full: scales the default epochs."),
-    seed: int = typer.Option(None, "--seed", help="Random seed (default 0)."),
-    devices: int = typer.Option(None, "--devices", help="Processes for data-parallel training (DDP, gloo)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last complete epoch."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    quiet: bool = QUIET,
+    **values: Any,
 ) -> None:
     """Train a model on a task; writes config.json, model.safetensors, metrics.csv, summary.json to --out."""
     from rnnlab.errors import RnnlabError, TrainingError
-    from rnnlab.train import TrainConfig
     from rnnlab.train import train as train_run
 
-    given: dict[str, Any] = {
-        "task": task,
-        "model": model,
-        "data": data,
-        "test_data": test_data,
-        "seq_len": seq_len,
-        "params": params,
-        "epochs": epochs,
-        "steps_per_epoch": steps_per_epoch,
-        "max_minutes": max_minutes,
-        "label": label,
-        "target_column": target_column,
-        "time": time,
-        "covariates": covariates,
-        "lookback": lookback,
-        "horizon": horizon,
-        "season": season,
-        "fill": fill,
-        "log": log,
-        "batch_size": batch_size,
-        "lr": lr,
-        "recurrent_lr": recurrent_lr,
-        "optimizer": optimizer,
-        "weight_decay": weight_decay,
-        "clip": clip,
-        "schedule": schedule,
-        "warmup_epochs": warmup_epochs,
-        "num_layers": num_layers,
-        "hidden_size": hidden_size,
-        "bidirectional": bidirectional,
-        "layer_norm": layer_norm,
-        "dropout": dropout,
-        "init": init,
-        "gradient_checkpointing": gradient_checkpointing,
-        "bucket": bucket,
-        "precision": precision,
-        "target": stop_at,
-        "refit": refit,
-        "budget": budget,
-        "seed": seed,
-        "devices": devices,
-    }
-    fields: dict[str, Any] = {name: value for name, value in given.items() if value is not None}
-    if patience is not None:
-        fields["patience"] = patience if patience > 0 else None
+    fields = given_fields(TrainConfig, values)
+    if fields.get("patience") == 0:
+        fields["patience"] = None  # --patience 0: no early stopping
     if option:
         fields["data_options"] = _parse_pairs(option, "--option")
     if model_option:
         fields["model_options"] = _parse_pairs(model_option, "--model-option")
     try:
-        result = train_run(TrainConfig(out=out, **fields), resume=resume, progress=not quiet)
+        # the given flags as changes: a resume checks exactly these against the run's configuration
+        result = train_run(resume=resume, progress=not quiet, **fields)
     except (RnnlabError, TrainingError) as error:
         fail(str(error))
     summary = result.summary
@@ -268,6 +165,8 @@ def train(
         f"{summary['train_seconds']:.1f} s · stopped: {summary['stop_reason']} · run: {result.dir}",
         highlight=False,
     )
+    for warning in summary.get("warnings", []):
+        console.print(f"[bold yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -335,13 +234,10 @@ def forecast(
 
 # --------------------------------------------------------------------------------------------- the lab
 @app.command()
+@with_config_options(CompareConfig)
 def compare(
-    task: str = typer.Option(
-        "recall", "--task", "-t", help="Task (see `rnnlab tasks`); default: the long-range recall study."
-    ),
-    data: str = typer.Option(None, "--data", help="Data file, or a built-in data set name (see `rnnlab tasks`)."),
     models: str = typer.Option(
-        None, "--models", "-m", help="Comma-separated models (default: rnn,lstm,gru,lstm+attn,tcn,transformer)."
+        None, "--models", "-m", help=f"Comma-separated models (default: {','.join(DEFAULT_MODELS)})."
     ),
     lengths: str = typer.Option(
         None,
@@ -352,109 +248,18 @@ def compare(
     seeds: str = typer.Option(
         None, "--seeds", help="Number of seeds (3 → 0,1,2) or a list (0,4,7); default: the budget's."
     ),
-    budget: str = typer.Option(
-        "standard",
-        "--budget",
-        "-b",
-        help="quick (≤10 min on 2 cores) | standard (T=10…1000) | full (more seeds and lengths).",
-    ),
-    out: str = typer.Option(None, "--out", "-o", help="Output folder (default runs/compare-TASK-BUDGET)."),
-    force: bool = typer.Option(False, "--force", help="Replace an output folder that holds a different experiment."),
-    executor: str = typer.Option("local", "--executor", help="local (worker processes) | ray."),
-    address: str = typer.Option(
-        None,
-        "--address",
-        help="Ray cluster address (host:port, ray://host:port, auto); default: start a local Ray instance.",
-    ),
-    workers: int = typer.Option(None, "--workers", "-w", help="Cells run at once (default: min(cores, 4))."),
-    params: int = typer.Option(None, "--params", help="Parameter budget every model is sized to."),
-    epochs: int = typer.Option(None, "--epochs", help="Epochs per cell (at most)."),
-    max_minutes: float = typer.Option(None, "--max-minutes", help="Training time cap per cell, minutes."),
-    batch_size: int = typer.Option(None, "--batch-size", help="Sequences per batch."),
-    num_layers: int = typer.Option(None, "--layers", "--num-layers", help="Stacked layers (default: the task's)."),
-    lr: float = typer.Option(None, "--lr", help="Learning rate (default: the task's)."),
-    clip: float = typer.Option(1.0, "--clip", help="Gradient clipping max-norm (0 disables)."),
-    init: str = typer.Option(
-        "auto", "--init", help="Recurrent init: auto (chrono on long-range tasks) | orthogonal | chrono | default."
-    ),
-    train_samples: int = typer.Option(None, "--train-samples", help="Training samples of a generated task."),
-    target_metric: float = typer.Option(
-        None,
-        "--target-metric",
-        help="Validation metric level counted as reached (default: skill 0.9, or the baseline for forecasts).",
-    ),
-    target_column: str = typer.Option(None, "--target", help="forecast: target column(s), comma-separated."),
-    time: str = typer.Option(None, "--time", help="Time column (forecast, long classify CSV)."),
-    covariates: str = typer.Option(None, "--covariates", help="forecast: covariate columns, comma-separated."),
-    horizon: int = typer.Option(None, "--horizon", help="forecast: steps forecast at once."),
-    label: str = typer.Option(None, "--label", help="classify: label column."),
-    fill: str = typer.Option(None, "--fill", help="Missing values: none (error) | ffill | interpolate | zero."),
-    option: list[str] = typer.Option(None, "--option", help="Further task option KEY=VALUE (repeatable)."),
-    suite: str = typer.Option(
-        None,
-        "--suite",
-        help="Re-run a published table instead of one task: bai2018 "
-        "(Bai et al. 2018: adding T=600, copy memory T=1000, music; rnn,lstm,gru,tcn).",
-    ),
-    music_data: str = typer.Option(
-        None,
-        "--music-data",
-        help="--suite: the music row's data (JSB_Chorales.mat, "
-        "or a folder of .npy rolls); without it that row is reported as missing.",
-    ),
-    suite_row: str = typer.Option(
-        None,
-        "--suite-row",
-        help="--suite: the published row the music data is "
-        "judged against (jsb | nottingham); default: known files by their sha256, "
-        "never by name; others have no published row.",
-    ),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
+    option: list[str] = OPTION,
+    quiet: bool = QUIET,
+    **values: Any,
 ) -> None:
     """Train the family side by side on one task and write results.json and report.html (the main job)."""
     from rnnlab.errors import RnnlabError
-    from rnnlab.lab import CompareConfig
     from rnnlab.lab import compare as run_compare
     from rnnlab.lab.grid import parse_lengths, parse_models, parse_seeds
 
+    fields = given_fields(CompareConfig, values)
     try:
-        data_options = {
-            name: value
-            for name, value in (
-                ("target", target_column),
-                ("time", time),
-                ("covariates", covariates),
-                ("horizon", horizon),
-                ("label", label),
-                ("fill", fill),
-            )
-            if value is not None
-        }
-        data_options.update(_parse_pairs(option, "--option"))
-        config = CompareConfig(
-            task=task,
-            data=data,
-            budget=budget,
-            out=out,
-            force=force,
-            executor=executor,
-            address=address,
-            workers=workers,
-            params=params,
-            epochs=epochs,
-            max_minutes=max_minutes,
-            batch_size=batch_size,
-            num_layers=num_layers,
-            lr=lr,
-            clip=clip,
-            init=init,
-            train_samples=train_samples,
-            target_metric=target_metric,
-            data_options=data_options,
-            suite=suite,
-            music_data=music_data,
-            suite_row=suite_row,
-        )
+        config = CompareConfig(**fields, data_options=_parse_pairs(option, "--option"))
         if models is not None:
             config.models = parse_models(models)
         if lengths is not None:
@@ -464,7 +269,7 @@ def compare(
         outcome = run_compare(config, progress=not quiet)
     except RnnlabError as error:
         fail(str(error))
-    if suite is not None:
+    if config.suite is not None:
         _print_suite(outcome)
     else:
         _print_comparison(outcome)

@@ -55,13 +55,13 @@ def test_a_cell_forecasts_a_users_csv_with_the_length_as_lookback(series_csv, tm
 def test_generated_tasks_stop_at_perfect_accuracy_and_keep_learning_rate_constant():
     recipe = resolve(CompareConfig(budget="quick")).recipe
     config = train_config({"model": "lstm", "length": 50, "seed": 0}, recipe, "unused")
-    assert (config.target, config.schedule, config.patience) == (1.0, "none", None)
+    assert (config.stop_at, config.schedule, config.patience) == (1.0, "none", None)
     assert config.init == "chrono" and config.n_train == 2000 and config.seq_len == 50
     # the challengers get no recurrent initialisation
     assert train_config({"model": "tcn", "length": 50, "seed": 0}, recipe, "unused").init is None
     forecast = resolve(CompareConfig(task="forecast", budget="quick")).recipe
     config = train_config({"model": "lstm", "length": None, "seed": 1}, forecast, "unused")
-    assert config.target is None and config.patience == 4 and config.init is None
+    assert config.stop_at is None and config.patience == 4 and config.init == "auto"
     assert config.resolved().schedule == "plateau"  # the schedule is the task's default (forecast: plateau)
 
 

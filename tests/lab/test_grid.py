@@ -5,7 +5,17 @@ from __future__ import annotations
 import pytest
 
 from rnnlab.errors import ConfigError
-from rnnlab.lab.grid import BUDGETS, DEFAULT_MODELS, Cell, CompareConfig, parse_lengths, parse_seeds, resolve, slug
+from rnnlab.lab.grid import (
+    BUDGETS,
+    DEFAULT_MODELS,
+    Cell,
+    CompareConfig,
+    config_from_dict,
+    parse_lengths,
+    parse_seeds,
+    resolve,
+    slug,
+)
 
 
 def test_no_arguments_is_the_long_range_study():
@@ -102,3 +112,18 @@ def test_recipe_changes_with_the_data_file(tmp_path):
     data.write_text("time,value\n1,3\n")
     second = resolve(CompareConfig(task="forecast", data=str(data))).recipe
     assert first["data_sha256"] != second["data_sha256"]
+
+
+def test_the_forecast_data_flags_are_data_options_of_the_recipe():
+    flagged = CompareConfig(task="forecast", target="load", horizon=3, data_options={"val_fraction": 0.2})
+    by_hand = CompareConfig(task="forecast", data_options={"target": "load", "horizon": 3, "val_fraction": 0.2})
+    assert resolve(flagged).recipe == resolve(by_hand).recipe
+    assert resolve(flagged).recipe["data_options"] == {"horizon": 3, "target": "load", "val_fraction": 0.2}
+
+
+def test_the_stop_level_keeps_its_recipe_key_and_its_old_name_in_a_dict():
+    # experiment.json's recipe key stays "target_metric": a folder written before #17 is the same experiment
+    assert resolve(CompareConfig(stop_at=0.5)).recipe["target_metric"] == 0.5
+    assert config_from_dict({"target_metric": 0.5}) == CompareConfig(stop_at=0.5)
+    with pytest.raises(ConfigError, match="stop_at must be a finite number; got inf"):
+        resolve(CompareConfig(stop_at=float("inf")))

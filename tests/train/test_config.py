@@ -1,5 +1,7 @@
 """TrainConfig: JSON round trip, task defaults, and refusals that name the field."""
 
+import json
+
 import pytest
 
 from rnnlab.errors import ConfigError
@@ -18,7 +20,7 @@ def test_config_round_trips_through_json(tmp_path):
         data_options={"val_fraction": 0.2},
         model_options={"embedding_dim": 8},
         bidirectional=False,
-        target=0.5,
+        stop_at=0.5,
     ).resolved()
     config.save(tmp_path / "config.json")
     assert TrainConfig.load(tmp_path / "config.json") == config
@@ -92,7 +94,7 @@ def test_unknown_field_in_a_mapping_suggests_the_nearest():
 
 def test_data_options_map_to_load_task_names():
     options = TrainConfig(
-        task="forecast", target_column="flow", lookback=24, fill="ffill", data_options={"val_fraction": 0.1}
+        task="forecast", target="flow", lookback=24, fill="ffill", data_options={"val_fraction": 0.1}
     ).load_options()
     assert options["target"] == "flow" and options["lookback"] == 24 and options["fill"] == "ffill"
     assert options["val_fraction"] == 0.1
@@ -106,3 +108,35 @@ def test_batches_bucket_by_length_when_padding_would_be_most_of_a_batch():
     assert not config.resolved().bucket  # generated data: no lengths measured
     assert not TrainConfig(task="classify", model="gru", bucket=False).resolved(train_size=500, padding=0.7).bucket
     assert not TrainConfig(task="music", model="gru", batch_size=1).resolved(train_size=500, padding=0.7).bucket
+
+
+def test_a_config_json_written_before_the_renames_loads_with_todays_names(tmp_path):
+    # config.json before #17: "target" was the stop level and "target_column" the forecast column
+    old = {"task": "forecast", "model": "gru", "target": 0.3, "target_column": "flow", "init": None, "lookback": 24}
+    (tmp_path / "config.json").write_text(json.dumps(old))
+    config = TrainConfig.load(tmp_path / "config.json")
+    assert config == TrainConfig(task="forecast", model="gru", stop_at=0.3, target="flow", init=None, lookback=24)
+    assert config.load_options()["target"] == "flow"
+    # a full one, as a run wrote it: every other field as it was
+    written = TrainConfig(task="forecast", target="flow", stop_at=0.3).resolved().to_dict()
+    written["target_column"], written["target"] = written.pop("target"), written.pop("stop_at")
+    assert TrainConfig.from_dict(written) == TrainConfig(task="forecast", target="flow", stop_at=0.3).resolved()
+    # no stop level and no column: a "target": null stays what it is in either spelling
+    assert TrainConfig.from_dict({"target": None, "target_column": None}) == TrainConfig()
+
+
+def test_init_has_one_vocabulary_and_auto_leaves_it_to_the_task():
+    from rnnlab.lab.grid import INITS as COMPARE_INITS
+    from rnnlab.train.config import INITS
+
+    assert COMPARE_INITS is INITS and INITS == ("auto", "default", "orthogonal", "chrono")
+    assert TrainConfig(task="adding").resolved().init == "chrono"  # TASK_DEFAULTS
+    assert TrainConfig(task="tag").resolved().init == "orthogonal"
+    assert TrainConfig(task="tag", init="default").resolved().model_arguments()["init"] is None  # torch's
+    with pytest.raises(ConfigError, match="unknown init 'chrno'; did you mean 'chrono'"):
+        TrainConfig(init="chrno").validate()
+
+
+def test_a_number_given_as_target_says_the_stop_level_is_stop_at():
+    with pytest.raises(ConfigError, match=r"target names the forecast target column\(s\).*stop_at"):
+        TrainConfig(task="forecast", target=0.5).validate()

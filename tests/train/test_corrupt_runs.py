@@ -97,6 +97,6 @@ def test_the_cli_says_it_in_one_line_and_exits_non_zero(run, damage):
     else:
         edit_json(run / "task.json", lambda task: task["model_options"].update(hidden_size=10**7))
     result = subprocess.run([sys.executable, "-m", "rnnlab.cli", "evaluate", str(run)], capture_output=True, text=True)
-    assert result.returncode == 2 and "Traceback" not in result.stdout + result.stderr
-    message = " ".join((result.stdout + result.stderr).split())
-    assert message.startswith("error: ") and str(run / "model.safetensors") in message
+    assert result.returncode == 2 and result.stdout == "" and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1  # one line, on stderr
+    assert result.stderr.startswith("error: ") and str(run / "model.safetensors") in result.stderr

@@ -124,7 +124,7 @@ def test_early_stopping_after_patience_epochs_without_improvement(tmp_path):
 
 
 def test_target_stops_training_and_records_when_it_was_reached(tmp_path):
-    summary = train(tiny(tmp_path / "run", epochs=10, target=0.0)).summary
+    summary = train(tiny(tmp_path / "run", epochs=10, stop_at=0.0)).summary
     assert summary["epochs"] == 1 and summary["epochs_to_target"] == 1
     assert 0 < summary["seconds_to_target"] <= summary["train_seconds"]
     assert summary["stop_reason"] == "target reached"

@@ -183,7 +183,7 @@ def test_a_36_month_series_trains_with_only_time_target_and_horizon(tmp_path):
             model="gru",
             data=str(data),
             time="month",
-            target_column="sales",
+            target="sales",
             horizon=6,
             hidden_size=8,
             num_layers=1,

@@ -7,7 +7,7 @@ model ``train`` builds, by a callback at the start of fitting) and after trainin
 attention weights, timings and memory.
 
 The target for "epochs to target" is read off the validation history after training, so reaching
-it does not stop the run (``TrainConfig.target`` would): the default target is skill 0.9 on the
+it does not stop the run (``TrainConfig.stop_at`` would): the default target is skill 0.9 on the
 results' 0–1 scale (accuracy ``chance + 0.9 · (1 − chance)``; an error a tenth of the trivial
 baseline's), and for forecasts and language models beating the baseline.
 """
@@ -48,7 +48,7 @@ def train_config(cell: dict[str, Any], recipe: dict[str, Any], run_dir: str) -> 
     if init == "auto":
         # The long-range study gives every recurrent model its best-practice start: chrono biases
         # for the gated ones (Tallec & Ollivier 2018), orthogonal recurrent weights for all.
-        init = "chrono" if recipe["task"] in LONG_RANGE_TASKS else None
+        init = "chrono" if recipe["task"] in LONG_RANGE_TASKS else "auto"
     data_options = dict(recipe.get("data_options") or {})
     fields: dict[str, Any] = {}
     if recipe.get("schedule"):
@@ -59,7 +59,7 @@ def train_config(cell: dict[str, Any], recipe: dict[str, Any], run_dir: str) -> 
 
         metric, mode = primary_metric(recipe["task"], TASKS[recipe["task"]].head)
         if mode == "max" and metric.endswith("accuracy"):
-            fields["target"] = 1.0  # nothing left to learn
+            fields["stop_at"] = 1.0  # nothing left to learn
     if recipe.get("train_samples"):
         test_samples = min(1000, max(200, recipe["train_samples"] // 4))
         fields.update(n_train=recipe["train_samples"], n_val=test_samples, n_test=test_samples)

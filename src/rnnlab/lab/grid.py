@@ -24,7 +24,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from rnnlab.config_fields import flag
 from rnnlab.errors import ConfigError, unknown_name
+from rnnlab.train.config import INIT_HELP, INITS, task_list
 
 #: The long-range study: the family and its two challengers, each at the same parameter budget.
 DEFAULT_MODELS = ("rnn", "lstm", "gru", "lstm+attn", "tcn", "transformer")
@@ -98,47 +100,109 @@ BUDGETS: dict[str, Budget] = {
     ),
 }
 
-INITS = ("auto", "orthogonal", "chrono", "default")
+#: CompareConfig fields passed on as data options (the rest come in ``data_options``).
+DATA_OPTION_FIELDS = ("target", "time", "covariates", "horizon", "label", "fill")
 
 
 @dataclass
 class CompareConfig:
-    """One comparison, as plain values. ``None`` means "the budget (or the task) decides"."""
+    """One comparison, as plain values. ``None`` means "the budget (or the task) decides".
 
-    task: str = DEFAULT_TASK
-    data: str | None = None
-    models: list[str] = field(default_factory=lambda: list(DEFAULT_MODELS))
-    lengths: list[int] | None = None
-    seeds: list[int] | None = None
-    budget: str = "standard"
-    params: int | None = None
-    epochs: int | None = None
-    max_minutes: float | None = None
-    batch_size: int | None = None
+    Each field's ``flag(...)`` is its ``rnnlab compare`` option (``--max-minutes`` → ``max_minutes``);
+    ``models``, ``lengths`` and ``seeds`` are read from text by ``parse_models`` / ``parse_lengths`` /
+    ``parse_seeds``.
+    """
+
+    task: str = field(
+        default=DEFAULT_TASK,
+        metadata=flag(lambda: f"Task: {task_list()}; recall is the long-range study.", short="-t"),
+    )
+    data: str | None = field(
+        default=None, metadata=flag("Data file, or a built-in data set name (see `rnnlab tasks`).")
+    )
+    models: list[str] = field(
+        default_factory=lambda: list(DEFAULT_MODELS), metadata=flag("Models to compare.", cli=False)
+    )
+    lengths: list[int] | None = field(default=None, metadata=flag("Sequence lengths.", cli=False))
+    seeds: list[int] | None = field(default=None, metadata=flag("Seeds.", cli=False))
+    budget: str = field(
+        default="standard",
+        metadata=flag("quick (≤10 min on 2 cores) | standard (T=10…1000) | full (more seeds and lengths).", short="-b"),
+    )
+    params: int | None = field(default=None, metadata=flag("Parameter budget every model is sized to."))
+    epochs: int | None = field(default=None, metadata=flag("Epochs per cell (at most)."))
+    max_minutes: float | None = field(default=None, metadata=flag("Training time cap per cell, minutes."))
+    batch_size: int | None = field(default=None, metadata=flag("Sequences per batch."))
     #: the validation metric level that counts as "reached" (epochs and seconds to target); None:
-    #: skill 0.9, or beating the baseline for forecasts (see ``cell.default_target``)
-    target_metric: float | None = None
-    num_layers: int | None = None
-    lr: float | None = None
-    clip: float = 1.0
-    #: recurrent models' initialisation: "auto" is chrono for long-range tasks, else the task's default
-    init: str = "auto"
-    train_samples: int | None = None
-    out: str | None = None
-    force: bool = False
-    executor: str = "local"
-    address: str | None = None
-    workers: int | None = None
-    #: further options of the data source (``target_column``, ``horizon``, ``label``, ...), passed on
-    #: to training unchanged.
-    data_options: dict[str, Any] = field(default_factory=dict)
+    #: skill 0.9, or beating the baseline for forecasts (see ``cell.default_target``). The recipe
+    #: (experiment.json) keeps its key ``target_metric``, so folders written before #17 are re-used.
+    stop_at: float | None = field(
+        default=None,
+        metadata=flag(
+            "Validation metric level counted as reached (default: skill 0.9, or the baseline for forecasts).",
+            old=("--target-metric",),
+        ),
+    )
+    num_layers: int | None = field(
+        default=None, metadata=flag("Stacked layers (default: the task's).", old=("--layers",))
+    )
+    lr: float | None = field(default=None, metadata=flag("Learning rate (default: the task's)."))
+    clip: float = field(default=1.0, metadata=flag("Gradient clipping max-norm (0 disables)."))
+    #: recurrent models' initialisation (``rnnlab.train.config.INITS``): "auto" is chrono for the
+    #: long-range tasks, else the task's default
+    init: str = field(default="auto", metadata=flag(INIT_HELP))
+    train_samples: int | None = field(default=None, metadata=flag("Training samples of a generated task."))
+    # the data source's options that have a flag; ``data_options`` holds any further one, and
+    # ``resolve`` passes them all on to training unchanged
+    target: str | None = field(default=None, metadata=flag("forecast: target column(s), comma-separated."))
+    time: str | None = field(default=None, metadata=flag("Time column (forecast, long classify CSV)."))
+    covariates: str | None = field(default=None, metadata=flag("forecast: covariate columns, comma-separated."))
+    horizon: int | None = field(default=None, metadata=flag("forecast: steps forecast at once."))
+    label: str | None = field(default=None, metadata=flag("classify: label column."))
+    fill: str | None = field(default=None, metadata=flag("Missing values: none (error) | ffill | interpolate | zero."))
+    data_options: dict[str, Any] = field(
+        default_factory=dict, metadata=flag("Further task options (--option KEY=VALUE).", cli=False)
+    )
+    out: str | None = field(
+        default=None, metadata=flag("Output folder (default runs/compare-TASK-BUDGET).", short="-o")
+    )
+    force: bool = field(default=False, metadata=flag("Replace an output folder that holds a different experiment."))
+    executor: str = field(default="local", metadata=flag("local (worker processes) | ray."))
+    address: str | None = field(
+        default=None,
+        metadata=flag("Ray cluster address (host:port, ray://host:port, auto); default: start a local Ray instance."),
+    )
+    workers: int | None = field(default=None, metadata=flag("Cells run at once (default: min(cores, 4)).", short="-w"))
     #: a published table to re-run instead of one task (``"bai2018"``: see ``suites.py``)
-    suite: str | None = None
+    suite: str | None = field(
+        default=None,
+        metadata=flag(
+            "Re-run a published table instead of one task: bai2018 "
+            "(Bai et al. 2018: adding T=600, copy memory T=1000, music; rnn,lstm,gru,tcn)."
+        ),
+    )
     #: the suite's polyphonic music data (a .mat or a folder of .npy rolls); None: that row is not run
-    music_data: str | None = None
+    music_data: str | None = field(
+        default=None,
+        metadata=flag(
+            "--suite: the music row's data (JSB_Chorales.mat, "
+            "or a folder of .npy rolls); without it that row is reported as missing."
+        ),
+    )
     #: the published row the music data is judged against ("jsb" | "nottingham"); None: the row of a
     #: file the suite knows by its sha256 (``suites.KNOWN_MUSIC_FILES``), else no published row
-    suite_row: str | None = None
+    suite_row: str | None = field(
+        default=None,
+        metadata=flag(
+            "--suite: the published row the music data is judged against (jsb | nottingham); "
+            "default: known files by their sha256, never by name; others have no published row."
+        ),
+    )
+
+    def all_data_options(self) -> dict[str, Any]:
+        """The data source's options: the flagged ones given (``target``, ``horizon``, ...), then ``data_options``."""
+        options = {name: getattr(self, name) for name in DATA_OPTION_FIELDS if getattr(self, name) is not None}
+        return {**options, **(self.data_options or {})}
 
 
 @dataclass(frozen=True)
@@ -220,10 +284,8 @@ def resolve(
     _check_models_fit_task(models, config.task)
     if config.executor not in EXECUTORS:
         raise unknown_name("executor", str(config.executor), EXECUTORS)
-    if config.target_metric is not None and not (
-        isinstance(config.target_metric, (int, float)) and math.isfinite(config.target_metric)
-    ):
-        raise ConfigError(f"target_metric must be a finite number; got {config.target_metric!r}")
+    if config.stop_at is not None and not (isinstance(config.stop_at, (int, float)) and math.isfinite(config.stop_at)):
+        raise ConfigError(f"stop_at must be a finite number; got {config.stop_at!r}")
     if config.init not in INITS:
         raise unknown_name("init", str(config.init), INITS)
     if config.address is not None and config.executor != "ray":
@@ -257,7 +319,7 @@ def resolve(
         "task": config.task,
         "data": config.data,
         "data_sha256": file_fingerprint(config.data),
-        "data_options": dict(sorted((config.data_options or {}).items())),
+        "data_options": dict(sorted(config.all_data_options().items())),
         "budget": budget.name,
         "params": params,
         "epochs": epochs,
@@ -271,7 +333,8 @@ def resolve(
         "schedule": "none" if is_generated(config.task) else None,
         "stop_at_perfect": is_generated(config.task),
         "timing_seconds": budget.timing_seconds,
-        "target_metric": None if config.target_metric is None else float(config.target_metric),
+        # the recipe's key is still "target_metric": folders written before #17 stay the same experiment
+        "target_metric": None if config.stop_at is None else float(config.stop_at),
         "num_layers": num_layers,
         "lr": None if config.lr is None else float(config.lr),
         "clip": float(config.clip),
@@ -343,8 +406,16 @@ def file_fingerprint(data: str | None) -> str | None:
     return digest.hexdigest()
 
 
+#: keys renamed in #17 (old → new), still read from a dict for one release
+RENAMED_KEYS = {"target_metric": "stop_at"}
+
+
 def config_from_dict(values: dict[str, Any]) -> CompareConfig:
-    """A ``CompareConfig`` from a plain dict, refusing unknown keys by name."""
+    """A ``CompareConfig`` from a plain dict, refusing unknown keys by name (``RENAMED_KEYS`` are read)."""
+    values = dict(values)
+    for old, new in RENAMED_KEYS.items():
+        if old in values and new not in values:
+            values[new] = values.pop(old)
     known = {f.name for f in fields(CompareConfig)}
     unknown = sorted(set(values) - known)
     if unknown:

@@ -4,7 +4,8 @@ The stages, in the order data flows (ARCHITECTURE.md; the fact lives here, the p
 
     base → cells/ → kernels/ → layers.py → data/ → models/ → train/ → lab/ → export/ → cli.py
 
-``base`` holds what every stage may use (``errors``, ``io``, ``locks``, ``version``, ``schemas``, ``tools``);
+``base`` holds what every stage may use (``errors``, ``io``, ``locks``, ``version``, ``schemas``, ``tools``,
+``config_fields``: the configurations' flags);
 ``system`` (the machine and the kernel paths active) sits with the layers, ``generate`` (sampling
 from a trained run) with ``train``, and the package's ``__init__`` (its public names) with ``cli``.
 A module may import one of its own stage or an earlier one. Every ``import`` statement counts,
@@ -27,7 +28,7 @@ from pathlib import Path
 PACKAGE = "rnnlab"
 #: stage of each top-level module or subpackage of ``rnnlab``, in the order data flows
 STAGES: tuple[tuple[str, ...], ...] = (
-    ("errors", "io", "locks", "version", "schemas", "tools"),
+    ("errors", "io", "locks", "version", "schemas", "tools", "config_fields"),
     ("cells",),
     ("kernels",),
     ("layers", "system"),

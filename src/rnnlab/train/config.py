@@ -15,13 +15,21 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from rnnlab.config_fields import flag
 from rnnlab.errors import ConfigError, unknown_name
-from rnnlab.models import family, model_names
+from rnnlab.models import family, model_heads, model_names
 
 OPTIMIZERS = ("adam", "adamw")
 SCHEDULES = ("plateau", "cosine", "none")
 PRECISIONS = ("32", "bf16")
-INITS = ("orthogonal", "chrono")
+#: The recurrent initialisation, one vocabulary for ``TrainConfig`` and ``CompareConfig``: "auto"
+#: the task decides (``TASK_DEFAULTS``: chrono on the long-range tasks, else orthogonal), "default"
+#: torch's, "orthogonal" (orthogonal W_hh), "chrono" (Tallec & Ollivier 2018's gate biases too).
+INITS = ("auto", "default", "orthogonal", "chrono")
+INIT_HELP = (
+    "Recurrent init: auto (the task's: chrono on long-range tasks, else orthogonal) | default (torch's) | "
+    "orthogonal | chrono."
+)
 BUDGETS = ("quick", "standard", "full")
 
 #: Per-task defaults for the fields a user leaves ``None`` (the ``standard`` budget).
@@ -132,7 +140,7 @@ def _stacked_cell(model: str) -> bool:
 #: TrainConfig fields passed to ``rnnlab.data.load_task`` as data options (field → option name).
 DATA_OPTION_FIELDS = {
     "label": "label",
-    "target_column": "target",
+    "target": "target",
     "time": "time",
     "covariates": "covariates",
     "lookback": "lookback",
@@ -148,66 +156,118 @@ DATA_OPTION_FIELDS = {
 
 @dataclass
 class TrainConfig:
-    """Everything that defines a training run. ``None`` means "the task's default"."""
+    """Everything that defines a training run. ``None`` means "the task's default".
+
+    Each field's ``flag(...)`` is its ``rnnlab train`` option (``--batch-size`` → ``batch_size``).
+    """
 
     # what to learn
-    task: str = "recall"
-    model: str = "lstm"
-    data: str | None = None  # a file, or a built-in data set name (traffic, sunspots, co2, digits, ...)
-    test_data: str | None = None
-    seq_len: int | None = None
+    task: str = field(default="recall", metadata=flag(lambda: f"Task: {task_list()}.", short="-t"))
+    model: str = field(default="lstm", metadata=flag(lambda: f"Model: {model_list()}.", short="-m"))
+    data: str | None = field(
+        default=None, metadata=flag("Data file, or a built-in data set name (see `rnnlab tasks`).")
+    )
+    test_data: str | None = field(
+        default=None, metadata=flag("Separate test file (else the test split is cut from --data).")
+    )
+    seq_len: int | None = field(default=None, metadata=flag("Sequence length T (generated tasks, text windows)."))
     # the data options (see ``rnnlab tasks``); ``data_options`` holds any further task option
-    label: str | None = None  # classify: label column (the data's default: "label")
-    target_column: str | None = None  # forecast: target column(s), comma-separated
-    time: str | None = None  # forecast / long classify CSV: time column
-    covariates: str | None = None  # forecast: past-covariate columns, comma-separated
-    lookback: int | None = None
-    horizon: int | None = None
-    season: int | None = None
-    fill: str | None = None  # forecast: missing values: none | ffill | interpolate | zero
-    log: bool | None = None  # forecast: model log(target) (a multiplicative series; values must be > 0)
-    n_train: int | None = None  # generated tasks: samples per split
-    n_val: int | None = None
-    n_test: int | None = None
-    data_options: dict[str, Any] = field(default_factory=dict)
+    label: str | None = field(default=None, metadata=flag("classify: label column (default label)."))
+    target: str | None = field(default=None, metadata=flag("forecast: target column(s), comma-separated."))
+    time: str | None = field(default=None, metadata=flag("Time column (forecast, long classify CSV)."))
+    covariates: str | None = field(default=None, metadata=flag("forecast: past-covariate columns, comma-separated."))
+    lookback: int | None = field(default=None, metadata=flag("forecast: input window in steps."))
+    horizon: int | None = field(default=None, metadata=flag("forecast: steps forecast at once."))
+    season: int | None = field(default=None, metadata=flag("forecast: season in steps (seasonal naive, MASE)."))
+    fill: str | None = field(default=None, metadata=flag("Missing values: none (error) | ffill | interpolate | zero."))
+    log: bool | None = field(
+        default=None,
+        metadata=flag("forecast: model log(target) for a multiplicative series (values must be > 0)."),
+    )
+    # generated tasks: samples per split (on the command line: --option n_train=2000)
+    n_train: int | None = field(default=None, metadata=flag("Training samples.", cli=False))
+    n_val: int | None = field(default=None, metadata=flag("Validation samples.", cli=False))
+    n_test: int | None = field(default=None, metadata=flag("Test samples.", cli=False))
+    data_options: dict[str, Any] = field(
+        default_factory=dict, metadata=flag("Further task options (--option KEY=VALUE).", cli=False)
+    )
     # the model
-    params: int | None = None  # size the model to about this many parameters (instead of hidden_size)
-    hidden_size: int | None = None
-    num_layers: int | None = None
-    bidirectional: bool | None = None  # None: the task decides (tag: True)
-    layer_norm: bool = False
-    dropout: float | None = None  # None: the task's default (charlm 0.2, otherwise 0)
-    init: str | None = None  # "orthogonal" | "chrono" | None (task default); "default": torch's init
-    gradient_checkpointing: bool = False
-    model_options: dict[str, Any] = field(default_factory=dict)  # model extras (embedding_dim, kernel_size, ...)
+    params: int | None = field(
+        default=None, metadata=flag("Size the model to about this many parameters (instead of --hidden-size).")
+    )
+    hidden_size: int | None = field(default=None, metadata=flag("Hidden units (width) instead of --params."))
+    num_layers: int | None = field(default=None, metadata=flag("Stacked layers.", old=("--layers",)))
+    bidirectional: bool | None = field(
+        default=None, metadata=flag("Default: the task decides (tag: bidirectional).", negatable=True)
+    )
+    layer_norm: bool = field(default=False, metadata=flag("Layer normalisation in the recurrent cells."))
+    dropout: float | None = field(
+        default=None,
+        metadata=flag("Dropout between layers and before the head (default: the task's; charlm 0.2, else 0)."),
+    )
+    init: str | None = field(default="auto", metadata=flag(lambda: INIT_HELP))
+    gradient_checkpointing: bool = field(
+        default=False, metadata=flag("Recompute activations in backward (long sequences).")
+    )
+    model_options: dict[str, Any] = field(  # model extras (embedding_dim, kernel_size, ...)
+        default_factory=dict, metadata=flag("Model options (--model-option KEY=VALUE).", cli=False)
+    )
     # the optimisation
-    epochs: int | None = None
+    epochs: int | None = field(default=None, metadata=flag("Epochs (default: the task's)."))
     # optimiser steps per epoch (one validation check each); None: one pass over the training set,
     # or MIN_STEPS_PER_EPOCH steps when a pass is shorter (a small set still gets updates enough)
-    steps_per_epoch: int | None = None
-    max_minutes: float | None = None
-    batch_size: int | None = None
-    optimizer: str = "adam"  # "adam" | "adamw"
-    lr: float | None = None
-    recurrent_lr: float | None = None  # learning rate of the recurrent weights (W_hh); None: lr
-    weight_decay: float = 0.0
-    clip: float = 1.0  # max-norm of clip_grad_norm_; 0 disables
-    # "plateau" (halve on a stalled validation metric) | "cosine" | "none"; None: the task's (charlm
-    # cosine, otherwise plateau)
-    schedule: str | None = None
-    warmup_epochs: float = 0.0  # linear warm-up of the learning rate (cosine and plateau)
-    precision: str = "32"  # "32" | "bf16" (autocast on the CPU)
-    bucket: bool | None = None  # batches of similar sequence length; None: when padding exceeds BUCKET_ABOVE
-    patience: int | None = 5  # early stopping: epochs (validation checks) without improvement; None: off
+    steps_per_epoch: int | None = field(
+        default=None,
+        metadata=flag(
+            "Optimiser steps per epoch (one validation check); default one pass, "
+            f"at least {MIN_STEPS_PER_EPOCH} steps on small sets."
+        ),
+    )
+    max_minutes: float | None = field(default=None, metadata=flag("Training time budget in minutes."))
+    batch_size: int | None = field(default=None, metadata=flag("Sequences per batch (default: the task's)."))
+    optimizer: str = field(default="adam", metadata=flag(" | ".join(OPTIMIZERS) + "."))
+    lr: float | None = field(default=None, metadata=flag("Learning rate (default: the task's)."))
+    recurrent_lr: float | None = field(
+        default=None, metadata=flag("Learning rate of the recurrent weights W_hh (default: --lr).")
+    )
+    weight_decay: float = field(default=0.0, metadata=flag("Weight decay."))
+    clip: float = field(default=1.0, metadata=flag("Gradient clipping max-norm (clip_grad_norm_; 0 disables)."))
+    # "plateau" (halve on a stalled validation metric) | "cosine" | "none"; None: the task's
+    schedule: str | None = field(
+        default=None,
+        metadata=flag("plateau | cosine | none (default: the task's; charlm cosine to the budget, else plateau)."),
+    )
+    warmup_epochs: float = field(
+        default=0.0, metadata=flag("Linear warm-up of the learning rate in epochs (cosine and plateau).")
+    )
+    precision: str = field(default="32", metadata=flag(" | ".join(PRECISIONS) + " (autocast on the CPU)."))
+    bucket: bool | None = field(
+        default=None,
+        metadata=flag(
+            f"Batch sequences of similar length together (default: when padding would exceed {BUCKET_ABOVE:.0%})."
+        ),
+    )
+    # early stopping: epochs (validation checks) without improvement; None: off
+    patience: int | None = field(default=5, metadata=flag("Early stopping patience in epochs (0: off)."))
     # then train a fresh model on train + validation for the epochs the run chose (its best with
     # early stopping, else all), Darts/NeuralForecast's refit; None: when the validation split is
     # too small to stop on (fewer than REFIT_BELOW samples: then no early stopping, a cosine schedule)
-    refit: bool | None = None
-    target: float | None = None  # stop once the validation metric reaches this
-    budget: str = "standard"  # "quick" | "standard" | "full": scales the default epochs
-    seed: int = 0
-    devices: int = 1  # >1: data-parallel over processes (DDP, gloo)
-    out: str | None = None  # run directory
+    refit: bool | None = field(
+        default=None,
+        metadata=flag(
+            "After early stopping, retrain on train + validation for the best epoch count "
+            f"(default: when validation has < {REFIT_BELOW} samples).",
+            negatable=True,
+        ),
+    )
+    # (summary.json keeps its key "target" for this level; config.json before #17 named it "target" too)
+    stop_at: float | None = field(default=None, metadata=flag("Stop once the validation metric reaches this value."))
+    budget: str = field(default="standard", metadata=flag("quick | standard | full: scales the default epochs."))
+    seed: int = field(default=0, metadata=flag("Random seed."))
+    devices: int = field(default=1, metadata=flag("Processes for data-parallel training (DDP, gloo)."))
+    out: str | None = field(
+        default=None, metadata=flag("Run directory (created; must not hold another run).", short="-o", required=True)
+    )
 
     # ----------------------------------------------------------------- checks and defaults
     def validate(self) -> TrainConfig:
@@ -224,7 +284,7 @@ class TrainConfig:
             _choice("schedule", self.schedule, SCHEDULES)
         _choice("precision", self.precision, PRECISIONS)
         _choice("budget", self.budget, BUDGETS)
-        if self.init is not None and self.init != "default":
+        if self.init is not None:
             _choice("init", self.init, INITS)
         for name in (
             "epochs",
@@ -259,13 +319,18 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be a number ≥ 0, got {value!r}")
         if self.dropout is not None and not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout must lie in [0, 1), got {self.dropout!r}")
-        if self.target is not None and not math.isfinite(self.target):
-            raise ConfigError(f"target must be a finite number, got {self.target!r}")
+        if self.target is not None and not isinstance(self.target, str):
+            raise ConfigError(
+                f"target names the forecast target column(s), comma-separated; got {self.target!r} "
+                "(the validation level to stop at is stop_at, called target before #17)"
+            )
+        if self.stop_at is not None and not math.isfinite(self.stop_at):
+            raise ConfigError(f"stop_at must be a finite number, got {self.stop_at!r}")
         if self.params is not None and self.hidden_size is not None:
             raise ConfigError(
                 f"give params or hidden_size, not both; got params={self.params}, hidden_size={self.hidden_size}"
             )
-        if self.init not in (None, "default") and not _recurrent(self.model):
+        if self.init not in (None, "auto", "default") and not _recurrent(self.model):
             raise ConfigError(f"init={self.init!r} sets recurrent weights; model {self.model!r} has none")
         if self.gradient_checkpointing and not _recurrent(self.model):
             raise ConfigError(f"gradient_checkpointing applies to the recurrent layers; model {self.model!r} has none")
@@ -310,8 +375,9 @@ class TrainConfig:
         for name in ("batch_size", "lr", "num_layers"):
             if getattr(self, name) is None:
                 values[name] = defaults[name]
-        if self.init is None and _recurrent(self.model):
-            values["init"] = defaults["init"]
+        if self.init in (None, "auto"):
+            # None: what a model without recurrent weights resolves to (and config.json then holds)
+            values["init"] = defaults["init"] if _recurrent(self.model) else None
         if self.dropout is None:
             values["dropout"] = defaults.get("dropout", 0.0)
         if self.schedule is None:
@@ -374,7 +440,7 @@ class TrainConfig:
             "dropout": self.dropout,
             "bidirectional": self.bidirectional,
             "layer_norm": self.layer_norm,
-            "init": None if self.init == "default" else self.init,
+            "init": None if self.init in (None, "auto", "default") else self.init,  # build_model: None is torch's
             **self.model_options,
         }
         if self.num_layers is not None:
@@ -389,7 +455,12 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
-        """Build from a mapping; unknown keys are refused with the nearest field names."""
+        """Build from a mapping; unknown keys are refused with the nearest field names.
+
+        A ``config.json`` written before #17 named the stop level ``target`` and the forecast
+        target column ``target_column``: such a mapping is read with the current names.
+        """
+        values = _renamed_keys(values)
         known = [f.name for f in fields(cls)]
         for key in values:
             if key not in known:
@@ -413,6 +484,40 @@ class TrainConfig:
         if not isinstance(values, dict):
             raise ConfigError(f"{path}: expected a JSON object of TrainConfig fields, got {type(values).__name__}")
         return cls.from_dict(values)
+
+
+def _renamed_keys(values: dict[str, Any]) -> dict[str, Any]:
+    """An old-style mapping (``target`` the stop level, ``target_column`` the column) in today's names."""
+    stop_level = values.get("target")
+    old = "target_column" in values or (
+        isinstance(stop_level, (int, float)) and not isinstance(stop_level, bool) and "stop_at" not in values
+    )
+    if not old:
+        return values
+    values = dict(values)
+    if "stop_at" not in values:
+        values["stop_at"] = values.pop("target", None)
+    if "target_column" in values:
+        values["target"] = values.pop("target_column")
+    return values
+
+
+def task_list() -> str:
+    from rnnlab.data import TASKS
+
+    return ", ".join(TASKS) + " (see `rnnlab tasks`)"
+
+
+def model_list() -> str:
+    """The registered models; one that fits only a few tasks names them (``informer (forecast)``)."""
+    from rnnlab.data import TASKS
+
+    names = []
+    for name in model_names():
+        heads = model_heads(name)
+        fits = [task for task, info in TASKS.items() if heads is None or info.head in heads]
+        names.append(f"{name} ({', '.join(fits)})" if len(fits) <= len(TASKS) // 2 else name)
+    return ", ".join(names) + " (see `rnnlab tasks`)"
 
 
 def _choice(name: str, value: Any, choices: tuple[str, ...]) -> None:

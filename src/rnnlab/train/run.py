@@ -242,7 +242,7 @@ def _fit_and_test(
         module.monitor,
         module.mode,
         patience=config.patience,
-        target=config.target,
+        target=config.stop_at,
         max_seconds=budget * SELECTION_SHARE if budget and config.refit else budget,
         stop_on_perfect=not (config.refit and config.patience is None),
     )
@@ -410,7 +410,7 @@ def _summary(
         "best_epoch": record["best_epoch"],
         "epochs_to_target": record["epochs_to_target"],
         "seconds_to_target": record["seconds_to_target"],
-        "target": config.target,
+        "target": config.stop_at,  # the key before #17 named the field: kept for readers of summary.json
         "seconds_per_step": record["seconds_per_step"],
         "steps": record["steps"],
         "stop_reason": record["stop_reason"],
