@@ -16,9 +16,7 @@ from rnnlab.models.family import (
 )
 from rnnlab.models.heads import build_head
 from rnnlab.models.task_model import TaskModel
-from rnnlab.models.transformer import POOLINGS, TransformerEncoder
-
-DEFAULT_NUM_HEADS = 4  # the attention models' head count (transformer, informer, transformer-xl)
+from rnnlab.models.transformer import DEFAULT_NUM_HEADS, POOLINGS, TransformerEncoder
 
 
 @dataclass(frozen=True)

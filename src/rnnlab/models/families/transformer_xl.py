@@ -7,10 +7,11 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 
 from rnnlab.errors import ConfigError
-from rnnlab.models.families.transformer import DEFAULT_NUM_HEADS, check_attention_model, heads_divide_width
+from rnnlab.models.families.transformer import check_attention_model, heads_divide_width
 from rnnlab.models.family import COMMON_SEARCH_SPACE, BuildOptions, ModelFamily, require_positive_int
 from rnnlab.models.heads import build_head
 from rnnlab.models.task_model import TaskModel
+from rnnlab.models.transformer import DEFAULT_NUM_HEADS
 from rnnlab.models.transformer_xl import TransformerXLEncoder
 
 
