@@ -81,11 +81,8 @@ def check_recurrent(name: str, spec: SimpleNamespace, options: BuildOptions[Recu
         _check_seq2seq(name, options)
         return
     model, given = options.model, options.given
-    if (model.pooling != "last" or model.patch > 1) and (spec.head in PER_STEP_HEADS or "+" in name):
-        raise ConfigError(
-            f"pooling and patch summarise a whole sequence for a sequence head under a plain recurrent "
-            f"model; {name!r} on head {spec.head!r} reads every step"
-        )
+    if spec.head in PER_STEP_HEADS or "+" in name:
+        _refuse_summary_options(name, spec.head, model)
     if model.patch > 1 and spec.vocab_size is not None:
         raise ConfigError("patch reads several steps of float features as one; this task's inputs are token ids")
     decoder_options = [option for option in DECODER_OPTIONS if option in given]
@@ -107,18 +104,13 @@ def _check_seq2seq(name: str, options: BuildOptions[RecurrentOptions]) -> None:
     """Refuse what the encoder–decoder cannot honour, naming the option. The decoder's options are
     checked here, not in ``RecurrentOptions``: under another head their presence is the error."""
     model, given = options.model, options.given
-    if model.pooling != "last" or model.patch > 1:
-        raise ConfigError(
-            f"pooling and patch summarise a whole sequence for a sequence head under a plain recurrent "
-            f"model; {name!r} on head 'seq2seq' reads every step"
-        )
-    if name not in ATTENTION_MODELS:
-        for option in ("attention", "attention_size"):
-            if option in given:
-                raise ConfigError(
-                    f"{option} sets the attention of lstm+attn / gru+attn; model {name!r} is the "
-                    "encoder–decoder without attention"
-                )
+    _refuse_summary_options(name, "seq2seq", model)
+    if name not in ATTENTION_MODELS:  # (attention_size is not an option of theirs at all)
+        if "attention" in given:
+            raise ConfigError(
+                f"attention sets the attention of lstm+attn / gru+attn; model {name!r} is the "
+                "encoder–decoder without attention"
+            )
     elif model.attention not in ATTENTIONS:
         raise ConfigError(f"attention must be one of {', '.join(ATTENTIONS)}; got {model.attention!r}")
     elif "attention_size" in given and model.attention != "bahdanau":
@@ -130,6 +122,15 @@ def _check_seq2seq(name: str, options: BuildOptions[RecurrentOptions]) -> None:
         require_positive_int(option, getattr(model, option))
     if options.bidirectional is None:
         options.bidirectional = True  # each h_s then sees its whole context: what attention reads
+
+
+def _refuse_summary_options(name: str, head: str, model: RecurrentOptions) -> None:
+    """``pooling`` and ``patch`` shape the summary of a sequence head; a model reading every step refuses them."""
+    if model.pooling != "last" or model.patch > 1:
+        raise ConfigError(
+            f"pooling and patch summarise a whole sequence for a sequence head under a plain recurrent "
+            f"model; {name!r} on head {head!r} reads every step"
+        )
 
 
 def layer_options(options: BuildOptions[RecurrentOptions], span: int | None) -> dict[str, Any]:
