@@ -2,7 +2,7 @@
 
     build_model("lstm", spec, params=70_000)   # → TaskModel, about 70K parameters
 
-Encoders (``MODEL_NAMES``):
+Encoders (``model_names()``):
 
 =============  ==============================================================================
 ``rnn``        stacked ``rnnlab.RNN`` (tanh; ``nonlinearity="relu"`` as an option)
@@ -35,6 +35,8 @@ per model are listed by ``model_options(name)``: the fields of the family's opti
 (``models/families/``, one file per family, which also states its heads, checks and builder).
 
 Other packages add models with ``register_model``; ``model_names()`` lists every registered one.
+``ModelFamily`` is defined in ``family.py`` so that the family files import it without importing
+this registry, which imports them.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from rnnlab.models.task_model import PER_STEP_HEADS, TaskModel
 ATTENTION_MODELS = ("lstm+attn", "gru+attn")
 
 
-def _decoder(default: Any) -> Any:
+def decoder_option(default: Any) -> Any:
     """A field of the seq2seq head's encoder–decoder only."""
     return field(default=default, metadata={"decoder": True})
 
@@ -44,9 +44,9 @@ class RecurrentOptions:
     pooling: str = "last"  # "last", "mean", "mean+max": the summary of a sequence head
     patch: int = 1  # steps read as one
     attention_size: int | None = only_for(*ATTENTION_MODELS)
-    attention: str = _decoder("luong")  # "bahdanau" or "luong" (+attn on seq2seq)
-    beam_size: int = _decoder(1)  # 1: greedy decoding
-    max_output_len: int | None = _decoder(None)  # None: the task's longest target
+    attention: str = decoder_option("luong")  # "bahdanau" or "luong" (+attn on seq2seq)
+    beam_size: int = decoder_option(1)  # 1: greedy decoding
+    max_output_len: int | None = decoder_option(None)  # None: twice the task's longest target
     nonlinearity: str | None = only_for("rnn")  # "tanh" or "relu"
     convention: str | None = only_for("gru", "gru+attn")  # "torch" or "cho"
 
