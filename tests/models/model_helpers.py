@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from rnnlab.data import TaskSpec
+from rnnlab.models import model_heads, model_names
 
 SPECS = {
     "classify": TaskSpec("recall", "classify", 0, 10, 8, [], 12, False),
@@ -32,3 +34,30 @@ def make_inputs(spec: TaskSpec, batch_size: int, seq_len: int, generator: torch.
     if spec.vocab_size is not None:
         return torch.randint(0, spec.vocab_size, (batch_size, seq_len), generator=generator)
     return torch.randn(batch_size, seq_len, spec.input_size, generator=generator)
+
+
+# models that refuse padded batches (their ConfigError says so): they read whole windows
+FULL_LENGTH_ONLY = {
+    "informer": "informer reads whole lookback windows (its decoder starts from the window's last steps)",
+    "transformer-xl": "transformer-xl reads contiguous text: every row a full segment its memory continues",
+}
+
+
+def fits(name: str, head: str) -> bool:
+    """Model ``name`` is built for tasks of ``head`` (``model_heads``: ``None`` is every head)."""
+    heads = model_heads(name)
+    return heads is None or head in heads
+
+
+def model_head_cases(heads: list[str], cannot: dict[str, str] | None = None) -> list:
+    """``(name, head)`` for every registered model and each of ``heads``; a pair the model does not
+    fit (informer is forecast-only, transformer-xl lm-only), or a model of ``cannot`` (name →
+    reason), is skipped, saying why."""
+    cannot = cannot or {}
+
+    def skip(name: str, head: str) -> tuple:
+        if not fits(name, head):
+            return (pytest.mark.skip(reason=f"{name} fits heads {model_heads(name)} only"),)
+        return (pytest.mark.skip(reason=cannot[name]),) if name in cannot else ()
+
+    return [pytest.param(name, head, marks=skip(name, head)) for name in model_names() for head in heads]

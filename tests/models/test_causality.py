@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from model_helpers import SPECS, make_inputs
+from model_helpers import SPECS, make_inputs, model_head_cases
 
-from rnnlab.models import MODEL_NAMES, build_model
+from rnnlab.models import build_model
 
 SEQ_LEN = 10
 
@@ -20,8 +20,7 @@ def _outputs_before_and_after_perturbing(model, spec, t: int):
         return model(x), model(perturbed)
 
 
-@pytest.mark.parametrize("head", ["lm", "multilabel"])
-@pytest.mark.parametrize("name", MODEL_NAMES)
+@pytest.mark.parametrize(("name", "head"), model_head_cases(["lm", "multilabel"]))
 def test_causal_output_at_t_ignores_later_inputs(name: str, head: str) -> None:
     spec = SPECS[head]
     assert spec.causal

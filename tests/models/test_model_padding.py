@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import pytest
 import torch
-from model_helpers import SPECS, make_inputs
+from model_helpers import FULL_LENGTH_ONLY, SPECS, make_inputs, model_head_cases
 
-from rnnlab.models import MODEL_NAMES, build_model
+from rnnlab.models import build_model
 
 LENGTHS = [9, 4, 6, 1]
 
 
-@pytest.mark.parametrize("head", ["classify", "tag", "lm", "forecast"])
-@pytest.mark.parametrize("name", MODEL_NAMES)
+@pytest.mark.parametrize(("name", "head"), model_head_cases(["classify", "tag", "lm", "forecast"], FULL_LENGTH_ONLY))
 def test_padded_batch_equals_each_sequence_alone(name: str, head: str) -> None:
     spec = SPECS[head]
     torch.manual_seed(1)

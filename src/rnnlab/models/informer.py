@@ -58,7 +58,7 @@ from torch.nn import functional as F
 
 from rnnlab.errors import ConfigError
 from rnnlab.models.task_model import EncoderOutput, _exporting
-from rnnlab.models.transformer import sinusoidal_positions
+from rnnlab.models.transformer import DEFAULT_NUM_HEADS, sinusoidal_positions
 
 ATTENTIONS = ("prob", "full")
 #: The paper's sampling factor c (u = c·ln L); its experiments use 5.
@@ -277,7 +277,7 @@ class InformerEncoder(nn.Module):
         *,
         num_layers: int = 2,
         decoder_layers: int = 1,
-        num_heads: int = 4,
+        num_heads: int = DEFAULT_NUM_HEADS,
         feedforward_size: int | None = None,
         dropout: float = 0.0,
         attention: str = "prob",

@@ -25,11 +25,12 @@ from typing import Any, Literal, NamedTuple, cast, overload
 import torch
 from torch import nn
 
+from rnnlab.data.tasks import HEADS
 from rnnlab.errors import ConfigError
 from rnnlab.layers import count_parameters
 from rnnlab.models.instance_norm import instance_normalise
 
-HEAD_NAMES = ("classify", "tag", "lm", "forecast", "regress", "multilabel", "seq2seq")
+HEAD_NAMES = HEADS  # the data stage declares the heads its tasks have (rnnlab.data.tasks)
 PER_STEP_HEADS = frozenset({"tag", "lm", "multilabel"})
 
 

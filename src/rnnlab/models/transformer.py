@@ -44,6 +44,7 @@ from torch.nn import functional as F
 from rnnlab.models.task_model import EncoderOutput, input_layer, last_valid_step, valid_mask
 
 POOLINGS = ("last", "mean")
+DEFAULT_NUM_HEADS = 4  # the attention models' head count (transformer, informer, transformer-xl)
 
 
 def sinusoidal_positions(seq_len: int, size: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
@@ -125,7 +126,7 @@ class TransformerEncoder(nn.Module):
         d_model: int,
         *,
         num_layers: int = 2,
-        num_heads: int = 4,
+        num_heads: int = DEFAULT_NUM_HEADS,
         feedforward_size: int | None = None,
         dropout: float = 0.0,
         causal: bool = False,

@@ -36,7 +36,7 @@ from torch import nn
 
 from rnnlab.errors import ConfigError
 from rnnlab.models.task_model import EncoderOutput, _exporting
-from rnnlab.models.transformer import sinusoidal_positions
+from rnnlab.models.transformer import DEFAULT_NUM_HEADS, sinusoidal_positions
 
 #: Segment length when the task has no fixed length.
 DEFAULT_SEGMENT_LEN = 128
@@ -115,7 +115,7 @@ class TransformerXLEncoder(nn.Module):
         d_model: int,
         *,
         num_layers: int = 2,
-        num_heads: int = 4,
+        num_heads: int = DEFAULT_NUM_HEADS,
         feedforward_size: int | None = None,
         dropout: float = 0.0,
         segment_len: int | None = None,
