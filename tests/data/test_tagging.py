@@ -170,3 +170,10 @@ def test_tag_options_that_do_not_apply_are_refused(tmp_path):
         load_task("tag", "entities", conll_corpus(tmp_path))
     with pytest.raises(DataError, match=r"7 sentences are too few to hold out a validation part"):
         load_task("tag", conll_corpus(tmp_path, sentences=7, name="few.conll"), val_fraction=0.05, test_fraction=0.05)
+
+
+def test_a_file_with_one_tag_only_is_refused_naming_it(tmp_path):
+    one_tag = "".join(f"word{i} O\n" + ("\n" if i % 3 == 2 else "") for i in range(60))
+    path = write_text(tmp_path, one_tag)
+    with pytest.raises(DataError, match=r"data.conll: the tag column holds one tag only \('O' on all \d+ training"):
+        load_task("tag", path)

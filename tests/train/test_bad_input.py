@@ -200,3 +200,12 @@ def test_resume_refuses_to_change_the_configuration(tmp_path):
     assert train(out=str(out), clip=0.5, resume=True).summary["epochs"] == 3  # the saved value: no change
     with pytest.raises(ConfigError, match=r"nothing to resume in .*nowhere"):
         train(TrainConfig(out=str(tmp_path / "nowhere")), resume=True)
+
+
+def test_a_charlm_text_too_short_for_its_streams_is_refused_before_training(tmp_path):
+    text = tmp_path / "short.txt"
+    text.write_text("abcdefghij" * 300)  # 3,000 characters: 2,700 to train, 13 windows of 200
+    config = TrainConfig(task="charlm", data=str(text), seq_len=200, batch_size=32, out=str(tmp_path / "run"))
+    with pytest.raises(ConfigError, match=r"holds 13 window\(s\) of seq_len 200, fewer than the 32 parallel streams"):
+        train(config)
+    assert not (tmp_path / "run").exists()

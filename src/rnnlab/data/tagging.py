@@ -125,6 +125,12 @@ def load_tagging(
         return [token.lower() for token in sentence.tokens] if lowercase else sentence.tokens
 
     tags = sorted({tag for sentence in parts["train"] for tag in sentence.tags})
+    if len(tags) < 2:
+        count = sum(len(sentence.tags) for sentence in parts["train"])
+        raise DataError(
+            f"{sources['train']}: the tag column holds one tag only ({tags[0] if tags else None!r} on all {count} "
+            "training tokens); a tagger needs at least two"
+        )
     for name in ("val", "test"):
         _check_known_tags(parts[name], set(tags), sources[name])
     vocab = build_vocab((words(s) for s in parts["train"]), min_freq)

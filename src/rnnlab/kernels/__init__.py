@@ -5,7 +5,7 @@ configuration and, if so, run each layer and direction through :func:`run_recurr
 the loop over :mod:`rnnlab.cells`; everything else (stacking, directions, packing, dropout between
 layers) stays the layer's. The loop remains the ground truth: the tests hold every kernel to it.
 
-What runs where, chosen by measurement (``bench/kernels.py``; the README has the table):
+What runs where, chosen by measurement (``bench/kernels.py``; ``docs/kernels.md`` has the table):
 
 * ``GRU`` (both conventions), ``RNN``, and every variant torch.nn lacks (layer norm, recurrent
   dropout, Cho's GRU) run the kernel: torch.nn's GRU and RNN step through a dozen ATen operations

@@ -2,7 +2,8 @@
 
 Each Function takes the input projection of every step, ``x_projection = W_ih x_t + b_ih`` (or
 ``LN(W_ih x_t) + b_ih``) as ``[T, B, gates·H]``, computed outside in one matmul under ordinary
-autograd, and runs the recurrence over it in C++ (``recurrent.cpp``): the forward pass saves the
+autograd, and runs the recurrence over it in C++ (``rnn.cpp``, ``lstm.cpp``, ``gru.cpp`` on the BPTT loop of
+``recurrent.h``): the forward pass saves the
 gates, the backward pass is back-propagation through time written out. The results are those of
 the cells in :mod:`rnnlab.cells` step by step (the tests hold them to it), including variable
 lengths (``lengths``: steps ``t >= lengths[b]`` leave row ``b``'s state as it was and output 0),
@@ -330,7 +331,7 @@ class MinRNNLayerFunction(torch.autograd.Function):
 
     The input projection ``W x_t + b`` happens inside the kernel, tile by tile in cache; the
     forward pass saves the gate values its backward needs (2H per step and row for the minGRU, 3H
-    for the minLSTM; ``recurrent.cpp`` says why). ``x`` may be the time-major view of a batch-first
+    for the minLSTM; ``min_rnn.cpp`` says why). ``x`` may be the time-major view of a batch-first
     tensor; the output and ``dx`` keep that memory order.
     """
 

@@ -90,7 +90,7 @@ BAI2018_EXPERIMENTS: tuple[SuiteExperiment, ...] = (
             "quick": Size(length=50, params=8_000, epochs=3, batch_size=32, train_samples=1_024),
             "standard": Size(length=600, params=70_000, epochs=2, batch_size=16, train_samples=8_000),
             # 4,000 steps: at 2,000 the LSTM had only just left the trivial plateau (0.0032); trained on
-            # to 4,000 it passed 0.001 after 3,000 steps and ended at 0.00054 (README)
+            # to 4,000 it passed 0.001 after 3,000 steps and ended at 0.00054 (docs/bai2018.md)
             "full": Size(length=600, params=70_000, epochs=8, batch_size=16, train_samples=8_000),
         },
         model_settings={"tcn": {"lr": 4e-3, "model_options": {"kernel_size": 8}}},
@@ -117,7 +117,7 @@ BAI2018_EXPERIMENTS: tuple[SuiteExperiment, ...] = (
         sizes={
             "quick": Size(length=None, params=20_000, epochs=2, batch_size=16, train_samples=None),
             # batch 1 (one piece per step, as Bai et al.): batch 16 sat at the marginal NLL ~11.0 for
-            # 12 epochs. Early stopping on validation ends most runs before 40 epochs (README).
+            # 12 epochs. Early stopping on validation ends most runs before 40 epochs (docs/bai2018.md).
             "standard": Size(length=None, params=300_000, epochs=20, batch_size=1, train_samples=None),
             "full": Size(length=None, params=300_000, epochs=40, batch_size=1, train_samples=None),
         },
@@ -139,7 +139,7 @@ BAI2018_EXPERIMENTS: tuple[SuiteExperiment, ...] = (
 
 #: The music files whose paper row the suite knows by content (sha256 of the file's bytes), never by
 #: name: a user's ``my_jsb_variant.mat`` holds other pieces and must not be judged against JSB's row.
-#: ``JSB_Chorales.mat`` is the file the README's suite run used (96,095 bytes; 229 / 76 / 77 pieces).
+#: ``JSB_Chorales.mat`` is the file the suite run of docs/bai2018.md used (96,095 bytes; 229 / 76 / 77 pieces).
 #: Any other file (Nottingham included, whose file no run here has checksummed) takes its row from
 #: ``suite_row`` (``--suite-row``), or is compared with no published row.
 KNOWN_MUSIC_FILES = {

@@ -58,7 +58,7 @@ def start_at_label_rates(head: StepHead, rates: list[float]) -> None:
 
     On 88 piano keys that is the difference between starting at the marginal NLL (~11 nats per frame on
     JSB Chorales) and at 88·ln 2 ≈ 61; from p = 0.5 a GRU or a two-layer LSTM spends its first epochs
-    learning the rates and can stall on that plateau (README "Against a published table").
+    learning the rates and can stall on that plateau (docs/bai2018.md).
     """
     q = torch.as_tensor(rates, dtype=head.linear.bias.dtype).clamp(1e-6, 1 - 1e-6)
     if q.shape != head.linear.bias.shape:

@@ -68,6 +68,7 @@ class RunRecorder(Checkpoint):
         self.epochs_to_target: int | None = None
         self.seconds_to_target: float | None = None
         self.stop_reason: str | None = None
+        self.schedule: dict[str, Any] | None = None  # the cosine schedule's horizon (on_fit_end)
         self.previous_seconds = 0.0  # training time of earlier sessions of a resumed run
         self.steps = 0
         self.step_seconds = 0.0
@@ -201,6 +202,17 @@ class RunRecorder(Checkpoint):
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Publish the best weights and the final record (read by ``train`` in the main process)."""
+        cosine = getattr(pl_module, "cosine", None)
+        if cosine is not None:  # where the cosine schedule ended, and whether a time budget set it
+            self.schedule = {
+                "kind": "cosine",
+                "steps": cosine.horizon,
+                "epochs_steps": cosine.total_steps,
+                "set_by": "time budget"
+                if cosine.horizon < cosine.total_steps
+                else ("epochs (the budget ended before it was measured)" if cosine.measuring else "epochs"),
+                "measured_at_step": cosine.measured_at,
+            }
         if self.best_weights is None:  # stopped before any epoch finished: keep what there is
             model = cast("TaskModule", pl_module).model  # the module rnnlab.train runs
             self.best_weights = {name: tensor.detach().cpu().clone() for name, tensor in model.state_dict().items()}
@@ -222,6 +234,8 @@ class RunRecorder(Checkpoint):
             "steps": self.steps,
             "seconds_per_step": self.step_seconds / self.steps if self.steps else None,
             "stop_reason": self.stop_reason or "epochs done",
+            "time_budget_ended": self.stop_reason == "time budget",
+            "schedule": self.schedule,
         }
 
     # ----------------------------------------------------------------- checkpoint state

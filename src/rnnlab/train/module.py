@@ -10,8 +10,10 @@ Training practice from the seeds, and where each lives:
 * the learning-rate schedule: ``plateau`` halves the rate when the validation metric has not
   improved for ``max(1, patience // 2)`` epochs (so it gets two chances before early stopping gives
   up); ``cosine`` decays it per step from ``lr`` to ``lr / 100`` after ``warmup_epochs`` of linear
-  warm-up, over the epochs or, when ``max_minutes`` is set and ends first, over the time budget (a
-  run cut by its budget then ends annealed, not at full rate);
+  warm-up, over the epochs' steps or, when ``max_minutes`` is set and ends first, over the steps the
+  time budget allows: measured once, after ``HORIZON_AFTER_STEPS`` steps (or the first epoch), then
+  fixed and kept in the checkpoint, so a run cut by its budget ends annealed and a run whose budget
+  is ample never reads the clock again (two such runs are bit-identical);
 * the data order is a pure function of ``(seed, epoch)`` and is cut into one shard per process
   under data-parallel training, so a resumed run, and a run on 2 processes, see the batches they
   should.
@@ -38,6 +40,9 @@ from rnnlab.train.stateful import EVALUATION_WINDOW, StateCarrier, reads_stream,
 
 PLATEAU_FACTOR = 0.5
 COSINE_FLOOR = 0.01  # the cosine schedule ends at lr · COSINE_FLOOR
+#: The cosine schedule's horizon under a time budget is measured after this many steps (or at the end
+#: of the first epoch, if sooner): enough for the time per step to settle.
+HORIZON_AFTER_STEPS = 100
 
 
 class TaskModule(L.LightningModule):
@@ -61,6 +66,8 @@ class TaskModule(L.LightningModule):
         self._val_batches = 0
         self.plateau: torch.optim.lr_scheduler.ReduceLROnPlateau | None = None
         self._plateau_state: dict[str, Any] | None = None
+        self.cosine: CosineWithWarmup | None = None
+        self._horizon_state: dict[str, Any] | None = None
         # charlm: TBPTT over contiguous streams, the state carried between batches (stateful.py)
         self.streams = reads_stream(task_data.train)
         self.carriers = {"train": StateCarrier(), "val": StateCarrier()}
@@ -150,10 +157,33 @@ class TaskModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self.plateau is not None:
             checkpoint["plateau_scheduler"] = self.plateau.state_dict()
+        if self.cosine is not None:
+            checkpoint["cosine_horizon"] = self.cosine.state_dict()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Called before configure_optimizers: kept until the scheduler exists.
         self._plateau_state = checkpoint.get("plateau_scheduler")
+        self._horizon_state = checkpoint.get("cosine_horizon")
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self.cosine is not None and self.cosine.measuring and self.global_step >= HORIZON_AFTER_STEPS:
+            self._fix_horizon()
+
+    def on_train_epoch_end(self) -> None:
+        if self.cosine is not None and self.cosine.measuring:
+            self._fix_horizon()
+
+    def _fix_horizon(self) -> None:
+        """Measure, once, how many steps the time budget allows, and end the cosine there if sooner."""
+        from rnnlab.train.callbacks import RunRecorder
+
+        # Trainer.callbacks: set by Lightning's callback connector, not declared on the class
+        recorder = next(c for c in self.trainer.callbacks if isinstance(c, RunRecorder))  # type: ignore[attr-defined]
+        assert self.cosine is not None and recorder.max_seconds is not None
+        allowed = int(self.global_step * recorder.max_seconds / max(recorder.seconds, 1e-9))
+        if self.trainer.world_size > 1:  # clocks differ between processes: rank 0 decides for all
+            allowed = int(self.trainer.strategy.broadcast(allowed, src=0))
+        self.cosine.fix_horizon(allowed, measured_at=self.global_step)
 
     # ----------------------------------------------------------------- optimiser and schedule
     def configure_optimizers(self) -> Any:
@@ -178,21 +208,20 @@ class TaskModule(L.LightningModule):
                 self.plateau.load_state_dict(self._plateau_state)
             return optimizer
         if config.schedule == "cosine":
+            from rnnlab.train.callbacks import RunRecorder
+
             total_steps = max(1, int(self.trainer.estimated_stepping_batches))
             steps_per_epoch = max(1, total_steps // max(1, config.epochs))
             warmup_steps = round(config.warmup_epochs * steps_per_epoch)
-            budget_seconds, clock = None, None
-            if config.max_minutes:
-                from rnnlab.train.callbacks import RunRecorder
-
-                # Trainer.callbacks: set by Lightning's callback connector, not declared on the class
-                recorder = next((c for c in self.trainer.callbacks if isinstance(c, RunRecorder)), None)  # type: ignore[attr-defined]
-                if recorder is not None and recorder.max_seconds:  # its clock counts earlier sessions too
-                    budget_seconds, clock = recorder.max_seconds, lambda: recorder.seconds
-            schedule = CosineWithWarmup(warmup_steps, total_steps, budget_seconds=budget_seconds, clock=clock)
+            # Trainer.callbacks: set by Lightning's callback connector, not declared on the class
+            recorder = next((c for c in self.trainer.callbacks if isinstance(c, RunRecorder)), None)  # type: ignore[attr-defined]
+            budgeted = bool(config.max_minutes) and recorder is not None and bool(recorder.max_seconds)
+            schedule = CosineWithWarmup(warmup_steps, total_steps, measuring=budgeted)
+            if self._horizon_state is not None:  # resumed: the horizon the run had measured
+                schedule.load_state_dict(self._horizon_state)
+            self.cosine = schedule
             # A plain function, not the schedule object: LambdaLR's state_dict copies a callable
-            # object's attributes (here the clock), which the JSON checkpoint cannot hold; the
-            # schedule is rebuilt from the config on resume and its step count is in the state.
+            # object's attributes, which the checkpoint keeps on its own (``cosine_horizon``).
             scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: schedule(step))
             return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
         return optimizer
@@ -287,29 +316,32 @@ def _in_float32(forward: Any) -> Any:
 
 class CosineWithWarmup:
     """``lr_t / lr = t / warmup`` during warm-up, then ``floor + (1 − floor)·(1 + cos(π·progress))/2``
-    with ``progress = (t − warmup) / (total − warmup)``, or with a time budget ``B`` seconds and
-    ``clock()`` the training seconds so far, ``max`` of that and ``clock() / B``: the rate reaches
-    its floor when either the steps or the time run out, whichever comes first."""
+    with ``progress = min(1, (t − warmup) / (horizon − warmup))``: a pure function of the step ``t``.
 
-    def __init__(
-        self,
-        warmup_steps: int,
-        total_steps: int,
-        floor: float = COSINE_FLOOR,
-        *,
-        budget_seconds: float | None = None,
-        clock: Any = None,
-    ) -> None:
+    ``horizon`` is ``total_steps`` (the epochs' steps) until ``fix_horizon(allowed)`` sets it, once, to
+    the steps a time budget allows when that is fewer; ``measuring`` says the budget has yet to be
+    measured. ``state_dict`` holds the horizon for a resumed run."""
+
+    def __init__(self, warmup_steps: int, total_steps: int, floor: float = COSINE_FLOOR, *, measuring: bool = False):
         self.warmup_steps, self.total_steps, self.floor = warmup_steps, total_steps, floor
-        self.budget_seconds, self.clock = budget_seconds, clock
+        self.horizon, self.measuring = total_steps, measuring
+        self.measured_at: int | None = None
 
     def __call__(self, step: int) -> float:
         if step < self.warmup_steps:
             return (step + 1) / self.warmup_steps
-        progress = min(1.0, (step - self.warmup_steps) / max(1, self.total_steps - self.warmup_steps))
-        if self.budget_seconds and self.clock is not None:
-            progress = max(progress, min(1.0, self.clock() / self.budget_seconds))
+        progress = min(1.0, (step - self.warmup_steps) / max(1, self.horizon - self.warmup_steps))
         return self.floor + (1 - self.floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    def fix_horizon(self, allowed: int, *, measured_at: int) -> None:
+        self.horizon = max(measured_at + 1, min(self.total_steps, allowed))
+        self.measuring, self.measured_at = False, measured_at
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"horizon": self.horizon, "measuring": self.measuring, "measured_at": self.measured_at}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.horizon, self.measuring, self.measured_at = state["horizon"], state["measuring"], state["measured_at"]
 
 
 def parameter_groups(

@@ -36,7 +36,7 @@ import torch
 
 from rnnlab.errors import ConfigError, TrainingError
 from rnnlab.io import atomic_save_safetensors, atomic_write_json
-from rnnlab.locks import LOCK_FILE, ensure_free, folder_lock
+from rnnlab.locks import ensure_free, folder_lock
 from rnnlab.train.checkpoint import CHECKPOINT_DIR, CHECKPOINT_FILE, RECORD_FILE
 from rnnlab.train.config import TrainConfig
 from rnnlab.train.evaluation import evaluate_model, finite_or_none
@@ -119,6 +119,7 @@ def train(
         task_data = load_task_data(config)
     if not resume:  # the defaults that follow from the data: its size
         config = config.resolved(**data_sizes(task_data))
+    _check_streams(config, task_data)
     model = _build_model(config, task_data)
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
@@ -180,6 +181,24 @@ def data_sizes(task_data: Any) -> dict[str, int | None]:
         "anchor": task_data.meta.get("anchor"),
         "smoothing": task_data.meta.get("smoothing"),
     }
+
+
+def _check_streams(config: TrainConfig, task_data: Any) -> None:
+    """A text read as ``batch_size`` parallel streams (stateful TBPTT, ``stateful.py``) must hold a
+    window of ``seq_len`` characters for each of them; otherwise the loader would train fewer streams
+    than asked, in a step or two per epoch, without a word."""
+    if not reads_stream(task_data.train):
+        return
+    assert config.batch_size is not None  # the config is resolved()
+    windows, streams = len(task_data.train), config.batch_size * config.devices
+    if streams > windows:
+        characters = len(task_data.train.tokens)
+        raise ConfigError(
+            f"the training text ({characters:,} characters) holds {windows} window(s) of seq_len "
+            f"{task_data.spec.seq_len}, fewer than the {streams} parallel streams batch_size {config.batch_size}"
+            + (f" × devices {config.devices}" if config.devices > 1 else "")
+            + " asks for; give a smaller --seq-len or --batch-size, or more text"
+        )
 
 
 def _build_model(config: TrainConfig, task_data: Any) -> TaskModel:
@@ -414,6 +433,8 @@ def _summary(
         "seconds_per_step": record["seconds_per_step"],
         "steps": record["steps"],
         "stop_reason": record["stop_reason"],
+        "time_budget_ended": record.get("time_budget_ended", False),  # the clock, not the steps, ended it
+        "schedule": record.get("schedule"),
         # what says the numbers above should not be trusted (a divergence, a metric below the trivial one)
         "warnings": ([record["diverged"]] if "diverged" in record else [])
         + divergence_warnings(record["history"], test_metrics, baselines, mode),
@@ -488,7 +509,8 @@ def _checkpoint_epochs(out: Path) -> str:
 
 
 def _check_fresh_out(out: Path) -> None:
-    if out.exists() and (not out.is_dir() or any(path.name != LOCK_FILE for path in out.iterdir())):
+    # the lock and the temporary files of an atomic write that a kill interrupted are dot files
+    if out.exists() and (not out.is_dir() or any(not path.name.startswith(".") for path in out.iterdir())):
         if (out / "summary.json").exists():
             raise ConfigError(f"{out} holds a finished run; choose another --out")
         what = "holds a run" if (out / "config.json").exists() else "is not an empty directory"
