@@ -34,8 +34,8 @@ import time
 from pathlib import Path
 
 RNNLAB = [sys.executable, "-m", "rnnlab.cli"]
-TRAIN = ["train", "--task", "recall", "--seq-len", "8", "--hidden-size", "16", "--num-layers", "2", "--dropout", "0.3"]
-TRAIN += ["--batch-size", "32", "--epochs", "6", "--patience", "0", "--option", "n_train=512", "-q"]
+TRAIN = ["train", "--task", "adding", "--seq-len", "50", "--hidden-size", "32", "--num-layers", "2", "--dropout", "0.3"]
+TRAIN += ["--batch-size", "32", "--epochs", "10", "--patience", "0", "--option", "n_train=1024", "-q"]
 COMPARE = ["compare", "--models", "rnn,lstm", "--lengths", "6,8", "--seeds", "1", "--budget", "quick"]
 COMPARE += ["--params", "1500", "--epochs", "3", "--train-samples", "256", "--workers", "2", "-q"]
 VERDICTS = ("same", "refused", "DIFFERENT")
