@@ -209,3 +209,10 @@ def test_a_charlm_text_too_short_for_its_streams_is_refused_before_training(tmp_
     with pytest.raises(ConfigError, match=r"holds 13 window\(s\) of seq_len 200, fewer than the 32 parallel streams"):
         train(config)
     assert not (tmp_path / "run").exists()
+
+
+def test_a_finished_run_is_not_offered_a_resume(tmp_path):
+    out = tmp_path / "run"
+    train(tiny_recall(out, epochs=1))
+    with pytest.raises(ConfigError, match=r"holds a finished run; choose another --out$"):
+        train(tiny_recall(out, epochs=1))  # nothing left to resume: the message does not suggest it
