@@ -9,6 +9,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from rnnlab.config_fields import given_fields, with_config_options
@@ -27,7 +28,7 @@ errors = Console(stderr=True)
 
 def fail(message: str, code: int = 2) -> None:
     """Print a clear error on stderr, on one unbroken line, and exit without a traceback."""
-    errors.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    errors.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -106,14 +107,14 @@ def tasks() -> None:
     console.print("[bold]Tasks[/] (rnnlab train --task T)")
     for name, info in TASKS.items():
         console.print(f"\n[bold cyan]{name}[/]  [dim]head {info.head}[/]  {info.description}", highlight=False)
-        console.print(f"  data (--data): {info.formats}", highlight=False)
+        console.print(f"  data (--data): {escape(info.formats)}", highlight=False)
         for key, text in info.builtins.items():
             default = " [dim](default)[/]" if key == info.default_data else ""
-            console.print(f"    built-in [bold]{key}[/]{default}: {text}", highlight=False)
-        console.print(f"  --seq-len: {info.seq_len}", highlight=False)
+            console.print(f"    built-in [bold]{key}[/]{default}: {escape(text)}", highlight=False)
+        console.print(f"  --seq-len: {escape(str(info.seq_len))}", highlight=False)
         for key, option in info.options.items():
-            default = f" [dim](default {option.default})[/]" if option.default is not None else ""
-            console.print(f"  {key}: {option.help}{default}", highlight=False)
+            default = f" [dim](default {escape(str(option.default))})[/]" if option.default is not None else ""
+            console.print(f"  {key}: {escape(option.help)}{default}", highlight=False)
     console.print()
     model_table = Table(title="models (rnnlab train --model M)")
     model_table.add_column("model")
@@ -162,11 +163,11 @@ def train(
     _print_metrics(f"{summary['task']} · {summary['model']} · test", summary["test_metrics"], summary["baselines"])
     console.print(
         f"{summary['num_parameters']:,} parameters · {summary['epochs']} epochs (best {summary['best_epoch']}) · "
-        f"{summary['train_seconds']:.1f} s · stopped: {summary['stop_reason']} · run: {result.dir}",
+        f"{summary['train_seconds']:.1f} s · stopped: {escape(summary['stop_reason'])} · run: {escape(str(result.dir))}",
         highlight=False,
     )
     for warning in summary.get("warnings", []):
-        console.print(f"[bold yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+        console.print(f"[bold yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -205,7 +206,7 @@ def predict(
         rows = predict_run(run_dir, data, out)
     except RnnlabError as error:
         fail(str(error))
-    console.print(f"{len(rows)} predictions written to {out}", highlight=False)
+    console.print(f"{len(rows)} predictions written to {escape(str(out))}", highlight=False)
 
 
 @app.command()
@@ -229,7 +230,7 @@ def forecast(
     for row in rows[:12]:
         table.add_row(str(row["time"]), row["target"], _number(row["forecast"]))
     console.print(table)
-    console.print(f"{len(rows)} forecasts written to {out}", highlight=False)
+    console.print(f"{len(rows)} forecasts written to {escape(str(out))}", highlight=False)
 
 
 # --------------------------------------------------------------------------------------------- the lab
@@ -281,7 +282,7 @@ def _print_suite(outcome) -> None:
     from rnnlab.lab.suites import render_markdown
 
     console.print(render_markdown(outcome.results), highlight=False, markup=False)
-    console.print(f"report: {outcome.report}", highlight=False)
+    console.print(f"report: {escape(str(outcome.report))}", highlight=False)
 
 
 def _print_comparison(outcome) -> None:
@@ -317,7 +318,7 @@ def _print_comparison(outcome) -> None:
     console.print(
         f"claims: {verdicts.count('holds')} hold, {verdicts.count('does not hold')} do not hold, "
         f"{verdicts.count('not measured')} not measured · {results['cells_done']}/{results['cells_expected']} cells "
-        f"({outcome.skipped} already done) · report: {outcome.report}",
+        f"({outcome.skipped} already done) · report: {escape(str(outcome.report))}",
         highlight=False,
     )
 
@@ -437,8 +438,10 @@ def export_command(
         table.add_row(*row.values())
     console.print(table)
     for line in report.export.recurrence + report.notes:
-        console.print(f"· {line}", highlight=False)
-    console.print(f"wrote {report.export.path} ({report.export.file_bytes / 1024:,.1f} KiB)", highlight=False)
+        console.print(f"· {escape(line)}", highlight=False)
+    console.print(
+        f"wrote {escape(str(report.export.path))} ({report.export.file_bytes / 1024:,.1f} KiB)", highlight=False
+    )
 
 
 @app.command()

@@ -58,7 +58,7 @@ _CHANCE_KEYS = ("majority_accuracy", "chance_accuracy", "chance")
 #: The documents this package writes and validates: schema file and what a user calls it.
 DOCUMENTS = {
     "results": ("schemas/results.schema.json", "an rnnlab results file", "`rnnlab compare`"),
-    "suite": ("schemas/suite.schema.json", "an rnnlab suite results file", "`rnnlab compare --suite`"),
+    "suite": ("schemas/suite.schema.json", "an rnnlab suite results file", "`rnnlab compare --suite bai2018`"),
 }
 
 
