@@ -163,7 +163,8 @@ def train(
     _print_metrics(f"{summary['task']} · {summary['model']} · test", summary["test_metrics"], summary["baselines"])
     console.print(
         f"{summary['num_parameters']:,} parameters · {summary['epochs']} epochs (best {summary['best_epoch']}) · "
-        f"{summary['train_seconds']:.1f} s · stopped: {escape(summary['stop_reason'])} · run: {escape(str(result.dir))}",
+        f"{summary['train_seconds']:.1f} s · stopped: {escape(summary['stop_reason'])} · "
+        f"run: {escape(str(result.dir))}",
         highlight=False,
     )
     for warning in summary.get("warnings", []):

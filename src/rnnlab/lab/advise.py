@@ -332,8 +332,8 @@ def _reasons(results, candidates, pick, rules, seq_len, length, metric, higher, 
         reasons.append(f"Guide rule [{rule.id}] ({rule.when} → {rule.says}): {rule.verdict} — {rule.because}")
     if any(rule.id == "tight" and rule.applies for rule in rules):
         reasons.append(
-            "Latencies here are float32; 8-bit quantisation (`rnnlab export RUN --out model.onnx --quantize int8`) is measured by the export "
-            "tools, not by this comparison."
+            "Latencies here are float32; 8-bit quantisation (`rnnlab export RUN --out model.onnx --quantize int8`) "
+            "is measured by the export tools, not by this comparison."
         )
     return reasons
 
