@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -74,3 +75,50 @@ def test_report_loads_in_chromium_without_errors(tiny_comparison, tmp_path):
     )
     assert shot.returncode == 0 and screenshot.stat().st_size > 10_000
     print(f"\nscreenshot of the report's first screen: {screenshot}")
+
+
+# Appended to a copy of the page: draw two of the quotes' characters and a code point no font has in
+# the page's own font stack; real glyphs differ from each other and from the missing-glyph box.
+GLYPHS = """<script>
+window.addEventListener("load", () => {
+  const canvas = document.createElement("canvas");
+  canvas.width = canvas.height = 64;
+  const context = canvas.getContext("2d");
+  const pixels = text => {
+    context.clearRect(0, 0, 64, 64);
+    context.font = "40px " + getComputedStyle(document.body).fontFamily;
+    context.fillText(text, 4, 48);
+    return Array.from(context.getImageData(0, 0, 64, 64).data).join(",");
+  };
+  const missing = pixels(String.fromCodePoint(0x10FFFD));
+  const drawn = pixels("准") !== pixels("率") && pixels("准") !== missing && pixels("率") !== missing;
+  document.body.setAttribute("data-cjk-glyphs", String(drawn));
+});
+</script>"""
+
+
+def has_cjk_font() -> bool:
+    listing = (
+        subprocess.run(["fc-list", ":lang=zh"], capture_output=True, text=True) if shutil.which("fc-list") else None
+    )
+    return bool(listing and listing.stdout.strip())
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install -y chromium)")
+def test_the_articles_quotes_draw_with_real_glyphs(tiny_comparison, tmp_path):
+    if not has_cjk_font():
+        if os.environ.get("CI"):
+            pytest.fail("no CJK font: .ci/run installs fonts-noto-cjk")
+        pytest.skip("no CJK font installed (apt-get install -y fonts-noto-cjk)")
+    report = tiny_comparison.report
+    page = report.read_text(encoding="utf-8")
+    assert re.search(r"[\u4e00-\u9fff]", page)  # the report quotes the articles
+    assert '"Noto Sans CJK SC"' in page  # and names a font that has them
+    checked = report.with_name("report.glyphs.html")
+    checked.write_text(page.replace("</body>", GLYPHS + "</body>"), encoding="utf-8")
+    try:
+        result = run_chromium(["--virtual-time-budget=5000", "--dump-dom", checked.as_uri()], tmp_path / "profile")
+    finally:
+        checked.unlink()
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert 'data-cjk-glyphs="true"' in result.stdout

@@ -560,8 +560,8 @@ def _probe(results: dict[str, Any]) -> DrawnFigure | None:
 
 # --------------------------------------------------------------------------- page
 PAGE_CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1b1f24;background:#f6f7f9;
-line-height:1.45}
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,"Noto Sans CJK SC","Source Han Sans SC","PingFang SC",
+"Microsoft YaHei",sans-serif;margin:0;color:#1b1f24;background:#f6f7f9;line-height:1.45}
 main{max-width:1080px;margin:0 auto;padding:24px 28px 60px;background:#fff;box-shadow:0 0 12px rgba(0,0,0,.06)}
 h1{font-size:1.6em;margin:.2em 0 .1em} h2{font-size:1.25em;margin-top:2em;border-bottom:2px solid #e4e7eb;
 padding-bottom:.2em}
