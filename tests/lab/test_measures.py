@@ -209,3 +209,36 @@ def test_peak_rss_is_positive_and_resettable():
     assert measures.peak_rss_mb() > 10
     measures.reset_peak_rss()
     assert measures.peak_rss_mb() > 10
+
+
+def test_timings_taken_while_the_process_is_starved_of_cpu_are_flagged():
+    import time
+
+    with measures.load_watch() as idle:  # waits without computing: the CPU went elsewhere
+        time.sleep(0.3)
+    assert idle["contended"] and idle["cpu_share"] < measures.CONTENDED_BELOW
+    with measures.load_watch() as busy:  # computes all the time: it had its core, or what was left of it
+        deadline = time.perf_counter() + 0.3
+        while time.perf_counter() < deadline:
+            sum(range(1000))
+    assert busy["cpu_share"] > idle["cpu_share"]  # (whether it is flagged depends on what else runs)
+
+
+def test_other_processes_holding_the_cpu_flag_the_timing():
+    import os
+    import subprocess
+    import sys
+    import time
+
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(3 * (os.cpu_count() or 1))]
+    try:
+        time.sleep(0.5)  # let them take the cores
+        with measures.load_watch() as load:
+            deadline = time.perf_counter() + 1.0
+            while time.perf_counter() < deadline:
+                sum(range(1000))
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+            spinner.wait()
+    assert load["contended"], load

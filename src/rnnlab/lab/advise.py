@@ -84,6 +84,9 @@ class Candidate:
     feasible: bool = True
     excluded_by: list[str] = field(default_factory=list)
     on_front: bool = False
+    #: its latency was timed while other processes held the CPU: never a reason to rule it out
+    latency_flagged: bool = False
+    not_ruled_out: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -161,6 +164,7 @@ def advise(results: dict[str, Any] | str | Path, limits: Limits | None = None) -
             latency_ms=latency,
             num_parameters=entry["num_parameters"],
             memory_mb=entry["cost"].get("train_memory_mb"),
+            latency_flagged=bool(entry.get("timing_contended")),
         )
         _apply_limits(candidate, limits, metric, higher)
         candidates.append(candidate)
@@ -224,7 +228,11 @@ def guide_rules(seq_len: int | None, limits: Limits, task: str = "") -> list[Rul
 # --------------------------------------------------------------------------- selection
 def _apply_limits(candidate: Candidate, limits: Limits, metric: str, higher: bool) -> None:
     if limits.max_latency_ms is not None and candidate.latency_ms > limits.max_latency_ms:
-        candidate.excluded_by.append(f"latency {candidate.latency_ms:.2f} ms > {limits.max_latency_ms:g} ms")
+        over = f"latency {candidate.latency_ms:.2f} ms > {limits.max_latency_ms:g} ms"
+        if candidate.latency_flagged:  # timed on a busy machine: the figure says nothing about the model
+            candidate.not_ruled_out.append(over)
+        else:
+            candidate.excluded_by.append(over)
     if limits.max_params is not None and candidate.num_parameters > limits.max_params:
         candidate.excluded_by.append(f"{candidate.num_parameters:,} parameters > {limits.max_params:,}")
     if limits.min_accuracy is not None and candidate.metric < limits.min_accuracy:
@@ -291,6 +299,11 @@ def _reasons(results, candidates, pick, rules, seq_len, length, metric, higher, 
     excluded = [c for c in candidates if not c.feasible]
     for candidate in excluded:
         reasons.append(f"{candidate.model} is ruled out by your limits: {'; '.join(candidate.excluded_by)}.")
+    for candidate in (c for c in candidates if c.not_ruled_out):
+        reasons.append(
+            f"{candidate.model}'s {'; '.join(candidate.not_ruled_out)} was timed while other processes held the "
+            "CPU (flagged in results.json): it is not ruled out on that figure; re-time it on a quiet machine."
+        )
     if pick is None:
         if candidates:
             reasons.append(

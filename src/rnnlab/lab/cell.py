@@ -171,14 +171,18 @@ def _train_and_measure(cell: dict[str, Any], recipe: dict[str, Any], run_dir: st
             attention["targets"] = [_plain(value) for value in sample.y]
 
     seconds = recipe.get("timing_seconds", 1.5)
-    stream_ms, stream_mode = measures.time_stream_step(model, one.x, budget_seconds=seconds)
-    cost = {
-        "train_ms_per_step": measures.time_training_step(
+    with measures.load_watch() as load:  # flags timings taken while other processes held the CPU
+        stream_ms, stream_mode = measures.time_stream_step(model, one.x, budget_seconds=seconds)
+        train_ms = measures.time_training_step(
             trained, train_batch.x, train_batch.y, loss_fn, train_batch.lengths, budget_seconds=seconds
-        ),
-        "latency_ms_sequence": measures.time_inference(model, one.x, one.lengths, budget_seconds=seconds),
+        )
+        sequence_ms = measures.time_inference(model, one.x, one.lengths, budget_seconds=seconds)
+    cost = {
+        "train_ms_per_step": train_ms,
+        "latency_ms_sequence": sequence_ms,
         "latency_ms_step": stream_ms,
         "stream_mode": stream_mode,
+        "timing_load": load,
         "loop_ms_per_step": None
         if result.summary.get("seconds_per_step") is None
         else result.summary["seconds_per_step"] * 1000,

@@ -27,12 +27,14 @@ and returns plain JSON-able values.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
+import os
 import resource
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, cast
 
 import torch
@@ -528,6 +530,29 @@ class PoolingStream:
 #: slower runs measure the other processes (preemption, cache eviction), not the code; the minimum
 #: is the stable estimate of the code's own cost (the rule of Python's ``timeit``).
 TIMING_STATISTIC = "min"
+
+
+#: A block of timings is flagged as measured under contention when the process got less than this
+#: share of a core's time while it ran (CPU seconds / wall seconds): other processes held the CPU.
+CONTENDED_BELOW = 0.75
+
+
+@contextlib.contextmanager
+def load_watch() -> Iterator[dict[str, Any]]:
+    """What the machine was doing while the block's timings ran: ``cpu_share`` (this process's CPU
+    seconds over the wall seconds), ``loadavg_per_core`` (the 1-minute load average over the cores, at
+    the end) and ``contended`` (``cpu_share < CONTENDED_BELOW``: a figure to re-time, not to trust)."""
+    record: dict[str, Any] = {}
+    wall, cpu = time.perf_counter(), time.process_time()
+    yield record
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    share = cpu / wall if wall > 0 else 1.0
+    load = os.getloadavg()[0] / (os.cpu_count() or 1) if hasattr(os, "getloadavg") else None
+    record.update(
+        cpu_share=round(share, 3),
+        loadavg_per_core=None if load is None else round(load, 3),
+        contended=share < CONTENDED_BELOW,
+    )
 
 
 def _fastest_ms(

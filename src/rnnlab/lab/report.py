@@ -828,6 +828,7 @@ def _summary_table(results: dict[str, Any]) -> str:
             "latency, one streaming step (ms)",
             "train memory (MiB)",
             "process peak RSS (MiB)",
+            "timed on",
         ],
         [
             [
@@ -839,6 +840,7 @@ def _summary_table(results: dict[str, Any]) -> str:
                 _fmt(entry["cost"].get("latency_ms_step"), 3),
                 _fmt(entry["cost"].get("train_memory_mb"), 2),
                 _fmt(entry["cost"].get("peak_rss_mb"), 0),
+                "a busy machine: re-time" if entry.get("timing_contended") else "a quiet machine",
             ]
             for entry in summary
         ],

@@ -137,6 +137,8 @@ def summarise(cells: list[dict[str, Any]], model_order: list[str] | None = None)
                 "epochs_to_target": statistics.fmean(c["epochs_to_target"] for c in reached) if reached else None,
                 "seconds_to_target": statistics.fmean(c["seconds_to_target"] for c in reached) if reached else None,
                 "train_seconds": statistics.fmean(cell["train_seconds"] for cell in group),
+                # a seed's timings were taken while other processes held the CPU: re-time before trusting
+                "timing_contended": any((cell["cost"].get("timing_load") or {}).get("contended") for cell in group),
                 "cost": {
                     key: statistics.fmean(cell["cost"][key] for cell in group if _is_number(cell["cost"].get(key)))
                     for key in cost_keys
