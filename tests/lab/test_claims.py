@@ -152,3 +152,11 @@ def test_collapse_claim_says_when_the_time_cap_cut_a_rising_lstm_short():
     assert claim["verdict"] == "does not hold"
     assert "stopped 1 of the LSTM's T=1000 runs while validation accuracy was still rising" in claim["why"]
     assert "seed 0: 0.200 → 0.400" in claim["why"]
+
+
+def test_every_claim_cites_its_article_by_title(study):
+    from rnnlab.lab.claims import ARTICLES
+
+    for claim in check_claims(study):
+        assert any(f"“{title}”" in claim.source for title in ARTICLES.values()), claim.source
+        assert "seed 0" not in claim.source and "SPEC" not in claim.source

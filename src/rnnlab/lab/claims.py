@@ -1,4 +1,4 @@
-"""The seeds' claims (SPEC §5) as functions of a results document: measured figure → verdict.
+"""The five articles' claims (``ARTICLES``) as functions of a results document: measured figure → verdict.
 
 Each ``check_*`` function reads only ``results`` (the finished cells' summary, the layer cost
 probe, the task) and returns a ``Claim``: what the documents say, what this run measured, and a
@@ -35,6 +35,23 @@ VANISHED, EXPLODED = 1e-3, 1e3
 MATCH = 0.02
 
 
+#: The five articles the claims come from (``../shared/seeds/``), by the title a reader can search for:
+#: the article's own title, or for the three that open without one, what they are about. A claim's
+#: ``source`` cites one as “title” §section (the quoted words).
+ARTICLES = {
+    "000": "RNN与LSTM的核心定位与历史背景",
+    "001": "循环神经网络家族技术全解析:RNN、LSTM与GRU对比与实战",
+    "002": "长短期记忆网络(LSTM)的前身、创新与替代方案",
+    "003": "LSTM 为何优于简单 RNN",
+    "004": "从RNN到LSTM:深入理解循环神经网络与长短期记忆网络",
+}
+
+
+def cite(article: str) -> str:
+    """An article as a claim cites it: its title in quotes (``ARTICLES``)."""
+    return f"“{ARTICLES[article]}”"
+
+
 @dataclass
 class Claim:
     """A claim starts ``not measured``; its check fills in what it measured and the verdict."""
@@ -52,7 +69,7 @@ class Claim:
 
 
 def check_claims(results: dict[str, Any]) -> list[Claim]:
-    """Every claim of SPEC §5, checked against ``results``."""
+    """Every claim of the five articles, checked against ``results``."""
     return [check(results) for check in CHECKS]
 
 
@@ -61,7 +78,7 @@ def check_rnn_short_memory(results: dict[str, Any]) -> Claim:
     claim = Claim(
         id="rnn-short-memory",
         claim="A vanilla RNN cannot use dependencies beyond about 5–10 steps.",
-        source="seed 001 §1.1 (无法有效捕捉超过5-10个时间步的依赖关系)",
+        source=f"{cite('001')} §1.1 (无法有效捕捉超过5-10个时间步的依赖关系)",
     )
     task = _task_name(results)
     if task not in LONG_RANGE_TASKS:
@@ -107,7 +124,7 @@ def check_rnn_collapses_lstm_holds(results: dict[str, Any]) -> Claim:
     claim = Claim(
         id="long-sequence-1000",
         claim="On a length-1000 task the RNN's accuracy collapses while the LSTM's drops by under 5%.",
-        source="seed 000 §3.1 (准确率下降幅度不足5%)",
+        source=f"{cite('000')} §3.1 (准确率下降幅度不足5%)",
     )
     task = _task_name(results)
     if task not in LONG_RANGE_TASKS:
@@ -193,7 +210,7 @@ def check_gradient_flow(results: dict[str, Any]) -> Claim:
     claim = Claim(
         id="vanishing-gradient",
         claim="Gradients vanish (or explode) through time in the RNN, not through the LSTM's cell state.",
-        source="seed 001 §1.1, seed 003 (单元状态 … 更不容易消失或爆炸), seed 004 §3.1, §4.4",
+        source=f"{cite('001')} §1.1, {cite('003')} (单元状态 … 更不容易消失或爆炸), {cite('004')} §3.1, §4.4",
     )
     flows = {model: _flow_ratios(results, model) for model in ("rnn", "lstm")}
     missing = [model for model, flow in flows.items() if flow is None]
@@ -265,7 +282,7 @@ def check_parameter_ratio(results: dict[str, Any]) -> Claim:
     claim = Claim(
         id="parameter-count",
         claim="At the same sizes an LSTM has about 4× and a GRU about 3× the parameters of a vanilla RNN.",
-        source="seed 000 §3.2 (参数量约为传统RNN的4倍), seed 001 §3.1 (减少33%)",
+        source=f"{cite('000')} §3.2 (参数量约为传统RNN的4倍), {cite('001')} §3.1 (减少33%)",
     )
     probe = results.get("probe")
     if not probe or not all(name in probe.get("parameters", {}) for name in ("rnn", "lstm", "gru")):
@@ -332,7 +349,7 @@ class ProbeRatio:
 check_lstm_step_cost = ProbeRatio(
     id="lstm-step-cost",
     claim="An LSTM step costs 30–50% more than an RNN step (training).",
-    source="seed 000 §3.2 (单步训练时间增加30%~50%)",
+    source=f"{cite('000')} §3.2 (单步训练时间增加30%~50%)",
     slow="lstm",
     fast="rnn",
     measure="train_ms",
@@ -343,7 +360,7 @@ check_lstm_step_cost = ProbeRatio(
 check_gru_train_speed = ProbeRatio(
     id="gru-train-speed",
     claim="A GRU trains about 30% faster than an LSTM.",
-    source="seed 001 §3.2 (训练速度 较快(约提升30%))",
+    source=f"{cite('001')} §3.2 (训练速度 较快(约提升30%))",
     slow="lstm",
     fast="gru",
     measure="train_ms",
@@ -354,7 +371,7 @@ check_gru_train_speed = ProbeRatio(
 check_gru_inference_speed = ProbeRatio(
     id="gru-inference-speed",
     claim="A GRU infers about 22% faster than an LSTM.",
-    source="seed 001 §6 (推理速度提升22%)",
+    source=f"{cite('001')} §6 (推理速度提升22%)",
     slow="lstm",
     fast="gru",
     measure="infer_ms",
@@ -368,7 +385,7 @@ def check_lstm_converges_faster(results: dict[str, Any]) -> Claim:
     claim = Claim(
         id="lstm-converges-faster",
         claim="An LSTM converges in fewer epochs than a vanilla RNN.",
-        source="seed 000 §3.2 (LSTM 20个epoch内收敛, RNN 需50个epoch以上)",
+        source=f"{cite('000')} §3.2 (LSTM 20个epoch内收敛, RNN 需50个epoch以上)",
     )
     target = (results.get("task") or {}).get("target")
     lengths = [
@@ -422,7 +439,7 @@ def check_traffic_case(results: dict[str, Any]) -> Claim:
     claim = Claim(
         id="traffic-forecast",
         claim="On traffic forecasting: RNN MAE 2.3, LSTM 1.8, GRU 1.9 (the LSTM best, the GRU close, the RNN last).",
-        source="seed 001 §6 (智能交通预测系统)",
+        source=f"{cite('001')} §6 (智能交通预测系统)",
     )
     task = _task_name(results)
     if task != "forecast":
@@ -459,7 +476,7 @@ def check_challengers_train_faster(results: dict[str, Any]) -> Claim:
     claim = Claim(
         id="challengers-train-faster",
         claim="TCN and Transformer train faster than an LSTM (they run in parallel over time).",
-        source="seed 002 §4 (训练速度远快于LSTM)",
+        source=f"{cite('002')} §4 (训练速度远快于LSTM)",
     )
     length = _longest_common(results, ("lstm", "tcn", "transformer"))
     if length is False:
@@ -486,7 +503,7 @@ def check_challengers_match_lstm(results: dict[str, Any]) -> Claim:
     claim = Claim(
         id="challengers-long-sequences",
         claim="TCN and Transformer match or beat the LSTM on long sequences.",
-        source="seed 002 §4 (TCN在长序列任务上的速度和精度都不输LSTM)",
+        source=f"{cite('002')} §4 (TCN在长序列任务上的速度和精度都不输LSTM)",
     )
     length = _longest_common(results, ("lstm", "tcn", "transformer"))
     if length is False:
@@ -518,7 +535,7 @@ def check_small_data(results: dict[str, Any]) -> Claim:
     return Claim(
         id="small-data-small-machines",
         claim="LSTM/GRU remain better than TCN/Transformer on small data and small machines.",
-        source="seed 002 §5 (小数据场景 / 低算力场景)",
+        source=f"{cite('002')} §5 (小数据场景 / 低算力场景)",
         measured="",
         why=(
             "a comparison trains every model on one data size; the claim needs a sweep over training-set "

@@ -318,7 +318,7 @@ def _gradient_flow(results: dict[str, Any]) -> DrawnFigure | None:
         "gradient_flow",
         f"Norm of the loss gradient with respect to the top layer's state at each step, T={length}, mean over "
         "test samples. A line falling to the left means the loss cannot reach early steps: the vanishing "
-        "gradient of the seeds (SPEC §5).",
+        "gradient the articles describe.",
         _png(figure),
         "gradient norm against time step",
     )
@@ -593,7 +593,7 @@ def render_html(results: dict[str, Any], figures: list[DrawnFigure]) -> str:
         _figure(by_name.get("accuracy_vs_length")),
         _figure(by_name.get("exact_match_vs_source_length")),
         "<h2>The seeds' claims, measured</h2>",
-        '<p class="small">Each claim of the five articles (SPEC §5) checked against this run. The verdict is '
+        '<p class="small">Each claim of the five articles checked against this run. The verdict is '
         "computed from the numbers below; the criterion is given with it.</p>",
         _claims_table(results),
         "<h2>Why: gradients, gates and attention</h2>",
