@@ -129,3 +129,12 @@ def test_report_of_a_forecast_on_the_datas_own_length(tmp_path):
     # the seeds' traffic case is measured on forecasts
     assert "RNN 2.300, LSTM 1.800 (0.78× RNN; theirs 0.78×), GRU 1.900" in page
     assert "Recommendation: lstm" in page
+
+
+def test_report_states_the_tcns_receptive_field_beside_each_length():
+    cells = [make_cell("tcn", 100), make_cell("tcn", 1000), make_cell("lstm", 100)]
+    cells[0]["receptive_field"], cells[1]["receptive_field"], cells[2]["receptive_field"] = 127, 1023, None
+    page = html.unescape(render_html(make_results(cells), []))
+    assert "Receptive field (steps one output sees): tcn at T=100: 127; tcn at T=1000: 1023." in page
+    cells[1]["receptive_field"] = 511
+    assert "tcn at T=1000: 511 (short of T)" in html.unescape(render_html(make_results(cells), []))

@@ -212,6 +212,7 @@ def _train_and_measure(cell: dict[str, Any], recipe: dict[str, Any], run_dir: st
         "run_dir": str(result.dir),
         "init": result.config.init,
         "hidden_size": summary.get("hidden_size"),
+        "receptive_field": getattr(result.model, "receptive_field", None),
         "num_parameters": summary["num_parameters"],
         "metric": {"name": metric, "value": float(value), "higher_is_better": higher},
         "test_metrics": {name: _finite(v) for name, v in summary["test_metrics"].items() if name not in baselines},

@@ -847,9 +847,26 @@ def _summary_table(results: dict[str, Any]) -> str:
     )
     return (
         f"<h3>Quality, per model and length (means over seeds){escape(target_text)}</h3>{quality}"
-        f"<h3>Cost, per model and length (means over seeds; batch {escape(_batch_size(results))} for training)</h3>"
+        + _receptive_fields(results)
+        + f"<h3>Cost, per model and length (means over seeds; batch {escape(_batch_size(results))} for training)</h3>"
         f"{cost}" + _probe_table(results)
     )
+
+
+def _receptive_fields(results: dict[str, Any]) -> str:
+    """The steps each convolutional cell's output sees, beside the length it had to cover."""
+    fields = {
+        (cell["model"], cell["length"]): cell["receptive_field"]
+        for cell in results.get("cells", [])
+        if cell.get("status") == "done" and cell.get("receptive_field") is not None
+    }
+    if not fields:
+        return ""
+    items = [
+        f"{model} at T={_length_cell(length)}: {field}" + ("" if length is None or field >= length else " (short of T)")
+        for (model, length), field in sorted(fields.items(), key=lambda item: (item[0][0], item[0][1] or math.inf))
+    ]
+    return f'<p class="small">Receptive field (steps one output sees): {escape("; ".join(items))}.</p>'
 
 
 def _length_cell(length: int | None) -> str:
