@@ -226,3 +226,15 @@ def long_range_study(*, rnn_long: float = 0.13, lstm_long: float = 0.97, with_pr
                     )
                 )
     return make_results(cells, probe=make_probe() if with_probe else None)
+
+
+def forecast_results(rows):
+    """A forecast comparison: (model, lookback, MAE) per cell, with its baselines."""
+    baselines = {"naive_mae": 16.3, "seasonal_naive_mae": 7.77, "ets_mae": 7.1, "arima_mae": 6.9}
+    cells = [
+        make_cell(model, lookback, value=mae, metric="mae", higher=False, baselines=baselines, num_classes=None)
+        for model, lookback, mae in rows
+    ]
+    for cell in cells:
+        cell["spec"] = {"task": "forecast", "head": "forecast", "seq_len": cell["length"], "num_classes": None}
+    return make_results(cells, task="forecast")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 
 import pytest
-from lab_fixtures import make_cell, make_results
+from lab_fixtures import forecast_results, make_cell, make_results
 from typer.testing import CliRunner
 
 from rnnlab.cli import app
@@ -165,3 +165,12 @@ def test_a_latency_timed_on_a_busy_machine_does_not_rule_a_model_out():
         "lstm+attn's latency 3.00 ms > 2.5 ms was timed while other processes held the CPU" in r for r in advice.reasons
     )
     assert not any("lstm+attn is ruled out" in r for r in advice.reasons)
+
+
+def test_a_forecasts_pick_is_over_every_lookback_not_the_longest():
+    rows = [("lstm", 24, 6.1), ("gru", 24, 6.4), ("lstm", 48, 6.8), ("gru", 48, 6.6)]
+    advice = advise(forecast_results(rows))
+    assert advice.pick == "lstm" and advice.length_measured == 24  # the shorter lookback scored better
+    assert advise(forecast_results(rows), Limits(seq_len=48)).pick == "gru"  # a lookback asked for is kept
+    tied = [("lstm", 24, 6.1), ("lstm", 48, 6.1)]
+    assert advise(forecast_results(tied)).length_measured == 24  # a tie goes to the cheaper lookback

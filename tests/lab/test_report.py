@@ -8,7 +8,7 @@ import io
 import re
 
 import pytest
-from lab_fixtures import long_range_study, make_cell, make_results
+from lab_fixtures import forecast_results, long_range_study, make_cell, make_results
 from matplotlib.image import imread
 
 from rnnlab.lab.report import render_html, write_report
@@ -138,3 +138,21 @@ def test_report_states_the_tcns_receptive_field_beside_each_length():
     assert "Receptive field (steps one output sees): tcn at T=100: 127; tcn at T=1000: 1023." in page
     cells[1]["receptive_field"] = 511
     assert "tcn at T=1000: 511 (short of T)" in html.unescape(render_html(make_results(cells), []))
+
+
+def test_a_forecast_comparison_is_framed_in_forecasting_terms_with_every_baseline_drawn():
+    from rnnlab.lab.report import BASELINE_STYLES, drawn_baselines, is_forecast
+
+    results = forecast_results([("lstm", 24, 6.1), ("gru", 24, 6.4), ("lstm", 48, 6.8), ("gru", 48, 6.6)])
+    assert is_forecast(results)
+    drawn = drawn_baselines(results["task"], "mae")
+    assert drawn == [("naive", 16.3), ("seasonal naive", 7.77), ("ets", 7.1), ("arima", 6.9)]
+    assert len(BASELINE_STYLES) >= len(drawn)
+    from rnnlab.lab.report import _accuracy_against_length
+
+    figure = _accuracy_against_length(results)
+    assert figure is not None
+    assert figure.alt == "mae against lookback" and "at each lookback" in figure.caption
+    assert "Grey lines: the baselines on the same test split (naive, seasonal naive, ets, arima)." in figure.caption
+    page = html.unescape(render_html(results, [figure]))
+    assert "mae against lookback" in page

@@ -144,32 +144,45 @@ def advise(results: dict[str, Any] | str | Path, limits: Limits | None = None) -
 
     lengths = lengths_of(results)
     measured = [length for length in lengths if length is not None]
+    # a forecast's length is its lookback, the forecaster's own choice: the pick is over every one measured
+    forecast = ((results.get("task") or {}).get("spec") or {}).get("head") == "forecast"
+    any_lookback = forecast and limits.seq_len is None
     seq_len = limits.seq_len if limits.seq_len is not None else (measured[-1] if measured else None)
     length = _nearest(lengths, seq_len)
     latency_key = "latency_ms_step" if limits.streaming else "latency_ms_sequence"
     latency_kind = "one streaming step, batch 1" if limits.streaming else "whole sequence, batch 1"
 
-    candidates = []
-    for entry in summary:
-        if entry["length"] != length:
-            continue
-        latency = entry["cost"].get(latency_key)
-        if latency is None:
-            continue
-        candidate = Candidate(
-            model=entry["model"],
-            length=length,
-            metric=entry["metric_mean"],
-            metric_std=entry["metric_std"],
-            latency_ms=latency,
-            num_parameters=entry["num_parameters"],
-            memory_mb=entry["cost"].get("train_memory_mb"),
-            latency_flagged=bool(entry.get("timing_contended")),
-        )
-        _apply_limits(candidate, limits, metric, higher)
-        candidates.append(candidate)
-    _mark_front(candidates, higher)
-    pick = _pick(candidates, higher)
+    def at(length: int | None) -> tuple[list[Candidate], Candidate | None]:
+        candidates = []
+        for entry in summary:
+            latency = entry["cost"].get(latency_key)
+            if entry["length"] != length or latency is None:
+                continue
+            candidate = Candidate(
+                model=entry["model"],
+                length=length,
+                metric=entry["metric_mean"],
+                metric_std=entry["metric_std"],
+                latency_ms=latency,
+                num_parameters=entry["num_parameters"],
+                memory_mb=entry["cost"].get("train_memory_mb"),
+                latency_flagged=bool(entry.get("timing_contended")),
+            )
+            _apply_limits(candidate, limits, metric, higher)
+            candidates.append(candidate)
+        _mark_front(candidates, higher)
+        return candidates, _pick(candidates, higher)
+
+    if any_lookback and measured:  # the lookback whose pick scores best (ties: the shorter, cheaper one)
+        length = measured[0]
+    candidates, pick = at(length)
+    if any_lookback:
+        for other in measured[1:]:
+            other_candidates, other_pick = at(other)
+            if other_pick is not None and (
+                pick is None or (other_pick.metric > pick.metric if higher else other_pick.metric < pick.metric)
+            ):
+                length, candidates, pick = other, other_candidates, other_pick
 
     task = (results.get("experiment") or {}).get("task", "")
     rules = guide_rules(seq_len, limits, task)

@@ -25,6 +25,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from rnnlab.io import atomic_write, atomic_write_text
 from rnnlab.lab.results import chance_level, format_length, lengths_of, models_of, reference_error, row
+from rnnlab.train.metrics import baselines_beside
 
 #: One colour per model, the same in every figure.
 MODEL_COLOURS = {
@@ -150,6 +151,27 @@ def _metric_label(results: dict[str, Any]) -> str:
     return f"test {metric}" + (f" ({units}; {direction})" if units else f" ({direction})")
 
 
+#: Line styles of the baselines drawn beside the models (naive, seasonal naive, ETS, ARIMA, ...).
+BASELINE_STYLES = (":", "--", "-.", (0, (1, 3)), (0, (5, 1)), (0, (3, 1, 1, 1)))
+
+
+def is_forecast(results: dict[str, Any]) -> bool:
+    return ((results.get("task") or {}).get("spec") or {}).get("head") == "forecast"
+
+
+def drawn_baselines(task: dict[str, Any], metric: str) -> list[tuple[str, float]]:
+    """Every baseline measured in ``metric`` (``naive_mae`` → ``("naive", value)``), for a lower-is-better
+    metric; else the one reference error, if any."""
+    if task.get("higher_is_better", True):
+        return []
+    paired = baselines_beside({metric: None}, task.get("baselines") or {}).get(metric, [])
+    drawn = [(label, float(value)) for label, value in paired if isinstance(value, int | float) and value > 0]
+    if drawn:
+        return drawn
+    reference = reference_error(task, metric)
+    return [] if reference is None else [("baseline", reference)]
+
+
 def _task_title(results: dict[str, Any]) -> str:
     experiment = results.get("experiment") or {}
     data = experiment.get("data")
@@ -185,8 +207,12 @@ def _accuracy_against_length(results: dict[str, Any]) -> DrawnFigure | None:
                 color=_colour(model, models),
             )
         _plain_log_axis(axes, "x", cast("list[float]", lengths))  # every length set (checked above)
-        axes.set_xlabel("sequence length T (steps the dependency must cross; log scale)")
-        title = f"Test {metric} against sequence length — {_task_title(results)}"
+        if is_forecast(results):  # the length is a choice of the forecaster: how much history it reads
+            axes.set_xlabel("lookback (past steps the model reads; log scale)")
+            title = f"Test {metric} against lookback — {_task_title(results)}"
+        else:
+            axes.set_xlabel("sequence length T (steps the dependency must cross; log scale)")
+            title = f"Test {metric} against sequence length — {_task_title(results)}"
     else:
         length = lengths[-1]
         # one length (or the native one): every model with a finished cell has it
@@ -206,11 +232,11 @@ def _accuracy_against_length(results: dict[str, Any]) -> DrawnFigure | None:
         axes.set_xlabel(f"model ({format_length(length)})")
         title = f"Test {metric} by model — {_task_title(results)}"
     chance = chance_level(task) if metric == "accuracy" else None
-    reference = None if task.get("higher_is_better", True) else reference_error(task, metric)
     if chance is not None:
         axes.axhline(chance, color="#888888", linestyle=":", linewidth=1.2, label=f"chance ({chance:.3g})")
-    if reference is not None:
-        axes.axhline(reference, color="#888888", linestyle=":", linewidth=1.2, label=f"baseline ({reference:.3g})")
+    references = drawn_baselines(task, metric)
+    for (label, value), style in zip(references, BASELINE_STYLES):
+        axes.axhline(value, color="#888888", linestyle=style, linewidth=1.2, label=f"{label} ({value:.3g})")
     axes.set_ylabel(_metric_label(results))
     if metric == "accuracy":
         axes.set_ylim(0, 1.04)
@@ -222,8 +248,9 @@ def _accuracy_against_length(results: dict[str, Any]) -> DrawnFigure | None:
         if seeds > 1
         else "one seed per point (no spread)"
     )
+    forecast = is_forecast(results)
     if len(lengths) > 1:
-        where = "at each length"
+        where = "at each lookback" if forecast else "at each length"
     elif lengths[-1] is None:
         where = "at the data's own length"
     else:
@@ -231,9 +258,14 @@ def _accuracy_against_length(results: dict[str, Any]) -> DrawnFigure | None:
     return DrawnFigure(
         "accuracy_vs_length",
         f"Test {metric} of each model {where}, every model sized to about "
-        f"{(results.get('experiment') or {}).get('params', 0):,} parameters; {spread}.",
+        f"{(results.get('experiment') or {}).get('params', 0):,} parameters; {spread}."
+        + (
+            f" Grey lines: the baselines on the same test split ({', '.join(label for label, _ in references)})."
+            if references
+            else ""
+        ),
         _png(figure),
-        f"{metric} against sequence length",
+        f"{metric} against {'lookback' if forecast else 'sequence length'}",
     )
 
 
