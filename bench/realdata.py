@@ -5,8 +5,8 @@
 Runs ``rnnlab train`` (the command a user types, one process per run) with defaults only over the
 public suite in ``../shared/data/real/`` (its README lists the sets): classification with
 ``--data X_train.csv --test-data X_test.csv``, forecasts with only ``--time``, ``--target`` and
-``--horizon``. Prints one table: data set, model, the metric on the test split, each baseline that
-the run computed on the same split (``summary.json["baselines"]``), the ratio to the best of them,
+``--horizon`` (no ``--task``: the forecast flags imply it). Prints one table: data set, model, the
+metric on the test split, each baseline that the run computed on the same split (``summary.json["baselines"]``), the ratio to the best of them,
 optimiser steps, seconds and why the run stopped. The runs and ``realdata.json`` go to ``--out``.
 
 The table below is the benchmark's definition (which file, which column, which horizon), not a
@@ -71,10 +71,8 @@ def command(name: str, model: str, out: Path, max_minutes: float) -> list[str]:
             str(REAL / f"{name}_test.csv"),
         ]
     time_column, target, horizon = FORECAST[name]
-    return [
+    return [  # no --task: the forecast flags say it
         *base,
-        "--task",
-        "forecast",
         "--data",
         str(REAL / f"{name}.csv"),
         "--time",

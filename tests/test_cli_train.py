@@ -207,3 +207,17 @@ def test_a_run_whose_config_json_has_the_names_before_17_still_evaluates_and_res
     assert evaluations["test split"]["accuracy"] == pytest.approx(summary["test_metrics"]["accuracy"])
     result = invoke("train", "--out", run, "--resume")
     assert result.exit_code == 2 and "has finished" in result.output
+
+
+def test_forecast_flags_without_a_task_train_a_forecast(tmp_path):
+    import numpy as np
+    import pandas as pd
+
+    values = 200 + 8 * np.arange(36) + np.random.default_rng(0).normal(scale=20, size=36)
+    months = pd.date_range("2001-01", periods=36, freq="MS").strftime("%Y-%m")
+    pd.DataFrame({"month": months, "sales": values}).to_csv(tmp_path / "sales.csv", index=False)
+    out = tmp_path / "run"
+    arguments = ["train", "--data", str(tmp_path / "sales.csv"), "--time", "month", "--target", "sales"]
+    result = CliRunner().invoke(app, [*arguments, "--horizon", "6", "--epochs", "2", "-q", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "summary.json").read_text())["task"] == "forecast"

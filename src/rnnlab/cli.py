@@ -14,7 +14,7 @@ from rich.table import Table
 
 from rnnlab.config_fields import given_fields, with_config_options
 from rnnlab.lab.grid import DEFAULT_MODELS, CompareConfig
-from rnnlab.train.config import TrainConfig
+from rnnlab.train.config import TrainConfig, implied_task
 
 app = typer.Typer(
     help="rnnlab: train, compare, explain and ship the recurrent network family.",
@@ -148,6 +148,8 @@ def train(
     from rnnlab.train import train as train_run
 
     fields = given_fields(TrainConfig, values)
+    if not resume and (task := implied_task(fields)) is not None:
+        fields["task"] = task  # forecast flags without --task
     if fields.get("patience") == 0:
         fields["patience"] = None  # --patience 0: no early stopping
     if option:

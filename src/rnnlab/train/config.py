@@ -110,6 +110,18 @@ GENERIC_DEFAULTS: dict[str, Any] = {
     "num_layers": 2,
     "hidden_size": None,
 }
+#: Fields only a forecast reads: given without a task, they say the task is ``forecast``.
+FORECAST_FIELDS = ("target", "covariates", "lookback", "horizon", "season", "log")
+
+
+def implied_task(given: dict[str, Any]) -> str | None:
+    """The task the given fields imply when ``task`` is not among them: ``forecast`` if any of
+    ``FORECAST_FIELDS`` is (``rnnlab train --data s.csv --time t --target y --horizon 6`` forecasts)."""
+    if "task" in given or not any(given.get(name) is not None for name in FORECAST_FIELDS):
+        return None
+    return "forecast"
+
+
 #: The batch is never more than this fraction of the training set (a 36-series set gets batches of
 #: 9, not one step per epoch), and an epoch is at least MIN_STEPS_PER_EPOCH optimiser steps.
 MAX_BATCH_FRACTION = 0.25
