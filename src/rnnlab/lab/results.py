@@ -37,6 +37,7 @@ MACHINE_DEPENDENT_FIELDS = (
     "summary[].cost",
     "summary[].seconds_to_target",
     "summary[].train_seconds",
+    "summary[].timing_contended",
     "timing",
     "machine",
     "probe",
