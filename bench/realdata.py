@@ -6,8 +6,9 @@ Runs ``rnnlab train`` (the command a user types, one process per run) with defau
 public suite in ``../shared/data/real/`` (its README lists the sets): classification with
 ``--data X_train.csv --test-data X_test.csv``, forecasts with only ``--time``, ``--target`` and
 ``--horizon`` (no ``--task``: the forecast flags imply it). Prints one table: data set, model, the
-metric on the test split, each baseline that the run computed on the same split (``summary.json["baselines"]``), the ratio to the best of them,
-optimiser steps, seconds and why the run stopped. The runs and ``realdata.json`` go to ``--out``.
+metric on the test split, each baseline that the run computed on the same split
+(``summary.json["baselines"]``), the ratio to the best of them, optimiser steps, seconds and why the
+run stopped. The runs and ``realdata.json`` go to ``--out``.
 
 The table below is the benchmark's definition (which file, which column, which horizon), not a
 source of settings: every choice a run makes comes from the data through rnnlab's rules.
