@@ -11,6 +11,7 @@ A run directory holds
     summary.json       test_metrics (with the baselines beside them), num_parameters, train_seconds,
                        epochs, best_epoch, epochs_to_target, seconds_to_target, seconds_per_step, ...
     checkpoint/        while training: the last complete epoch (removed when the run finishes)
+    .lock              while a process writes the directory: its PID (``rnnlab/locks.py``)
 
 Everything that can be wrong with the input (the configuration, the data, the model options) is
 checked before the directory is created, so bad input never leaves a partial run behind. A run that
