@@ -4,9 +4,8 @@ the last good checkpoint and names the step."""
 import math
 import re
 
-import lightning as L
 import pytest
-import torch
+from run_helpers import Crash, PoisonWeights, tiny_recall
 
 from rnnlab.data import SequenceDataset, TaskData
 from rnnlab.errors import ConfigError, DataError, TrainingError
@@ -109,23 +108,6 @@ def test_an_existing_run_is_not_overwritten(tmp_path):
         train(TrainConfig(out=str(tmp_path)))
 
 
-def tiny_recall(out, **changes):
-    values = dict(
-        task="recall",
-        seq_len=6,
-        n_train=64,
-        n_val=16,
-        n_test=16,
-        batch_size=16,
-        hidden_size=8,
-        num_layers=1,
-        epochs=3,
-        patience=None,
-        out=str(out),
-    )
-    return TrainConfig(**{**values, **changes})
-
-
 def test_non_finite_loss_in_the_first_epoch_names_the_step_and_keeps_no_directory(tmp_path):
     config = tiny_recall(tmp_path / "run", task="adding")
     clean = load_task_data(config)
@@ -140,19 +122,6 @@ def test_non_finite_loss_in_the_first_epoch_names_the_step_and_keeps_no_director
     ):
         train(config, task_data=poisoned)
     assert not (tmp_path / "run").exists()
-
-
-class PoisonWeights(L.Callback):
-    """Turns the model's weights to NaN at the start of epoch ``epoch`` (as a diverging run would)."""
-
-    def __init__(self, epoch):
-        self.epoch = epoch
-
-    def on_train_epoch_start(self, trainer, pl_module):
-        if trainer.current_epoch == self.epoch:
-            with torch.no_grad():
-                for parameter in pl_module.parameters():
-                    parameter.fill_(float("nan"))
 
 
 def test_non_finite_loss_later_ends_the_run_on_its_best_finite_epoch(tmp_path):
@@ -175,17 +144,6 @@ def test_non_finite_loss_later_ends_the_run_on_its_best_finite_epoch(tmp_path):
     assert (out / "model.safetensors").read_bytes() == (tmp_path / "two" / "model.safetensors").read_bytes()
     with pytest.raises(ConfigError, match="has finished"):  # nothing left to resume: it would diverge again
         train(TrainConfig(out=str(out)), resume=True)
-
-
-class Crash(L.Callback):
-    """Ends training with an error at the start of epoch ``epoch`` (a crash, not a divergence)."""
-
-    def __init__(self, epoch):
-        self.epoch = epoch
-
-    def on_train_epoch_start(self, trainer, pl_module):
-        if trainer.current_epoch == self.epoch:
-            raise RuntimeError("crashed")
 
 
 def test_resume_refuses_to_change_the_configuration(tmp_path):

@@ -7,42 +7,15 @@ import json
 import math
 
 import torch
-from lightning.pytorch.callbacks import Callback
+from run_helpers import PoisonWeights, tiny_recall
 from safetensors.torch import load_file
 
-from rnnlab.train import TrainConfig, evaluate_run, train
+from rnnlab.train import evaluate_run, train
 from rnnlab.train.metrics import divergence_warnings
 
 
-def tiny(out, **changes):
-    values = dict(task="adding", seq_len=6, hidden_size=8, num_layers=1, batch_size=16, epochs=4, patience=None)
-    values.update(data_options={"n_train": 64, "n_val": 16, "n_test": 16}, out=str(out))
-    return TrainConfig(**{**values, **changes})
-
-
-class PoisonWeights(Callback):
-    """Fills the first weight with NaN at the start of epoch ``epoch`` (0-based) of training, or of
-    its validation (``during="validation"``)."""
-
-    def __init__(self, epoch, during="training"):
-        self.epoch, self.during = epoch, during
-
-    def _poison(self, trainer, module):
-        if trainer.current_epoch == self.epoch:
-            with torch.no_grad():
-                next(module.model.parameters()).fill_(float("nan"))
-
-    def on_train_epoch_start(self, trainer, module):
-        if self.during == "training":
-            self._poison(trainer, module)
-
-    def on_validation_start(self, trainer, module):
-        if self.during == "validation":
-            self._poison(trainer, module)
-
-
 def test_a_late_non_finite_loss_keeps_the_best_finite_epoch_as_the_model(tmp_path):
-    result = train(tiny(tmp_path / "run"), callbacks=[PoisonWeights(epoch=2)])
+    result = train(tiny_recall(tmp_path / "run", task="adding", epochs=4), callbacks=[PoisonWeights(epoch=2)])
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["stop_reason"].startswith("non-finite loss")
     assert summary["stop_reason"].endswith(f"the best finite epoch ({summary['best_epoch']}) is the model")
@@ -55,7 +28,9 @@ def test_a_late_non_finite_loss_keeps_the_best_finite_epoch_as_the_model(tmp_pat
 
 
 def test_a_non_finite_validation_loss_is_caught_before_it_is_kept(tmp_path):
-    train(tiny(tmp_path / "run"), callbacks=[PoisonWeights(epoch=1, during="validation")])
+    train(
+        tiny_recall(tmp_path / "run", task="adding", epochs=4), callbacks=[PoisonWeights(epoch=1, during="validation")]
+    )
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["stop_reason"].startswith("non-finite validation loss (nan) after epoch 2")
     assert summary["epochs"] == 1 and summary["best_epoch"] == 1  # epoch 2 was never recorded as good
@@ -64,7 +39,7 @@ def test_a_non_finite_validation_loss_is_caught_before_it_is_kept(tmp_path):
 
 
 def test_a_huge_learning_rate_is_reported_not_passed_as_a_success(tmp_path):
-    summary = train(tiny(tmp_path / "run", lr=100.0, clip=0.0, schedule="none", epochs=3)).summary
+    summary = train(tiny_recall(tmp_path / "run", task="adding", lr=100.0, clip=0.0, schedule="none", epochs=3)).summary
     assert summary["warnings"], summary  # diverged: a loss grown by orders of magnitude, or non-finite
 
 
